@@ -1,0 +1,71 @@
+# esvpn — external VPN forwarder for top-of-rack switches.
+# `make test` is the one command CI and newcomers run: it builds the venv,
+# installs the Debian peers the tests use, lints, type-checks, tests.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+TARGET ?= soft
+P4C ?= $(shell command -v p4c-bm2-ss 2>/dev/null || ls /opt/p4/bin/p4c-bm2-ss 2>/dev/null)
+P4SRC := p4src
+P4BUILD := $(P4SRC)/build
+PYTEST_ARGS ?=
+
+.PHONY: all venv apt-deps lint format typecheck test test-unit test-packet test-system \
+        p4 p4-check bench clean
+
+all: test
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+venv: $(STAMP)
+
+apt-deps:
+	bash scripts/apt-deps.sh
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy --strict
+
+test: $(STAMP) apt-deps lint typecheck p4-check
+	$(PY) -m pytest tests $(PYTEST_ARGS)
+
+test-unit: $(STAMP)
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+test-packet: $(STAMP)
+	$(PY) -m pytest tests/packet --target=$(TARGET) $(PYTEST_ARGS)
+
+test-system: $(STAMP) apt-deps
+	$(PY) -m pytest tests/system $(PYTEST_ARGS)
+
+# Compile the data plane with p4c (path from P4C or PATH) into p4src/build/.
+p4:
+	@test -n "$(P4C)" || { echo "p4c-bm2-ss not found: set P4C=/path/to/p4c-bm2-ss"; exit 1; }
+	bash scripts/p4compile.sh "$(P4C)" $(P4BUILD)
+
+# When p4c is here, the committed artifacts must be what it produces.
+p4-check:
+	@if [ -n "$(P4C)" ]; then \
+	  tmp=$$(mktemp -d) && bash scripts/p4compile.sh "$(P4C)" $$tmp && \
+	  diff -r -q $(P4BUILD) $$tmp && echo "p4-check: committed artifacts match $(P4C)"; \
+	else echo "p4-check: p4c-bm2-ss not on this machine; using committed p4src/build/"; fi
+
+bench: $(STAMP) apt-deps
+	$(PY) -m bench --out bench/results
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

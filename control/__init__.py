@@ -1,0 +1,1 @@
+"""Forwarder agent: end-system XMPP sessions -> VRF state -> P4Runtime."""

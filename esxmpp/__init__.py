@@ -1,0 +1,1 @@
+"""The draft's XMPP dialect, server and client, shared by agent and route server."""

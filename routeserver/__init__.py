@@ -1,0 +1,1 @@
+"""End-System Route Server: XMPP for forwarders <-> RIB <-> BGP (ExaBGP)."""

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Install the Debian packages the test suite needs, only when missing.
+# Real peers: gobgpd (BGP VPNv4/v6 + RTC), XMPP clients from other projects,
+# iproute2 for veth/netns packet ports.
+set -euo pipefail
+need=()
+have() { command -v "$1" >/dev/null 2>&1; }
+have gobgpd || need+=(gobgpd)
+have go-sendxmpp || need+=(go-sendxmpp)
+have sendxmpp || need+=(sendxmpp)
+have ip || need+=(iproute2)
+have openssl || need+=(openssl)
+if [ ${#need[@]} -eq 0 ]; then
+  echo "apt-deps: all present"
+  exit 0
+fi
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+echo "apt-deps: installing ${need[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
