@@ -9,6 +9,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 TARGET ?= soft
 P4C ?= $(shell command -v p4c-bm2-ss 2>/dev/null || ls /opt/p4/bin/p4c-bm2-ss 2>/dev/null)
+BMV2 ?= $(shell command -v simple_switch_grpc 2>/dev/null || ls /opt/p4/bin/simple_switch_grpc 2>/dev/null)
+export SIMPLE_SWITCH_GRPC := $(BMV2)
 P4SRC := p4src
 P4BUILD := $(P4SRC)/build
 PYTEST_ARGS ?=
@@ -40,8 +42,13 @@ format: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy --strict
 
+# The whole suite; packet tests run on the embedded target, and once more on
+# bmv2 (simple_switch_grpc) when it is installed.
 test: $(STAMP) apt-deps lint typecheck p4-check
 	$(PY) -m pytest tests $(PYTEST_ARGS)
+	@if [ -n "$(BMV2)" ]; then \
+	  $(PY) -m pytest tests/packet --target=bmv2 $(PYTEST_ARGS); \
+	else echo "test: simple_switch_grpc not on this machine; packet suite ran on the embedded target only"; fi
 
 test-unit: $(STAMP)
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
