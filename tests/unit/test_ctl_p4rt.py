@@ -1,0 +1,151 @@
+"""control.p4rt: typed entities <-> P4Runtime protobufs, against a P4Info built here."""
+
+from __future__ import annotations
+
+import pytest
+from google.protobuf import text_format
+from p4.config.v1 import p4info_pb2
+
+from control.p4rt import (
+    ActionProfileGroup,
+    ActionProfileMember,
+    Exact,
+    Lpm,
+    MulticastGroup,
+    P4Info,
+    Replica,
+    TableEntry,
+    Ternary,
+    decode_int,
+    encode_int,
+)
+
+P4INFO_TXT = """
+tables {
+  preamble { id: 1001 name: "IngressPipe.classifier.vif" alias: "vif" }
+  match_fields { id: 1 name: "ingress_port" bitwidth: 9 match_type: EXACT }
+  match_fields { id: 2 name: "src_mac" bitwidth: 48 match_type: EXACT }
+  match_fields { id: 3 name: "vlan_id" bitwidth: 12 match_type: EXACT }
+  action_refs { id: 2001 }
+}
+tables {
+  preamble { id: 1002 name: "IngressPipe.routing.ipv4_route" alias: "ipv4_route" }
+  match_fields { id: 1 name: "vrf_id" bitwidth: 16 match_type: EXACT }
+  match_fields { id: 2 name: "dst" bitwidth: 32 match_type: LPM }
+  action_refs { id: 2002 }
+}
+tables {
+  preamble { id: 1003 name: "IngressPipe.acl" alias: "acl" }
+  match_fields { id: 1 name: "proto" bitwidth: 8 match_type: TERNARY }
+  action_refs { id: 2002 }
+}
+actions {
+  preamble { id: 2001 name: "IngressPipe.classifier.set_vif" alias: "set_vif" }
+  params { id: 1 name: "vif_id" bitwidth: 16 }
+  params { id: 2 name: "vrf_id" bitwidth: 16 }
+}
+actions {
+  preamble { id: 2002 name: "IngressPipe.routing.set_nexthop" alias: "set_nexthop" }
+  params { id: 1 name: "nexthop_id" bitwidth: 16 }
+}
+action_profiles {
+  preamble { id: 3001 name: "IngressPipe.nexthop_selector" alias: "nexthop_selector" }
+  table_ids: 1002
+  with_selector: true
+  size: 1024
+}
+"""
+
+
+@pytest.fixture
+def info() -> P4Info:
+    pb = p4info_pb2.P4Info()
+    text_format.Parse(P4INFO_TXT, pb)
+    return P4Info(pb)
+
+
+def test_canonical_encoding() -> None:
+    assert encode_int(0, 9) == b"\x00"
+    assert encode_int(1, 9) == b"\x01"
+    assert encode_int(0x1FF, 9) == b"\x01\xff"
+    assert decode_int(b"\x00\x00\x05") == 5
+    with pytest.raises(ValueError, match="does not fit in 9 bits"):
+        encode_int(512, 9)
+
+
+def test_names_and_aliases(info: P4Info) -> None:
+    assert info.id("table", "vif") == 1001
+    assert info.id("table", "IngressPipe.classifier.vif") == 1001
+    assert info.name(2001) == "IngressPipe.classifier.set_vif"
+    with pytest.raises(KeyError, match="no table named 'nope'"):
+        info.id("table", "nope")
+
+
+def test_table_entry_round_trip(info: P4Info) -> None:
+    e = TableEntry(
+        "vif",
+        {"ingress_port": Exact(3), "src_mac": Exact(0x0102030405AB), "vlan_id": Exact(10)},
+        "set_vif",
+        {"vif_id": 7, "vrf_id": 2},
+    )
+    pb = info.entity_pb(e)
+    te = pb.table_entry
+    assert te.table_id == 1001
+    assert [(m.field_id, m.exact.value) for m in te.match] == [
+        (1, b"\x03"),
+        (2, b"\x01\x02\x03\x04\x05\xab"),
+        (3, b"\x0a"),
+    ]
+    assert te.action.action.action_id == 2001
+    assert [(p.param_id, p.value) for p in te.action.action.params] == [(1, b"\x07"), (2, b"\x02")]
+    back = info.entity_from_pb(pb)
+    # read back carries full names; equality is by value with the full name
+    assert back == TableEntry(
+        "IngressPipe.classifier.vif",
+        e.match,
+        "IngressPipe.classifier.set_vif",
+        {"vif_id": 7, "vrf_id": 2},
+    )
+    assert hash(back) == hash(
+        TableEntry(
+            "IngressPipe.classifier.vif",
+            dict(e.match),
+            "IngressPipe.classifier.set_vif",
+            {"vrf_id": 2, "vif_id": 7},
+        )
+    )
+
+
+def test_lpm_zero_prefix_is_omitted_and_ternary(info: P4Info) -> None:
+    pb = info.entity_pb(
+        TableEntry("ipv4_route", {"vrf_id": Exact(1), "dst": Lpm(0, 0)}, group_id=4)
+    )
+    assert [m.field_id for m in pb.table_entry.match] == [1]
+    assert pb.table_entry.action.action_profile_group_id == 4
+    pb = info.entity_pb(
+        TableEntry("acl", {"proto": Ternary(6, 0xFF)}, "set_nexthop", {"nexthop_id": 1}, 10)
+    )
+    assert pb.table_entry.priority == 10
+    assert pb.table_entry.match[0].ternary.mask == b"\xff"
+
+
+def test_bad_params_rejected(info: P4Info) -> None:
+    with pytest.raises(ValueError, match=r"params \['vif_id'\] != \['vif_id', 'vrf_id'\]"):
+        info.entity_pb(TableEntry("vif", {"ingress_port": Exact(1)}, "set_vif", {"vif_id": 1}))
+    with pytest.raises(KeyError, match="no match field 'port'"):
+        info.entity_pb(TableEntry("vif", {"port": Exact(1)}, "set_vif", {"vif_id": 1, "vrf_id": 1}))
+
+
+def test_profile_and_multicast_round_trip(info: P4Info) -> None:
+    m = ActionProfileMember(
+        "IngressPipe.nexthop_selector", 5, "IngressPipe.routing.set_nexthop", {"nexthop_id": 9}
+    )
+    g = ActionProfileGroup("IngressPipe.nexthop_selector", 4, frozenset({(5, 1), (6, 1)}), 16)
+    mc = MulticastGroup(3, frozenset({Replica(1, 1), Replica(2, 7)}))
+    for ent in (m, g, mc):
+        assert info.entity_from_pb(info.entity_pb(ent)) == ent
+    assert {m.key(), g.key(), mc.key()} == {
+        ("member", "IngressPipe.nexthop_selector", 5),
+        ("group", "IngressPipe.nexthop_selector", 4),
+        ("mcast", 3),
+    }
