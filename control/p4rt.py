@@ -378,6 +378,39 @@ class P4Info:
         except KeyError:
             raise KeyError(f"no P4Info object with id {obj_id}") from None
 
+    def canonical(self, ent: Entity) -> Entity:
+        """``ent`` as a read would return it: full names, don't-care matches
+        (LPM prefix 0, ternary mask 0) dropped, groups without max_size."""
+        if isinstance(ent, TableEntry):
+            match = {
+                k: m
+                for k, m in ent.match.items()
+                if not (isinstance(m, Lpm) and m.prefix_len == 0)
+                and not (isinstance(m, Ternary) and m.mask == 0)
+            }
+            return TableEntry(
+                self.get("table", ent.table).name,
+                match,
+                None if ent.action is None else self.get("action", ent.action).name,
+                ent.params,
+                ent.priority,
+                ent.member_id,
+                ent.group_id,
+                ent.is_default,
+            )
+        if isinstance(ent, ActionProfileMember):
+            return ActionProfileMember(
+                self.get("profile", ent.profile).name,
+                ent.member_id,
+                self.get("action", ent.action).name,
+                ent.params,
+            )
+        if isinstance(ent, ActionProfileGroup):
+            return ActionProfileGroup(
+                self.get("profile", ent.profile).name, ent.group_id, ent.members, 0
+            )
+        return ent
+
     # ------------------------------------------------------------- encode
     def _action_pb(self, action: str, params: Mapping[str, int]) -> p4runtime_pb2.Action:
         a = self.get("action", action)

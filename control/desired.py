@@ -1,0 +1,215 @@
+"""Desired switch state: a pure function of the VRF state and the static config.
+
+Every route points at a next hop id; a next hop id is an action-selector
+group (same number) whose members are the route's targets (one member per
+distinct target, shared by all groups using it). Ids are kept stable across
+calls by :class:`NexthopIds` (and saved across restarts), so a route whose
+targets do not change never causes a write.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from control import tables as T
+from control.config import FabricConfig
+from control.labels import IdPool
+from control.p4rt import (
+    ActionProfileGroup,
+    ActionProfileMember,
+    Entity,
+    Exact,
+    Lpm,
+    TableEntry,
+)
+from control.vrf import LocalTarget, RemoteTarget, Target, VrfState
+
+
+class NexthopIds:
+    """Stable ids: target -> member id, target set -> next hop (= group) id."""
+
+    def __init__(self, hold: float = 0.0) -> None:
+        self.member_pool = IdPool(1, 0xFFFFFF, hold, "member id")
+        self.nh_pool = IdPool(1, 0xFFFF, hold, "next hop id")
+        self.members: dict[Target, int] = {}
+        self.nexthops: dict[frozenset[Target], int] = {}
+
+    def assign(self, sets: Iterable[frozenset[Target]], now: float) -> None:
+        """Give ids to every set (and its targets); free ids no set uses any more."""
+        wanted = set(sets)
+        targets = {t for s in wanted for t in s}
+        for t in sorted(targets - set(self.members), key=_tkey):
+            self.members[t] = self.member_pool.allocate(now)
+        for s in sorted(wanted - set(self.nexthops), key=lambda s: sorted(map(_tkey, s))):
+            self.nexthops[s] = self.nh_pool.allocate(now)
+        for s in set(self.nexthops) - wanted:
+            self.nh_pool.release(self.nexthops.pop(s), now)
+        for t in set(self.members) - targets:
+            self.member_pool.release(self.members.pop(t), now)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "members": [[_tjson(t), i] for t, i in sorted(self.members.items(), key=_ikey)],
+            "nexthops": [
+                [[_tjson(t) for t in sorted(s, key=_tkey)], i]
+                for s, i in sorted(self.nexthops.items(), key=_ikey)
+            ],
+        }
+
+    def restore(self, data: Mapping[str, Any]) -> None:
+        for t, i in data.get("members", []):
+            self.member_pool.reserve(i)
+            self.members[_tfrom(t)] = i
+        for ts, i in data.get("nexthops", []):
+            self.nh_pool.reserve(i)
+            self.nexthops[frozenset(_tfrom(t) for t in ts)] = i
+
+
+def _ikey(kv: tuple[Any, int]) -> int:
+    return kv[1]
+
+
+def _tkey(t: Target) -> tuple[Any, ...]:
+    if isinstance(t, RemoteTarget):
+        return (0, int(t.nexthop), t.label)
+    return (1, t.vif_id, t.port, t.vlan, t.mac)
+
+
+def _tjson(t: Target) -> list[Any]:
+    if isinstance(t, RemoteTarget):
+        return ["remote", str(t.nexthop), t.label]
+    return ["local", t.vif_id, t.port, t.vlan, t.mac]
+
+
+def _tfrom(d: list[Any]) -> Target:
+    if d[0] == "remote":
+        return RemoteTarget(ipaddress.IPv4Address(d[1]), int(d[2]))
+    return LocalTarget(int(d[1]), int(d[2]), int(d[3]), int(d[4]))
+
+
+def _member(t: Target, member_id: int) -> ActionProfileMember:
+    if isinstance(t, RemoteTarget):
+        return ActionProfileMember(
+            T.NEXTHOP_SELECTOR,
+            member_id,
+            T.A_ENCAP,
+            {T.P_LABEL: t.label, T.P_REMOTE: int(t.nexthop)},
+        )
+    return ActionProfileMember(
+        T.NEXTHOP_SELECTOR,
+        member_id,
+        T.A_DELIVER_LOCAL,
+        {T.P_VIF_ID: t.vif_id, T.P_PORT: t.port, T.P_VLAN_ID: t.vlan, T.P_DST_MAC: t.mac},
+    )
+
+
+def fabric_entities(fabric: FabricConfig) -> set[Entity]:
+    """Entries that depend only on the configuration."""
+    out: set[Entity] = {
+        TableEntry(
+            T.FABRIC_CONFIG,
+            action=T.A_SET_FABRIC_CONFIG,
+            params={T.P_MY_IPV4: int(fabric.infra_address), T.P_MTU: fabric.mtu},
+            is_default=True,
+        )
+    }
+    for p in fabric.ports:
+        out.add(TableEntry(T.FABRIC_PORT, {T.F_INGRESS_PORT: Exact(p)}, T.A_SET_FABRIC_PORT))
+    for u in fabric.underlay:
+        out.add(
+            TableEntry(
+                T.UNDERLAY,
+                {T.F_REMOTE: Lpm(int(u.prefix.network_address), u.prefix.prefixlen)},
+                T.A_SET_UNDERLAY,
+                {
+                    T.P_PORT: u.port,
+                    T.P_SRC_MAC: u.src_mac,
+                    T.P_DST_MAC: u.dst_mac,
+                    T.P_VLAN_ID: u.vlan,
+                },
+            )
+        )
+    for peer in fabric.peers:
+        out.add(TableEntry(T.TUNNEL_PEER, {T.F_OUTER_SRC: Exact(int(peer))}, T.A_PERMIT_PEER))
+    return out
+
+
+def desired_entities(
+    state: VrfState, fabric: FabricConfig, ids: NexthopIds, now: float
+) -> set[Entity]:
+    """Everything the switch should hold for ``state``."""
+    out = fabric_entities(fabric)
+    routes: dict[tuple[int, ipaddress.IPv4Network | ipaddress.IPv6Network], frozenset[Target]] = {}
+    for vpn, vrf in sorted(state.vrfs.items()):
+        for prefix, targets in state.selected_routes(vpn).items():
+            routes[(vrf.vrf_id, prefix)] = targets
+    ids.assign(routes.values(), now)
+
+    peers = set(fabric.peers)
+    for t, mid in ids.members.items():
+        out.add(_member(t, mid))
+        if isinstance(t, RemoteTarget):
+            peers.add(t.nexthop)
+    for peer in peers:
+        out.add(TableEntry(T.TUNNEL_PEER, {T.F_OUTER_SRC: Exact(int(peer))}, T.A_PERMIT_PEER))
+    for s, nh in ids.nexthops.items():
+        out.add(
+            ActionProfileGroup(T.NEXTHOP_SELECTOR, nh, frozenset((ids.members[t], 1) for t in s))
+        )
+        out.add(TableEntry(T.NEXTHOP, {T.F_NEXTHOP_ID: Exact(nh)}, group_id=nh))
+    for (vrf_id, prefix), targets in routes.items():
+        table = T.IPV4_ROUTE if prefix.version == 4 else T.IPV6_ROUTE
+        out.add(
+            TableEntry(
+                table,
+                {
+                    T.F_VRF_ID: Exact(vrf_id),
+                    T.F_DST: Lpm(int(prefix.network_address), prefix.prefixlen),
+                },
+                T.A_SET_NEXTHOP,
+                {T.P_NEXTHOP_ID: ids.nexthops[targets]},
+            )
+        )
+
+    for itf in state.interfaces.values():
+        vrf_id = state.vrfs[itf.vpn].vrf_id
+        out.add(
+            TableEntry(
+                T.VIF,
+                {
+                    T.F_INGRESS_PORT: Exact(itf.port),
+                    T.F_SRC_MAC: Exact(itf.mac),
+                    T.F_VLAN_ID: Exact(itf.vlan),
+                },
+                T.A_SET_VIF,
+                {T.P_VIF_ID: itf.vif_id, T.P_VRF_ID: vrf_id},
+            )
+        )
+        out.add(
+            TableEntry(
+                T.MPLS_LABEL,
+                {T.F_LABEL: Exact(itf.label)},
+                T.A_LABEL_TO_VIF,
+                {
+                    T.P_VIF_ID: itf.vif_id,
+                    T.P_PORT: itf.port,
+                    T.P_VLAN_ID: itf.vlan,
+                    T.P_DST_MAC: itf.mac,
+                },
+            )
+        )
+        for prefix in itf.addresses:
+            table = T.IPV4_SOURCE if prefix.version == 4 else T.IPV6_SOURCE
+            out.add(
+                TableEntry(
+                    table,
+                    {
+                        T.F_VIF_ID: Exact(itf.vif_id),
+                        T.F_SRC: Lpm(int(prefix.network_address), prefix.prefixlen),
+                    },
+                    T.A_PERMIT,
+                )
+            )
+    return out
