@@ -1,0 +1,364 @@
+"""P4Runtime gRPC server of the embedded P4 target (stand-in for simple_switch_grpc).
+
+The only module of the softswitch that speaks gRPC. Validation, the entity
+store and the engine calls live in `softswitch.p4rt_store.DeviceState`
+(pure, synchronous); primary/backup arbitration in
+`softswitch.p4rt_arbitration.Arbitration`. This module is the asyncio shell
+(grpc.aio): everything — RPC handlers, engine calls, packet I/O — runs on one
+event loop, so the engine is never entered from two threads.
+
+Wiring it (what the CLI does)::
+
+    server = P4RuntimeServer(engine, device_id=1, cpu_port=255,
+                             packet_out=inject)   # or emit=send_to_port
+    port = await server.start("0.0.0.0:9559")                 # plaintext
+    port = await server.start("0.0.0.0:9559", tls=TlsConfig(cert_pem, key_pem))
+    ...
+    server.packet_in(frame)   # a frame the engine emitted on cpu_port
+    ...
+    await server.stop()
+
+* ``packet_out(frame)``: called (on the event loop) with the frame a primary
+  client's PacketOut becomes — the packet_out controller header built from the
+  P4Info ``controller_packet_metadata`` followed by the payload. The callee
+  runs it through the engine as received on ``cpu_port`` and sends the
+  outputs out of their ports (outputs on ``cpu_port`` back to
+  ``server.packet_in``).
+* Without ``packet_out``, the server does that itself:
+  ``engine.process(cpu_port, frame)``; outputs on ``cpu_port`` become
+  PacketIns, the others go to ``emit(port, frame)``.
+* ``packet_in(frame)`` must be called on the server's event loop (use
+  ``loop.call_soon_threadsafe`` from another thread). It parses the
+  packet_in controller header and sends a PacketIn to every primary client
+  of the device; frames are dropped (and counted in ``packet_in_dropped``)
+  while there is no pipeline or no primary.
+
+Status codes: per-update Write errors come back as gRPC UNKNOWN whose
+``grpc-status-details-bin`` trailer is a google.rpc.Status holding one
+p4.v1.Error per update (OK for those applied); see p4rt_store for the rules.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable, Hashable
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, status_pb2
+from p4.v1 import p4runtime_pb2, p4runtime_pb2_grpc
+
+from softswitch import api
+from softswitch.p4rt_arbitration import Arbitration
+from softswitch.p4rt_store import (
+    FAILED_PRECONDITION,
+    INVALID_ARGUMENT,
+    PERMISSION_DENIED,
+    DeviceState,
+    P4RTError,
+)
+
+log = logging.getLogger(__name__)
+
+P4RUNTIME_API_VERSION = "1.4.1"
+DEFAULT_ADDRESS = "0.0.0.0:9559"
+
+_CODE_TO_GRPC = {s.value[0]: s for s in grpc.StatusCode}
+
+
+@dataclass(frozen=True)
+class TlsConfig:
+    """Server certificate chain and key (PEM); a client CA makes client certs mandatory."""
+
+    cert_chain: bytes
+    private_key: bytes
+    client_ca: bytes | None = None
+
+
+def _grpc_code(code: int) -> grpc.StatusCode:
+    return _CODE_TO_GRPC.get(code, grpc.StatusCode.UNKNOWN)
+
+
+class _Stream:
+    """One StreamChannel client: an outbound queue drained by the RPC task."""
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[p4runtime_pb2.StreamMessageResponse | None] = asyncio.Queue()
+        self.closing: P4RTError | None = None
+
+    def send(self, msg: p4runtime_pb2.StreamMessageResponse) -> None:
+        self.queue.put_nowait(msg)
+
+
+class P4RuntimeServer(p4runtime_pb2_grpc.P4RuntimeServicer):  # type: ignore[misc]
+    def __init__(
+        self,
+        engine: api.Engine,
+        device_id: int,
+        cpu_port: int,
+        packet_out: Callable[[bytes], None] | None = None,
+        emit: api.EmitHook | None = None,
+    ) -> None:
+        self.device = DeviceState(engine, device_id)
+        self.device_id = device_id
+        self.cpu_port = cpu_port
+        self._packet_out = packet_out
+        self._emit = emit
+        self._arbitration = Arbitration()
+        self._streams: dict[Hashable, _Stream] = {}
+        self._server: grpc.aio.Server | None = None
+        self.packet_in_dropped = 0
+
+    # --- lifecycle -----------------------------------------------------------------
+    async def start(self, address: str = DEFAULT_ADDRESS, tls: TlsConfig | None = None) -> int:
+        """Listen on ``address`` (``host:port``, port 0 = ephemeral); returns the port."""
+        server = grpc.aio.server()
+        p4runtime_pb2_grpc.add_P4RuntimeServicer_to_server(self, server)
+        if tls is None:
+            port = server.add_insecure_port(address)
+        else:
+            creds = grpc.ssl_server_credentials(
+                [(tls.private_key, tls.cert_chain)],
+                root_certificates=tls.client_ca,
+                require_client_auth=tls.client_ca is not None,
+            )
+            port = server.add_secure_port(address, creds)
+        if port == 0:
+            raise OSError(f"P4Runtime server cannot listen on {address}")
+        await server.start()
+        self._server = server
+        log.info("P4Runtime server for device %d on port %d", self.device_id, port)
+        return int(port)
+
+    async def stop(self, grace: float | None = 0.5) -> None:
+        for stream in self._streams.values():
+            stream.queue.put_nowait(None)
+        if self._server is not None:
+            await self._server.stop(grace)
+            self._server = None
+
+    # --- helpers -------------------------------------------------------------------
+    def _check_device(self, device_id: int) -> None:
+        if device_id != self.device_id:
+            raise P4RTError(code_pb2.NOT_FOUND, f"unknown device id {device_id}")
+
+    def _check_primary(self, device_id: int, role: str, election: Any) -> None:
+        eid = (election.high << 64) | election.low
+        if not self._arbitration.is_primary(device_id, role, eid):
+            raise P4RTError(
+                PERMISSION_DENIED,
+                f"election id {eid} is not the primary of device {device_id} role '{role}'",
+            )
+
+    @staticmethod
+    async def _abort(context: grpc.aio.ServicerContext, exc: P4RTError) -> NoReturn:
+        await context.abort(_grpc_code(exc.code), exc.message)
+        raise AssertionError("unreachable")  # context.abort raises
+
+    # --- unary RPCs ----------------------------------------------------------------
+    async def Capabilities(
+        self, request: p4runtime_pb2.CapabilitiesRequest, context: grpc.aio.ServicerContext
+    ) -> p4runtime_pb2.CapabilitiesResponse:
+        return p4runtime_pb2.CapabilitiesResponse(p4runtime_api_version=P4RUNTIME_API_VERSION)
+
+    async def SetForwardingPipelineConfig(
+        self,
+        request: p4runtime_pb2.SetForwardingPipelineConfigRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> p4runtime_pb2.SetForwardingPipelineConfigResponse:
+        try:
+            self._check_device(request.device_id)
+            self._check_primary(request.device_id, request.role, request.election_id)
+            self.device.set_pipeline(request.action, request.config)
+        except P4RTError as exc:
+            await self._abort(context, exc)
+        return p4runtime_pb2.SetForwardingPipelineConfigResponse()
+
+    async def GetForwardingPipelineConfig(
+        self,
+        request: p4runtime_pb2.GetForwardingPipelineConfigRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> p4runtime_pb2.GetForwardingPipelineConfigResponse:
+        try:
+            self._check_device(request.device_id)
+            config = self.device.get_pipeline(request.response_type)
+        except P4RTError as exc:
+            await self._abort(context, exc)
+        return p4runtime_pb2.GetForwardingPipelineConfigResponse(config=config)
+
+    async def Write(
+        self, request: p4runtime_pb2.WriteRequest, context: grpc.aio.ServicerContext
+    ) -> p4runtime_pb2.WriteResponse:
+        try:
+            self._check_device(request.device_id)
+            self._check_primary(request.device_id, request.role, request.election_id)
+            if request.atomicity != p4runtime_pb2.WriteRequest.CONTINUE_ON_ERROR:
+                raise P4RTError(
+                    code_pb2.UNIMPLEMENTED, "only CONTINUE_ON_ERROR atomicity is supported"
+                )
+            if not self.device.has_pipeline:
+                raise P4RTError(FAILED_PRECONDITION, "no forwarding pipeline config set")
+            results = self.device.write(request.updates)
+        except P4RTError as exc:
+            await self._abort(context, exc)
+        if any(r is not None for r in results):
+            status = status_pb2.Status(code=code_pb2.UNKNOWN, message="Write failure")
+            failed = 0
+            for r in results:
+                err = p4runtime_pb2.Error(canonical_code=code_pb2.OK)
+                if r is not None:
+                    failed += 1
+                    err.canonical_code = r.code
+                    err.message = r.message
+                detail = any_pb2.Any()
+                detail.Pack(err)
+                status.details.append(detail)
+            status.message = f"{failed} of {len(results)} updates failed"
+            await context.abort(
+                grpc.StatusCode.UNKNOWN,
+                status.message,
+                trailing_metadata=(("grpc-status-details-bin", status.SerializeToString()),),
+            )
+        return p4runtime_pb2.WriteResponse()
+
+    async def Read(
+        self, request: p4runtime_pb2.ReadRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[p4runtime_pb2.ReadResponse]:
+        try:
+            self._check_device(request.device_id)
+            entities = self.device.read(request.entities)
+        except P4RTError as exc:
+            await self._abort(context, exc)
+        batch = p4runtime_pb2.ReadResponse()
+        for e in entities:
+            batch.entities.append(e)
+            if len(batch.entities) >= 1000:
+                yield batch
+                batch = p4runtime_pb2.ReadResponse()
+        if len(batch.entities) or not entities:
+            yield batch
+
+    # --- stream channel ------------------------------------------------------------
+    def _dispatch(
+        self, notes: list[tuple[Hashable, p4runtime_pb2.MasterArbitrationUpdate]]
+    ) -> None:
+        for key, update in notes:
+            stream = self._streams.get(key)
+            if stream is not None:
+                stream.send(p4runtime_pb2.StreamMessageResponse(arbitration=update))
+
+    async def StreamChannel(
+        self,
+        request_iterator: AsyncIterator[p4runtime_pb2.StreamMessageRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> None:
+        key: Hashable = object()
+        stream = _Stream()
+        self._streams[key] = stream
+        reader = asyncio.create_task(self._read_stream(key, stream, request_iterator))
+        try:
+            while True:
+                msg = await stream.queue.get()
+                if msg is None:
+                    break
+                await context.write(msg)
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+            del self._streams[key]
+            self._dispatch(self._arbitration.leave(key))
+        if stream.closing is not None:
+            await context.abort(_grpc_code(stream.closing.code), stream.closing.message)
+
+    async def _read_stream(
+        self,
+        key: Hashable,
+        stream: _Stream,
+        requests: AsyncIterator[p4runtime_pb2.StreamMessageRequest],
+    ) -> None:
+        joined = False
+        try:
+            async for req in requests:
+                kind = req.WhichOneof("update")
+                if kind == "arbitration":
+                    try:
+                        self._check_device(req.arbitration.device_id)
+                        self._dispatch(self._arbitration.join(key, req.arbitration))
+                        joined = True
+                    except P4RTError as exc:
+                        stream.closing = exc
+                        break
+                elif not joined:
+                    stream.closing = P4RTError(
+                        FAILED_PRECONDITION, "the first stream message must be an arbitration"
+                    )
+                    break
+                elif kind == "packet":
+                    self._on_packet_out(key, stream, req.packet)
+                else:
+                    err = p4runtime_pb2.StreamError(
+                        canonical_code=code_pb2.UNIMPLEMENTED,
+                        message=f"stream message {kind} is not supported",
+                    )
+                    stream.send(p4runtime_pb2.StreamMessageResponse(error=err))
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # a client going away mid-read
+            log.debug("stream read ended", exc_info=True)
+        stream.queue.put_nowait(None)
+
+    def _on_packet_out(
+        self, key: Hashable, stream: _Stream, packet: p4runtime_pb2.PacketOut
+    ) -> None:
+        try:
+            if not self._arbitration.is_primary_key(key):
+                raise P4RTError(PERMISSION_DENIED, "packet-out from a non-primary client")
+            frame = self.device.packet_out_frame(packet)
+        except P4RTError as exc:
+            err = p4runtime_pb2.StreamError(canonical_code=exc.code, message=exc.message)
+            err.packet_out.packet_out.CopyFrom(packet)
+            stream.send(p4runtime_pb2.StreamMessageResponse(error=err))
+            return
+        if self._packet_out is not None:
+            self._packet_out(frame)
+            return
+        try:
+            outputs = self.device.engine.process(self.cpu_port, frame)
+        except api.EngineError as exc:
+            err = p4runtime_pb2.StreamError(
+                canonical_code=code_pb2.INTERNAL, message=f"engine: {exc}"
+            )
+            err.packet_out.packet_out.CopyFrom(packet)
+            stream.send(p4runtime_pb2.StreamMessageResponse(error=err))
+            return
+        for port, out in outputs:
+            if port == self.cpu_port:
+                self.packet_in(out)
+            elif self._emit is not None:
+                self._emit(port, out)
+
+    def packet_in(self, frame: bytes) -> None:
+        """A frame the engine emitted on the CPU port: PacketIn to the primaries."""
+        primaries = self._arbitration.primaries(self.device_id)
+        if not primaries or not self.device.has_pipeline:
+            self.packet_in_dropped += 1
+            return
+        try:
+            pin = self.device.packet_in(frame)
+        except P4RTError as exc:
+            log.warning("packet-in dropped: %s", exc.message)
+            self.packet_in_dropped += 1
+            return
+        msg = p4runtime_pb2.StreamMessageResponse(packet=pin)
+        for key in primaries:
+            stream = self._streams.get(key)
+            if stream is not None:
+                stream.send(msg)
+
+
+__all__ = ["DEFAULT_ADDRESS", "INVALID_ARGUMENT", "P4RuntimeServer", "TlsConfig"]
