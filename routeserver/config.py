@@ -1,0 +1,336 @@
+"""Route server configuration: frozen dataclasses loaded from TOML, validated up front.
+
+Example::
+
+    [server]
+    router_id = "192.0.2.254"      # BGP identifier; also the RD administrator
+    asn = 64512
+    local_address = "192.0.2.254"  # BGP session source address
+    log_level = "info"
+
+    [xmpp]                         # passed as-is to esxmpp.config (see there)
+    domain = "rs1.example.net"
+    certfile = "rs1.pem"
+    keyfile = "rs1.key"
+
+    [control]
+    host = "127.0.0.1"             # JSON 'show' endpoint and Prometheus /metrics
+    port = 8179
+
+    [bgp]
+    graceful_restart = 120         # seconds; 0 disables the capability
+    exabgp = ".venv/bin/python"    # interpreter that has the exabgp package
+
+    [[bgp.neighbor]]
+    address = "192.0.2.1"
+    asn = 64512
+    port = 179
+    families = ["vpnv4", "vpnv6", "rtc"]
+
+    [[vrf]]
+    name = "tenant1"               # VRF name (defaults to the VPN name)
+    vpn = "tenant1"                # XMPP collection node the forwarders subscribe to
+    systems = ["*"]                # system id patterns (fnmatch, 12 hex digits)
+    import_targets = ["64512:100"]
+    export_targets = ["64512:100"]
+    # rd = "64512:7"               # default: type 1, <router_id>:<index, from 1>
+
+A (system id, VPN name) pair maps to the first ``[[vrf]]`` (in file order)
+whose ``vpn`` equals the name and one of whose ``systems`` patterns matches
+the system id. Symmetric VPNs import and export one target; hub-and-spoke
+uses two VRFs (spokes export S and import H, the hub exports H and imports
+S); extranets import several targets.
+
+Errors name the key: ``vrf[2].import_targets[0]: route target 'x' is not ...``.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import ipaddress
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+FAMILIES = ("vpnv4", "vpnv6", "rtc")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+class ConfigError(ValueError):
+    """A configuration value is wrong; the message starts with the key's dotted path."""
+
+
+def parse_route_target(text: str) -> str:
+    """Canonical 'admin:number' form of a route target ('target:' prefix allowed).
+
+    admin is a 2- or 4-octet AS number or an IPv4 address; number fits the rest
+    of the 6 value octets (32 bits after a 2-octet AS, 16 bits otherwise).
+    """
+    if not isinstance(text, str):
+        raise ValueError(f"route target {text!r} is not a string")
+    body = text.removeprefix("target:")
+    admin, sep, number = body.rpartition(":")
+    if not sep or not number.isdigit():
+        raise ValueError(f"route target {text!r} is not 'ASN:number' or 'IPv4:number'")
+    num = int(number)
+    if "." in admin:
+        try:
+            ipaddress.IPv4Address(admin)
+        except ValueError:
+            raise ValueError(f"route target {text!r}: {admin!r} is not an IPv4 address") from None
+        if num > 0xFFFF:
+            raise ValueError(f"route target {text!r}: number must be 0..65535 after an IPv4")
+        return f"{admin}:{num}"
+    if not admin.isdigit():
+        raise ValueError(f"route target {text!r} is not 'ASN:number' or 'IPv4:number'")
+    asn = int(admin)
+    if asn > 0xFFFFFFFF:
+        raise ValueError(f"route target {text!r}: AS number above 4294967295")
+    if asn > 0xFFFF and num > 0xFFFF:
+        raise ValueError(f"route target {text!r}: number must be 0..65535 after a 4-octet AS")
+    if num > 0xFFFFFFFF:
+        raise ValueError(f"route target {text!r}: number above 4294967295")
+    return f"{asn}:{num}"
+
+
+def parse_rd(text: str) -> str:
+    """Canonical route distinguisher 'admin:number' (types 0, 1 and 2)."""
+    try:
+        return parse_route_target(text)
+    except ValueError as e:
+        raise ValueError(str(e).replace("route target", "route distinguisher")) from None
+
+
+@dataclass(frozen=True)
+class Neighbor:
+    address: str
+    asn: int
+    port: int = 179
+    families: tuple[str, ...] = FAMILIES
+    passive: bool = False
+
+
+@dataclass(frozen=True)
+class Vrf:
+    name: str
+    vpn: str
+    rd: str
+    import_targets: frozenset[str]
+    export_targets: frozenset[str]
+    systems: tuple[str, ...] = ("*",)
+
+    def matches(self, system_id: str, vpn: str) -> bool:
+        return vpn == self.vpn and any(fnmatch.fnmatchcase(system_id, p) for p in self.systems)
+
+
+@dataclass(frozen=True)
+class Config:
+    router_id: str
+    asn: int
+    local_address: str
+    vrfs: tuple[Vrf, ...]
+    neighbors: tuple[Neighbor, ...] = ()
+    graceful_restart: int = 120
+    exabgp_python: str = ""
+    control_host: str = "127.0.0.1"
+    control_port: int = 8179
+    log_level: str = "info"
+    xmpp: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+    def vrf_for(self, system_id: str, vpn: str) -> Vrf | None:
+        """The VRF of (system id as 12 lowercase hex digits, VPN name), first match wins."""
+        for vrf in self.vrfs:
+            if vrf.matches(system_id.lower(), vpn):
+                return vrf
+        return None
+
+
+# --------------------------------------------------------------- loading
+
+
+def _table(d: Mapping[str, Any], key: str, where: str) -> Mapping[str, Any]:
+    v = d.get(key, {})
+    if not isinstance(v, Mapping):
+        raise ConfigError(f"{where}: must be a table")
+    return v
+
+
+def _unknown(d: Mapping[str, Any], allowed: set[str], where: str) -> None:
+    for k in d:
+        if k not in allowed:
+            prefix = f"{where}." if where else ""
+            raise ConfigError(f"{prefix}{k}: unknown key (allowed: {', '.join(sorted(allowed))})")
+
+
+def _int(d: Mapping[str, Any], key: str, where: str, lo: int, hi: int, default: int | None) -> int:
+    v = d.get(key, default)
+    if v is None:
+        raise ConfigError(f"{where}.{key}: required")
+    if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
+        raise ConfigError(f"{where}.{key}: must be an integer {lo}..{hi}")
+    return v
+
+
+def _str(d: Mapping[str, Any], key: str, where: str, default: str | None) -> str:
+    v = d.get(key, default)
+    if v is None:
+        raise ConfigError(f"{where}.{key}: required")
+    if not isinstance(v, str) or not v:
+        raise ConfigError(f"{where}.{key}: must be a non-empty string")
+    return v
+
+
+def _ipv4(d: Mapping[str, Any], key: str, where: str, default: str | None) -> str:
+    v = _str(d, key, where, default)
+    try:
+        return str(ipaddress.IPv4Address(v))
+    except ValueError:
+        raise ConfigError(f"{where}.{key}: {v!r} is not an IPv4 address") from None
+
+
+def _ip(d: Mapping[str, Any], key: str, where: str) -> str:
+    v = _str(d, key, where, None)
+    try:
+        return str(ipaddress.ip_address(v))
+    except ValueError:
+        raise ConfigError(f"{where}.{key}: {v!r} is not an IP address") from None
+
+
+def _str_list(d: Mapping[str, Any], key: str, where: str, default: list[str] | None) -> list[str]:
+    v = d.get(key, default)
+    if v is None:
+        raise ConfigError(f"{where}.{key}: required")
+    if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+        raise ConfigError(f"{where}.{key}: must be a list of strings")
+    return list(v)
+
+
+def _targets(d: Mapping[str, Any], key: str, where: str) -> frozenset[str]:
+    out = []
+    for i, t in enumerate(_str_list(d, key, where, [])):
+        try:
+            out.append(parse_route_target(t))
+        except ValueError as e:
+            raise ConfigError(f"{where}.{key}[{i}]: {e}") from None
+    return frozenset(out)
+
+
+def _neighbor(d: Any, where: str) -> Neighbor:
+    if not isinstance(d, Mapping):
+        raise ConfigError(f"{where}: must be a table")
+    _unknown(d, {"address", "asn", "port", "families", "passive"}, where)
+    fams = _str_list(d, "families", where, list(FAMILIES))
+    for i, f in enumerate(fams):
+        if f not in FAMILIES:
+            raise ConfigError(f"{where}.families[{i}]: {f!r} is not one of {', '.join(FAMILIES)}")
+    passive = d.get("passive", False)
+    if not isinstance(passive, bool):
+        raise ConfigError(f"{where}.passive: must be true or false")
+    return Neighbor(
+        address=_ip(d, "address", where),
+        asn=_int(d, "asn", where, 1, 0xFFFFFFFF, None),
+        port=_int(d, "port", where, 1, 65535, 179),
+        families=tuple(dict.fromkeys(fams)),
+        passive=passive,
+    )
+
+
+def _vrf(d: Any, index: int, router_id: str) -> Vrf:
+    where = f"vrf[{index}]"
+    if not isinstance(d, Mapping):
+        raise ConfigError(f"{where}: must be a table")
+    _unknown(d, {"name", "vpn", "rd", "systems", "import_targets", "export_targets"}, where)
+    vpn = _str(d, "vpn", where, None)
+    if len(vpn) > 128:
+        raise ConfigError(f"{where}.vpn: longer than 128 characters")
+    systems = _str_list(d, "systems", where, ["*"])
+    if not systems:
+        raise ConfigError(f"{where}.systems: must not be empty")
+    systems = [s.lower() for s in systems]
+    if "rd" in d:
+        try:
+            rd = parse_rd(_str(d, "rd", where, None))
+        except ValueError as e:
+            raise ConfigError(f"{where}.rd: {e}") from None
+    else:
+        rd = f"{router_id}:{index + 1}"
+    imp = _targets(d, "import_targets", where)
+    exp = _targets(d, "export_targets", where)
+    if not imp and not exp:
+        raise ConfigError(f"{where}: needs import_targets or export_targets")
+    return Vrf(
+        name=_str(d, "name", where, vpn),
+        vpn=vpn,
+        rd=rd,
+        import_targets=imp,
+        export_targets=exp,
+        systems=tuple(systems),
+    )
+
+
+def load_dict(d: Mapping[str, Any]) -> Config:
+    """Validate a parsed TOML document into a :class:`Config`."""
+    _unknown(d, {"server", "xmpp", "control", "bgp", "vrf"}, "")
+    server = _table(d, "server", "server")
+    _unknown(server, {"router_id", "asn", "local_address", "log_level"}, "server")
+    router_id = _ipv4(server, "router_id", "server", None)
+    log_level = _str(server, "log_level", "server", "info")
+    if log_level not in LOG_LEVELS:
+        raise ConfigError(f"server.log_level: must be one of {', '.join(LOG_LEVELS)}")
+    control = _table(d, "control", "control")
+    _unknown(control, {"host", "port"}, "control")
+    bgp = _table(d, "bgp", "bgp")
+    _unknown(bgp, {"graceful_restart", "exabgp", "neighbor"}, "bgp")
+    raw_neighbors = bgp.get("neighbor", [])
+    if not isinstance(raw_neighbors, list):
+        raise ConfigError("bgp.neighbor: must be an array of tables ([[bgp.neighbor]])")
+    neighbors = tuple(_neighbor(n, f"bgp.neighbor[{i}]") for i, n in enumerate(raw_neighbors))
+    seen: set[str] = set()
+    for i, n in enumerate(neighbors):
+        if n.address in seen:
+            raise ConfigError(f"bgp.neighbor[{i}].address: {n.address} configured twice")
+        seen.add(n.address)
+    raw_vrfs = d.get("vrf", [])
+    if not isinstance(raw_vrfs, list):
+        raise ConfigError("vrf: must be an array of tables ([[vrf]])")
+    vrfs = tuple(_vrf(v, i, router_id) for i, v in enumerate(raw_vrfs))
+    names: dict[str, int] = {}
+    rds: dict[str, int] = {}
+    for i, v in enumerate(vrfs):
+        if v.name in names:
+            raise ConfigError(f"vrf[{i}].name: {v.name!r} already used by vrf[{names[v.name]}]")
+        if v.rd in rds:
+            raise ConfigError(f"vrf[{i}].rd: {v.rd} already used by vrf[{rds[v.rd]}]")
+        names[v.name] = i
+        rds[v.rd] = i
+    xmpp = _table(d, "xmpp", "xmpp")
+    return Config(
+        router_id=router_id,
+        asn=_int(server, "asn", "server", 1, 0xFFFFFFFF, None),
+        local_address=_ip(server, "local_address", "server")
+        if "local_address" in server
+        else router_id,
+        vrfs=vrfs,
+        neighbors=neighbors,
+        graceful_restart=_int(bgp, "graceful_restart", "bgp", 0, 4095, 120),
+        exabgp_python=_str(bgp, "exabgp", "bgp", "") if "exabgp" in bgp else "",
+        control_host=_str(control, "host", "control", "127.0.0.1"),
+        control_port=_int(control, "port", "control", 0, 65535, 8179),
+        log_level=log_level,
+        xmpp=MappingProxyType(dict(xmpp)),
+    )
+
+
+def load(path: str | Path) -> Config:
+    """Read and validate a TOML file; :class:`ConfigError` names the bad key."""
+    try:
+        with open(path, "rb") as f:
+            doc = tomllib.load(f)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
+    return load_dict(doc)

@@ -1,0 +1,779 @@
+"""The route server's RIB, pure: typed inputs and a clock in, typed outputs out.
+
+No sockets, no tasks, no ExaBGP or XMPP knowledge. The daemon feeds it what the
+XMPP layer and the ExaBGP adapter report and carries out what it returns.
+
+Model
+-----
+* Paths come from forwarders over XMPP (key: system id, VRF, prefix) and from
+  BGP peers (key: peer, RD, prefix). A BGP path carries route targets and the
+  attributes the decision process needs.
+* A path is a candidate in VRF V when it is an XMPP path of V itself or its
+  route targets intersect V's import targets (XMPP paths of other VRFs carry
+  their VRF's export targets, as on a PE).
+* Best path per (VRF, prefix), first difference wins: higher interface
+  version (the newest instantiation of a moving address; absent = 0), higher
+  local preference, shorter AS path, lower origin, lower MED (same
+  neighbouring AS only), eBGP over iBGP, locally learned (XMPP) over iBGP,
+  lower router id (originator id when reflected), lower peer address.
+* Only the selected path goes to the forwarders subscribed to V (``FwdRoutes``
+  / ``FwdWithdraw``), and a subscription starts with the whole table followed
+  by ``FwdEndOfRib``.
+* Export: per (VRF, prefix) the best XMPP path of V is advertised to every
+  BGP peer with RD = V's RD, the forwarder's label and address as next hop,
+  V's export targets and the version. Peers that negotiate RT-Constraint only
+  get routes with a target they asked for (RFC 4684; a default RTC route asks
+  for everything). BGP-learned routes are not re-advertised (a PE, not a
+  reflector).
+* RT-Constraint: one RTC route per import target of every VRF with at least
+  one subscribed forwarder, withdrawn with the last one.
+* Graceful restart (RFC 4724, helper side): when a peer that advertised the
+  capability goes down, its paths are kept, marked stale, until it sends
+  End-of-RIB for the family or the restart time runs out.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+
+from routeserver.config import Config, Vrf
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+ORIGIN_IGP, ORIGIN_EGP, ORIGIN_INCOMPLETE = 0, 1, 2
+
+
+class RibError(ValueError):
+    """An input the RIB refuses; the message says precisely why. State is unchanged."""
+
+
+# ------------------------------------------------------------------ inputs
+
+
+@dataclass(frozen=True)
+class XmppSubscribe:
+    system_id: str  # 12 lowercase hex digits
+    vpn: str
+
+
+@dataclass(frozen=True)
+class XmppUnsubscribe:
+    system_id: str
+    vpn: str
+
+
+@dataclass(frozen=True)
+class XmppRouteAdd:
+    system_id: str
+    vpn: str
+    prefix: IPNetwork
+    nexthop: IPAddress
+    label: int
+    version: int = 0
+
+
+@dataclass(frozen=True)
+class XmppRouteDel:
+    system_id: str
+    vpn: str
+    prefix: IPNetwork
+
+
+@dataclass(frozen=True)
+class BgpAttrs:
+    local_pref: int = 100
+    as_path: tuple[int, ...] = ()
+    origin: int = ORIGIN_IGP
+    med: int = 0
+    originator_id: str | None = None
+
+
+@dataclass(frozen=True)
+class BgpRouteAdd:
+    peer: str
+    rd: str
+    prefix: IPNetwork
+    label: int
+    nexthop: IPAddress
+    targets: frozenset[str]
+    version: int = 0
+    attrs: BgpAttrs = field(default_factory=BgpAttrs)
+
+
+@dataclass(frozen=True)
+class BgpRouteDel:
+    peer: str
+    rd: str
+    prefix: IPNetwork
+
+
+@dataclass(frozen=True)
+class BgpRtcAdd:
+    peer: str
+    target: str | None  # None = default (wildcard) RTC route
+
+
+@dataclass(frozen=True)
+class BgpRtcDel:
+    peer: str
+    target: str | None
+
+
+@dataclass(frozen=True)
+class BgpPeerUp:
+    peer: str
+    graceful_restart: int = 0  # restart time the peer advertised, 0 = no GR
+
+
+@dataclass(frozen=True)
+class BgpPeerDown:
+    peer: str
+
+
+@dataclass(frozen=True)
+class BgpEndOfRib:
+    peer: str
+    family: str  # "vpnv4" | "vpnv6" | "rtc"
+
+
+Input = (
+    XmppSubscribe
+    | XmppUnsubscribe
+    | XmppRouteAdd
+    | XmppRouteDel
+    | BgpRouteAdd
+    | BgpRouteDel
+    | BgpRtcAdd
+    | BgpRtcDel
+    | BgpPeerUp
+    | BgpPeerDown
+    | BgpEndOfRib
+)
+
+# ----------------------------------------------------------------- outputs
+
+
+@dataclass(frozen=True)
+class FwdRoute:
+    prefix: IPNetwork
+    nexthop: IPAddress
+    label: int
+    version: int = 0
+
+
+@dataclass(frozen=True)
+class FwdRoutes:
+    """Routes added or replaced in the forwarder's VPN table."""
+
+    system_id: str
+    vpn: str
+    routes: tuple[FwdRoute, ...]
+
+
+@dataclass(frozen=True)
+class FwdWithdraw:
+    system_id: str
+    vpn: str
+    prefixes: tuple[IPNetwork, ...]
+
+
+@dataclass(frozen=True)
+class FwdEndOfRib:
+    system_id: str
+    vpn: str
+
+
+@dataclass(frozen=True)
+class VpnRoute:
+    """A VPN-IPv4/VPN-IPv6 route as advertised to BGP."""
+
+    rd: str
+    prefix: IPNetwork
+    label: int
+    nexthop: IPAddress
+    targets: frozenset[str]
+    version: int = 0
+
+
+@dataclass(frozen=True)
+class BgpAnnounce:
+    peer: str
+    route: VpnRoute
+
+
+@dataclass(frozen=True)
+class BgpWithdraw:
+    peer: str
+    route: VpnRoute
+
+
+@dataclass(frozen=True)
+class RtcAnnounce:
+    peer: str
+    target: str
+
+
+@dataclass(frozen=True)
+class RtcWithdraw:
+    peer: str
+    target: str
+
+
+Output = (
+    FwdRoutes | FwdWithdraw | FwdEndOfRib | BgpAnnounce | BgpWithdraw | RtcAnnounce | RtcWithdraw
+)
+
+# ------------------------------------------------------------------- paths
+
+
+@dataclass(frozen=True)
+class Path:
+    """One candidate path; ``source`` is 'xmpp' or 'bgp', ``origin_id`` the system id or peer."""
+
+    source: str
+    origin_id: str
+    rd: str
+    prefix: IPNetwork
+    nexthop: IPAddress
+    label: int
+    targets: frozenset[str]
+    version: int = 0
+    attrs: BgpAttrs = field(default_factory=BgpAttrs)
+    ebgp: bool = False
+    vrf: str | None = None  # own VRF of an XMPP path
+    stale: bool = False
+
+
+def family_of(prefix: IPNetwork) -> str:
+    return "vpnv4" if prefix.version == 4 else "vpnv6"
+
+
+def _ip_key(text: str | None) -> tuple[int, int]:
+    if not text:
+        return (0, 0)
+    try:
+        a = ipaddress.ip_address(text)
+    except ValueError:
+        return (9, 0)
+    return (a.version, int(a))
+
+
+@dataclass
+class _Peer:
+    address: str
+    asn: int
+    rtc: bool  # RT-Constraint configured for this peer
+    up: bool = False
+    gr_time: int = 0
+    gr_deadline: float | None = None
+    rtc_in: dict[str | None, bool] = field(default_factory=dict)  # target -> stale
+    adj_out: dict[tuple[str, IPNetwork], VpnRoute] = field(default_factory=dict)
+    rtc_out: set[str] = field(default_factory=set)
+
+
+class Rib:
+    """See the module docstring. All methods are synchronous and never do I/O."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.router_id = config.router_id
+        self.vrfs: dict[str, Vrf] = {v.name: v for v in config.vrfs}
+        self._peers: dict[str, _Peer] = {
+            n.address: _Peer(n.address, n.asn, "rtc" in n.families) for n in config.neighbors
+        }
+        # all paths: xmpp key (system, vrf, prefix) / bgp key (peer, rd, prefix)
+        self._xmpp: dict[tuple[str, str, IPNetwork], Path] = {}
+        self._bgp: dict[tuple[str, str, IPNetwork], Path] = {}
+        self._by_prefix: dict[IPNetwork, set[tuple[str, tuple[str, str, IPNetwork]]]] = {}
+        self._selected: dict[tuple[str, IPNetwork], Path] = {}
+        self._subscribers: dict[str, set[str]] = {}  # vrf name -> system ids
+        self._exports: dict[tuple[str, IPNetwork], VpnRoute] = {}  # (rd, prefix)
+        self.counters: dict[str, int] = {}
+
+    # ------------------------------------------------------------ dispatch
+
+    def handle(self, event: Input, now: float) -> list[Output]:
+        """Apply one input; raises :class:`RibError` (state unchanged) for a bad one."""
+        match event:
+            case XmppSubscribe():
+                out = self._subscribe(event)
+            case XmppUnsubscribe():
+                out = self._unsubscribe(event)
+            case XmppRouteAdd():
+                out = self._xmpp_add(event)
+            case XmppRouteDel():
+                out = self._xmpp_del(event)
+            case BgpRouteAdd():
+                out = self._bgp_add(event)
+            case BgpRouteDel():
+                out = self._bgp_del(event)
+            case BgpRtcAdd():
+                out = self._rtc_add(event)
+            case BgpRtcDel():
+                out = self._rtc_del(event)
+            case BgpPeerUp():
+                out = self._peer_up(event)
+            case BgpPeerDown():
+                out = self._peer_down(event, now)
+            case BgpEndOfRib():
+                out = self._eor(event)
+        name = type(event).__name__
+        self.counters[name] = self.counters.get(name, 0) + 1
+        return out
+
+    def next_deadline(self) -> float | None:
+        ds = [p.gr_deadline for p in self._peers.values() if p.gr_deadline is not None]
+        return min(ds) if ds else None
+
+    def expire(self, now: float) -> list[Output]:
+        """Drop stale paths of peers whose graceful-restart time ran out."""
+        out: list[Output] = []
+        for peer in self._peers.values():
+            if peer.gr_deadline is not None and peer.gr_deadline <= now:
+                peer.gr_deadline = None
+                out += self._sweep(peer, ("vpnv4", "vpnv6", "rtc"))
+        return out
+
+    # -------------------------------------------------------------- lookup
+
+    def vrf_of(self, system_id: str, vpn: str) -> Vrf:
+        vrf = self.config.vrf_for(system_id, vpn)
+        if vrf is None:
+            raise RibError(f"no VRF configured for system {system_id} in VPN {vpn!r}")
+        return vrf
+
+    def _peer(self, address: str) -> _Peer:
+        peer = self._peers.get(address)
+        if peer is None:
+            raise RibError(f"BGP peer {address} is not configured")
+        return peer
+
+    # ----------------------------------------------------------------- xmpp
+
+    def _subscribe(self, ev: XmppSubscribe) -> list[Output]:
+        vrf = self.vrf_of(ev.system_id, ev.vpn)
+        subs = self._subscribers.setdefault(vrf.name, set())
+        if ev.system_id in subs:
+            return []
+        before = self._wanted_targets()
+        subs.add(ev.system_id)
+        out: list[Output] = []
+        routes = tuple(
+            self._fwd(p)
+            for (name, _), p in sorted(self._selected.items(), key=_sel_order)
+            if name == vrf.name
+        )
+        if routes:
+            out.append(FwdRoutes(ev.system_id, vrf.vpn, routes))
+        out.append(FwdEndOfRib(ev.system_id, vrf.vpn))
+        out += self._rtc_update(before)
+        return out
+
+    def _unsubscribe(self, ev: XmppUnsubscribe) -> list[Output]:
+        vrf = self.vrf_of(ev.system_id, ev.vpn)
+        subs = self._subscribers.get(vrf.name, set())
+        if ev.system_id not in subs:
+            return []
+        before = self._wanted_targets()
+        subs.discard(ev.system_id)
+        if not subs:
+            del self._subscribers[vrf.name]
+        return self._rtc_update(before)
+
+    def _xmpp_add(self, ev: XmppRouteAdd) -> list[Output]:
+        vrf = self.vrf_of(ev.system_id, ev.vpn)
+        # an IPv6 VPN route over an IPv4 fabric is fine; the reverse is not
+        if ev.prefix.version == 4 and ev.nexthop.version == 6:
+            raise RibError(
+                f"IPv4 prefix {ev.prefix} with IPv6 next hop {ev.nexthop} is not supported"
+            )
+        path = Path(
+            source="xmpp",
+            origin_id=ev.system_id,
+            rd=vrf.rd,
+            prefix=ev.prefix,
+            nexthop=ev.nexthop,
+            label=ev.label,
+            targets=vrf.export_targets,
+            version=ev.version,
+            vrf=vrf.name,
+        )
+        key = (ev.system_id, vrf.name, ev.prefix)
+        if self._xmpp.get(key) == path:
+            return []
+        self._xmpp[key] = path
+        self._by_prefix.setdefault(ev.prefix, set()).add(("xmpp", key))
+        return self._recompute(ev.prefix)
+
+    def _xmpp_del(self, ev: XmppRouteDel) -> list[Output]:
+        vrf = self.vrf_of(ev.system_id, ev.vpn)
+        key = (ev.system_id, vrf.name, ev.prefix)
+        if key not in self._xmpp:
+            return []
+        del self._xmpp[key]
+        self._unindex(ev.prefix, ("xmpp", key))
+        return self._recompute(ev.prefix)
+
+    # ------------------------------------------------------------------ bgp
+
+    def _bgp_add(self, ev: BgpRouteAdd) -> list[Output]:
+        peer = self._peer(ev.peer)
+        path = Path(
+            source="bgp",
+            origin_id=ev.peer,
+            rd=ev.rd,
+            prefix=ev.prefix,
+            nexthop=ev.nexthop,
+            label=ev.label,
+            targets=ev.targets,
+            version=ev.version,
+            attrs=ev.attrs,
+            ebgp=peer.asn != self.config.asn,
+        )
+        key = (ev.peer, ev.rd, ev.prefix)
+        if self._bgp.get(key) == path:
+            return []
+        self._bgp[key] = path
+        self._by_prefix.setdefault(ev.prefix, set()).add(("bgp", key))
+        return self._recompute(ev.prefix)
+
+    def _bgp_del(self, ev: BgpRouteDel) -> list[Output]:
+        self._peer(ev.peer)
+        key = (ev.peer, ev.rd, ev.prefix)
+        if key not in self._bgp:
+            return []
+        del self._bgp[key]
+        self._unindex(ev.prefix, ("bgp", key))
+        return self._recompute(ev.prefix)
+
+    def _rtc_add(self, ev: BgpRtcAdd) -> list[Output]:
+        peer = self._peer(ev.peer)
+        if peer.rtc_in.get(ev.target) is False:
+            return []
+        peer.rtc_in[ev.target] = False
+        return self._readvertise(peer)
+
+    def _rtc_del(self, ev: BgpRtcDel) -> list[Output]:
+        peer = self._peer(ev.peer)
+        if ev.target not in peer.rtc_in:
+            return []
+        del peer.rtc_in[ev.target]
+        return self._readvertise(peer)
+
+    def _peer_up(self, ev: BgpPeerUp) -> list[Output]:
+        peer = self._peer(ev.peer)
+        peer.up = True
+        peer.gr_time = ev.graceful_restart
+        return []
+
+    def _peer_down(self, ev: BgpPeerDown, now: float) -> list[Output]:
+        peer = self._peer(ev.peer)
+        if not peer.up:
+            return []
+        peer.up = False
+        if peer.gr_time > 0:
+            for key, p in list(self._bgp.items()):
+                if key[0] == peer.address:
+                    self._bgp[key] = replace(p, stale=True)
+            peer.rtc_in = dict.fromkeys(peer.rtc_in, True)
+            peer.gr_deadline = now + peer.gr_time
+            return []
+        return self._sweep(peer, ("vpnv4", "vpnv6", "rtc"), stale_only=False)
+
+    def _eor(self, ev: BgpEndOfRib) -> list[Output]:
+        peer = self._peer(ev.peer)
+        out = self._sweep(peer, (ev.family,))
+        if not any(p.stale for k, p in self._bgp.items() if k[0] == peer.address) and not any(
+            peer.rtc_in.values()
+        ):
+            peer.gr_deadline = None
+        return out
+
+    def _sweep(self, peer: _Peer, families: Iterable[str], stale_only: bool = True) -> list[Output]:
+        fams = set(families)
+        out: list[Output] = []
+        for key, p in list(self._bgp.items()):
+            if (
+                key[0] == peer.address
+                and family_of(p.prefix) in fams
+                and (p.stale or not stale_only)
+            ):
+                del self._bgp[key]
+                self._unindex(p.prefix, ("bgp", key))
+                out += self._recompute(p.prefix)
+        if "rtc" in fams:
+            keep: dict[str | None, bool] = {
+                t: s for t, s in peer.rtc_in.items() if stale_only and not s
+            }
+            if keep != peer.rtc_in:
+                peer.rtc_in = keep
+                out += self._readvertise(peer)
+        return out
+
+    # ------------------------------------------------------------ selection
+
+    def _unindex(self, prefix: IPNetwork, item: tuple[str, tuple[str, str, IPNetwork]]) -> None:
+        s = self._by_prefix.get(prefix)
+        if s is not None:
+            s.discard(item)
+            if not s:
+                del self._by_prefix[prefix]
+
+    def _paths(self, prefix: IPNetwork) -> list[Path]:
+        out = []
+        for kind, key in self._by_prefix.get(prefix, ()):
+            out.append(self._xmpp[key] if kind == "xmpp" else self._bgp[key])
+        return out
+
+    def _candidate(self, p: Path, vrf: Vrf) -> bool:
+        if p.source == "xmpp" and p.vrf == vrf.name:
+            return True
+        return bool(p.targets & vrf.import_targets)
+
+    def _rank(self, p: Path) -> tuple[object, ...]:
+        a = p.attrs
+        if p.source == "xmpp":
+            rid = self.router_id
+        else:
+            rid = a.originator_id or p.origin_id
+        return (
+            -p.version,
+            -a.local_pref,
+            len(a.as_path),
+            a.origin,
+            0 if p.ebgp else 1,
+            0 if p.source == "xmpp" else 1,
+            _ip_key(rid),
+            _ip_key(p.origin_id) if p.source == "bgp" else (0, 0),
+            p.origin_id,
+            p.rd,
+            str(p.nexthop),
+            p.label,
+        )
+
+    def best(self, paths: list[Path]) -> Path | None:
+        """The decision process over ``paths`` (MED compared within one neighbour AS)."""
+        if not paths:
+            return None
+        # MED: drop paths beaten on MED by a path from the same neighbouring AS
+        # when everything before MED is equal.
+        ranked = sorted(paths, key=self._rank)
+        top = ranked[0]
+        pre = self._rank(top)[:4]
+        tied = [p for p in ranked if self._rank(p)[:4] == pre]
+        if len(tied) > 1:
+            by_as: dict[int | None, int] = {}
+            for p in tied:
+                nas = p.attrs.as_path[0] if p.attrs.as_path else None
+                by_as[nas] = min(by_as.get(nas, p.attrs.med), p.attrs.med)
+            tied = [
+                p
+                for p in tied
+                if p.attrs.med <= by_as[p.attrs.as_path[0] if p.attrs.as_path else None]
+            ]
+            return tied[0]
+        return top
+
+    def _recompute(self, prefix: IPNetwork) -> list[Output]:
+        out: list[Output] = []
+        paths = self._paths(prefix)
+        for vrf in self.vrfs.values():
+            cands = [p for p in paths if self._candidate(p, vrf)]
+            new = self.best(cands)
+            old = self._selected.get((vrf.name, prefix))
+            if new is None:
+                if old is not None:
+                    del self._selected[(vrf.name, prefix)]
+                    for sid in sorted(self._subscribers.get(vrf.name, ())):
+                        out.append(FwdWithdraw(sid, vrf.vpn, (prefix,)))
+            else:
+                self._selected[(vrf.name, prefix)] = new
+                if old is None or self._fwd(old) != self._fwd(new):
+                    for sid in sorted(self._subscribers.get(vrf.name, ())):
+                        out.append(FwdRoutes(sid, vrf.vpn, (self._fwd(new),)))
+            # export: the best XMPP path of this VRF for this prefix
+            if vrf.export_targets:
+                local = [p for p in paths if p.source == "xmpp" and p.vrf == vrf.name]
+                best_local = self.best(local)
+                out += self._export(
+                    vrf.rd,
+                    prefix,
+                    None
+                    if best_local is None
+                    else VpnRoute(
+                        rd=vrf.rd,
+                        prefix=prefix,
+                        label=best_local.label,
+                        nexthop=best_local.nexthop,
+                        targets=vrf.export_targets,
+                        version=best_local.version,
+                    ),
+                )
+        return out
+
+    @staticmethod
+    def _fwd(p: Path) -> FwdRoute:
+        return FwdRoute(p.prefix, p.nexthop, p.label, p.version)
+
+    # --------------------------------------------------------------- export
+
+    def _eligible(self, peer: _Peer, route: VpnRoute) -> bool:
+        if not peer.rtc:
+            return True
+        if None in peer.rtc_in:
+            return True
+        return any(t in peer.rtc_in for t in route.targets)
+
+    def _export(self, rd: str, prefix: IPNetwork, route: VpnRoute | None) -> list[Output]:
+        key = (rd, prefix)
+        if route is None:
+            self._exports.pop(key, None)
+        else:
+            self._exports[key] = route
+        out: list[Output] = []
+        for peer in self._peers.values():
+            out += self._advertise(peer, key, route)
+        return out
+
+    def _advertise(
+        self, peer: _Peer, key: tuple[str, IPNetwork], route: VpnRoute | None
+    ) -> list[Output]:
+        old = peer.adj_out.get(key)
+        if route is not None and not self._eligible(peer, route):
+            route = None
+        if route == old:
+            return []
+        if route is None:
+            assert old is not None
+            del peer.adj_out[key]
+            return [BgpWithdraw(peer.address, old)]
+        peer.adj_out[key] = route
+        return [BgpAnnounce(peer.address, route)]
+
+    def _readvertise(self, peer: _Peer) -> list[Output]:
+        out: list[Output] = []
+        keys = sorted(set(self._exports) | set(peer.adj_out), key=_export_order)
+        for key in keys:
+            out += self._advertise(peer, key, self._exports.get(key))
+        return out
+
+    def _wanted_targets(self) -> set[str]:
+        out: set[str] = set()
+        for name in self._subscribers:
+            out |= self.vrfs[name].import_targets
+        return out
+
+    def _rtc_update(self, before: set[str]) -> list[Output]:
+        del before  # the full comparison happens per peer
+        wanted = self._wanted_targets()
+        out: list[Output] = []
+        for peer in self._peers.values():
+            if not peer.rtc:
+                continue
+            for t in sorted(peer.rtc_out - wanted):
+                out.append(RtcWithdraw(peer.address, t))
+            for t in sorted(wanted - peer.rtc_out):
+                out.append(RtcAnnounce(peer.address, t))
+            peer.rtc_out = set(wanted)
+        return out
+
+    # ----------------------------------------------------------- inspection
+
+    def show_vrfs(self) -> list[dict[str, object]]:
+        return [
+            {
+                "name": v.name,
+                "vpn": v.vpn,
+                "rd": v.rd,
+                "import": sorted(v.import_targets),
+                "export": sorted(v.export_targets),
+                "systems": list(v.systems),
+                "subscribers": sorted(self._subscribers.get(v.name, ())),
+                "routes": sum(1 for (n, _) in self._selected if n == v.name),
+            }
+            for v in self.vrfs.values()
+        ]
+
+    def show_routes(self, vrf: str | None = None) -> list[dict[str, object]]:
+        out: list[dict[str, object]] = []
+        for v in self.vrfs.values():
+            if vrf is not None and v.name != vrf:
+                continue
+            prefixes = sorted(
+                {p for p in self._by_prefix if any(self._candidate(x, v) for x in self._paths(p))},
+                key=_net_order,
+            )
+            for prefix in prefixes:
+                sel = self._selected.get((v.name, prefix))
+                for p in sorted(
+                    (x for x in self._paths(prefix) if self._candidate(x, v)), key=self._rank
+                ):
+                    out.append(
+                        {
+                            "vrf": v.name,
+                            "prefix": str(prefix),
+                            "nexthop": str(p.nexthop),
+                            "label": p.label,
+                            "version": p.version,
+                            "source": p.source,
+                            "from": p.origin_id,
+                            "rd": p.rd,
+                            "targets": sorted(p.targets),
+                            "best": p == sel,
+                            "stale": p.stale,
+                        }
+                    )
+        return out
+
+    def show_rtc(self) -> dict[str, object]:
+        return {
+            "originated": sorted(self._wanted_targets()),
+            "peers": {
+                a: {
+                    "rtc": p.rtc,
+                    "received": sorted("default" if t is None else t for t in p.rtc_in),
+                    "advertised": sorted(p.rtc_out),
+                    "routes_out": len(p.adj_out),
+                }
+                for a, p in self._peers.items()
+            },
+        }
+
+    def show_peers(self) -> list[dict[str, object]]:
+        return [
+            {
+                "address": a,
+                "asn": p.asn,
+                "up": p.up,
+                "graceful_restart": p.gr_time,
+                "stale": sum(1 for k, x in self._bgp.items() if k[0] == a and x.stale),
+                "routes_in": sum(1 for k in self._bgp if k[0] == a),
+                "routes_out": len(p.adj_out),
+            }
+            for a, p in self._peers.items()
+        ]
+
+    def sizes(self) -> dict[str, int]:
+        return {
+            "xmpp_paths": len(self._xmpp),
+            "bgp_paths": len(self._bgp),
+            "selected": len(self._selected),
+            "exports": len(self._exports),
+            "subscriptions": sum(len(s) for s in self._subscribers.values()),
+            "rtc_originated": len(self._wanted_targets()),
+        }
+
+
+def _net_order(n: IPNetwork) -> tuple[int, int, int]:
+    return (n.version, int(n.network_address), n.prefixlen)
+
+
+def _sel_order(item: tuple[tuple[str, IPNetwork], Path]) -> tuple[int, int, int]:
+    return _net_order(item[0][1])
+
+
+def _export_order(key: tuple[str, IPNetwork]) -> tuple[str, tuple[int, int, int]]:
+    return (key[0], _net_order(key[1]))

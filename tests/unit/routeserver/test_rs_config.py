@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+import pytest
+
+from routeserver.config import ConfigError, load_dict, parse_route_target
+
+BASE = {
+    "server": {"router_id": "192.0.2.254", "asn": 64512},
+    "vrf": [
+        {"vpn": "tenant1", "import_targets": ["64512:100"], "export_targets": ["target:64512:100"]},
+        {"vpn": "blue", "rd": "64512:7", "systems": ["0102*"], "import_targets": ["1.2.3.4:5"]},
+    ],
+}
+
+
+def test_load_defaults_and_rd_assignment():
+    cfg = load_dict(BASE)
+    assert cfg.router_id == "192.0.2.254"
+    assert cfg.local_address == "192.0.2.254"
+    assert [v.rd for v in cfg.vrfs] == ["192.0.2.254:1", "64512:7"]
+    assert cfg.vrfs[0].name == "tenant1"
+    assert cfg.vrfs[0].export_targets == frozenset({"64512:100"})
+    assert cfg.vrf_for("0102030405ab", "blue") is cfg.vrfs[1]
+    assert cfg.vrf_for("aa02030405ab", "blue") is None
+    assert cfg.vrf_for("AA02030405AB", "tenant1") is cfg.vrfs[0]
+
+
+@pytest.mark.parametrize(
+    ("patch", "message"),
+    [
+        ({"server": {"asn": 1}}, "server.router_id: required"),
+        ({"server": {"router_id": "x", "asn": 1}}, "server.router_id: 'x' is not an IPv4 address"),
+        (
+            {"server": {"router_id": "1.1.1.1", "asn": 0}},
+            "server.asn: must be an integer 1..4294967295",
+        ),
+        ({"bogus": 1}, "bogus: unknown key"),
+        (
+            {"vrf": [{"vpn": "a", "import_targets": ["nope"]}]},
+            "vrf[0].import_targets[0]: route target 'nope' is not 'ASN:number' or 'IPv4:number'",
+        ),
+        ({"vrf": [{"vpn": "a"}]}, "vrf[0]: needs import_targets or export_targets"),
+        (
+            {"vrf": [{"vpn": "a", "rd": "1:1", "import_targets": ["1:1"]}] * 2},
+            "vrf[1].name: 'a' already used by vrf[0]",
+        ),
+        (
+            {"bgp": {"neighbor": [{"address": "1.1.1.1", "asn": 1, "families": ["evpn"]}]}},
+            "bgp.neighbor[0].families[0]: 'evpn' is not one of vpnv4, vpnv6, rtc",
+        ),
+        ({"bgp": {"neighbor": [{"address": "1.1.1.1"}]}}, "bgp.neighbor[0].asn: required"),
+    ],
+)
+def test_errors_name_the_key(patch, message):
+    doc = {**BASE, **patch}
+    with pytest.raises(ConfigError) as ei:
+        load_dict(doc)
+    assert str(ei.value).startswith(message)
+
+
+def test_route_target_forms():
+    assert parse_route_target("target:65000:1") == "65000:1"
+    assert parse_route_target("4200000000:7") == "4200000000:7"
+    assert parse_route_target("10.0.0.1:65535") == "10.0.0.1:65535"
+    with pytest.raises(ValueError, match=r"number must be 0\.\.65535 after a 4-octet AS"):
+        parse_route_target("4200000000:70000")

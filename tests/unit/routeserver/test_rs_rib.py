@@ -1,0 +1,263 @@
+from __future__ import annotations
+
+from ipaddress import ip_address, ip_network
+
+import pytest
+
+from routeserver.config import load_dict
+from routeserver.rib import (
+    BgpAnnounce,
+    BgpAttrs,
+    BgpEndOfRib,
+    BgpPeerDown,
+    BgpPeerUp,
+    BgpRouteAdd,
+    BgpRouteDel,
+    BgpRtcAdd,
+    BgpRtcDel,
+    BgpWithdraw,
+    FwdEndOfRib,
+    FwdRoute,
+    FwdRoutes,
+    FwdWithdraw,
+    Rib,
+    RibError,
+    RtcAnnounce,
+    RtcWithdraw,
+    VpnRoute,
+    XmppRouteAdd,
+    XmppRouteDel,
+    XmppSubscribe,
+    XmppUnsubscribe,
+)
+
+H1, H2, HUB = "0102030405a1", "0102030405a2", "0a0000000001"
+PE, PE2 = "192.0.2.1", "192.0.2.2"
+
+
+def cfg(**bgp):
+    return load_dict(
+        {
+            "server": {"router_id": "10.255.0.1", "asn": 64512},
+            "bgp": {
+                "neighbor": [
+                    {"address": PE, "asn": 64512, "families": ["vpnv4", "vpnv6", "rtc"]},
+                    {"address": PE2, "asn": 65001, "families": ["vpnv4", "vpnv6"]},
+                ]
+            },
+            "vrf": [
+                {"vpn": "red", "import_targets": ["64512:100"], "export_targets": ["64512:100"]},
+                # hub and spoke: spokes export S, import H; the hub the reverse
+                {
+                    "vpn": "tenant1",
+                    "systems": ["0102*"],
+                    "import_targets": ["64512:201"],
+                    "export_targets": ["64512:200"],
+                },
+                {
+                    "name": "tenant1-hub",
+                    "vpn": "tenant1",
+                    "systems": ["0a*"],
+                    "import_targets": ["64512:200"],
+                    "export_targets": ["64512:201"],
+                },
+            ],
+        }
+    )
+
+
+def n(s):
+    return ip_network(s)
+
+
+def a(s):
+    return ip_address(s)
+
+
+def test_symmetric_vpn_xmpp_to_bgp_and_forwarders():
+    rib = Rib(cfg())
+    out = rib.handle(XmppSubscribe(H1, "red"), 0)
+    assert out == [FwdEndOfRib(H1, "red"), RtcAnnounce(PE, "64512:100")]
+    out = rib.handle(XmppRouteAdd(H1, "red", n("10.1.1.1/32"), a("192.0.2.11"), 10000, 1), 0)
+    route = VpnRoute(
+        "10.255.0.1:1", n("10.1.1.1/32"), 10000, a("192.0.2.11"), frozenset({"64512:100"}), 1
+    )
+    # PE negotiated RTC but has not asked for 64512:100 yet; PE2 has no RTC
+    assert out == [
+        FwdRoutes(H1, "red", (FwdRoute(n("10.1.1.1/32"), a("192.0.2.11"), 10000, 1),)),
+        BgpAnnounce(PE2, route),
+    ]
+    assert rib.handle(BgpRtcAdd(PE, "64512:100"), 0) == [BgpAnnounce(PE, route)]
+    # a second forwarder subscribing gets the table and the end-of-RIB marker
+    assert rib.handle(XmppSubscribe(H2, "red"), 0) == [
+        FwdRoutes(H2, "red", (FwdRoute(n("10.1.1.1/32"), a("192.0.2.11"), 10000, 1),)),
+        FwdEndOfRib(H2, "red"),
+    ]
+    out = rib.handle(XmppRouteDel(H1, "red", n("10.1.1.1/32")), 0)
+    assert out == [
+        FwdWithdraw(H1, "red", (n("10.1.1.1/32"),)),
+        FwdWithdraw(H2, "red", (n("10.1.1.1/32"),)),
+        BgpWithdraw(PE, route),
+        BgpWithdraw(PE2, route),
+    ]
+    assert rib.handle(XmppUnsubscribe(H1, "red"), 0) == []
+    assert rib.handle(XmppUnsubscribe(H2, "red"), 0) == [RtcWithdraw(PE, "64512:100")]
+
+
+def test_bgp_route_imported_by_target_only():
+    rib = Rib(cfg())
+    rib.handle(XmppSubscribe(H1, "red"), 0)
+    rib.handle(XmppSubscribe(H2, "tenant1"), 0)
+    out = rib.handle(
+        BgpRouteAdd(
+            PE, "64512:7", n("10.2.2.2/32"), 20000, a("192.0.2.22"), frozenset({"64512:100"})
+        ),
+        0,
+    )
+    assert out == [FwdRoutes(H1, "red", (FwdRoute(n("10.2.2.2/32"), a("192.0.2.22"), 20000, 0),))]
+    out = rib.handle(
+        BgpRouteAdd(
+            PE, "64512:8", n("10.3.3.3/32"), 30000, a("192.0.2.33"), frozenset({"64512:999"})
+        ),
+        0,
+    )
+    assert out == []
+    assert rib.handle(BgpRouteDel(PE, "64512:7", n("10.2.2.2/32")), 0) == [
+        FwdWithdraw(H1, "red", (n("10.2.2.2/32"),))
+    ]
+
+
+def test_hub_and_spoke():
+    rib = Rib(cfg())
+    rib.handle(XmppSubscribe(H1, "tenant1"), 0)
+    rib.handle(XmppSubscribe(H2, "tenant1"), 0)
+    rib.handle(XmppSubscribe(HUB, "tenant1"), 0)
+    out = rib.handle(XmppRouteAdd(H1, "tenant1", n("10.9.0.1/32"), a("192.0.2.11"), 100), 0)
+    # spoke route: in the spoke VRF itself (own VRF) and the hub VRF, not to the other spoke? The
+    # spoke VRF holds its own routes; spokes share a VRF here, so H2 sees it too.
+    fwd = [o for o in out if isinstance(o, FwdRoutes)]
+    assert [o.system_id for o in fwd] == [H1, H2, HUB]
+    out = rib.handle(XmppRouteAdd(HUB, "tenant1", n("0.0.0.0/0"), a("192.0.2.99"), 500), 0)
+    fwd = [o for o in out if isinstance(o, FwdRoutes)]
+    assert [o.system_id for o in fwd] == [H1, H2, HUB]
+
+
+def test_version_decides_moving_address():
+    rib = Rib(cfg())
+    rib.handle(XmppSubscribe(H1, "red"), 0)
+    rib.handle(XmppRouteAdd(H1, "red", n("10.1.1.1/32"), a("192.0.2.11"), 100, 1), 0)
+    out = rib.handle(
+        BgpRouteAdd(
+            PE, "64512:7", n("10.1.1.1/32"), 200, a("192.0.2.22"), frozenset({"64512:100"}), 2
+        ),
+        0,
+    )
+    assert out == [FwdRoutes(H1, "red", (FwdRoute(n("10.1.1.1/32"), a("192.0.2.22"), 200, 2),))]
+    # an older instantiation elsewhere does not win
+    out = rib.handle(
+        BgpRouteAdd(
+            PE2, "64512:9", n("10.1.1.1/32"), 300, a("192.0.2.33"), frozenset({"64512:100"}), 0
+        ),
+        0,
+    )
+    assert out == []
+
+
+def route(peer, nh, **attrs):
+    return BgpRouteAdd(
+        peer, "1:1", n("10.5.0.0/16"), 16, a(nh), frozenset({"64512:100"}), 0, BgpAttrs(**attrs)
+    )
+
+
+@pytest.mark.parametrize(
+    ("r1", "r2"),
+    [
+        (route(PE, "192.0.2.101", local_pref=200), route(PE2, "192.0.2.102")),
+        (route(PE2, "192.0.2.101", as_path=(65001,)), route(PE, "192.0.2.102", as_path=(1, 2))),
+        (route(PE2, "192.0.2.101", origin=0), route(PE, "192.0.2.102", origin=2)),
+        (route(PE2, "192.0.2.101", as_path=(65001,)), route(PE, "192.0.2.102", as_path=(64999,))),
+        (
+            route(PE, "192.0.2.101", as_path=(7,), med=5),
+            route(PE2, "192.0.2.102", as_path=(7,), med=10),
+        ),
+        (
+            route(PE, "192.0.2.101", originator_id="1.1.1.1"),
+            route(PE, "192.0.2.102", originator_id="2.2.2.2"),
+        ),
+    ],
+)
+def test_decision_process(r1, r2):
+    for first, second in ((r1, r2), (r2, r1)):
+        rib = Rib(cfg())
+        rib.handle(XmppSubscribe(H1, "red"), 0)
+        rib.handle(first, 0)
+        rib.handle(replace_rd(second), 0)
+        sel = [r for r in rib.show_routes("red") if r["best"]]
+        assert [r["nexthop"] for r in sel] == ["192.0.2.101"]
+
+
+def replace_rd(r):
+    from dataclasses import replace
+
+    return replace(r, rd="2:2")
+
+
+def test_graceful_restart_keeps_then_sweeps():
+    rib = Rib(cfg())
+    rib.handle(XmppSubscribe(H1, "red"), 0)
+    rib.handle(BgpPeerUp(PE, 120), 0)
+    rib.handle(
+        BgpRouteAdd(PE, "1:1", n("10.7.0.1/32"), 77, a("192.0.2.7"), frozenset({"64512:100"})), 0
+    )
+    rib.handle(
+        BgpRouteAdd(PE, "1:1", n("10.7.0.2/32"), 78, a("192.0.2.7"), frozenset({"64512:100"})), 0
+    )
+    assert rib.handle(BgpPeerDown(PE), 10) == []
+    assert rib.next_deadline() == 130
+    assert [r["stale"] for r in rib.show_routes("red")] == [True, True]
+    rib.handle(BgpPeerUp(PE, 120), 20)
+    rib.handle(
+        BgpRouteAdd(PE, "1:1", n("10.7.0.1/32"), 77, a("192.0.2.7"), frozenset({"64512:100"})), 20
+    )
+    out = rib.handle(BgpEndOfRib(PE, "vpnv4"), 21)
+    assert out == [FwdWithdraw(H1, "red", (n("10.7.0.2/32"),))]
+    assert rib.next_deadline() is None
+
+
+def test_graceful_restart_timer_and_no_gr():
+    rib = Rib(cfg())
+    rib.handle(XmppSubscribe(H1, "red"), 0)
+    rib.handle(BgpPeerUp(PE, 30), 0)
+    rib.handle(
+        BgpRouteAdd(PE, "1:1", n("10.7.0.1/32"), 77, a("192.0.2.7"), frozenset({"64512:100"})), 0
+    )
+    rib.handle(BgpPeerDown(PE), 0)
+    assert rib.expire(29.9) == []
+    assert rib.expire(30) == [FwdWithdraw(H1, "red", (n("10.7.0.1/32"),))]
+    rib.handle(BgpPeerUp(PE2, 0), 0)
+    rib.handle(
+        BgpRouteAdd(PE2, "1:1", n("10.7.0.3/32"), 77, a("192.0.2.7"), frozenset({"64512:100"})), 0
+    )
+    assert rib.handle(BgpPeerDown(PE2), 1) == [FwdWithdraw(H1, "red", (n("10.7.0.3/32"),))]
+
+
+def test_bad_input_is_refused_precisely():
+    rib = Rib(cfg())
+    with pytest.raises(RibError, match=r"no VRF configured for system ffffffffffff in VPN 'nope'"):
+        rib.handle(XmppSubscribe("ffffffffffff", "nope"), 0)
+    with pytest.raises(RibError, match=r"BGP peer 203\.0\.113\.9 is not configured"):
+        rib.handle(BgpRtcAdd("203.0.113.9", None), 0)
+    with pytest.raises(RibError, match=r"IPv4 prefix 10\.0\.0\.1/32 with IPv6 next hop"):
+        rib.handle(XmppRouteAdd(H1, "red", n("10.0.0.1/32"), a("2001:db8::1"), 16), 0)
+    assert rib.sizes()["xmpp_paths"] == 0
+
+
+def test_rtc_wildcard_and_withdraw_on_rtc_loss():
+    rib = Rib(cfg())
+    rib.handle(XmppSubscribe(H1, "red"), 0)
+    rib.handle(XmppRouteAdd(H1, "red", n("2001:db8::1/128"), a("2001:db8:ffff::11"), 99), 0)
+    route = VpnRoute(
+        "10.255.0.1:1", n("2001:db8::1/128"), 99, a("2001:db8:ffff::11"), frozenset({"64512:100"})
+    )
+    assert rib.handle(BgpRtcAdd(PE, None), 0) == [BgpAnnounce(PE, route)]
+    assert rib.handle(BgpRtcDel(PE, None), 0) == [BgpWithdraw(PE, route)]
