@@ -1,0 +1,81 @@
+"""The hardened stream parser: exact events, exact stream-error conditions."""
+
+from __future__ import annotations
+
+import pytest
+
+from esxmpp.stream import Stanza, StreamClose, StreamError, StreamOpen, StreamParser
+
+HDR = (
+    b"<?xml version='1.0'?><stream:stream xmlns='jabber:client' "
+    b"xmlns:stream='http://etherx.jabber.org/streams' to='fwd1' version='1.0' xml:lang='en'>"
+)
+
+
+def test_events_byte_by_byte() -> None:
+    p = StreamParser()
+    data = HDR + b" \n <iq type='get' id='1'><ping xmlns='urn:xmpp:ping'/></iq> </stream:stream>"
+    events = []
+    for i in range(len(data)):
+        events.extend(p.feed(data[i : i + 1]))
+    assert events[0] == StreamOpen(
+        {"to": "fwd1", "version": "1.0", "xml:lang": "en"}, "jabber:client"
+    )
+    assert isinstance(events[1], Stanza)
+    iq = events[1].element
+    assert iq.tag == "{jabber:client}iq" and iq.attrib == {"type": "get", "id": "1"}
+    assert [c.tag for c in iq] == ["{urn:xmpp:ping}ping"]
+    assert events[2:] == [StreamClose()]
+
+
+def test_whitespace_keepalives_do_not_count_toward_stanza_size() -> None:
+    p = StreamParser(max_stanza_bytes=1000)
+    p.feed(HDR)
+    for _ in range(100):
+        assert p.feed(b" " * 500) == []
+    assert len(p.feed(b"<presence/>")) == 1
+
+
+BILLION_LAUGHS = (
+    b"<?xml version='1.0'?><!DOCTYPE lolz [<!ENTITY lol 'lol'>"
+    b"<!ENTITY lol2 '&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;'>]>"
+    b"<stream:stream xmlns:stream='http://etherx.jabber.org/streams'>&lol2;"
+)
+
+
+@pytest.mark.parametrize(
+    ("data", "condition"),
+    [
+        (BILLION_LAUGHS, "restricted-xml"),
+        (b"<!DOCTYPE x SYSTEM 'file:///etc/passwd'><x/>", "restricted-xml"),
+        (HDR + b"<!-- hello -->", "restricted-xml"),
+        (HDR + b"<?php echo 1; ?>", "restricted-xml"),
+        (HDR + b"<message>&xxe;</message>", "restricted-xml"),
+        (HDR + b"<a>" * 16, "policy-violation"),
+        (HDR + b"<message><body>" + b"x" * 70000, "policy-violation"),
+        (HDR + b"<message a='" + b"x" * 70000, "policy-violation"),
+        (HDR + b"<a>\xc3\x28</a>", "not-well-formed"),
+        (HDR + b"<a></b>", "not-well-formed"),
+        (HDR + b"text", "bad-format"),
+        (b"<?xml version='1.0' encoding='ISO-8859-1'?><x/>", "unsupported-encoding"),
+        (b"<stream:features xmlns:stream='http://etherx.jabber.org/streams'/>", "bad-format"),
+        (b"<stream:stream xmlns:stream='urn:wrong'>", "invalid-namespace"),
+        (b"<html><body/></html>", "bad-format"),
+    ],
+)
+def test_hostile_input_gives_exact_condition(data: bytes, condition: str) -> None:
+    p = StreamParser()
+    with pytest.raises(StreamError) as info:
+        p.feed(data)
+    assert info.value.condition == condition
+    with pytest.raises(StreamError):  # a failed parser stays failed
+        p.feed(b"<x/>")
+
+
+def test_data_after_stream_end() -> None:
+    p = StreamParser()
+    p.feed(HDR + b"</stream:stream>")
+    assert p.closed
+    assert p.feed(b"  ") == []
+    with pytest.raises(StreamError, match="data after end of stream"):
+        p.feed(b"<iq/>")
