@@ -1,0 +1,257 @@
+"""Switch driver: keeps the switch equal to the desired entities (asyncio shell).
+
+On every (re)connect: arbitration (wait until primary), pipeline (committed
+only when the device does not already run the same cookie, so an agent
+restart leaves forwarding alone), a full read of the switch, then only the
+difference is written. Afterwards every :meth:`kick` (a state change)
+schedules a sync; kicks within ``coalesce`` seconds share one sync, and a
+sync sends each phase of the plan as one WriteRequest.
+
+Per-update errors: INSERT of an existing entry is retried as MODIFY, MODIFY
+of a missing one as INSERT, DELETE of a missing one counts as done; anything
+else is logged, counted, and not retried until the desired entity changes or
+the switch reconnects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from control import reconcile
+from control import tables as T
+from control.config import SwitchConfig
+from control.p4rt import (
+    DELETE,
+    INSERT,
+    MODIFY,
+    Entity,
+    P4Info,
+    P4RuntimeClient,
+    P4RuntimeError,
+    Pipeline,
+    TableEntry,
+    TlsOptions,
+    Update,
+    UpdateError,
+)
+
+log = logging.getLogger("control.driver")
+
+ALREADY_EXISTS = 6
+NOT_FOUND = 5
+
+
+@dataclass
+class DriverStats:
+    connects: int = 0
+    pipeline_commits: int = 0
+    syncs: int = 0
+    writes: int = 0  # WriteRequests
+    updates: int = 0  # updates applied
+    update_errors: int = 0
+    last_reconcile_diff: int = -1  # updates written by the last (re)connect reconcile
+    failed: dict[tuple[Any, ...], str] = field(default_factory=dict)
+
+
+class SwitchDriver:
+    def __init__(
+        self,
+        cfg: SwitchConfig,
+        desired: Callable[[], set[Entity]],
+        coalesce: float = 0.005,
+        reconnect: float = 1.0,
+    ) -> None:
+        self.cfg = cfg
+        self.p4info = P4Info.load(cfg.p4info)
+        self.pipeline = Pipeline.load(cfg.bmv2_json, self.p4info)
+        self._desired_fn = desired
+        self.coalesce = coalesce
+        self.reconnect = reconnect
+        self.client: P4RuntimeClient | None = None
+        self.installed: dict[tuple[Any, ...], Entity] = {}
+        self.stats = DriverStats()
+        self._failed: dict[tuple[Any, ...], Entity] = {}
+        self._kick = asyncio.Event()
+        self._synced = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._kicks = 0
+        self._synced_kicks = -1
+
+    # ------------------------------------------------------------- public
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="switch-driver")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self.client is not None:
+            await self.client.close()
+            self.client = None
+
+    def kick(self) -> None:
+        """The desired state may have changed: sync soon."""
+        self._kicks += 1
+        self._synced.clear()
+        self._kick.set()
+
+    @property
+    def connected(self) -> bool:
+        return self.client is not None and self.client.connected and self.client.is_primary
+
+    async def wait_synced(self, timeout: float | None = None) -> None:
+        """Until every kick so far has been written to a connected switch."""
+        await asyncio.wait_for(self._synced.wait(), timeout)
+
+    def desired(self) -> set[Entity]:
+        return {self.p4info.canonical(e) for e in self._desired_fn()}
+
+    async def read_switch(self) -> set[Entity]:
+        """A fresh snapshot of what the switch holds (canonical)."""
+        client = self._need()
+        ents = await client.read_all(self.p4info.names("table"))
+        for t in T.DEFAULT_TABLES:
+            ents.add(await client.read_default_entry(t))
+        return {self.p4info.canonical(e) for e in ents}
+
+    async def diff(self) -> list[list[Update]]:
+        """What a sync would write now, against a fresh read (empty when in sync)."""
+        return reconcile.plan(self.desired(), await self.read_switch())
+
+    # ------------------------------------------------------------ internals
+    def _need(self) -> P4RuntimeClient:
+        if self.client is None or not self.client.connected:
+            raise P4RuntimeError("switch not connected")
+        return self.client
+
+    async def _connect(self) -> P4RuntimeClient:
+        tls = None
+        if self.cfg.tls is not None:
+            t = self.cfg.tls
+            tls = TlsOptions(t.root_cert, t.cert, t.key, t.server_name)
+        client = await P4RuntimeClient.connect(
+            self.cfg.address,
+            self.p4info,
+            self.cfg.device_id,
+            self.cfg.election_id,
+            tls,
+            timeout=max(self.reconnect, 2.0),
+        )
+        try:
+            await client.wait_primary(timeout=max(self.reconnect, 2.0))
+            if await client.set_pipeline(self.pipeline):
+                self.stats.pipeline_commits += 1
+                log.info("switch %s: pipeline committed", self.cfg.address)
+        except BaseException:
+            await client.close()
+            raise
+        return client
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                self.client = await self._connect()
+                self.stats.connects += 1
+                self._failed.clear()
+                self.installed = reconcile.index(await self.read_switch())
+                written = await self._sync()
+                self.stats.last_reconcile_diff = written
+                log.info("switch %s: reconciled, %d updates written", self.cfg.address, written)
+                await self._serve(self.client)
+            except asyncio.CancelledError:
+                raise
+            except (P4RuntimeError, OSError) as e:
+                log.warning("switch %s: %s", self.cfg.address, e)
+            except Exception:
+                log.exception("switch %s: driver error", self.cfg.address)
+            if self.client is not None:
+                await self.client.close()
+                self.client = None
+            self._synced.clear()
+            await asyncio.sleep(self.reconnect)
+
+    async def _serve(self, client: P4RuntimeClient) -> None:
+        closed = asyncio.ensure_future(client.wait_closed())
+        try:
+            while client.connected:
+                kicked = asyncio.ensure_future(self._kick.wait())
+                await asyncio.wait({kicked, closed}, return_when=asyncio.FIRST_COMPLETED)
+                kicked.cancel()
+                if not client.connected:
+                    return
+                await asyncio.sleep(self.coalesce)  # let a burst of changes coalesce
+                await self._sync()
+        finally:
+            closed.cancel()
+
+    async def _sync(self) -> int:
+        client = self._need()
+        self._kick.clear()
+        kicks = self._kicks
+        desired = self.desired()
+        batches = reconcile.plan(desired, self.installed.values())
+        written = 0
+        for batch in batches:
+            todo = [u for u in batch if self._failed.get(u.entity.key()) != u.entity]
+            while todo:
+                res = await client.write(todo)
+                self.stats.writes += 1
+                failed = {e.index: e for e in res.errors}
+                retry: list[Update] = []
+                for i, u in enumerate(todo):
+                    err = failed.get(i)
+                    if err is None:
+                        reconcile.apply(self.installed, u)
+                        self._failed.pop(u.entity.key(), None)
+                        self.stats.failed.pop(u.entity.key(), None)
+                        written += 1
+                        continue
+                    fix = self._recover(u, err)
+                    if fix is None:
+                        continue
+                    if fix is u:  # nothing to write: already in the wanted state
+                        reconcile.apply(self.installed, u)
+                        continue
+                    retry.append(fix)
+                todo = retry
+        self.stats.syncs += 1
+        self.stats.updates += written
+        if kicks == self._kicks:
+            self._synced.set()
+        return written
+
+    def _recover(self, u: Update, err: UpdateError) -> Update | None:
+        """Next step for a failed update: a retry, ``u`` itself (= done), or None."""
+        if u.type is INSERT and err.code == ALREADY_EXISTS:
+            return Update(MODIFY, u.entity)
+        if (
+            u.type is MODIFY
+            and err.code == NOT_FOUND
+            and not (isinstance(u.entity, TableEntry) and u.entity.is_default)
+        ):
+            return Update(INSERT, u.entity)
+        if u.type is DELETE and err.code == NOT_FOUND:
+            return u
+        self.stats.update_errors += 1
+        self._failed[u.entity.key()] = u.entity
+        self.stats.failed[u.entity.key()] = f"{u.type.name}: {err.code_name}: {err.message}"
+        log.error(
+            "switch %s: %s %s failed: %s %s",
+            self.cfg.address,
+            u.type.name,
+            u.entity,
+            err.code_name,
+            err.message,
+        )
+        return None
+
+
+def now() -> float:
+    return time.monotonic()

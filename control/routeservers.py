@@ -1,0 +1,232 @@
+"""Route-server side of the agent: one esxmpp client per configured route server.
+
+* Every local route (VrfState.exports) is published to every connected route
+  server: ``publish`` node '<end-system id>:<prefix>' with (prefix, our infra
+  address, label, version), then ``associate`` it with its VPN.
+* Each VPN with local interfaces is subscribed at every route server (the
+  route server accepts an association only into a VPN the client subscribed
+  to), but routes are *applied* from one of them, the primary: the first
+  connected one in configuration order. Each server's notifications are kept
+  per server, so a failover replays the new primary's table at once.
+* Losing the primary marks the installed routes stale: they keep forwarding
+  for ``timers.stale`` seconds unless the new primary (re)sends them; an
+  EndOfRib from it removes the ones it did not send.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from control.vrf import VrfState
+from esxmpp.client import XmppClient
+from esxmpp.config import ClientConfig
+from esxmpp.dialect import (
+    DialectError,
+    EndOfRib,
+    ItemsEvent,
+    Notification,
+    RetractEvent,
+    RouteEntry,
+    item_node_name,
+)
+
+log = logging.getLogger("control.routeservers")
+
+
+@dataclass
+class RouteServer:
+    config: ClientConfig
+    client: XmppClient | None = None
+    connected: bool = False
+    sent: dict[str, tuple[str, RouteEntry]] = field(default_factory=dict)  # node -> (vpn, entry)
+    subs: set[str] = field(default_factory=set)
+    rib: dict[str, dict[str, RouteEntry]] = field(default_factory=dict)  # vpn -> item -> entry
+    eor: set[str] = field(default_factory=set)
+    connects: int = 0
+    errors: int = 0
+    last_error: str = ""
+
+    @property
+    def name(self) -> str:
+        return f"{self.config.host}:{self.config.port}"
+
+
+class RouteServers:
+    def __init__(
+        self,
+        configs: tuple[ClientConfig, ...],
+        state: VrfState,
+        changed: Callable[[], None],
+        clock: Callable[[], float],
+        reconnect: float = 1.0,
+    ) -> None:
+        self.servers = [RouteServer(c) for c in configs]
+        self.state = state
+        self.changed = changed
+        self.clock = clock
+        self.reconnect = reconnect
+        self.primary: RouteServer | None = None
+        self._kick = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # ---------------------------------------------------------------- api
+    def start(self) -> None:
+        for rs in self.servers:
+            self._tasks.append(asyncio.create_task(self._connect_loop(rs)))
+        self._tasks.append(asyncio.create_task(self._sync_loop()))
+
+    async def close(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        for rs in self.servers:
+            if rs.client is not None:
+                await rs.client.close()
+
+    def kick(self) -> None:
+        self._idle.clear()
+        self._kick.set()
+
+    async def wait_idle(self, timeout: float | None = None) -> None:
+        """Until every export/subscription change so far was sent."""
+        await asyncio.wait_for(self._idle.wait(), timeout)
+
+    # ------------------------------------------------------------ sessions
+    async def _connect_loop(self, rs: RouteServer) -> None:
+        while True:
+            client = XmppClient(rs.config, functools.partial(self._notification, rs))
+            try:
+                await client.connect()
+            except (ConnectionError, OSError, TimeoutError) as e:
+                rs.last_error = str(e)
+                log.debug("route server %s: %s", rs.name, e)
+                await asyncio.sleep(self.reconnect)
+                continue
+            rs.client, rs.connected = client, True
+            rs.connects += 1
+            rs.sent.clear()
+            rs.subs.clear()
+            rs.rib.clear()
+            rs.eor.clear()
+            log.info("route server %s: connected", rs.name)
+            self._elect()
+            self.kick()
+            await client.wait_disconnected()
+            rs.connected = False
+            log.warning("route server %s: disconnected", rs.name)
+            with contextlib.suppress(Exception):
+                await client.close()
+            rs.client = None
+            if self.primary is rs:
+                self.primary = None
+                self.state.routes_stale(self.clock())
+                self._elect()
+                self.changed()
+            await asyncio.sleep(self.reconnect)
+
+    def _elect(self) -> None:
+        if self.primary is not None:
+            return
+        for rs in self.servers:
+            if rs.connected:
+                self.primary = rs
+                log.info("route server %s: primary", rs.name)
+                now = self.clock()
+                for vpn, items in rs.rib.items():
+                    self.state.routes_update(vpn, items.items(), now)
+                for vpn in rs.eor:
+                    self.state.end_of_rib(vpn)
+                self.changed()
+                return
+
+    def _notification(self, rs: RouteServer, note: Notification) -> None:
+        primary = self.primary is rs
+        now = self.clock()
+        if isinstance(note, ItemsEvent):
+            rs.rib.setdefault(note.node, {}).update(note.items)
+            if primary:
+                self.state.routes_update(note.node, note.items, now)
+        elif isinstance(note, RetractEvent):
+            table = rs.rib.get(note.node, {})
+            for i in note.item_ids:
+                table.pop(i, None)
+            if primary:
+                self.state.routes_retract(note.node, note.item_ids)
+        elif isinstance(note, EndOfRib):
+            vpns = [note.node] if note.node is not None else list(rs.subs)
+            rs.eor.update(vpns)
+            if primary:
+                for v in vpns:
+                    self.state.end_of_rib(v)
+        if primary:
+            self.changed()
+
+    # ----------------------------------------------------------------- sync
+    async def _sync_loop(self) -> None:
+        while True:
+            await self._kick.wait()
+            self._kick.clear()
+            for rs in self.servers:
+                if rs.connected and rs.client is not None:
+                    try:
+                        await self._sync(rs, rs.client)
+                    except (ConnectionError, TimeoutError, OSError) as e:
+                        log.warning("route server %s: %s", rs.name, e)
+            if not self._kick.is_set():
+                self._idle.set()
+
+    async def _request(self, rs: RouteServer, coro: object) -> bool:
+        try:
+            await coro  # type: ignore[misc]
+        except DialectError as e:
+            rs.errors += 1
+            rs.last_error = str(e)
+            log.error("route server %s refused: %s", rs.name, e)
+            return False
+        return True
+
+    async def _sync(self, rs: RouteServer, c: XmppClient) -> None:
+        infra = self.state.infra
+        want_subs = self.state.subscribed_vpns()
+        want: dict[str, tuple[str, RouteEntry]] = {}
+        for ex in self.state.exports():
+            node = item_node_name(ex.system_id, ex.prefix)
+            want[node] = (ex.vpn, RouteEntry(ex.prefix, infra, ex.label, ex.version))
+        for vpn in sorted(want_subs - rs.subs):
+            if await self._request(rs, c.subscribe(vpn)):
+                rs.subs.add(vpn)
+        for node, (vpn, entry) in sorted(want.items()):
+            old = rs.sent.get(node)
+            if old == (vpn, entry):
+                continue
+            if old is not None and old[0] != vpn:
+                await self._request(rs, c.dissociate(old[0], node))
+            if (old is None or old[1] != entry) and not await self._request(
+                rs, c.publish(node, entry)
+            ):
+                continue
+            if (
+                (old is None or old[0] != vpn)
+                and vpn in rs.subs
+                and not await self._request(rs, c.associate(vpn, node))
+            ):
+                continue
+            rs.sent[node] = (vpn, entry)
+        for node in sorted(set(rs.sent) - set(want)):
+            vpn, _ = rs.sent[node]
+            await self._request(rs, c.dissociate(vpn, node))
+            await self._request(rs, c.retract(node))
+            del rs.sent[node]
+        for vpn in sorted(rs.subs - want_subs):
+            await self._request(rs, c.unsubscribe(vpn))
+            rs.subs.discard(vpn)
+            rs.rib.pop(vpn, None)
+            rs.eor.discard(vpn)
