@@ -278,10 +278,12 @@ class XmppServer:
             self._server.close()
         for s in list(self._conns):
             s.close("system-shutdown", "server shutting down")
-        for t in list(self._tasks):
-            t.cancel()
         if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+            _done, pending = await asyncio.wait(list(self._tasks), timeout=2.0)
+            for t in pending:
+                t.cancel()
+            if pending:
+                await asyncio.wait(pending)
         if self._expiry_task is not None:
             self._expiry_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -323,6 +325,8 @@ class XmppServer:
                 log.warning("%s: refused, %d connections", peer, len(self._conns) - 1)
                 return
             await _Conn(self, sess, reader, key).run()
+        except asyncio.CancelledError:  # server shutdown: this task is the connection's root
+            sess._abort("server shutdown")
         except Exception:  # a bug must not kill the server
             log.exception("%s: connection failed", peer)
             sess.close("internal-server-error", "")
