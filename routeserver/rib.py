@@ -361,16 +361,20 @@ class Rib:
         before = self._wanted_targets()
         subs.add(ev.system_id)
         out: list[Output] = []
-        routes = tuple(
-            self._fwd(p)
-            for (name, _), p in sorted(self._selected.items(), key=_sel_order)
-            if name == vrf.name
-        )
+        routes = self.table(vrf.name)
         if routes:
             out.append(FwdRoutes(ev.system_id, vrf.vpn, routes))
         out.append(FwdEndOfRib(ev.system_id, vrf.vpn))
         out += self._rtc_update(before)
         return out
+
+    def table(self, vrf_name: str) -> tuple[FwdRoute, ...]:
+        """The selected routes of a VRF, as forwarders get them (prefix order)."""
+        return tuple(
+            self._fwd(p)
+            for (name, _), p in sorted(self._selected.items(), key=_sel_order)
+            if name == vrf_name
+        )
 
     def _unsubscribe(self, ev: XmppUnsubscribe) -> list[Output]:
         vrf = self.vrf_of(ev.system_id, ev.vpn)

@@ -1,0 +1,684 @@
+"""The one module that knows ExaBGP: BGP (VPN-IPv4, VPN-IPv6, RT-Constraint) for the RIB.
+
+ExaBGP 5 runs as a child process. Its process API is reached through a tiny
+relay it spawns (``python -m routeserver.exabgp_adapter relay <socket>``,
+its stdin/stdout bridged to a Unix socket the daemon listens on): ExaBGP's
+JSON messages come in, text commands go out, and every command waits for
+ExaBGP's ``done`` / ``error`` acknowledgement (``exabgp.api.ack``), in order.
+
+ExaBGP's configuration and text API have no RT-Constraint: the child is
+started as ``python -m routeserver.exabgp_adapter exabgp <conf>``, which adds
+(with ExaBGP's own classes, as networking-bagpipe does) the ``ipv4 rtc``
+family to the configuration parser and two API commands,
+``neighbor <peer> announce rtc <origin-as> <route-target> next-hop <ip>`` and
+the matching ``withdraw rtc``, then runs ExaBGP's own ``main``. ExaBGP encodes
+and decodes every BGP message; nothing here packs BGP.
+
+Pure helpers (tested without sockets): :func:`render_config`,
+:func:`command_for` (RIB output -> command), :func:`parse_message` (ExaBGP
+JSON -> RIB inputs, raising :class:`BgpInputError` for malformed input).
+
+Interface version extended community: the RIB's 32-bit interface version
+travels as a transitive *experimental* extended community (RFC 4360 / RFC
+7153 type range 0x80-0x8F, "Experimental Use"): type 0x8E, sub-type 0x01,
+two zero octets, then the version as a 32-bit big-endian number; e.g.
+version 7 = ``0x8e01000000000007``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import json
+import logging
+import os
+import sys
+import tempfile
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from routeserver.config import Config, parse_rd, parse_route_target
+from routeserver.rib import (
+    ORIGIN_EGP,
+    ORIGIN_IGP,
+    ORIGIN_INCOMPLETE,
+    BgpAnnounce,
+    BgpAttrs,
+    BgpEndOfRib,
+    BgpPeerDown,
+    BgpPeerUp,
+    BgpRouteAdd,
+    BgpRouteDel,
+    BgpRtcAdd,
+    BgpRtcDel,
+    BgpWithdraw,
+    Input,
+    Output,
+    RtcAnnounce,
+    RtcWithdraw,
+    VpnRoute,
+)
+
+log = logging.getLogger("routeserver.bgp")
+
+VERSION_EC_TYPE = 0x8E
+VERSION_EC_SUBTYPE = 0x01
+PROCESS_NAME = "esvpn-rs"
+
+_FAMILIES = {"vpnv4": "ipv4 mpls-vpn", "vpnv6": "ipv6 mpls-vpn", "rtc": "ipv4 rtc"}
+_JSON_FAMILY = {"ipv4 mpls-vpn": "vpnv4", "ipv6 mpls-vpn": "vpnv6", "ipv4 rtc": "rtc"}
+_ORIGINS = {"igp": ORIGIN_IGP, "egp": ORIGIN_EGP, "incomplete": ORIGIN_INCOMPLETE}
+
+
+class BgpInputError(ValueError):
+    """A message from ExaBGP (i.e. from a BGP peer) that cannot be used; says why."""
+
+
+class CommandError(RuntimeError):
+    """ExaBGP answered a command with ``error``."""
+
+
+# ------------------------------------------------------------------- pure
+
+
+def version_community(version: int) -> str:
+    return f"0x{VERSION_EC_TYPE:02x}{VERSION_EC_SUBTYPE:02x}0000{version:08x}"
+
+
+def _rt_text(rt: str) -> str:
+    return f"target:{rt}"
+
+
+def render_config(cfg: Config, run: str) -> str:
+    """ExaBGP configuration: one neighbor per configured peer, our process on each."""
+    lines = [f"process {PROCESS_NAME} {{", f"  run {run};", "  encoder json;", "}", ""]
+    for n in cfg.neighbors:
+        fams = " ".join(f"{_FAMILIES[f]};" for f in n.families)
+        lines += [
+            f"neighbor {n.address} {{",
+            f"  router-id {cfg.router_id};",
+            f"  local-address {cfg.local_address};",
+            f"  local-as {cfg.asn};",
+            f"  peer-as {n.asn};",
+        ]
+        if n.port != 179:
+            lines.append(f"  connect {n.port};")
+        if n.passive:
+            lines.append("  passive true;")
+        lines += [
+            f"  family {{ {fams} }}",
+            "  capability {",
+            "    route-refresh;",
+        ]
+        if cfg.graceful_restart:
+            lines.append(f"    graceful-restart {cfg.graceful_restart};")
+        lines += [
+            "  }",
+            "  api {",
+            f"    processes [ {PROCESS_NAME} ];",
+            "    receive { parsed; update; open; notification; }",
+            "    neighbor-changes;",
+            "  }",
+            "}",
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def _nexthop_text(route: VpnRoute) -> str:
+    nh = route.nexthop
+    if route.prefix.version == 6 and nh.version == 4:
+        return f"::ffff:{nh}"  # RFC 4659 §3.2.1.1: IPv4-mapped IPv6 next hop
+    return str(nh)
+
+
+def command_for(out: Output, cfg: Config) -> str:
+    """The ExaBGP API command carrying out one BGP-side RIB output."""
+    match out:
+        case BgpAnnounce(peer, route):
+            ibgp = any(n.address == peer and n.asn == cfg.asn for n in cfg.neighbors)
+            comms = [_rt_text(t) for t in sorted(route.targets)]
+            if route.version:
+                comms.append(version_community(route.version))
+            parts = [
+                f"neighbor {peer} announce route {route.prefix} rd {route.rd}",
+                f"label {route.label} next-hop {_nexthop_text(route)} origin igp",
+            ]
+            if ibgp:
+                parts.append("local-preference 100")
+            if comms:
+                parts.append(f"extended-community [ {' '.join(comms)} ]")
+            return " ".join(parts)
+        case BgpWithdraw(peer, route):
+            return (
+                f"neighbor {peer} withdraw route {route.prefix} rd {route.rd} "
+                f"label {route.label} next-hop {_nexthop_text(route)}"
+            )
+        case RtcAnnounce(peer, target):
+            return f"neighbor {peer} announce rtc {cfg.asn} {target} next-hop {cfg.local_address}"
+        case RtcWithdraw(peer, target):
+            return f"neighbor {peer} withdraw rtc {cfg.asn} {target} next-hop {cfg.local_address}"
+    raise TypeError(f"not a BGP output: {out!r}")
+
+
+def _decode_ext(value: Any) -> tuple[str | None, int | None]:
+    """(route target, version) from one JSON extended community; others -> (None, None)."""
+    if not isinstance(value, int) or not 0 <= value < 1 << 64:
+        raise BgpInputError(f"extended community value {value!r} is not a 64-bit number")
+    raw = value.to_bytes(8, "big")
+    typ, sub = raw[0], raw[1]
+    if sub == 0x02 and typ == 0x00:
+        return f"{int.from_bytes(raw[2:4], 'big')}:{int.from_bytes(raw[4:8], 'big')}", None
+    if sub == 0x02 and typ == 0x01:
+        return f"{ipaddress.IPv4Address(raw[2:6])}:{int.from_bytes(raw[6:8], 'big')}", None
+    if sub == 0x02 and typ == 0x02:
+        return f"{int.from_bytes(raw[2:6], 'big')}:{int.from_bytes(raw[6:8], 'big')}", None
+    if typ == VERSION_EC_TYPE and sub == VERSION_EC_SUBTYPE:
+        return None, int.from_bytes(raw[4:8], "big")
+    return None, None
+
+
+def _attrs(attr: Any) -> tuple[BgpAttrs, frozenset[str], int]:
+    if not isinstance(attr, dict):
+        raise BgpInputError("update without an attribute object")
+    origin = _ORIGINS.get(attr.get("origin", "igp"))
+    if origin is None:
+        raise BgpInputError(f"unknown origin {attr.get('origin')!r}")
+    as_path: list[int] = []
+    for seg in attr.get("as-path", []) or []:
+        if isinstance(seg, int):
+            as_path.append(seg)
+        elif isinstance(seg, list):  # AS_SET counts as one (RFC 4271 §9.1.2.2)
+            as_path.append(min(x for x in seg if isinstance(x, int)) if seg else 0)
+        elif isinstance(seg, dict):  # ExaBGP's per-segment form
+            for s in seg.values():
+                if isinstance(s, dict) and isinstance(s.get("value"), list):
+                    as_path.extend(x for x in s["value"] if isinstance(x, int))
+    targets: set[str] = set()
+    version = 0
+    for ec in attr.get("extended-community", []) or []:
+        rt, ver = _decode_ext(ec.get("value") if isinstance(ec, dict) else ec)
+        if rt is not None:
+            targets.add(rt)
+        if ver is not None:
+            version = ver
+    lp = attr.get("local-preference", 100)
+    med = attr.get("med", 0)
+    if not isinstance(lp, int) or not isinstance(med, int):
+        raise BgpInputError("local-preference and med must be numbers")
+    oid = attr.get("originator-id")
+    return (
+        BgpAttrs(
+            local_pref=lp,
+            as_path=tuple(as_path),
+            origin=origin,
+            med=med,
+            originator_id=oid if isinstance(oid, str) else None,
+        ),
+        frozenset(targets),
+        version,
+    )
+
+
+def _prefix(text: Any, family: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    try:
+        net = ipaddress.ip_network(str(text), strict=True)
+    except ValueError:
+        raise BgpInputError(f"{family}: bad prefix {text!r}") from None
+    if (net.version == 4) != (family == "vpnv4"):
+        raise BgpInputError(f"{family}: prefix {net} of the wrong address family")
+    return net
+
+
+def _label(nlri: dict[str, Any], family: str) -> int:
+    lab = nlri.get("label")
+    while isinstance(lab, list) and lab:
+        lab = lab[0]
+    if not isinstance(lab, int) or not 0 <= lab < 1 << 20:
+        raise BgpInputError(f"{family}: bad label {nlri.get('label')!r}")
+    return lab
+
+
+def _rd(nlri: dict[str, Any], family: str) -> str:
+    try:
+        return parse_rd(str(nlri.get("rd")))
+    except ValueError as e:
+        raise BgpInputError(f"{family}: {e}") from None
+
+
+def _rtc_target(nlri: Any) -> str | None:
+    if not isinstance(nlri, dict):
+        raise BgpInputError(f"rtc: bad NLRI {nlri!r}")
+    rt = nlri.get("route-target")
+    if rt is None:
+        return None
+    try:
+        return parse_route_target(str(rt))
+    except ValueError as e:
+        raise BgpInputError(f"rtc: {e}") from None
+
+
+def _nexthop(text: str, family: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    try:
+        nh = ipaddress.ip_address(text)
+    except ValueError:
+        raise BgpInputError(f"{family}: bad next hop {text!r}") from None
+    if isinstance(nh, ipaddress.IPv6Address) and nh.ipv4_mapped is not None:
+        return nh.ipv4_mapped
+    return nh
+
+
+def _gr_time(open_msg: Any) -> int:
+    caps = open_msg.get("capabilities", {}) if isinstance(open_msg, dict) else {}
+    for cap in caps.values() if isinstance(caps, dict) else ():
+        if isinstance(cap, dict) and cap.get("name") == "graceful restart":
+            t = cap.get("time", 0)
+            return t if isinstance(t, int) else 0
+    return 0
+
+
+@dataclass
+class PeerOpen:
+    """Graceful-restart time each peer advertised in its last OPEN (filled by parse)."""
+
+    gr: dict[str, int]
+
+
+def parse_message(line: str, opens: PeerOpen) -> list[Input]:
+    """RIB inputs from one ExaBGP JSON line; :class:`BgpInputError` if malformed."""
+    try:
+        msg = json.loads(line)
+    except ValueError as e:
+        raise BgpInputError(f"not JSON: {e}") from None
+    if not isinstance(msg, dict):
+        raise BgpInputError("JSON message is not an object")
+    kind = msg.get("type")
+    neighbor = msg.get("neighbor")
+    if not isinstance(neighbor, dict):
+        return []
+    try:
+        peer = str(ipaddress.ip_address(neighbor["address"]["peer"]))
+    except (KeyError, TypeError, ValueError):
+        raise BgpInputError("message without a valid neighbor.address.peer") from None
+    if kind == "state":
+        state = neighbor.get("state")
+        if state == "up":
+            return [BgpPeerUp(peer, opens.gr.get(peer, 0))]
+        if state == "down":
+            return [BgpPeerDown(peer)]
+        return []
+    if kind == "open":
+        if neighbor.get("direction") == "receive":
+            opens.gr[peer] = _gr_time(neighbor.get("open"))
+        return []
+    message = neighbor.get("message")
+    if kind != "update" or not isinstance(message, dict):
+        return []
+    if "eor" in message:
+        eor = message["eor"]
+        fam = (
+            _JSON_FAMILY.get(f"{eor.get('afi')} {eor.get('safi')}")
+            if isinstance(eor, dict)
+            else None
+        )
+        return [BgpEndOfRib(peer, fam)] if fam else []
+    update = message.get("update")
+    if not isinstance(update, dict):
+        return []
+    out: list[Input] = []
+    for jfam, entries in (update.get("withdraw") or {}).items():
+        fam = _JSON_FAMILY.get(jfam)
+        if fam is None or not isinstance(entries, list):
+            continue
+        for nlri in entries:
+            if fam == "rtc":
+                out.append(BgpRtcDel(peer, _rtc_target(nlri)))
+            elif isinstance(nlri, dict):
+                out.append(BgpRouteDel(peer, _rd(nlri, fam), _prefix(nlri.get("nlri"), fam)))
+            else:
+                raise BgpInputError(f"{fam}: bad withdrawn NLRI {nlri!r}")
+    announce = update.get("announce") or {}
+    if announce:
+        attrs, targets, version = _attrs(update.get("attribute"))
+    for jfam, by_nh in announce.items():
+        fam = _JSON_FAMILY.get(jfam)
+        if fam is None or not isinstance(by_nh, dict):
+            continue
+        for nh_text, entries in by_nh.items():
+            for nlri in entries if isinstance(entries, list) else ():
+                if fam == "rtc":
+                    out.append(BgpRtcAdd(peer, _rtc_target(nlri)))
+                    continue
+                if not isinstance(nlri, dict):
+                    raise BgpInputError(f"{fam}: bad NLRI {nlri!r}")
+                out.append(
+                    BgpRouteAdd(
+                        peer=peer,
+                        rd=_rd(nlri, fam),
+                        prefix=_prefix(nlri.get("nlri"), fam),
+                        label=_label(nlri, fam),
+                        nexthop=_nexthop(nh_text, fam),
+                        targets=targets,
+                        version=version,
+                        attrs=attrs,
+                    )
+                )
+    return out
+
+
+# ---------------------------------------------------------------- daemon side
+
+
+class ExaBgp:
+    """ExaBGP child process + process-API channel; thin: JSON in, commands out.
+
+    ``on_inputs`` receives the RIB inputs parsed from each message (in order);
+    ``on_bad_input`` a :class:`BgpInputError` for a message that was refused.
+    """
+
+    def __init__(
+        self,
+        cfg: Config,
+        on_inputs: Callable[[list[Input]], None],
+        on_bad_input: Callable[[BgpInputError], None] | None = None,
+        python: str | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.on_inputs = on_inputs
+        self.on_bad_input = on_bad_input or (lambda e: log.warning("bad BGP input: %s", e))
+        self.python = python or cfg.exabgp_python or sys.executable
+        self._dir: tempfile.TemporaryDirectory[str] | None = None
+        self._proc: asyncio.subprocess.Process | None = None
+        self._server: asyncio.base_events.Server | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._connected = asyncio.Event()
+        self._acks: deque[asyncio.Future[None]] = deque()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._opens = PeerOpen({})
+        self.commands_sent = 0
+        self.commands_failed = 0
+        self.messages_in = 0
+        self.bad_messages = 0
+
+    async def start(self, timeout: float = 20.0) -> None:
+        self._dir = tempfile.TemporaryDirectory(prefix="esvpn-rs-")
+        sock = os.path.join(self._dir.name, "api.sock")
+        self._server = await asyncio.start_unix_server(self._accept, path=sock)
+        run = f"{self.python} -m routeserver.exabgp_adapter relay {sock}"
+        conf = Path(self._dir.name) / "exabgp.conf"
+        conf.write_text(render_config(self.cfg, run))
+        env = dict(os.environ)
+        env.update(
+            {
+                "exabgp_api_ack": "true",
+                "exabgp_api_cli": "false",
+                "exabgp_api_terminate": "true",
+                "exabgp_api_respawn": "false",
+                "exabgp_daemon_drop": "false",
+                "exabgp_daemon_daemonize": "false",
+                "exabgp_tcp_bind": "",
+                "exabgp_log_destination": "stdout",
+                "exabgp_log_level": "INFO",
+            }
+        )
+        self._proc = await asyncio.create_subprocess_exec(
+            self.python,
+            "-m",
+            "routeserver.exabgp_adapter",
+            "exabgp",
+            str(conf),
+            env=env,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        self._tasks.append(asyncio.create_task(self._child_log()))
+        try:
+            await asyncio.wait_for(self._connected.wait(), timeout)
+        except TimeoutError:
+            await self.stop()
+            raise RuntimeError("ExaBGP did not start its API process in time") from None
+
+    async def _child_log(self) -> None:
+        assert self._proc is not None and self._proc.stdout is not None
+        async for raw in self._proc.stdout:
+            log.debug("exabgp: %s", raw.decode(errors="replace").rstrip())
+        rc = await self._proc.wait()
+        log.info("exabgp exited with %s", rc)
+        self._fail_acks(CommandError(f"ExaBGP exited with status {rc}"))
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._writer is not None:
+            writer.close()
+            return
+        self._writer = writer
+        self._connected.set()
+        try:
+            while True:
+                raw = await reader.readline()
+                if not raw:
+                    break
+                self._line(raw.decode(errors="replace").strip())
+        finally:
+            self._fail_acks(CommandError("ExaBGP API channel closed"))
+            self._writer = None
+
+    def _fail_acks(self, err: Exception) -> None:
+        while self._acks:
+            fut = self._acks.popleft()
+            if not fut.done():
+                fut.set_exception(err)
+
+    def _line(self, line: str) -> None:
+        if not line:
+            return
+        if line in ("done", "error"):
+            if not self._acks:
+                log.warning("exabgp: unexpected acknowledgement %r", line)
+                return
+            fut = self._acks.popleft()
+            if not fut.done():
+                if line == "done":
+                    fut.set_result(None)
+                else:
+                    fut.set_exception(CommandError("ExaBGP refused the command"))
+            return
+        self.messages_in += 1
+        log.debug("exabgp json: %s", line)
+        try:
+            inputs = parse_message(line, self._opens)
+        except BgpInputError as e:
+            self.bad_messages += 1
+            self.on_bad_input(e)
+            return
+        if inputs:
+            self.on_inputs(inputs)
+
+    def submit(self, text: str) -> asyncio.Future[None]:
+        """Write one command now; the future completes on its acknowledgement.
+
+        It fails with :class:`CommandError` on 'error' or when ExaBGP goes away.
+        Commands are written and acknowledged in order.
+        """
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self._writer is None:
+            fut.set_exception(CommandError(f"ExaBGP API channel not connected: {text}"))
+            return fut
+        self._acks.append(fut)
+        self._writer.write(text.encode() + b"\n")
+        self.commands_sent += 1
+        fut.add_done_callback(lambda f: self._acked(f, text))
+        return fut
+
+    def _acked(self, fut: asyncio.Future[None], text: str) -> None:
+        if fut.cancelled():
+            return
+        err = fut.exception()
+        if err is not None:
+            self.commands_failed += 1
+            log.error("bgp command failed (%s): %s", err, text)
+
+    async def command(self, text: str) -> None:
+        """Send one command and wait for its acknowledgement (CommandError on 'error')."""
+        fut = self.submit(text)
+        try:
+            await fut
+        except CommandError as e:
+            raise CommandError(f"{e}: {text}") from None
+
+    def apply_nowait(self, outputs: Iterable[Output]) -> list[asyncio.Future[None]]:
+        """Write the commands for the BGP-side RIB outputs, in order; futures for the acks."""
+        return [
+            self.submit(command_for(out, self.cfg))
+            for out in outputs
+            if isinstance(out, BgpAnnounce | BgpWithdraw | RtcAnnounce | RtcWithdraw)
+        ]
+
+    async def apply(self, outputs: Iterable[Output]) -> None:
+        """Carry out the BGP-side RIB outputs, pipelined; raise the first failure."""
+        futs = self.apply_nowait(outputs)
+        results = await asyncio.gather(*futs, return_exceptions=True)
+        for res in results:
+            if isinstance(res, BaseException):
+                raise res
+
+    @property
+    def connected(self) -> bool:
+        return self._writer is not None
+
+    async def stop(self) -> None:
+        if self._proc is not None and self._proc.returncode is None:
+            self._proc.terminate()
+            try:
+                await asyncio.wait_for(self._proc.wait(), 10)
+            except TimeoutError:
+                self._proc.kill()
+                await self._proc.wait()
+        if self._server is not None:
+            self._server.close()
+        for t in self._tasks:
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(t, 5)
+        if self._dir is not None:
+            self._dir.cleanup()
+            self._dir = None
+
+
+# ------------------------------------------------------------ child side
+
+
+def _install_rtc() -> None:  # pragma: no cover - runs inside the ExaBGP child
+    """Teach ExaBGP's parser the ipv4 rtc family and the announce/withdraw rtc commands."""
+    from exabgp.bgp.message import Action
+    from exabgp.bgp.message.open.asn import ASN
+    from exabgp.bgp.message.update.attribute import Attributes
+    from exabgp.bgp.message.update.attribute.community.extended.rt import (
+        RouteTargetASN2Number,
+        RouteTargetASN4Number,
+        RouteTargetIPNumber,
+    )
+    from exabgp.bgp.message.update.attribute.localpref import LocalPreference
+    from exabgp.bgp.message.update.attribute.origin import Origin
+    from exabgp.bgp.message.update.nlri.rtc import RTC
+    from exabgp.configuration.neighbor.family import ParseFamily
+    from exabgp.protocol.family import AFI, SAFI
+    from exabgp.protocol.ip import IP
+    from exabgp.reactor.api.command.command import Command
+    from exabgp.reactor.api.command.limit import extract_neighbors, match_neighbors
+    from exabgp.rib.change import Change
+
+    ParseFamily.convert["ipv4"]["rtc"] = (AFI.ipv4, SAFI.rtc)
+
+    def route_target(text: str) -> Any:
+        admin, _, number = parse_route_target(text).rpartition(":")
+        if "." in admin:
+            return RouteTargetIPNumber(admin, int(number))
+        if int(admin) > 0xFFFF:
+            return RouteTargetASN4Number(int(admin), int(number))
+        return RouteTargetASN2Number(int(admin), int(number))
+
+    def make(action: Any) -> Callable[..., bool]:
+        def handler(self: Any, reactor: Any, service: Any, line: str, use_json: bool) -> bool:
+            def callback() -> Any:
+                try:
+                    descriptions, command = extract_neighbors(line)
+                    peers = match_neighbors(reactor.peers(service), descriptions)
+                    words = command.split()
+                    # announce rtc <origin-as> <route-target> next-hop <ip>
+                    if len(words) != 6 or words[4] != "next-hop" or not peers:
+                        raise ValueError(f"usage: {words[0]} rtc <origin-as> <rt> next-hop <ip>")
+                    nlri = RTC.new(
+                        AFI.ipv4,
+                        SAFI.rtc,
+                        ASN(int(words[2])),
+                        route_target(words[3]),
+                        nexthop=IP.create(words[5]),
+                        action=action,
+                    )
+                    attrs = Attributes()
+                    attrs.add(Origin(Origin.IGP))
+                    attrs.add(LocalPreference(100))
+                    if reactor.configuration.inject_change(peers, Change(nlri, attrs)):
+                        self.log_message(f"rtc {words[0]} {words[3]} for {', '.join(peers)}")
+                        reactor.processes.answer_done(service)
+                    else:
+                        reactor.processes.answer_error(service)
+                except Exception as e:
+                    self.log_failure(f"rtc command {line!r}: {e}")
+                    reactor.processes.answer_error(service)
+                yield True
+
+            reactor.asynchronous.schedule(service, line, callback())
+            return True
+
+        return handler
+
+    Command.register("announce rtc")(make(Action.ANNOUNCE))
+    Command.register("withdraw rtc")(make(Action.WITHDRAW))
+
+
+def _relay(sock: str) -> int:  # pragma: no cover - runs as ExaBGP's API process
+    """Bridge ExaBGP's pipes (our stdin/stdout) and the daemon's Unix socket."""
+    import socket
+    import threading
+
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(sock)
+
+    def up() -> None:
+        while True:
+            data = os.read(0, 65536)
+            if not data:
+                break
+            s.sendall(data)
+        with contextlib.suppress(OSError):
+            s.shutdown(socket.SHUT_WR)
+
+    threading.Thread(target=up, daemon=True).start()
+    while True:
+        data = s.recv(65536)
+        if not data:
+            return 0
+        os.write(1, data)
+
+
+def main(argv: list[str]) -> int:  # pragma: no cover - child entry points
+    if len(argv) >= 2 and argv[0] == "relay":
+        return _relay(argv[1])
+    if argv and argv[0] == "exabgp":
+        _install_rtc()
+        from exabgp.application.main import main as exabgp_main
+
+        sys.argv = ["exabgp", *argv[1:]]
+        rc = exabgp_main()
+        return rc if isinstance(rc, int) else 0
+    print("usage: python -m routeserver.exabgp_adapter relay <socket> | exabgp <conf>")
+    return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main(sys.argv[1:]))

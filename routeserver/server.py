@@ -1,0 +1,404 @@
+"""The route server daemon: XMPP (esxmpp) <-> RIB <-> BGP (ExaBGP adapter), plus control.
+
+A thin asyncio shell: the XMPP handler and the ExaBGP adapter turn what they
+hear into RIB inputs; the RIB's outputs go to XMPP sessions (event
+notifications) and to ExaBGP (acknowledged commands). Bad input from either
+side is answered precisely (XMPP iq error / log line and counter) and never
+stops the daemon.
+
+Control endpoint (HTTP on ``control.host:control.port``, loopback by default):
+``GET /show/sessions|vrfs|routes[?vrf=name]|rtc|peers`` -> JSON, and
+``GET /metrics`` -> Prometheus text exposition.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import json
+import logging
+import time
+import urllib.parse
+from collections.abc import Sequence
+from typing import Any
+
+from esxmpp.config import ServerConfig, server_config_from_toml
+from esxmpp.dialect import (
+    Associate,
+    DialectError,
+    Dissociate,
+    EndOfRib,
+    ItemsEvent,
+    Notification,
+    Publish,
+    Request,
+    Retract,
+    RetractEvent,
+    RouteEntry,
+    Subscribe,
+    Unsubscribe,
+    format_system_id,
+    parse_item_node,
+)
+from esxmpp.server import ServerSession, XmppServer
+from routeserver.config import Config
+from routeserver.exabgp_adapter import BgpInputError, ExaBgp
+from routeserver.rib import (
+    FwdEndOfRib,
+    FwdRoutes,
+    FwdWithdraw,
+    Input,
+    Output,
+    Rib,
+    RibError,
+    XmppRouteAdd,
+    XmppRouteDel,
+    XmppSubscribe,
+    XmppUnsubscribe,
+)
+
+log = logging.getLogger("routeserver")
+
+
+class JsonFormatter(logging.Formatter):
+    """Structured logs: one JSON object per line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        doc: dict[str, Any] = {
+            "ts": round(record.created, 3),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        if record.exc_info:
+            doc["exc"] = self.formatException(record.exc_info)
+        return json.dumps(doc)
+
+
+def setup_logging(level: str) -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+
+
+def to_notification(out: Output) -> Notification | None:
+    """Forwarder-side RIB output -> esxmpp notification (None if not forwarder-side)."""
+    match out:
+        case FwdRoutes(_, vpn, routes):
+            items = []
+            for r in routes:
+                try:
+                    entry = RouteEntry(r.prefix, r.nexthop, r.label, r.version)
+                except DialectError as e:  # e.g. a BGP label below 16
+                    log.warning("route %s not sent to forwarders: %s", r.prefix, e.text)
+                    continue
+                items.append((str(r.prefix), entry))
+            return ItemsEvent(vpn, tuple(items)) if items else None
+        case FwdWithdraw(_, vpn, prefixes):
+            return RetractEvent(vpn, tuple(str(p) for p in prefixes))
+        case FwdEndOfRib(_, vpn):
+            return EndOfRib(vpn)
+    return None
+
+
+class RouteServer:
+    """One route server instance (see the module docstring)."""
+
+    def __init__(self, cfg: Config, xmpp: ServerConfig | None = None) -> None:
+        self.cfg = cfg
+        self.rib = Rib(cfg)
+        self.started = time.monotonic()
+        self.xmpp_config = xmpp or (server_config_from_toml(cfg.xmpp) if cfg.xmpp else None)
+        self.xmpp: XmppServer | None = None
+        self.bgp = ExaBgp(cfg, self._bgp_inputs, self._bgp_bad)
+        self._control: asyncio.Server | None = None
+        self._timer: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self.counters: dict[str, int] = {
+            "xmpp_requests": 0,
+            "xmpp_refused": 0,
+            "xmpp_notifications": 0,
+            "bgp_inputs": 0,
+            "bgp_refused": 0,
+        }
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        await self.bgp.start()
+        if self.xmpp_config is not None:
+            self.xmpp = XmppServer(self.xmpp_config, self)
+            await self.xmpp.start()
+        self._control = await asyncio.start_server(
+            self._http, self.cfg.control_host, self.cfg.control_port
+        )
+        self._timer = asyncio.create_task(self._timer_loop())
+        log.info("route server %s started", self.cfg.router_id)
+
+    @property
+    def control_port(self) -> int:
+        assert self._control is not None
+        return int(self._control.sockets[0].getsockname()[1])
+
+    async def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._timer
+        if self.xmpp is not None:
+            await self.xmpp.close()
+        if self._control is not None:
+            self._control.close()
+            await self._control.wait_closed()
+        await self.bgp.stop()
+
+    async def _timer_loop(self) -> None:
+        while True:
+            deadline = self.rib.next_deadline()
+            self._wake.clear()
+            timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
+            self._emit(self.rib.expire(time.monotonic()))
+
+    # ------------------------------------------------------------- plumbing
+
+    def feed(self, inputs: Sequence[Input]) -> None:
+        """Apply RIB inputs and carry out the outputs; RibError propagates (nothing applied)."""
+        now = time.monotonic()
+        for ev in inputs:
+            self._emit(self.rib.handle(ev, now))
+        self._wake.set()
+
+    def _emit(self, outputs: list[Output]) -> None:
+        bgp: list[Output] = []
+        for out in outputs:
+            if isinstance(out, FwdRoutes | FwdWithdraw | FwdEndOfRib):
+                self._notify(out)
+            else:
+                bgp.append(out)
+        if bgp:
+            self.bgp.apply_nowait(bgp)
+
+    def _notify(self, out: FwdRoutes | FwdWithdraw | FwdEndOfRib) -> None:
+        if self.xmpp is None:
+            return
+        sess = self.xmpp.session(bytes.fromhex(out.system_id))
+        note = to_notification(out)
+        if sess is None or note is None or not sess.bound:
+            return
+        sess.send(note)
+        self.counters["xmpp_notifications"] += 1
+
+    def _bgp_inputs(self, inputs: list[Input]) -> None:
+        for ev in inputs:
+            self.counters["bgp_inputs"] += 1
+            try:
+                self.feed([ev])
+            except RibError as e:
+                self.counters["bgp_refused"] += 1
+                log.warning("BGP input refused: %s (%s)", e, ev)
+
+    def _bgp_bad(self, err: BgpInputError) -> None:
+        self.counters["bgp_refused"] += 1
+        log.warning("bad BGP message ignored: %s", err)
+
+    # ------------------------------------------------ esxmpp.server.Handler
+
+    def session_opened(self, session: ServerSession, resumed: bool) -> None:
+        log.info("xmpp session %s from %s (resumed=%s)", session.jid, session.peer, resumed)
+        if resumed:
+            sid = format_system_id(session.system_id)
+            for vpn in sorted(session.state.subscriptions):
+                try:
+                    vrf = self.rib.vrf_of(sid, vpn)
+                except RibError:
+                    continue
+                routes = self.rib.table(vrf.name)
+                if routes:
+                    self._notify(FwdRoutes(sid, vpn, routes))
+                self._notify(FwdEndOfRib(sid, vpn))
+
+    def session_closed(self, session: ServerSession, reason: str) -> None:
+        log.info("xmpp session %s closed: %s (state kept for retention)", session.jid, reason)
+
+    def request(self, session: ServerSession, request: Request, changes: Sequence[Request]) -> None:
+        self.counters["xmpp_requests"] += 1
+        try:
+            self._apply_changes(session.system_id, changes, session)
+        except DialectError:
+            self.counters["xmpp_refused"] += 1
+            raise
+
+    def state_expired(self, system_id: bytes, changes: Sequence[Request]) -> None:
+        log.info("xmpp state of %s expired: withdrawing", system_id.hex())
+        try:
+            self._apply_changes(system_id, changes, None)
+        except DialectError as e:
+            log.error("withdrawal of %s failed: %s", system_id.hex(), e)
+
+    def _apply_changes(
+        self, system_id: bytes, changes: Sequence[Request], session: ServerSession | None
+    ) -> None:
+        sid = format_system_id(system_id)
+        state = session.state if session is not None else None
+        inputs: list[XmppSubscribe | XmppUnsubscribe | XmppRouteAdd | XmppRouteDel] = []
+        for ch in changes:
+            match ch:
+                case Subscribe(vpn, _):
+                    inputs.append(XmppSubscribe(sid, vpn))
+                case Unsubscribe(vpn):
+                    inputs.append(XmppUnsubscribe(sid, vpn))
+                case Associate(vpn, node):
+                    entry = None if state is None else state.published.get(node)
+                    if entry is None:
+                        raise DialectError("item-not-found", f"node {node!r} is not published")
+                    inputs.append(_add(sid, vpn, entry))
+                case Dissociate(vpn, node):
+                    _, prefix = parse_item_node(node)
+                    inputs.append(XmppRouteDel(sid, vpn, prefix))
+                case Publish(node, entry):
+                    vpns = set() if state is None else state.associations.get(node, set())
+                    inputs.extend(_add(sid, v, entry) for v in sorted(vpns))
+                case Retract():
+                    pass
+        # refuse before anything changes: every VPN must map to a VRF
+        for ev in inputs:
+            try:
+                self.rib.vrf_of(ev.system_id, ev.vpn)
+            except RibError as e:
+                raise DialectError("item-not-found", str(e)) from None
+        try:
+            self.feed(inputs)
+        except RibError as e:
+            raise DialectError("not-acceptable", str(e)) from None
+
+    # ------------------------------------------------------------- control
+
+    def show(self, what: str, query: dict[str, str]) -> Any:
+        if what == "sessions":
+            if self.xmpp is None:
+                return []
+            return [
+                {
+                    "system_id": s.system_id.hex(),
+                    "jid": s.jid,
+                    "peer": s.peer,
+                    "mechanism": s.mechanism,
+                    "subscriptions": sorted(s.state.subscriptions),
+                    "published": len(s.state.published),
+                }
+                for s in self.xmpp.sessions()
+            ]
+        if what == "vrfs":
+            return self.rib.show_vrfs()
+        if what == "routes":
+            return self.rib.show_routes(query.get("vrf"))
+        if what == "rtc":
+            return self.rib.show_rtc()
+        if what == "peers":
+            return self.rib.show_peers()
+        raise KeyError(what)
+
+    def metrics(self) -> str:
+        lines: list[str] = []
+
+        def metric(name: str, kind: str, help_: str, samples: list[tuple[str, float]]) -> None:
+            lines.append(f"# HELP esvpn_rs_{name} {help_}")
+            lines.append(f"# TYPE esvpn_rs_{name} {kind}")
+            for labels, value in samples:
+                lines.append(f"esvpn_rs_{name}{labels} {value}")
+
+        sizes = self.rib.sizes()
+        metric(
+            "rib_entries",
+            "gauge",
+            "RIB sizes by kind",
+            [(f'{{kind="{k}"}}', float(v)) for k, v in sorted(sizes.items())],
+        )
+        metric(
+            "rib_inputs_total",
+            "counter",
+            "RIB inputs by type",
+            [(f'{{type="{k}"}}', float(v)) for k, v in sorted(self.rib.counters.items())],
+        )
+        for k, v in sorted(self.counters.items()):
+            metric(f"{k}_total", "counter", k.replace("_", " "), [("", float(v))])
+        metric(
+            "bgp_commands_total", "counter", "ExaBGP commands sent", [("", self.bgp.commands_sent)]
+        )
+        metric(
+            "bgp_command_errors_total",
+            "counter",
+            "ExaBGP commands refused",
+            [("", self.bgp.commands_failed)],
+        )
+        metric(
+            "bgp_peer_up",
+            "gauge",
+            "BGP session established",
+            [
+                (f'{{peer="{p["address"]}"}}', 1.0 if p["up"] else 0.0)
+                for p in self.rib.show_peers()
+            ],
+        )
+        metric(
+            "xmpp_sessions",
+            "gauge",
+            "bound XMPP sessions",
+            [("", float(len(self.xmpp.sessions())) if self.xmpp else 0.0)],
+        )
+        metric("uptime_seconds", "gauge", "uptime", [("", time.monotonic() - self.started)])
+        return "\n".join(lines) + "\n"
+
+    async def _http(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+            request_line = head.split(b"\r\n", 1)[0].decode("latin-1")
+            parts = request_line.split()
+            status, ctype, body = 400, "text/plain", "bad request\n"
+            if len(parts) == 3 and parts[0] == "GET":
+                url = urllib.parse.urlsplit(parts[1])
+                query = dict(urllib.parse.parse_qsl(url.query))
+                if url.path == "/metrics":
+                    status, ctype, body = 200, "text/plain; version=0.0.4", self.metrics()
+                elif url.path.startswith("/show/"):
+                    try:
+                        data = self.show(url.path.removeprefix("/show/"), query)
+                        status, ctype = 200, "application/json"
+                        body = json.dumps(data, indent=1) + "\n"
+                    except KeyError:
+                        status, body = 404, f"unknown: {url.path}\n"
+                else:
+                    status, body = 404, f"unknown: {url.path}\n"
+            raw = body.encode()
+            reason = {200: "OK", 400: "Bad Request", 404: "Not Found"}[status]
+            writer.write(
+                f"HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\n"
+                f"Content-Length: {len(raw)}\r\nConnection: close\r\n\r\n".encode()
+                + raw
+            )
+            await writer.drain()
+        except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, OSError):
+            pass
+        finally:
+            writer.close()
+
+
+def _add(sid: str, vpn: str, entry: RouteEntry) -> XmppRouteAdd:
+    return XmppRouteAdd(
+        sid, vpn, entry.prefix, ipaddress.ip_address(entry.nexthop), entry.label, entry.version
+    )
+
+
+async def run(cfg: Config) -> None:
+    """Run until cancelled (SIGINT/SIGTERM handled by the CLI)."""
+    rs = RouteServer(cfg)
+    await rs.start()
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await rs.stop()
