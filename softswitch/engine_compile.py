@@ -1305,6 +1305,8 @@ class _Compiler:
         if de is not None:
             aidx = self.action_by_id[de["action_id"]]
             args = tuple(_hexint(x) for x in de.get("action_data", []))
+            if len(args) != len(e._actions[aidx].widths):
+                raise EngineError(f"table {t.name}: default action data does not match its action")
             t.json_default = (aidx, args)
             t.default_const = bool(de.get("action_const"))
         t.default_action, t.default_args = t.json_default

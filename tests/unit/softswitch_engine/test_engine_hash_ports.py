@@ -1,0 +1,76 @@
+"""bmv2 hash algorithms (check values) and the in-process port layer."""
+
+from __future__ import annotations
+
+import pytest
+
+from softswitch import engine_hash
+from softswitch.api import ActionCall, Exact
+from softswitch.engine import SoftEngine
+from softswitch.ports import MemoryPort, PortHub, parse_interface
+from tests.unit.softswitch_engine.jsonprog import assign, eth_program, f, rd
+
+CHECK = b"123456789"
+
+
+def test_crc_check_values_match_bmv2_algorithms() -> None:
+    # bmv2 crc16 = CRC-16/ARC, crc32 = CRC-32 (zlib), crcCCITT = CRC-16/CCITT-FALSE
+    assert engine_hash.crc16(CHECK) == 0xBB3D
+    assert engine_hash.crc32(CHECK) == 0xCBF43926
+    assert engine_hash.crc_ccitt(CHECK) == 0x29B1
+    assert engine_hash.crc16_custom(CHECK) == 0xBB3D
+    assert engine_hash.crc32_custom(CHECK) == 0xCBF43926
+    assert engine_hash.crc8_custom(CHECK) == 0xF4  # CRC-8 (poly 0x07)
+
+
+def test_csum16_identity_xor() -> None:
+    # RFC 1071 example words 0001 f203 f4f5 f6f7 -> sum ddf2 -> checksum 220d
+    assert engine_hash.csum16(bytes.fromhex("0001f203f4f5f6f7")) == 0x220D
+    assert engine_hash.csum16(b"\x01") == 0xFEFF  # odd byte padded with zero
+    assert engine_hash.identity(bytes.fromhex("0102")) == 0x0102
+    assert engine_hash.identity(bytes(range(1, 11))) == 0x0102030405060708
+    assert engine_hash.xor16(bytes.fromhex("123456")) == 0x1234 ^ 0x5600
+    assert engine_hash.xor32(bytes.fromhex("0102030405")) == 0x01020304 ^ 0x05000000
+
+
+def test_round_robin_hashes_are_per_instance() -> None:
+    rr = engine_hash.get_hash("round_robin")
+    assert rr is not None
+    assert [rr(b"x"), rr(b"x"), rr(b"y")] == [0, 1, 2]
+    rc = engine_hash.get_hash("round_robin_consistent")
+    assert rc is not None
+    assert [rc(b"a"), rc(b"b"), rc(b"a")] == [0, 1, 0]
+    assert engine_hash.get_hash("xxh64") is None
+
+
+def test_port_hub_dispatches_outputs_and_cpu() -> None:
+    p = eth_program()
+    fwd = p.action("fwd", [assign(f("standard_metadata", "egress_spec"), rd(0))], [("port", 9)])
+    p.table("ingress", "t", [("exact", f("h", "a"))], [fwd], default=(fwd, [3]))
+    e = SoftEngine()
+    e.load(p.json())
+    e.table_add("t", (Exact(1),), ActionCall("fwd", (255,)))
+    hub = PortHub(e, cpu_port=255)
+    p1, p2 = MemoryPort(), MemoryPort()
+    hub.attach(1, p1)
+    hub.attach(2, p2)
+    to_cpu: list[bytes] = []
+    hub.cpu_hook = to_cpu.append
+    frame = bytes(12) + b"\x88\xb5" + bytes([1]) + bytes(7)
+    hub.receive(1, frame)
+    other = bytes(12) + b"\x08\x00"
+    hub.receive(2, other)  # to port 3, which has no driver
+    assert to_cpu == [frame]
+    assert p1.sent == p2.sent == []
+    assert hub.stats.dropped_no_port == 1
+    with pytest.raises(ValueError, match="already bound"):
+        hub.attach(1, MemoryPort())
+    with pytest.raises(ValueError, match="CPU port"):
+        hub.attach(255, MemoryPort())
+
+
+def test_parse_interface() -> None:
+    assert parse_interface("3@veth3") == (3, "veth3")
+    for bad, msg in (("veth3", "PORT@IFNAME"), ("x@veth", "integer"), ("511@v", "0..510")):
+        with pytest.raises(ValueError, match=msg):
+            parse_interface(bad)
