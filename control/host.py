@@ -205,13 +205,23 @@ class HostAgent:
                     version = req.get("version", 0)
                     if not isinstance(version, int):
                         return {"ok": False, "error": "version: must be an integer"}
+                    if vpn not in self.state.subs:
+                        return {
+                            "ok": False,
+                            "error": f"item-not-found: not subscribed to VPN {vpn!r}",
+                        }
                     node = item_node_name(self.sid, prefix)
                     old = self.state.addrs.get(prefix)
                     await c.publish(node, self._entry(prefix, version))
                     if old is None or old[0] != vpn:
-                        if old is not None:
-                            await c.dissociate(old[0], node)
-                        await c.associate(vpn, node)
+                        try:
+                            if old is not None:
+                                await c.dissociate(old[0], node)
+                            await c.associate(vpn, node)
+                        except DialectError:
+                            if old is None:  # undo the publish: nothing half-done
+                                await c.retract(node)
+                            raise
                     self.state.addrs[prefix] = (vpn, version)
                 elif op == "retract":
                     prefix = ipaddress.ip_network(str(req.get("prefix")), strict=True)

@@ -1,0 +1,483 @@
+"""The agent end to end: an end-system over XMPP/TLS (esvpn host tool), a route
+source over XMPP/TLS, and the softswitch's P4Runtime server over real gRPC.
+
+The switch runs the stand-in program of test_agent_support with the
+softswitch's recording fake engine (the compiled p4src program is not built
+yet); what the engine was told is asserted exactly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import urllib.request
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from control import tables as T
+from control.agent import Agent
+from control.config import config_from_toml
+from control.host import HostAgent, HostConfig, send_command
+from control.p4rt import (
+    ActionProfileGroup,
+    ActionProfileMember,
+    Entity,
+    Exact,
+    Lpm,
+    P4Info,
+    P4RuntimeClient,
+    TableEntry,
+)
+from esxmpp.config import ClientConfig, ServerConfig
+from esxmpp.dialect import (
+    Associate,
+    EndOfRib,
+    ItemsEvent,
+    Publish,
+    RetractEvent,
+    RouteEntry,
+    Subscribe,
+)
+from esxmpp.server import XmppServer
+from esxmpp.testing import Pki, make_pki
+from softswitch.p4runtime import P4RuntimeServer
+from tests.system.test_agent_support import EsxmppRouteSource, write_stand_in_program
+from tests.unit.softswitch_p4rt.fake_engine import RecordingFakeEngine
+
+HOST_SID = "0a0000000001"
+FWD_SID = "02aa00000001"
+HOST_MAC = 0x0A0000000001
+INFRA = "192.0.2.1"
+REMOTE = "192.0.2.2"
+
+
+async def until(pred: Callable[[], bool], timeout: float = 10.0, what: str = "") -> None:
+    """Poll ``pred`` until true, failing after ``timeout`` seconds."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while not pred():
+        if loop.time() > end:
+            raise AssertionError(f"timed out waiting for {what or pred}")
+        await asyncio.sleep(0.01)
+
+
+async def until_async(pred: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while not await pred():
+        if loop.time() > end:
+            raise AssertionError("timed out")
+        await asyncio.sleep(0.01)
+
+
+class Lab:
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.pki: Pki = make_pki(tmp / "pki")
+        self.p4info_path, self.json_path = write_stand_in_program(tmp / "prog")
+        self.info = P4Info.load(self.p4info_path)
+        self.engine = RecordingFakeEngine()
+        self.switch: P4RuntimeServer | None = None
+        self.switch_port = 0
+        self.rs_handler = EsxmppRouteSource()
+        self.rs: XmppServer | None = None
+        self.agent: Agent | None = None
+        self.host: HostAgent | None = None
+        self.xmpp_port = 0
+
+    async def start_switch(self, engine: RecordingFakeEngine | None = None) -> None:
+        if engine is not None:
+            self.engine = engine
+        self.switch = P4RuntimeServer(self.engine, device_id=1, cpu_port=255)
+        self.switch_port = await self.switch.start(f"127.0.0.1:{self.switch_port}")
+
+    async def start_rs(self, port: int = 0) -> None:
+        cert = self.pki.server("rs.test")
+        cfg = ServerConfig(
+            domain="rs.test",
+            certfile=cert.certfile,
+            keyfile=cert.keyfile,
+            cafile=self.pki.cafile,
+            port=port,
+            own_nodes_only=False,
+        )
+        self.rs = XmppServer(cfg, self.rs_handler)
+        self.rs_handler.server = self.rs
+        await self.rs.start()
+
+    def agent_config(self, stale: float = 30.0, retention: float = 30.0) -> dict[str, Any]:
+        assert self.rs is not None
+        srv = self.pki.server("tor.test")
+        cli = self.pki.client(FWD_SID)
+        return {
+            "agent": {
+                "system_id": FWD_SID,
+                "state_file": str(self.tmp / "agent-state.json"),
+                "control": "127.0.0.1:0",
+            },
+            "switch": {
+                "address": f"127.0.0.1:{self.switch_port}",
+                "device_id": 1,
+                "election_id": 10,
+                "p4info": str(self.p4info_path),
+                "bmv2_json": str(self.json_path),
+            },
+            "fabric": {
+                "infra_address": INFRA,
+                "ports": [1],
+                "underlay": [
+                    {
+                        "prefix": "192.0.2.0/24",
+                        "port": 1,
+                        "src_mac": "02:00:00:00:00:01",
+                        "dst_mac": "02:00:00:00:00:fe",
+                    }
+                ],
+            },
+            "end_systems": {"ports": {HOST_SID: 3}},
+            "xmpp": {
+                "domain": "tor.test",
+                "port": self.xmpp_port,
+                "certfile": str(srv.certfile),
+                "keyfile": str(srv.keyfile),
+                "cafile": str(self.pki.cafile),
+                "retention": retention,
+            },
+            "route_servers": [
+                {
+                    "jid": f"{FWD_SID}@rs.test",
+                    "host": "127.0.0.1",
+                    "port": self.rs.port,
+                    "certfile": str(cli.certfile),
+                    "keyfile": str(cli.keyfile),
+                    "cafile": str(self.pki.cafile),
+                }
+            ],
+            "timers": {"stale": stale, "coalesce": 0.002, "reconnect": 0.1},
+        }
+
+    async def start_agent(self, **kw: float) -> Agent:
+        self.agent = Agent(config_from_toml(self.agent_config(**kw)))
+        await self.agent.start()
+        assert self.agent.xmpp is not None
+        self.xmpp_port = self.agent.xmpp.port  # a restarted agent listens there again
+        return self.agent
+
+    async def start_host(self) -> HostAgent:
+        assert self.agent is not None and self.agent.xmpp is not None
+        cli = self.pki.client(HOST_SID)
+        cfg = HostConfig(
+            ClientConfig(
+                jid=f"{HOST_SID}@tor.test",
+                host="127.0.0.1",
+                port=self.agent.xmpp.port,
+                certfile=cli.certfile,
+                keyfile=cli.keyfile,
+                cafile=self.pki.cafile,
+            ),
+            socket=self.tmp / "host.sock",
+            reconnect=0.1,
+        )
+        self.host = HostAgent(cfg)
+        await self.host.start()
+        await asyncio.wait_for(self.host.connected.wait(), 10)
+        return self.host
+
+    async def host_cmd(self, **req: Any) -> dict[str, Any]:
+        assert self.host is not None
+        return await send_command(self.host.cfg.socket, req)
+
+    async def switch_entities(self) -> set[Entity]:
+        """What the switch holds, read by a separate (backup) controller."""
+        c = await P4RuntimeClient.connect(
+            f"127.0.0.1:{self.switch_port}", self.info, device_id=1, election_id=1
+        )
+        try:
+            ents = await c.read_all(self.info.names("table"))
+            ents.add(await c.read_default_entry(T.FABRIC_CONFIG))
+        finally:
+            await c.close()
+        return {self.info.canonical(e) for e in ents}
+
+    def canon(self, ents: set[Entity]) -> set[Entity]:
+        return {self.info.canonical(e) for e in ents}
+
+    async def close(self) -> None:
+        if self.host is not None:
+            await self.host.close()
+        if self.agent is not None:
+            await self.agent.close()
+        if self.rs is not None:
+            await self.rs.close()
+        if self.switch is not None:
+            await self.switch.stop(0)
+
+
+def fabric_entities() -> set[Entity]:
+    return {
+        TableEntry(
+            T.FABRIC_CONFIG,
+            action=T.A_SET_FABRIC_CONFIG,
+            params={"my_ipv4": 0xC0000201, "mtu": 1500},
+            is_default=True,
+        ),
+        TableEntry(T.FABRIC_PORT, {"ingress_port": Exact(1)}, T.A_SET_FABRIC_PORT),
+        TableEntry(
+            T.UNDERLAY,
+            {"remote_ipv4": Lpm(0xC0000200, 24)},
+            T.A_SET_UNDERLAY,
+            {"port": 1, "src_mac": 0x020000000001, "dst_mac": 0x0200000000FE, "vlan_id": 0},
+        ),
+    }
+
+
+def attached_entities() -> set[Entity]:
+    """The end-system on port 3, vlan 10, vif 1, vrf 1, label 16, 10.1.1.5/32."""
+    return fabric_entities() | {
+        TableEntry(
+            T.VIF,
+            {"ingress_port": Exact(3), "src_mac": Exact(HOST_MAC), "vlan_id": Exact(10)},
+            T.A_SET_VIF,
+            {"vif_id": 1, "vrf_id": 1},
+        ),
+        TableEntry(
+            T.MPLS_LABEL,
+            {"label": Exact(16)},
+            T.A_LABEL_TO_VIF,
+            {"vif_id": 1, "port": 3, "vlan_id": 10, "dst_mac": HOST_MAC},
+        ),
+        TableEntry(T.IPV4_SOURCE, {"vif_id": Exact(1), "src": Lpm(0x0A010105, 32)}, T.A_PERMIT),
+    }
+
+
+def remote_route_entities() -> set[Entity]:
+    """10.2.0.0/16 via 192.0.2.2 label 100 (member 1, next hop 1)."""
+    return {
+        TableEntry(T.TUNNEL_PEER, {"outer_src": Exact(0xC0000202)}, T.A_PERMIT_PEER),
+        ActionProfileMember(
+            T.NEXTHOP_SELECTOR, 1, T.A_ENCAP, {"label": 100, "remote_ipv4": 0xC0000202}
+        ),
+        ActionProfileGroup(T.NEXTHOP_SELECTOR, 1, frozenset({(1, 1)})),
+        TableEntry(T.NEXTHOP, {"nexthop_id": Exact(1)}, group_id=1),
+        TableEntry(
+            T.IPV4_ROUTE,
+            {"vrf_id": Exact(1), "dst": Lpm(0x0A020000, 16)},
+            T.A_SET_NEXTHOP,
+            {"nexthop_id": 1},
+        ),
+    }
+
+
+def route(prefix: str, nh: str, label: int, version: int = 0) -> RouteEntry:
+    return RouteEntry(ipaddress.ip_network(prefix), ipaddress.ip_address(nh), label, version)
+
+
+async def http_get(agent: Agent, path: str) -> Any:
+    """GET from the agent's control port (from a thread: the agent runs on this loop)."""
+
+    def get() -> Any:
+        url = f"http://127.0.0.1:{agent.control_port}{path}"
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return json.loads(r.read()) if path.startswith("/v1") else r.read().decode()
+
+    return await asyncio.to_thread(get)
+
+
+async def attach_and_learn(lab: Lab, **agent_kw: float) -> Agent:
+    """Everything up; host in VPN red (vlan 10) with 10.1.1.5/32; remote route learned."""
+    await lab.start_switch()
+    await lab.start_rs()
+    agent = await lab.start_agent(**agent_kw)
+    await agent.driver.wait_synced(10)
+    await lab.start_host()
+    assert await lab.host_cmd(op="subscribe", vpn="red", vlan=10) == {"ok": True}
+    assert await lab.host_cmd(op="publish", prefix="10.1.1.5/32", vpn="red", version=3) == {
+        "ok": True
+    }
+    fwd = bytes.fromhex(FWD_SID)
+    await until(lambda: lab.rs is not None and lab.rs.session(fwd) is not None, what="rs session")
+    await until(lambda: len(lab.rs_handler.requests) == 3, what="exports")
+    lab.rs_handler.send(
+        fwd, ItemsEvent("red", (("10.2.0.0/16", route("10.2.0.0/16", REMOTE, 100)),))
+    )
+    lab.rs_handler.send(fwd, EndOfRib("red"))
+    await until(lambda: len(agent.state.remote.get("red", {})) == 1, what="route learned")
+    await agent.driver.wait_synced(10)
+    return agent
+
+
+def test_attach_publish_export_and_encapsulate(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        lab = Lab(tmp_path)
+        try:
+            agent = await attach_and_learn(lab)
+            node = f"{HOST_SID}:10.1.1.5/32"
+            # exported to the route server: exactly subscribe, publish, associate
+            assert lab.rs_handler.requests == [
+                (FWD_SID, Subscribe("red", None)),
+                (FWD_SID, Publish(node, route("10.1.1.5/32", INFRA, 16, 3))),
+                (FWD_SID, Associate("red", node)),
+            ]
+            assert await lab.switch_entities() == lab.canon(
+                attached_entities() | remote_route_entities()
+            )
+            # §5: the local route comes back from the route server -> local delivery
+            lab.rs_handler.send(
+                bytes.fromhex(FWD_SID),
+                ItemsEvent("red", (("10.1.1.5/32", route("10.1.1.5/32", INFRA, 16, 3)),)),
+            )
+            await until(lambda: len(agent.state.remote["red"]) == 2)
+            await agent.driver.wait_synced(10)
+            local = {
+                ActionProfileMember(
+                    T.NEXTHOP_SELECTOR,
+                    2,
+                    T.A_DELIVER_LOCAL,
+                    {"vif_id": 1, "port": 3, "vlan_id": 10, "dst_mac": HOST_MAC},
+                ),
+                ActionProfileGroup(T.NEXTHOP_SELECTOR, 2, frozenset({(2, 1)})),
+                TableEntry(T.NEXTHOP, {"nexthop_id": Exact(2)}, group_id=2),
+                TableEntry(
+                    T.IPV4_ROUTE,
+                    {"vrf_id": Exact(1), "dst": Lpm(0x0A010105, 32)},
+                    T.A_SET_NEXTHOP,
+                    {"nexthop_id": 2},
+                ),
+            }
+            assert await lab.switch_entities() == lab.canon(
+                attached_entities() | remote_route_entities() | local
+            )
+            # withdrawal removes it again, exactly
+            lab.rs_handler.send(bytes.fromhex(FWD_SID), RetractEvent("red", ("10.1.1.5/32",)))
+            await until(lambda: len(agent.state.remote["red"]) == 1)
+            await agent.driver.wait_synced(10)
+            assert await lab.switch_entities() == lab.canon(
+                attached_entities() | remote_route_entities()
+            )
+            # operator views
+            assert await http_get(agent, "/v1/interfaces") == [
+                {
+                    "system_id": HOST_SID,
+                    "vpn": "red",
+                    "vlan": 10,
+                    "port": 3,
+                    "vif_id": 1,
+                    "label": 16,
+                    "addresses": ["10.1.1.5/32"],
+                    "unconfirmed": False,
+                }
+            ]
+            assert await http_get(agent, "/v1/diff") == {"updates": []}
+            assert "esvpn_interfaces 1\n" in await http_get(agent, "/metrics")
+        finally:
+            await lab.close()
+
+    asyncio.run(scenario())
+
+
+def test_bad_input_is_refused_and_changes_nothing(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        lab = Lab(tmp_path)
+        try:
+            agent = await attach_and_learn(lab)
+            calls = len(lab.engine.calls)
+            before = agent.state.to_json()
+            cases = [
+                (
+                    {"op": "subscribe", "vpn": "blue", "vlan": 10},
+                    "conflict: vlan 10 is already used by VPN 'red'",
+                ),
+                (
+                    {"op": "subscribe", "vpn": "blue", "vlan": 5000},
+                    "vlan: must be an integer 1..4094",
+                ),
+                (
+                    {"op": "publish", "prefix": "10.1.1.0/16", "vpn": "red"},
+                    "prefix: 10.1.1.0/16 has host bits set",
+                ),
+                (
+                    {"op": "publish", "prefix": "10.1.1.9/32", "vpn": "green"},
+                    "item-not-found: not subscribed to VPN 'green'",
+                ),
+                ({"op": "retract", "prefix": "10.9.9.9/32"}, "item-not-found"),
+                ({"op": "frobnicate"}, "op: unknown operation 'frobnicate'"),
+            ]
+            for req, err in cases:
+                resp = await lab.host_cmd(**req)
+                assert resp["ok"] is False, req
+                assert resp["error"].startswith(err), (req, resp)
+            await agent.driver.wait_synced(10)
+            assert agent.state.to_json() == before
+            assert len(lab.engine.calls) == calls  # the switch was not touched
+        finally:
+            await lab.close()
+
+    asyncio.run(scenario())
+
+
+def test_agent_restart_leaves_switch_alone_and_switch_restart_is_refilled(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        lab = Lab(tmp_path)
+        try:
+            agent = await attach_and_learn(lab)
+            expected = await lab.switch_entities()
+            calls = len(lab.engine.calls)
+            # agent restart: state file + same pipeline cookie -> empty diff, no engine call
+            await agent.close()
+            lab.agent = agent = await lab.start_agent()
+            await agent.driver.wait_synced(10)
+            assert agent.driver.stats.last_reconcile_diff == 0
+            assert agent.driver.stats.pipeline_commits == 0
+            assert lab.engine.calls[calls:] == []
+            assert await agent.driver.diff() == []
+            # the host's session comes back by itself and re-announces
+            assert lab.host is not None
+            await until(lambda: lab.host is not None and lab.host.connected.is_set())
+            await until(lambda: not any(i.unconfirmed for i in agent.state.interfaces.values()))
+            # switch restart: a blank device gets everything back
+            assert lab.switch is not None
+            await lab.switch.stop(0)
+            await lab.start_switch(RecordingFakeEngine())
+            await until(lambda: agent.driver.stats.connects == 2, what="reconnect")
+            await agent.driver.wait_synced(10)
+            assert agent.driver.stats.pipeline_commits == 1
+            assert await lab.switch_entities() == expected
+        finally:
+            await lab.close()
+
+    asyncio.run(scenario())
+
+
+def test_stale_timeouts(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        lab = Lab(tmp_path)
+        try:
+            agent = await attach_and_learn(lab, stale=0.5, retention=0.5)
+            loop = asyncio.get_running_loop()
+            # route server gone: routes keep forwarding for the stale time, then go
+            assert lab.rs is not None
+            rs_port = lab.rs.port
+            await lab.rs.close()
+            t0 = loop.time()
+            await until(lambda: not agent.rs.servers[0].connected, what="rs down")
+            assert len(agent.state.remote["red"]) == 1
+            await until(lambda: agent.state.remote["red"] == {}, what="stale routes removed")
+            assert loop.time() - t0 >= 0.5
+            await agent.driver.wait_synced(10)
+            assert await lab.switch_entities() == lab.canon(attached_entities())
+            # end-system gone: its interface stays for the retention time, then all of it goes
+            assert lab.host is not None
+            await lab.host.close()
+            lab.host = None
+            t1 = loop.time()
+            await until(lambda: agent.state.interfaces == {}, what="retention expiry")
+            assert loop.time() - t1 >= 0.5
+            await agent.driver.wait_synced(10)
+            assert await lab.switch_entities() == lab.canon(fabric_entities())
+            del rs_port
+        finally:
+            await lab.close()
+
+    asyncio.run(scenario())

@@ -1,0 +1,228 @@
+"""Support for the agent system tests (no tests here).
+
+``write_stand_in_program``: a P4Info + skeleton bmv2 JSON with the tables,
+actions and selector of the baseline data-plane design (notes p4design /
+control.tables), used with the softswitch's P4Runtime server and its
+recording fake engine while p4src/build has no compiled program. It exercises
+everything P4Runtime (ids, validation, reads, selector groups, default
+entries) over real gRPC; packets need the real program.
+
+``EsxmppRouteSource``: the esxmpp XMPP server acting as a route server (the
+test controls which routes it sends), named as such.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from esxmpp.dialect import Notification, Request
+from esxmpp.server import ServerSession, XmppServer
+
+# table alias -> (keys [(name, bits, match)], actions, selector?)
+TABLES: dict[str, tuple[list[tuple[str, int, str]], list[str], bool]] = {
+    "fabric_port": ([("ingress_port", 9, "exact")], ["set_fabric_port"], False),
+    "fabric_config": ([], ["set_fabric_config"], False),
+    "vif": (
+        [("ingress_port", 9, "exact"), ("src_mac", 48, "exact"), ("vlan_id", 12, "exact")],
+        ["set_vif"],
+        False,
+    ),
+    "ipv4_source": ([("vif_id", 16, "exact"), ("src", 32, "lpm")], ["permit"], False),
+    "ipv6_source": ([("vif_id", 16, "exact"), ("src", 128, "lpm")], ["permit"], False),
+    "ipv4_route": (
+        [("vrf_id", 16, "exact"), ("dst", 32, "lpm")],
+        ["set_nexthop", "blackhole"],
+        False,
+    ),
+    "ipv6_route": (
+        [("vrf_id", 16, "exact"), ("dst", 128, "lpm")],
+        ["set_nexthop", "blackhole"],
+        False,
+    ),
+    "nexthop": ([("nexthop_id", 16, "exact")], ["encap_mpls_gre", "deliver_local"], True),
+    "underlay": ([("remote_ipv4", 32, "lpm")], ["set_underlay"], False),
+    "tunnel_peer": ([("outer_src", 32, "exact")], ["permit_peer"], False),
+    "mpls_label": ([("label", 20, "exact")], ["label_to_vif", "label_to_vrf"], False),
+}
+ACTIONS: dict[str, list[tuple[str, int]]] = {
+    "NoAction": [],
+    "set_fabric_port": [],
+    "set_fabric_config": [("my_ipv4", 32), ("mtu", 16)],
+    "set_vif": [("vif_id", 16), ("vrf_id", 16)],
+    "permit": [],
+    "set_nexthop": [("nexthop_id", 16)],
+    "blackhole": [],
+    "encap_mpls_gre": [("label", 20), ("remote_ipv4", 32)],
+    "deliver_local": [("vif_id", 16), ("port", 9), ("vlan_id", 12), ("dst_mac", 48)],
+    "set_underlay": [("port", 9), ("src_mac", 48), ("dst_mac", 48), ("vlan_id", 12)],
+    "permit_peer": [],
+    "label_to_vif": [("vif_id", 16), ("port", 9), ("vlan_id", 12), ("dst_mac", 48)],
+    "label_to_vrf": [("vrf_id", 16)],
+}
+COUNTERS = {"vif_rx": 65536, "vif_tx": 65536, "drops": 64}
+PIPE = "IngressPipe"
+
+
+def _full(name: str) -> str:
+    return name if name == "NoAction" else f"{PIPE}.{name}"
+
+
+def write_stand_in_program(directory: Path) -> tuple[Path, Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    lines: list[str] = []
+    action_ids = {a: 0x01000001 + i for i, a in enumerate(ACTIONS)}
+    table_ids = {t: 0x02000001 + i for i, t in enumerate(TABLES)}
+    profile_id = 0x11000001
+    for t, (keys, acts, sel) in TABLES.items():
+        lines.append("tables {")
+        lines.append(f'  preamble {{ id: {table_ids[t]} name: "{_full(t)}" alias: "{t}" }}')
+        for i, (k, bits, mt) in enumerate(keys, 1):
+            lines.append(
+                f'  match_fields {{ id: {i} name: "{k}" bitwidth: {bits} '
+                f"match_type: {mt.upper()} }}"
+            )
+        for a in [*acts, "NoAction"]:
+            lines.append(f"  action_refs {{ id: {action_ids[a]} }}")
+        if sel:
+            lines.append(f"  implementation_id: {profile_id}")
+        lines.append("  size: 4096")
+        lines.append("}")
+    for a, params in ACTIONS.items():
+        lines.append("actions {")
+        lines.append(f'  preamble {{ id: {action_ids[a]} name: "{_full(a)}" alias: "{a}" }}')
+        for i, (p, bits) in enumerate(params, 1):
+            lines.append(f'  params {{ id: {i} name: "{p}" bitwidth: {bits} }}')
+        lines.append("}")
+    lines.append("action_profiles {")
+    lines.append(
+        f'  preamble {{ id: {profile_id} name: "{PIPE}.nexthop_selector" '
+        'alias: "nexthop_selector" }'
+    )
+    lines.append(f"  table_ids: {table_ids['nexthop']}")
+    lines.append("  with_selector: true")
+    lines.append("  size: 4096")
+    lines.append("  max_group_size: 64")
+    lines.append("}")
+    for i, (c, size) in enumerate(COUNTERS.items()):
+        lines.append("counters {")
+        lines.append(f'  preamble {{ id: {0x12000001 + i} name: "{PIPE}.{c}" alias: "{c}" }}')
+        lines.append("  spec { unit: BOTH }")
+        lines.append(f"  size: {size}")
+        lines.append("}")
+    p4info = directory / "standin.p4info.txtpb"
+    p4info.write_text("\n".join(lines) + "\n")
+
+    bm_actions = [
+        {
+            "name": _full(a),
+            "id": i,
+            "runtime_data": [{"name": p, "bitwidth": b} for p, b in params],
+            "primitives": [],
+        }
+        for i, (a, params) in enumerate(ACTIONS.items())
+    ]
+    aid = {a["name"]: a["id"] for a in bm_actions}
+    bm_tables: list[dict[str, Any]] = []
+    for i, (t, (keys, acts, sel)) in enumerate(TABLES.items()):
+        names = [_full(a) for a in [*acts, "NoAction"]]
+        tbl: dict[str, Any] = {
+            "name": _full(t),
+            "id": i,
+            "key": [{"match_type": mt, "name": k, "target": ["meta", k]} for k, _b, mt in keys],
+            "match_type": "lpm" if any(mt == "lpm" for *_x, mt in keys) else "exact",
+            "type": "indirect_ws" if sel else "simple",
+            "max_size": 4096,
+            "with_counters": False,
+            "support_timeout": False,
+            "direct_meters": None,
+            "action_ids": [aid[n] for n in names],
+            "actions": names,
+            "base_default_next": None,
+            "next_tables": {},
+        }
+        if sel:
+            tbl["action_profile"] = f"{PIPE}.nexthop_selector"
+        else:
+            tbl["default_entry"] = {
+                "action_id": aid["NoAction"],
+                "action_const": False,
+                "action_data": [],
+                "action_entry_const": False,
+            }
+        bm_tables.append(tbl)
+    bmv2 = {
+        "__comment": "stand-in skeleton for the agent system tests (see test_agent_support)",
+        "header_types": [],
+        "headers": [],
+        "parsers": [],
+        "deparsers": [],
+        "meter_arrays": [],
+        "counter_arrays": [
+            {"name": f"{PIPE}.{c}", "id": i, "is_direct": False, "size": s}
+            for i, (c, s) in enumerate(COUNTERS.items())
+        ],
+        "register_arrays": [],
+        "actions": bm_actions,
+        "pipelines": [
+            {
+                "name": "ingress",
+                "id": 0,
+                "init_table": None,
+                "action_profiles": [
+                    {
+                        "name": f"{PIPE}.nexthop_selector",
+                        "id": 0,
+                        "max_size": 4096,
+                        "selector": {"algo": "crc16", "input": []},
+                    }
+                ],
+                "tables": bm_tables,
+                "conditionals": [],
+            },
+            {
+                "name": "egress",
+                "id": 1,
+                "init_table": None,
+                "action_profiles": [],
+                "tables": [],
+                "conditionals": [],
+            },
+        ],
+    }
+    js = directory / "standin.json"
+    js.write_text(json.dumps(bmv2, indent=1))
+    return p4info, js
+
+
+@dataclass
+class EsxmppRouteSource:
+    """Handler for an esxmpp XmppServer that plays the route server in tests.
+
+    Records every accepted request as (system id hex, request); the test sends
+    route notifications itself with :meth:`send`.
+    """
+
+    requests: list[tuple[str, Request]] = field(default_factory=list)
+    server: XmppServer | None = None
+
+    def session_opened(self, session: ServerSession, resumed: bool) -> None:
+        pass
+
+    def request(self, session: ServerSession, request: Request, changes: Sequence[Request]) -> None:
+        self.requests.append((session.system_id.hex(), request))
+
+    def session_closed(self, session: ServerSession, reason: str) -> None:
+        pass
+
+    def state_expired(self, system_id: bytes, changes: Sequence[Request]) -> None:
+        pass
+
+    def send(self, system_id: bytes, note: Notification) -> None:
+        assert self.server is not None
+        s = self.server.session(system_id)
+        assert s is not None, "forwarder not connected to the route source"
+        s.send(note)
