@@ -39,8 +39,8 @@ class Certs:
     noid: CertPair  # our CA, but names no system id
 
 
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
+def make_certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
+    """A CA, the server's and clients' certificates, and some wrong ones."""
     base = tmp_path_factory.mktemp("pki")
     pki = make_pki(base / "ca")
     other = make_pki(base / "other", "other CA")
@@ -52,6 +52,11 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
         other.client("01020304abcd"),
         pki.client("not-a-system"),
     )
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
+    return make_certs(tmp_path_factory)
 
 
 class Recorder:
