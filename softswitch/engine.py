@@ -33,7 +33,6 @@ from softswitch.api import (
     Range,
     Replica,
     Ternary,
-    UnsupportedConstruct,
 )
 
 PHV = list[int]
@@ -282,10 +281,14 @@ class SoftEngine:
         self._verify_cksums: list[Callable[[PHV, bytes], bool]] = []
         self._update_cksums: list[Callable[[PHV, bytes], None]] = []
         self._deparse_order: list[_Header] = []
+        self._deparse_fns: list[tuple[int, Callable[[PHV], bytes]]] = []
         self._ingress: Any = None
         self._egress: Any = None
         self._slots = _Slots()
         self._meta_slots: list[int] = []
+        # bmv2 sets egress_spec to drop_port + 1 before egress, truncated to
+        # the field's width (0 for v1model's bit<9>)
+        self._egress_spec_init = DROP_PORT + 1
 
     def load(self, bmv2_json: Mapping[str, Any]) -> None:
         """Replace the running program; all state is reset (see api.Engine)."""
@@ -295,7 +298,7 @@ class SoftEngine:
         self._reset_program()
         try:
             _Compiler(self, bmv2_json).compile()
-        except UnsupportedConstruct:
+        except EngineError:  # UnsupportedConstruct included
             self.__dict__.update(old)
             raise
         except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
@@ -650,6 +653,8 @@ class SoftEngine:
         for r in replicas:
             if not 0 <= r.egress_port < DROP_PORT:
                 raise EngineError(f"replica port {r.egress_port} out of range")
+            if not 0 <= r.rid < 1 << 16:
+                raise EngineError(f"replica rid {r.rid} out of range 0..65535")
             by_rid.setdefault(r.rid, set()).add(r.egress_port)
         return [(port, rid) for rid, ports in by_rid.items() for port in sorted(ports)]
 
@@ -676,6 +681,8 @@ class SoftEngine:
         """Run one frame through parser, pipelines, PRE and deparser."""
         if not self._loaded:
             return []
+        if not 0 <= ingress_port < DROP_PORT:
+            raise EngineError(f"ingress port {ingress_port} out of range 0..510")
         out: Output = []
         frame = bytes(frame)
         s = self._slots
@@ -785,7 +792,7 @@ class SoftEngine:
     ) -> None:
         s = self._slots
         phv[s.egress_port] = port
-        phv[s.egress_spec] = DROP_PORT + 1
+        phv[s.egress_spec] = self._egress_spec_init
         phv[s.packet_length] = phv[s.pkt_len_reg]
         _run_pipeline(self._egress, phv, s.exit)
         phv[s.exit] = 0
@@ -827,13 +834,7 @@ class SoftEngine:
     def _deparse(self, phv: PHV, payload: bytes) -> bytes:
         for update in self._update_cksums:
             update(phv, payload)
-        parts = []
-        for h in self._deparse_order:
-            if phv[h.valid]:
-                acc = 0
-                for slot, w in zip(h.slots, h.widths, strict=True):
-                    acc = (acc << w) | (phv[slot] & ((1 << w) - 1))
-                parts.append(acc.to_bytes(h.nbytes, "big"))
+        parts = [pack(phv) for valid, pack in self._deparse_fns if phv[valid]]
         parts.append(payload)
         return b"".join(parts)
 

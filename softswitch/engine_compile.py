@@ -123,7 +123,7 @@ class _Compiler:
         if not isinstance(j, Mapping):
             raise EngineError("bmv2 JSON must be an object")
         for k in j:
-            if k not in _TOP_KEYS:
+            if k not in _TOP_KEYS and not k.startswith("__"):
                 raise _refuse(f"top-level key {k!r}")
         for k in ("header_union_stacks", "parse_vsets", "learn_lists", "extern_instances"):
             if j.get(k):
@@ -165,6 +165,8 @@ class _Compiler:
                 signed = bool(f[2]) if len(f) > 2 else False
                 if not isinstance(width, int):
                     raise _refuse(f"varbit field {h['name']}.{fname}")
+                if len(f) > 3 and f[3]:
+                    raise _refuse(f"saturating field {h['name']}.{fname}")
                 hdr.names.append(fname)
                 hdr.slots.append(self._new_slot(width, signed))
                 hdr.widths.append(width)
@@ -231,6 +233,7 @@ class _Compiler:
         s.parsed = self._new_slot(64)
         self.s = s
         self.e._slots = s
+        self.e._egress_spec_init = (DROP_PORT + 1) & ((1 << self.slot_width[s.egress_spec]) - 1)
         meta: list[int] = []
         for h in self.e._headers:
             if h.metadata:
@@ -536,27 +539,42 @@ class _Compiler:
             else:
                 raise _refuse(f"{t} input in calculation {name}")
 
-        def build(phv: PHV, payload: bytes) -> bytes:
-            acc = 0
-            nbits = 0
-            for kind, a, w in parts:
-                if kind == 0:
-                    vs, slot = a
-                    if vs >= 0 and not phv[vs]:
-                        continue
-                    acc = (acc << w) | (phv[slot] & ((1 << w) - 1))
-                elif kind == 1:
-                    acc = (acc << w) | a
-                else:
-                    if not phv[a.valid]:
-                        continue
-                    for slot, fw in zip(a.slots, a.widths, strict=True):
-                        acc = (acc << fw) | (phv[slot] & ((1 << fw) - 1))
-                nbits += w
-            pad = -nbits % 8
-            buf = (acc << pad).to_bytes((nbits + pad) // 8, "big")
-            return buf + payload if with_payload else buf
-
+        # Generated code: fields of one header share one validity test;
+        # unsigned fields are stored masked already (signed ones are masked).
+        lines = ["def build(phv, payload):", "    acc = 0", "    n = 0"]
+        i = 0
+        while i < len(parts):
+            kind, a, w = parts[i]
+            if kind == 1:
+                lines.append(f"    acc = (acc << {w}) | {a}")
+                lines.append(f"    n += {w}")
+                i += 1
+                continue
+            if kind == 2:
+                terms = [(sl, fw) for sl, fw in zip(a.slots, a.widths, strict=True)]
+                vs = a.valid
+                i += 1
+            else:
+                vs = a[0]
+                terms = []
+                while i < len(parts) and parts[i][0] == 0 and parts[i][1][0] == vs:
+                    terms.append((parts[i][1][1], parts[i][2]))
+                    i += 1
+            expr = "acc"
+            for sl, fw in terms:
+                val = f"(phv[{sl}] & {(1 << fw) - 1})" if self.slot_signed[sl] else f"phv[{sl}]"
+                expr = f"(({expr}) << {fw}) | {val}"
+            total = sum(fw for _, fw in terms)
+            ind = "    "
+            if vs >= 0 and not self.template[vs]:
+                lines.append(f"    if phv[{vs}]:")
+                ind = "        "
+            lines.append(f"{ind}acc = {expr}")
+            lines.append(f"{ind}n += {total}")
+        lines.append("    pad = -n % 8")
+        tail = " + payload" if with_payload else ""
+        lines.append(f"    return (acc << pad).to_bytes((n + pad) >> 3, 'big'){tail}")
+        build: Callable[[PHV, bytes], bytes] = _gen("\n".join(lines), "build", {})
         return build
 
     # ------------------------------------------------------- stateful
@@ -951,23 +969,28 @@ class _Compiler:
         self.e._parse = parse
 
     def _extract_fn(self, h: _Header) -> ParseOp:
-        nbytes = h.nbytes
-        unpack = h.unpack
-        setv = self._set_valid_fn(h.hid)
-        too_short = self.e._errors["PacketTooShort"]
-
-        def extract(phv: PHV, data: bytes, off: int) -> int:
-            end = off + nbytes
-            if end > len(data):
-                raise _ParserError(too_short)
-            v = int.from_bytes(data[off:end], "big")
-            for slot, shift, mask, sw in unpack:
-                x = (v >> shift) & mask
-                phv[slot] = x - (1 << sw) if sw and x >> (sw - 1) else x
-            setv(phv)
-            return end
-
-        return extract
+        # Generated straight-line code: one int.from_bytes, then one shift and
+        # mask per field with the constants inlined.
+        lines = [
+            "def extract(phv, data, off):",
+            f"    end = off + {h.nbytes}",
+            "    if end > len(data):",
+            "        raise _ParserError(too_short)",
+            "    v = int.from_bytes(data[off:end], 'big')",
+        ]
+        for slot, shift, mask, sw in h.unpack:
+            lines.append(f"    x = (v >> {shift}) & {mask}" if shift else f"    x = v & {mask}")
+            if sw:
+                lines.append(f"    phv[{slot}] = x - {1 << sw} if x >> {sw - 1} else x")
+            else:
+                lines.append(f"    phv[{slot}] = x")
+        others = self.union_of.get(h.hid, [])
+        lines.append(f"    phv[{h.valid}] = 1")
+        lines.extend(f"    phv[{o}] = 0" for o in others)
+        lines.append("    return end")
+        env = {"_ParserError": _ParserError, "too_short": self.e._errors["PacketTooShort"]}
+        fn: ParseOp = _gen("\n".join(lines), "extract", env)
+        return fn
 
     def _parse_op(self, o: Mapping[str, Any]) -> ParseOp:
         op = o["op"]
@@ -1129,6 +1152,16 @@ class _Compiler:
             if deps[0].get("primitives"):
                 raise _refuse("deparser primitives")
             self.e._deparse_order = [self._header(self._hname(n)) for n in deps[0]["order"]]
+            self.e._deparse_fns = [(h.valid, self._pack_fn(h)) for h in self.e._deparse_order]
+
+    def _pack_fn(self, h: _Header) -> Callable[[PHV], bytes]:
+        expr = "0"
+        for sl, fw in zip(h.slots, h.widths, strict=True):
+            val = f"(phv[{sl}] & {(1 << fw) - 1})" if self.slot_signed[sl] else f"phv[{sl}]"
+            expr = f"(({expr}) << {fw}) | {val}"
+        src = f"def pack(phv):\n    return ({expr}).to_bytes({h.nbytes}, 'big')"
+        fn: Callable[[PHV], bytes] = _gen(src, "pack", {})
+        return fn
 
     def _checksums(self) -> None:
         for c in self.j.get("checksums", []):
@@ -1502,3 +1535,10 @@ def _kp_lookahead(boff: int, w: int) -> KeyPart:
 
 def _getter(slot: int, m: int) -> Callable[[PHV], int]:
     return lambda phv: phv[slot] & m
+
+
+def _gen(src: str, name: str, env: dict[str, Any]) -> Any:
+    """Compile generated straight-line code (built from ints only)."""
+    ns = dict(env)
+    exec(compile(src, f"<softswitch {name}>", "exec"), ns)
+    return ns[name]
