@@ -560,6 +560,12 @@ class ExaBgp:
                 await self._proc.wait()
         if self._server is not None:
             self._server.close()
+        if self._proc is not None:
+            # close the exited child's transport now, not when collected after the
+            # loop is gone (CPython 3.11 'Event loop is closed' at interpreter exit)
+            transport = getattr(self._proc, "_transport", None)
+            if transport is not None:
+                transport.close()
         for t in self._tasks:
             with contextlib.suppress(TimeoutError, asyncio.CancelledError):
                 await asyncio.wait_for(t, 5)

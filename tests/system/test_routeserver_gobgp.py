@@ -1,0 +1,364 @@
+"""Route server against real peers: GoBGP (gobgpd) as route reflector / L3VPN PE,
+ExaBGP as our BGP speaker, forwarders as real XMPP clients over TLS.
+
+Addresses: gobgpd on 127.0.6.2 (BGP port 17906, gRPC 50066); route servers on
+127.0.6.1 and 127.0.6.3 (ExaBGP connects out; nothing binds port 179).
+Every wait polls with a deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import ipaddress as ip
+import json
+import shutil
+import subprocess
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from esxmpp import dialect as d
+from esxmpp.client import XmppClient
+from esxmpp.config import ClientConfig
+from esxmpp.testing import Pki, make_pki
+from routeserver.config import load_dict
+from routeserver.server import RouteServer
+
+pytestmark = pytest.mark.skipif(shutil.which("gobgpd") is None, reason="gobgpd not installed")
+
+GOBGP = "127.0.6.2"
+GOBGP_PORT = 17906
+GOBGP_API = 50066
+RS1, RS2 = "127.0.6.1", "127.0.6.3"
+ASN = 64512
+DOMAIN = "rs.test"
+F1, F2, F3 = "0102030405a1", "0102030405a2", "0102030405a3"
+
+
+def gobgpd_config(path: Path) -> None:
+    neighbors = ""
+    for addr in (RS1, RS2):
+        neighbors += f"""
+[[neighbors]]
+  [neighbors.config]
+    neighbor-address = "{addr}"
+    peer-as = {ASN}
+  [neighbors.transport.config]
+    local-address = "{GOBGP}"
+    passive-mode = true
+  [neighbors.route-reflector.config]
+    route-reflector-client = true
+    route-reflector-cluster-id = "{GOBGP}"
+  [neighbors.graceful-restart.config]
+    enabled = true
+    restart-time = 90
+"""
+        for fam in ("l3vpn-ipv4-unicast", "l3vpn-ipv6-unicast", "rtc"):
+            neighbors += f"""  [[neighbors.afi-safis]]
+    [neighbors.afi-safis.config]
+      afi-safi-name = "{fam}"
+    [neighbors.afi-safis.mp-graceful-restart.config]
+      enabled = true
+"""
+    path.write_text(
+        f"""[global.config]
+  as = {ASN}
+  router-id = "{GOBGP}"
+  port = {GOBGP_PORT}
+  local-address-list = ["{GOBGP}"]
+{neighbors}"""
+    )
+
+
+def gobgp(*args: str, check: bool = True) -> str:
+    res = subprocess.run(
+        ["gobgp", "-u", GOBGP, "-p", str(GOBGP_API), *args],
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=False,
+    )
+    if check and res.returncode != 0:
+        raise AssertionError(f"gobgp {' '.join(args)}: {res.stderr}{res.stdout}")
+    return res.stdout
+
+
+def gobgp_json(*args: str) -> Any:
+    out = gobgp("-j", *args)
+    return json.loads(out) if out.strip() else {}
+
+
+@pytest.fixture
+def gobgpd(tmp_path: Path):
+    conf = tmp_path / "gobgpd.toml"
+    gobgpd_config(conf)
+    logf = open(tmp_path / "gobgpd.log", "w")  # noqa: SIM115
+    proc = subprocess.Popen(
+        ["gobgpd", "-f", str(conf), "--api-hosts", f"{GOBGP}:{GOBGP_API}", "-l", "info"],
+        stdout=logf,
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 15
+    while True:
+        res = subprocess.run(
+            ["gobgp", "-u", GOBGP, "-p", str(GOBGP_API), "neighbor"],
+            capture_output=True,
+            check=False,
+        )
+        if res.returncode == 0:
+            break
+        assert proc.poll() is None, (tmp_path / "gobgpd.log").read_text()
+        assert time.monotonic() < deadline, "gobgpd API did not come up"
+        time.sleep(0.05)
+    yield proc
+    proc.terminate()
+    proc.wait(10)
+    logf.close()
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    return make_pki(tmp_path_factory.mktemp("rs-pki"))
+
+
+def rs_config(pki: Pki, router_id: str, retention: float = 60.0) -> Any:
+    server = pki.server(DOMAIN)
+    return load_dict(
+        {
+            "server": {"router_id": router_id, "asn": ASN},
+            "xmpp": {
+                "domain": DOMAIN,
+                "certfile": str(server.certfile),
+                "keyfile": str(server.keyfile),
+                "cafile": str(pki.cafile),
+                "port": 0,
+                "retention": retention,
+            },
+            "control": {"port": 0},
+            "bgp": {
+                "graceful_restart": 120,
+                "neighbor": [{"address": GOBGP, "asn": ASN, "port": GOBGP_PORT}],
+            },
+            "vrf": [
+                {"vpn": "red", "import_targets": ["64512:100"], "export_targets": ["64512:100"]},
+                {"vpn": "green", "import_targets": ["64512:200"], "export_targets": ["64512:200"]},
+                {"vpn": "blue", "import_targets": ["64512:300"], "export_targets": []},
+            ],
+        }
+    )
+
+
+async def poll(fn: Callable[[], Any], what: str, timeout: float = 20.0) -> Any:
+    """Call ``fn`` (sync) until it returns something truthy; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        val = await asyncio.to_thread(fn)
+        if val:
+            return val
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+def neighbor_established(addr: str) -> bool:
+    data = gobgp_json("neighbor", addr)
+    return data.get("state", {}).get("session_state") == 6
+
+
+class Forwarder:
+    """A forwarder's XMPP client recording every notification."""
+
+    def __init__(self, pki: Pki, sid: str, port: int) -> None:
+        pair = pki.client(sid)
+        self.sid = sid
+        self.notes: list[d.Notification] = []
+        self.client = XmppClient(
+            ClientConfig(
+                jid=f"{sid}@{DOMAIN}",
+                host="127.0.0.1",
+                port=port,
+                certfile=pair.certfile,
+                keyfile=pair.keyfile,
+                cafile=pki.cafile,
+            ),
+            self.notes.append,
+        )
+
+    async def publish(self, vpn: str, entry: d.RouteEntry) -> None:
+        node = d.item_node_name(bytes.fromhex(self.sid), entry.prefix)
+        await self.client.publish(node, entry)
+        await self.client.associate(vpn, node)
+
+
+def entry(prefix: str, nh: str, label: int, version: int = 0) -> d.RouteEntry:
+    return d.RouteEntry(ip.ip_network(prefix), ip.ip_address(nh), label, version)
+
+
+def vpn_paths(family: str) -> dict[str, Any]:
+    """GoBGP global RIB: 'rd:prefix' -> the first path's summary."""
+    out = {}
+    for key, paths in gobgp_json("global", "rib", "-a", family).items():
+        p = paths[0]
+        ext = next(a for a in p["attrs"] if a["type"] == 16)["value"]
+        mp = next(a for a in p["attrs"] if a["type"] == 14)
+        out[key] = {
+            "labels": p["nlri"]["labels"],
+            "rd": p["nlri"]["rd"],
+            "nexthop": mp["nexthop"],
+            "ext": sorted((e["type"], e["subtype"], e["value"]) for e in ext),
+            "from": p.get("neighbor-ip"),
+        }
+    return out
+
+
+def rtc_routes() -> list[str]:
+    return sorted(
+        line.split()[1]
+        for line in gobgp("global", "rib", "-a", "rtc").splitlines()
+        if line.startswith("*")
+    )
+
+
+def version_ec(v: int) -> tuple[int, int, str]:
+    # GoBGP shows an unknown extended community as base64 of sub-type + 6 value octets
+    return (0x8E, 0x01, base64.b64encode(b"\x01\x00\x00" + v.to_bytes(4, "big")).decode())
+
+
+def run(body: Callable[[], Awaitable[None]]) -> None:
+    asyncio.run(asyncio.wait_for(body(), 55))
+
+
+def test_xmpp_to_bgp_and_back_with_rtc(gobgpd: Any, pki: Pki) -> None:
+    async def body() -> None:
+        rs = RouteServer(rs_config(pki, RS1))
+        await rs.start()
+        f1 = Forwarder(pki, F1, rs.xmpp.port)  # type: ignore[union-attr]
+        f2 = Forwarder(pki, F2, rs.xmpp.port)  # type: ignore[union-attr]
+        try:
+            await poll(lambda: neighbor_established(RS1), "RS1 established")
+            await f1.client.connect()
+            await f2.client.connect()
+            await f1.client.subscribe("red")
+            await f2.client.subscribe("green")
+            await poll(lambda: rtc_routes() == ["64512:64512:100", "64512:64512:200"], "RTC")
+            await f1.publish("red", entry("10.1.1.1/32", "192.0.2.11", 10000, 7))
+            await f1.publish("red", entry("2001:db8::1/128", "192.0.2.11", 10001, 7))
+
+            # our routes in GoBGP's VPN RIBs: RD type 1 router id:1, RT, version, label, NH
+            v4 = await poll(lambda: vpn_paths("vpnv4"), "vpnv4 route in GoBGP")
+            assert v4 == {
+                "127.0.6.1:1:10.1.1.1/32": {
+                    "labels": [10000],
+                    "rd": {"type": 1, "admin": RS1, "assigned": 1},
+                    "nexthop": "192.0.2.11",
+                    "ext": sorted([(0, 2, "64512:100"), version_ec(7)]),
+                    "from": RS1,
+                }
+            }
+            v6 = await poll(lambda: vpn_paths("vpnv6"), "vpnv6 route in GoBGP")
+            assert v6 == {
+                "127.0.6.1:1:2001:db8::1/128": {
+                    "labels": [10001],
+                    "rd": {"type": 1, "admin": RS1, "assigned": 1},
+                    "nexthop": "192.0.2.11",
+                    "ext": sorted([(0, 2, "64512:100"), version_ec(7)]),
+                    "from": RS1,
+                }
+            }
+
+            # an existing PE's routes (injected into GoBGP): red, green, and blue
+            # (nobody subscribed to blue -> RTC keeps it away from us)
+            gobgp("global", "rib", "-a", "vpnv4", "add", "10.2.2.2/32", "label", "20000",
+                  "rd", "64512:7", "rt", "64512:100", "nexthop", "192.0.2.22")  # fmt: skip
+            gobgp("global", "rib", "-a", "vpnv4", "add", "10.4.4.4/32", "label", "40000",
+                  "rd", "64512:9", "rt", "64512:200", "nexthop", "192.0.2.44")  # fmt: skip
+            gobgp("global", "rib", "-a", "vpnv4", "add", "10.3.3.3/32", "label", "30000",
+                  "rd", "64512:8", "rt", "64512:300", "nexthop", "192.0.2.33")  # fmt: skip
+            red_pe = d.ItemsEvent(
+                "red", (("10.2.2.2/32", entry("10.2.2.2/32", "192.0.2.22", 20000)),)
+            )
+            green_pe = d.ItemsEvent(
+                "green", (("10.4.4.4/32", entry("10.4.4.4/32", "192.0.2.44", 40000)),)
+            )
+            await poll(lambda: red_pe in f1.notes and green_pe in f2.notes, "PE routes at F1/F2")
+            own = [
+                d.ItemsEvent(
+                    "red", (("10.1.1.1/32", entry("10.1.1.1/32", "192.0.2.11", 10000, 7)),)
+                ),
+                d.ItemsEvent(
+                    "red",
+                    (("2001:db8::1/128", entry("2001:db8::1/128", "192.0.2.11", 10001, 7)),),
+                ),
+            ]
+            assert f1.notes == [d.EndOfRib("red"), *own, red_pe]
+            assert f2.notes == [d.EndOfRib("green"), green_pe]
+            # RTC filtering: GoBGP never sent the blue route to us
+            adj_out = gobgp("neighbor", RS1, "adj-out", "-a", "vpnv4")
+            assert "10.2.2.2/32" in adj_out and "10.3.3.3/32" not in adj_out
+            assert [r["prefix"] for r in rs.rib.show_routes("blue")] == []
+
+            # withdraw at the PE -> retract at the forwarder
+            gobgp("global", "rib", "-a", "vpnv4", "del", "10.2.2.2/32", "label", "20000",
+                  "rd", "64512:7", "rt", "64512:100", "nexthop", "192.0.2.22")  # fmt: skip
+            await poll(lambda: d.RetractEvent("red", ("10.2.2.2/32",)) in f1.notes, "retract")
+
+            # last subscriber of green leaves -> its RTC route is withdrawn
+            await f2.client.unsubscribe("green")
+            await poll(lambda: rtc_routes() == ["64512:64512:100"], "green RTC withdrawn")
+        finally:
+            await f1.client.close()
+            await f2.client.close()
+            await rs.stop()
+
+    run(body)
+
+
+def test_two_route_servers_through_reflector_and_stale_timeout(gobgpd: Any, pki: Pki) -> None:
+    async def body() -> None:
+        rs1 = RouteServer(rs_config(pki, RS1, retention=1.0))
+        rs2 = RouteServer(rs_config(pki, RS2))
+        await rs1.start()
+        await rs2.start()
+        f1 = Forwarder(pki, F1, rs1.xmpp.port)  # type: ignore[union-attr]
+        f3 = Forwarder(pki, F3, rs2.xmpp.port)  # type: ignore[union-attr]
+        try:
+            await poll(lambda: neighbor_established(RS1) and neighbor_established(RS2), "peers")
+            await f3.client.connect()
+            await f3.client.subscribe("red")
+            await f1.client.connect()
+            await f1.client.subscribe("red")
+            await f1.publish("red", entry("10.1.1.1/32", "192.0.2.11", 10000, 3))
+            # F1's route reaches F3 through RS1 -> GoBGP (RR) -> RS2, version intact
+            moved = d.ItemsEvent(
+                "red", (("10.1.1.1/32", entry("10.1.1.1/32", "192.0.2.11", 10000, 3)),)
+            )
+            await poll(lambda: moved in f3.notes, "F1 route at F3")
+            # and F3's at F1
+            await f3.publish("red", entry("10.1.1.3/32", "192.0.2.13", 10003))
+            back = d.ItemsEvent(
+                "red", (("10.1.1.3/32", entry("10.1.1.3/32", "192.0.2.13", 10003)),)
+            )
+            await poll(lambda: back in f1.notes, "F3 route at F1")
+            # the address moves to F3's host with a newer version: everyone selects it
+            await f3.publish("red", entry("10.1.1.1/32", "192.0.2.13", 10013, 4))
+            newer = d.ItemsEvent(
+                "red", (("10.1.1.1/32", entry("10.1.1.1/32", "192.0.2.13", 10013, 4)),)
+            )
+            await poll(lambda: newer in f1.notes, "moved address at F1")
+            # F1 goes away: its routes stay in BGP until its XMPP state expires (1 s)
+            await f1.client.close()
+            key = "127.0.6.1:1:10.1.1.1/32"
+            assert key in vpn_paths("vpnv4")
+            await poll(lambda: key not in vpn_paths("vpnv4"), "F1 route withdrawn after expiry")
+            assert rs1.rib.sizes()["xmpp_paths"] == 0
+        finally:
+            await f1.client.close()
+            await f3.client.close()
+            await rs1.stop()
+            await rs2.stop()
+
+    run(body)
