@@ -29,7 +29,7 @@ import contextlib
 import inspect
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any
 
 import slixmpp
@@ -91,10 +91,8 @@ class XmppClient:
         xmpp.enable_direct_tls = False
         xmpp.enable_starttls = True
         xmpp.whitespace_keepalive = False
-        xmpp.register_plugin(
-            "xep_0199",
-            {"keepalive": True, "interval": cfg.ping_interval, "timeout": cfg.ping_timeout},
-        )
+        # Our own keepalive (below): slixmpp's would silently reconnect on a timeout.
+        xmpp.register_plugin("xep_0199", {"keepalive": False, "timeout": cfg.ping_timeout})
         xmpp.register_handler(
             Callback("esxmpp notification", MatchXPath(f"{{{NS_CLIENT}}}message"), self._on_msg)
         )
@@ -131,10 +129,31 @@ class XmppClient:
             raise ConnectionError(f"{self.config.jid} -> {self.config.host}: {reason}")
         self._connected = True
         self._disconnected.clear()
+        self._spawn(self._keepalive())
         if self.on_notification is not None:
-            t = asyncio.create_task(self._dispatch())
-            self._tasks.add(t)
-            t.add_done_callback(self._tasks.discard)
+            self._spawn(self._dispatch())
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        t = asyncio.create_task(coro)
+        self._tasks.add(t)
+        t.add_done_callback(self._tasks.discard)
+
+    async def _keepalive(self) -> None:
+        """XEP-0199 ping every ping_interval; no answer within ping_timeout ends the session."""
+        while self._connected:
+            await asyncio.sleep(self.config.ping_interval)
+            if not self._connected:
+                return
+            try:
+                await self.ping()
+            except (IqTimeout, TimeoutError):
+                log.warning("%s: server did not answer a ping; closing", self.config.jid)
+                self._xmpp.abort()
+                return
+            except IqError:
+                continue  # an error reply is still an answer
+            except ConnectionError:
+                return
 
     def _on_stream_error(self, err: Any) -> None:
         log.warning("%s: stream error %s", self.config.jid, err)
@@ -183,8 +202,15 @@ class XmppClient:
             raise ConnectionError("not connected")
         iq = xmpp.make_iq_set(ito=xmpp.boundjid.domain)
         iq.append(build_pubsub(req))
+        send = asyncio.ensure_future(iq.send(timeout=self.config.request_timeout))
+        gone = asyncio.ensure_future(self._disconnected.wait())
+        await asyncio.wait({send, gone}, return_when=asyncio.FIRST_COMPLETED)
+        gone.cancel()
+        if not send.done():
+            send.cancel()
+            raise ConnectionError(f"session ended before the answer to {req}")
         try:
-            await iq.send(timeout=self.config.request_timeout)
+            send.result()
         except IqError as exc:
             raise parse_iq_error(exc.iq.xml) from None
         except IqTimeout:

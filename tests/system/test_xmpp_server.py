@@ -604,3 +604,67 @@ def test_config_paths_exist(certs: Certs) -> None:
     # the generated PKI is what the other tests load
     for p in (certs.pki.cafile, certs.server.certfile, certs.client.keyfile):
         assert Path(p).is_file()
+
+
+def test_client_keepalive_drops_a_server_that_stops_answering(certs: Certs) -> None:
+    async def body(srv: XmppServer, rec: Recorder) -> None:
+        stuck = asyncio.Event()
+
+        def block(session: ServerSession, req: d.Request) -> None:
+            del session, req
+            stuck.set()
+
+        rec.on_request = block
+        gate = asyncio.Event()
+        orig = rec.request
+
+        async def slow_request(
+            session: ServerSession, request: d.Request, changes: Sequence[d.Request]
+        ) -> None:
+            await orig(session, request, changes)
+            await gate.wait()  # this session's stanzas stay unprocessed, pings too
+
+        rec.request = slow_request  # type: ignore[method-assign]
+        c = XmppClient(client_config(certs, srv.port, ping_interval=0.2, ping_timeout=0.3))
+        await c.connect()
+        pending = asyncio.ensure_future(c.subscribe("vpn1"))
+        await asyncio.wait_for(stuck.wait(), 5)
+        await asyncio.wait_for(c.wait_disconnected(), 5)
+        assert not c.connected
+        gate.set()
+        with pytest.raises(ConnectionError, match="session ended before the answer"):
+            await pending
+        await c.close()
+
+    run(certs, body)
+
+
+def test_notification_callback_gets_events_in_order(certs: Certs) -> None:
+    async def body(srv: XmppServer, rec: Recorder) -> None:
+        got: list[d.Notification] = []
+        done = asyncio.Event()
+
+        async def on_note(note: d.Notification) -> None:
+            await asyncio.sleep(0)  # an async consumer must not reorder
+            got.append(note)
+            if len(got) == 50:
+                done.set()
+
+        c = XmppClient(client_config(certs, srv.port), on_notification=on_note)
+        await c.connect()
+        await rec.wait_for(lambda e: e[0] == "opened")
+        sess = srv.session(SID)
+        assert sess is not None
+        sent = [
+            d.ItemsEvent("v", ((f"10.0.{i}.0/24", ENTRY),))
+            if i % 2
+            else d.RetractEvent("v", (str(i),))
+            for i in range(50)
+        ]
+        for n in sent:
+            sess.send(n)
+        await asyncio.wait_for(done.wait(), 5)
+        assert got == sent
+        await c.close()
+
+    run(certs, body)
