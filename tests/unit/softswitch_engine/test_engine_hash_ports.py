@@ -74,3 +74,26 @@ def test_parse_interface() -> None:
     for bad, msg in (("veth3", "PORT@IFNAME"), ("x@veth", "integer"), ("511@v", "0..510")):
         with pytest.raises(ValueError, match=msg):
             parse_interface(bad)
+
+
+def test_cli_arguments_are_validated_up_front() -> None:
+    from softswitch.cli import _check, build_parser
+
+    def check(*argv: str) -> list[tuple[int, str]]:
+        return _check(build_parser().parse_args(list(argv)))
+
+    assert check("-i", "1@veth1", "-i", "2@veth3", "--cpu-port", "255", "--no-p4") == [
+        (1, "veth1"),
+        (2, "veth3"),
+    ]
+    assert check("prog.json") == []
+    for argv, msg in (
+        (("--no-p4", "prog.json"), "mutually exclusive"),
+        ((), "--no-p4"),
+        (("-i", "1@a", "-i", "1@b", "--no-p4"), "bound twice"),
+        (("-i", "5@a", "--cpu-port", "5", "--no-p4"), "CPU port"),
+        (("--cpu-port", "600", "--no-p4"), "--cpu-port"),
+        (("--device-id", "-1", "--no-p4"), "--device-id"),
+    ):
+        with pytest.raises(ValueError, match=msg):
+            check(*argv)
