@@ -64,18 +64,19 @@ def crc32(buf: bytes) -> int:
 
 
 def csum16(buf: bytes) -> int:
-    """Internet checksum (RFC 1071) of the buffer, odd byte padded with zero."""
+    """Internet checksum (RFC 1071) of the buffer, odd byte padded with zero.
+
+    The ones' complement sum of 16-bit words is the buffer's value modulo
+    0xffff (2**16 == 1 mod 0xffff), with 0xffff instead of 0 for a non-zero
+    buffer (end-around carry never yields +0).
+    """
     if len(buf) & 1:
         buf += b"\x00"
-    total = sum(memoryview(buf).cast("H")) if buf else 0
-    # Native-order ones' complement sum is byte order independent; fold then swap.
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    total = ~total & 0xFFFF
-    return ((total & 0xFF) << 8) | (total >> 8) if _LITTLE else total
-
-
-_LITTLE = memoryview(b"\x01\x00").cast("H")[0] == 1
+    v = int.from_bytes(buf, "big")
+    r = v % 0xFFFF
+    if r == 0 and v:
+        r = 0xFFFF
+    return ~r & 0xFFFF
 
 
 def identity(buf: bytes) -> int:
