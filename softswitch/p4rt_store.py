@@ -28,6 +28,7 @@ Rules follow the P4Runtime specification (v1.4) and what simple_switch_grpc
 
 from __future__ import annotations
 
+import gc
 import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -38,6 +39,7 @@ from p4.config.v1 import p4info_pb2
 from p4.v1 import p4runtime_pb2
 
 from softswitch import api
+from softswitch.p4rt_wire import RawMatch, RawTableEntry, raw_from_proto, raw_to_proto
 
 Code = int  # a google.rpc.Code value
 
@@ -53,6 +55,13 @@ RESOURCE_EXHAUSTED = code_pb2.RESOURCE_EXHAUSTED
 INTERNAL = code_pb2.INTERNAL
 
 _MF = p4info_pb2.MatchField
+_MATCH_KIND = {
+    _MF.EXACT: "exact",
+    _MF.LPM: "lpm",
+    _MF.TERNARY: "ternary",
+    _MF.RANGE: "range",
+    _MF.OPTIONAL: "optional",
+}
 _SCOPE = p4info_pb2.ActionRef
 _UPD = p4runtime_pb2.Update
 _CFG = p4runtime_pb2.SetForwardingPipelineConfigRequest
@@ -267,7 +276,7 @@ MatchKey = tuple[tuple[int, tuple[int, ...]], ...]  # ((field id, values...), ..
 
 @dataclass
 class _Entry:
-    proto: p4runtime_pb2.TableEntry
+    raw: RawTableEntry
     handle: int
     refs: tuple[tuple[str, int], ...]  # ("member"|"group", id) it references
 
@@ -442,78 +451,99 @@ class DeviceState:
     # --- write -----------------------------------------------------------------
     def write(self, updates: Sequence[p4runtime_pb2.Update]) -> list[P4RTError | None]:
         """Apply updates in order (CONTINUE_ON_ERROR); one result per update."""
+        return self.write_entities(
+            [
+                (
+                    u.type,
+                    raw_from_proto(u.entity.table_entry)
+                    if u.entity.WhichOneof("entity") == "table_entry"
+                    else u.entity,
+                )
+                for u in updates
+            ]
+        )
+
+    def write_entities(self, updates: Sequence[tuple[int, Any]]) -> list[P4RTError | None]:
+        """Like `write`, with entities as `softswitch.p4rt_wire` decodes them:
+        (update type, RawTableEntry or p4runtime_pb2.Entity)."""
         if self._pipeline is None:
             raise _err(FAILED_PRECONDITION, "no forwarding pipeline config set")
         results: list[P4RTError | None] = []
-        for update in updates:
-            try:
-                self.write_one(update)
-            except P4RTError as exc:
-                results.append(exc)
-            except api.EngineError as exc:
-                results.append(_err(INTERNAL, f"engine: {exc}"))
-            else:
-                results.append(None)
+        # A batch allocates many long-lived objects and creates no cycles; the
+        # cyclic GC would rescan the growing store over and over meanwhile.
+        gc_was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            for utype, entity in updates:
+                try:
+                    self.write_one(utype, entity)
+                except P4RTError as exc:
+                    results.append(exc)
+                except api.EngineError as exc:
+                    results.append(_err(INTERNAL, f"engine: {exc}"))
+                else:
+                    results.append(None)
+        finally:
+            if gc_was_enabled:
+                gc.enable()
         return results
 
-    def write_one(self, update: p4runtime_pb2.Update) -> None:
-        if update.type not in (_UPD.INSERT, _UPD.MODIFY, _UPD.DELETE):
+    def write_one(self, utype: int, entity: Any) -> None:
+        if utype not in (_UPD.INSERT, _UPD.MODIFY, _UPD.DELETE):
             raise _err(INVALID_ARGUMENT, "update type is UNSPECIFIED")
-        entity = update.entity
+        if isinstance(entity, RawTableEntry):
+            self._write_table_entry(utype, entity)
+            return
         kind = entity.WhichOneof("entity")
         handler = self._writers.get(kind or "")
         if handler is None:
             raise _err(UNIMPLEMENTED, f"writing {kind or 'an empty entity'} is not supported")
-        handler(self, update.type, getattr(entity, kind or ""))
+        handler(self, utype, getattr(entity, kind or ""))
 
     # --- table entries -----------------------------------------------------------
     def _match_key(
-        self, table: TableInfo, entry: p4runtime_pb2.TableEntry
-    ) -> tuple[MatchKey, api.Key, list[p4runtime_pb2.FieldMatch]]:
-        given: dict[int, p4runtime_pb2.FieldMatch] = {}
-        for fm in entry.match:
-            if fm.field_id in given:
-                raise _err(
-                    INVALID_ARGUMENT, f"table {table.name}: match field {fm.field_id} given twice"
-                )
-            if fm.field_id not in table.fields_by_id:
-                raise _err(
-                    INVALID_ARGUMENT, f"table {table.name}: unknown match field id {fm.field_id}"
-                )
-            given[fm.field_id] = fm
+        self, table: TableInfo, entry: RawTableEntry
+    ) -> tuple[MatchKey, api.Key, list[RawMatch]]:
+        given: dict[int, RawMatch] = {}
+        for given_match in entry.matches:
+            fid = given_match[0]
+            if fid in given:
+                raise _err(INVALID_ARGUMENT, f"table {table.name}: match field {fid} given twice")
+            if fid not in table.fields_by_id:
+                raise _err(INVALID_ARGUMENT, f"table {table.name}: unknown match field id {fid}")
+            given[fid] = given_match
         key: list[api.FieldMatch | None] = []
         canon: list[tuple[int, tuple[int, ...]]] = []
-        protos: list[p4runtime_pb2.FieldMatch] = []
+        out: list[RawMatch] = []
         for f in table.fields:
-            fm = given.get(f.id)
-            what = f"table {table.name} field {f.name}"
-            if fm is None:
+            m = given.get(f.id)
+            if m is None:
                 if f.match_type == _MF.EXACT:
-                    raise _err(INVALID_ARGUMENT, f"{what}: exact match field is missing")
+                    raise _err(
+                        INVALID_ARGUMENT,
+                        f"table {table.name} field {f.name}: exact match field is missing",
+                    )
                 key.append(None)
                 continue
-            kind = fm.WhichOneof("field_match_type")
-            expected = {
-                _MF.EXACT: "exact",
-                _MF.LPM: "lpm",
-                _MF.TERNARY: "ternary",
-                _MF.RANGE: "range",
-                _MF.OPTIONAL: "optional",
-            }.get(f.match_type)
+            what = f"table {table.name} field {f.name}"
+            _, kind, a, b, plen = m
+            expected = _MATCH_KIND.get(f.match_type)
             if expected is None:
                 raise _err(UNIMPLEMENTED, f"{what}: match type {f.match_type} not supported")
             if kind != expected:
-                raise _err(INVALID_ARGUMENT, f"{what}: is a {expected} field, got {kind}")
-            out = p4runtime_pb2.FieldMatch(field_id=f.id)
+                raise _err(
+                    INVALID_ARGUMENT, f"{what}: is a {expected} field, got {kind or 'other'}"
+                )
             bw = f.bitwidth
             if kind == "exact":
-                v = decode_bytes(fm.exact.value, bw, what)
+                v = int.from_bytes(a, "big")
+                if not a or len(a) > (bw + 7) >> 3 or v >> bw:
+                    decode_bytes(a, bw, what)  # raises the precise error
                 key.append(api.Exact(v))
                 canon.append((f.id, (v,)))
-                out.exact.value = encode_bytes(v)
+                out.append((f.id, kind, a if len(a) == 1 or a[0] else encode_bytes(v), b"", 0))
             elif kind == "lpm":
-                plen = fm.lpm.prefix_len
-                v = decode_bytes(fm.lpm.value, bw, what)
+                v = decode_bytes(a, bw, what)
                 if plen <= 0 or plen > bw:
                     if plen == 0:
                         raise _err(
@@ -527,107 +557,115 @@ class DeviceState:
                     )
                 key.append(api.Lpm(v, plen))
                 canon.append((f.id, (v, plen)))
-                out.lpm.value = encode_bytes(v)
-                out.lpm.prefix_len = plen
+                out.append((f.id, kind, encode_bytes(v), b"", plen))
             elif kind == "ternary":
-                v = decode_bytes(fm.ternary.value, bw, what)
-                m = decode_bytes(fm.ternary.mask, bw, what + " mask")
-                if m == 0:
+                v = decode_bytes(a, bw, what)
+                mask = decode_bytes(b, bw, what + " mask")
+                if mask == 0:
                     raise _err(INVALID_ARGUMENT, f"{what}: all-zero mask is a don't-care; omit it")
-                if v & ~m:
+                if v & ~mask:
                     raise _err(
                         INVALID_ARGUMENT,
-                        f"{what}: ternary value {v:#x} has bits outside mask {m:#x}",
+                        f"{what}: ternary value {v:#x} has bits outside mask {mask:#x}",
                     )
-                key.append(api.Ternary(v, m))
-                canon.append((f.id, (v, m)))
-                out.ternary.value = encode_bytes(v)
-                out.ternary.mask = encode_bytes(m)
+                key.append(api.Ternary(v, mask))
+                canon.append((f.id, (v, mask)))
+                out.append((f.id, kind, encode_bytes(v), encode_bytes(mask), 0))
             elif kind == "range":
-                lo = decode_bytes(fm.range.low, bw, what + " low")
-                hi = decode_bytes(fm.range.high, bw, what + " high")
+                lo = decode_bytes(a, bw, what + " low")
+                hi = decode_bytes(b, bw, what + " high")
                 if lo > hi:
                     raise _err(INVALID_ARGUMENT, f"{what}: range low {lo} > high {hi}")
                 if lo == 0 and hi == (1 << bw) - 1:
                     raise _err(INVALID_ARGUMENT, f"{what}: full range is a don't-care; omit it")
                 key.append(api.Range(lo, hi))
                 canon.append((f.id, (lo, hi)))
-                out.range.low = encode_bytes(lo)
-                out.range.high = encode_bytes(hi)
+                out.append((f.id, kind, encode_bytes(lo), encode_bytes(hi), 0))
             else:
-                v = decode_bytes(fm.optional.value, bw, what)
+                v = decode_bytes(a, bw, what)
                 key.append(api.Optional(v))
                 canon.append((f.id, (v,)))
-                out.optional.value = encode_bytes(v)
-            protos.append(out)
+                out.append((f.id, kind, encode_bytes(v), b"", 0))
         canon.sort()
-        return tuple(canon), tuple(key), protos
+        return tuple(canon), tuple(key), out
 
     def _action_call(
         self, action: p4runtime_pb2.Action, allowed: Mapping[int, int] | None, where: str
     ) -> tuple[api.ActionCall, p4runtime_pb2.Action]:
-        info = self.index.actions.get(action.action_id)
+        call, params = self._action_call_raw(
+            action.action_id, [(p.param_id, p.value) for p in action.params], allowed, where
+        )
+        out = p4runtime_pb2.Action(action_id=action.action_id)
+        for pid, value in params:
+            out.params.add(param_id=pid, value=value)
+        return call, out
+
+    def _action_call_raw(
+        self,
+        action_id: int,
+        params: Sequence[tuple[int, bytes]],
+        allowed: Mapping[int, int] | None,
+        where: str,
+    ) -> tuple[api.ActionCall, list[tuple[int, bytes]]]:
+        info = self.index.actions.get(action_id)
         if info is None:
-            raise _err(INVALID_ARGUMENT, f"{where}: unknown action id {action.action_id}")
-        if allowed is not None and action.action_id not in allowed:
+            raise _err(INVALID_ARGUMENT, f"{where}: unknown action id {action_id}")
+        if allowed is not None and action_id not in allowed:
             raise _err(INVALID_ARGUMENT, f"{where}: action {info.name} is not an action of it")
-        if len(action.params) != len(info.params):
+        if len(params) != len(info.params):
             raise _err(
                 INVALID_ARGUMENT,
-                f"{where}: action {info.name} takes {len(info.params)} params, "
-                f"got {len(action.params)}",
+                f"{where}: action {info.name} takes {len(info.params)} params, got {len(params)}",
             )
-        given: dict[int, bytes] = {}
-        for p in action.params:
-            if p.param_id in given:
-                raise _err(INVALID_ARGUMENT, f"{where}: param {p.param_id} given twice")
-            given[p.param_id] = p.value
+        given = dict(params)
+        if len(given) != len(params):
+            raise _err(INVALID_ARGUMENT, f"{where}: a param of {info.name} is given twice")
         args: list[int] = []
-        out = p4runtime_pb2.Action(action_id=info.id)
+        out: list[tuple[int, bytes]] = []
         for pid, pname, bw in info.params:
-            if pid not in given:
+            data = given.get(pid)
+            if data is None:
                 raise _err(INVALID_ARGUMENT, f"{where}: action {info.name} param {pname} missing")
-            v = decode_bytes(given[pid], bw, f"{where}: action {info.name} param {pname}")
+            v = int.from_bytes(data, "big")
+            if not data or len(data) > (bw + 7) >> 3 or v >> bw:
+                decode_bytes(data, bw, f"{where}: action {info.name} param {pname}")  # raises
             args.append(v)
-            out.params.add(param_id=pid, value=encode_bytes(v))
+            out.append((pid, data if len(data) == 1 or data[0] else encode_bytes(v)))
         return api.ActionCall(info.name, tuple(args)), out
 
     def _table_target(
-        self, table: TableInfo, entry: p4runtime_pb2.TableEntry
-    ) -> tuple[api.EntryTarget, p4runtime_pb2.TableAction, tuple[tuple[str, int], ...]]:
+        self, table: TableInfo, entry: RawTableEntry
+    ) -> tuple[api.EntryTarget, tuple[tuple[str, int], ...]]:
+        """The engine target of an entry; canonical params are put back in ``entry``."""
         where = f"table {table.name}"
-        kind = entry.action.WhichOneof("type")
-        if kind is None:
+        kind = entry.action_kind
+        if not kind:
             raise _err(INVALID_ARGUMENT, f"{where}: entry has no action")
-        out = p4runtime_pb2.TableAction()
         if table.implementation_id == 0:
             if kind != "action":
                 raise _err(
                     INVALID_ARGUMENT, f"{where}: has no action profile; give a direct action"
                 )
-            if table.actions.get(entry.action.action.action_id) == _SCOPE.DEFAULT_ONLY:
-                raise _err(
-                    INVALID_ARGUMENT,
-                    f"{where}: action {entry.action.action.action_id} is default-only",
-                )
-            call, proto = self._action_call(entry.action.action, table.actions, where)
-            out.action.CopyFrom(proto)
-            return call, out, ()
+            if table.actions.get(entry.action_id) == _SCOPE.DEFAULT_ONLY:
+                raise _err(INVALID_ARGUMENT, f"{where}: action {entry.action_id} is default-only")
+            call, params = self._action_call_raw(
+                entry.action_id, entry.params, table.actions, where
+            )
+            entry.params = params
+            return call, ()
         profile = self.index.profile(table.implementation_id)
-        if kind == "action_profile_member_id":
-            mid = entry.action.action_profile_member_id
+        if kind == "member":
+            mid = entry.ref_id
             if mid not in self._state.members.get(profile.id, {}):
                 raise _err(NOT_FOUND, f"{where}: member {mid} of {profile.name} does not exist")
-            out.action_profile_member_id = mid
-            return api.MemberRef(mid), out, (("member", mid),)
-        if kind == "action_profile_group_id":
+            return api.MemberRef(mid), (("member", mid),)
+        if kind == "group":
             if not profile.with_selector:
                 raise _err(INVALID_ARGUMENT, f"{where}: {profile.name} is not a selector")
-            gid = entry.action.action_profile_group_id
+            gid = entry.ref_id
             if gid not in self._state.groups.get(profile.id, {}):
                 raise _err(NOT_FOUND, f"{where}: group {gid} of {profile.name} does not exist")
-            out.action_profile_group_id = gid
-            return api.GroupRef(gid), out, (("group", gid),)
+            return api.GroupRef(gid), (("group", gid),)
         if kind == "action":
             raise _err(
                 INVALID_ARGUMENT,
@@ -643,7 +681,7 @@ class DeviceState:
             else:
                 self._state.groups[pid][rid].refcount += delta
 
-    def _write_table_entry(self, utype: int, entry: p4runtime_pb2.TableEntry) -> None:
+    def _write_table_entry(self, utype: int, entry: RawTableEntry) -> None:
         table = self.index.tables.get(entry.table_id)
         if table is None:
             raise _err(INVALID_ARGUMENT, f"unknown table id {entry.table_id}")
@@ -654,9 +692,9 @@ class DeviceState:
             raise _err(PERMISSION_DENIED, f"table {table.name} is const")
         if entry.idle_timeout_ns:
             raise _err(UNIMPLEMENTED, f"table {table.name}: idle timeout is not supported")
-        if entry.HasField("meter_config") or entry.HasField("meter_counter_data"):
-            raise _err(UNIMPLEMENTED, f"table {table.name}: direct meters are not supported")
-        canon, key, match_protos = self._match_key(table, entry)
+        if entry.unsupported:
+            raise _err(UNIMPLEMENTED, f"table {table.name}: {entry.unsupported} is not supported")
+        canon, key, matches = self._match_key(table, entry)
         if table.needs_priority:
             if entry.priority <= 0:
                 raise _err(
@@ -682,56 +720,65 @@ class DeviceState:
             raise _err(ALREADY_EXISTS, f"table {table.name}: entry already exists")
         if utype == _UPD.MODIFY and existing is None:
             raise _err(NOT_FOUND, f"table {table.name}: no such entry")
-        target, action_proto, refs = self._table_target(table, entry)
-        counter = (
-            self._counter_from_proto(table.direct_counter_id, entry.counter_data, table.name)
-            if entry.HasField("counter_data")
-            else None
+        target, refs = self._table_target(table, entry)
+        counter = None
+        if entry.counter_data is not None:
+            if not table.direct_counter_id:
+                raise _err(INVALID_ARGUMENT, f"table {table.name}: has no direct counter")
+            nbytes, npackets = entry.counter_data
+            if nbytes < 0 or npackets < 0:
+                raise _err(INVALID_ARGUMENT, f"table {table.name}: negative counter value")
+            counter = api.CounterValue(packets=npackets, bytes=nbytes)
+        stored = RawTableEntry(
+            table_id=table.id,
+            matches=matches,
+            action_kind=entry.action_kind,
+            action_id=entry.action_id,
+            params=entry.params,
+            ref_id=entry.ref_id,
+            priority=entry.priority,
+            controller_metadata=entry.controller_metadata,
+            metadata=entry.metadata,
         )
-        proto = p4runtime_pb2.TableEntry(table_id=table.id, priority=entry.priority)
-        proto.match.extend(match_protos)
-        proto.action.CopyFrom(action_proto)
-        proto.controller_metadata = entry.controller_metadata
-        proto.metadata = entry.metadata
         if existing is None:
             if table.size and len(entries) >= table.size:
                 raise _err(RESOURCE_EXHAUSTED, f"table {table.name} is full ({table.size})")
             handle = self.engine.table_add(table.name, key, target, entry.priority)
-            new = _Entry(proto, handle, refs)
+            new = _Entry(stored, handle, refs)
             entries[full_key] = new
         else:
             self.engine.table_modify(table.name, existing.handle, target)
             self._refcount(table, existing.refs, -1)
-            existing.proto = proto
+            existing.raw = stored
             existing.refs = refs
             new = existing
         self._refcount(table, refs, +1)
         if counter is not None:
             self.engine.direct_counter_write(table.name, new.handle, counter)
 
-    def _write_default(self, utype: int, table: TableInfo, entry: p4runtime_pb2.TableEntry) -> None:
+    def _write_default(self, utype: int, table: TableInfo, entry: RawTableEntry) -> None:
         where = f"table {table.name} default entry"
         if utype != _UPD.MODIFY:
             raise _err(INVALID_ARGUMENT, f"{where}: only MODIFY is allowed")
-        if len(entry.match) or entry.priority:
+        if entry.has_match() or entry.priority:
             raise _err(INVALID_ARGUMENT, f"{where}: must have no match and no priority")
         if table.implementation_id:
             raise _err(UNIMPLEMENTED, f"{where}: default entries of action-profile tables")
         if table.const_default_action_id:
             raise _err(PERMISSION_DENIED, f"{where}: the default action is const")
-        if not entry.HasField("action"):
+        if not entry.action_kind:
             self.engine.table_reset_default(table.name)
             self._state.defaults[table.id] = _Default(None)
             return
-        if entry.action.WhichOneof("type") != "action":
+        if entry.action_kind != "action":
             raise _err(INVALID_ARGUMENT, f"{where}: needs a direct action")
-        if table.actions.get(entry.action.action.action_id) == _SCOPE.TABLE_ONLY:
-            raise _err(
-                INVALID_ARGUMENT,
-                f"{where}: action {entry.action.action.action_id} is table-only",
-            )
-        call, proto = self._action_call(entry.action.action, table.actions, where)
+        if table.actions.get(entry.action_id) == _SCOPE.TABLE_ONLY:
+            raise _err(INVALID_ARGUMENT, f"{where}: action {entry.action_id} is table-only")
+        call, params = self._action_call_raw(entry.action_id, entry.params, table.actions, where)
         self.engine.table_set_default(table.name, call)
+        proto = p4runtime_pb2.Action(action_id=entry.action_id)
+        for pid, value in params:
+            proto.params.add(param_id=pid, value=value)
         self._state.defaults[table.id] = _Default(proto, True)
 
     def _initial_default(self, table: TableInfo) -> p4runtime_pb2.Action | None:
@@ -943,7 +990,7 @@ class DeviceState:
         table = self.index.tables.get(te.table_id)
         if table is None:
             raise _err(INVALID_ARGUMENT, f"{what}: unknown table id {te.table_id}")
-        canon, _, _ = self._match_key(table, te)
+        canon, _, _ = self._match_key(table, raw_from_proto(te))
         entry = self._state.entries.get(table.id, {}).get((*canon, (-1, (te.priority,))))
         if entry is None:
             raise _err(NOT_FOUND, f"{what}: table {table.name} has no such entry")
@@ -1102,8 +1149,7 @@ class DeviceState:
     def _with_counter(
         self, table: TableInfo, entry: _Entry, want_counter: bool
     ) -> p4runtime_pb2.TableEntry:
-        te = p4runtime_pb2.TableEntry()
-        te.CopyFrom(entry.proto)
+        te = raw_to_proto(entry.raw)
         if want_counter and table.direct_counter_id:
             value = self.engine.direct_counter_read(table.name, entry.handle)
             unit = self.index.direct_counters[table.direct_counter_id].unit
@@ -1124,7 +1170,7 @@ class DeviceState:
             if len(req.match) or req.priority:
                 if req.table_id == 0:
                     raise _err(INVALID_ARGUMENT, "a match needs a table id")
-                canon, _, _ = self._match_key(table, req)
+                canon, _, _ = self._match_key(table, raw_from_proto(req))
                 found = entries.get((*canon, (-1, (req.priority,))))
                 if found is not None:
                     yield p4runtime_pb2.Entity(

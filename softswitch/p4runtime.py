@@ -49,6 +49,7 @@ from typing import Any, NoReturn
 
 import grpc
 from google.protobuf import any_pb2
+from google.protobuf.message import DecodeError
 from google.rpc import code_pb2, status_pb2
 from p4.v1 import p4runtime_pb2, p4runtime_pb2_grpc
 
@@ -61,6 +62,7 @@ from softswitch.p4rt_store import (
     DeviceState,
     P4RTError,
 )
+from softswitch.p4rt_wire import decode_write_request
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +119,7 @@ class P4RuntimeServer(p4runtime_pb2_grpc.P4RuntimeServicer):  # type: ignore[mis
     async def start(self, address: str = DEFAULT_ADDRESS, tls: TlsConfig | None = None) -> int:
         """Listen on ``address`` (``host:port``, port 0 = ephemeral); returns the port."""
         server = grpc.aio.server()
-        p4runtime_pb2_grpc.add_P4RuntimeServicer_to_server(self, server)
+        server.add_generic_rpc_handlers((self._handlers(),))
         if tls is None:
             port = server.add_insecure_port(address)
         else:
@@ -134,6 +136,45 @@ class P4RuntimeServer(p4runtime_pb2_grpc.P4RuntimeServicer):  # type: ignore[mis
         log.info("P4Runtime server for device %d on port %d", self.device_id, port)
         return int(port)
 
+    def _handlers(self) -> grpc.GenericRpcHandler:
+        pb = p4runtime_pb2
+
+        def unary(fn: Any, req: Any, resp: Any) -> grpc.RpcMethodHandler:
+            return grpc.unary_unary_rpc_method_handler(
+                fn, request_deserializer=req, response_serializer=resp.SerializeToString
+            )
+
+        return grpc.method_handlers_generic_handler(
+            "p4.v1.P4Runtime",
+            {
+                # Write takes the serialized request: p4rt_wire decodes table entries fast.
+                "Write": unary(self.Write, None, pb.WriteResponse),
+                "Read": grpc.unary_stream_rpc_method_handler(
+                    self.Read,
+                    request_deserializer=pb.ReadRequest.FromString,
+                    response_serializer=pb.ReadResponse.SerializeToString,
+                ),
+                "SetForwardingPipelineConfig": unary(
+                    self.SetForwardingPipelineConfig,
+                    pb.SetForwardingPipelineConfigRequest.FromString,
+                    pb.SetForwardingPipelineConfigResponse,
+                ),
+                "GetForwardingPipelineConfig": unary(
+                    self.GetForwardingPipelineConfig,
+                    pb.GetForwardingPipelineConfigRequest.FromString,
+                    pb.GetForwardingPipelineConfigResponse,
+                ),
+                "StreamChannel": grpc.stream_stream_rpc_method_handler(
+                    self.StreamChannel,
+                    request_deserializer=pb.StreamMessageRequest.FromString,
+                    response_serializer=pb.StreamMessageResponse.SerializeToString,
+                ),
+                "Capabilities": unary(
+                    self.Capabilities, pb.CapabilitiesRequest.FromString, pb.CapabilitiesResponse
+                ),
+            },
+        )
+
     async def stop(self, grace: float | None = 0.5) -> None:
         for stream in self._streams.values():
             stream.queue.put_nowait(None)
@@ -147,7 +188,7 @@ class P4RuntimeServer(p4runtime_pb2_grpc.P4RuntimeServicer):  # type: ignore[mis
             raise P4RTError(code_pb2.NOT_FOUND, f"unknown device id {device_id}")
 
     def _check_primary(self, device_id: int, role: str, election: Any) -> None:
-        eid = (election.high << 64) | election.low
+        eid = election if isinstance(election, int) else (election.high << 64) | election.low
         if not self._arbitration.is_primary(device_id, role, eid):
             raise P4RTError(
                 PERMISSION_DENIED,
@@ -191,22 +232,26 @@ class P4RuntimeServer(p4runtime_pb2_grpc.P4RuntimeServicer):  # type: ignore[mis
         return p4runtime_pb2.GetForwardingPipelineConfigResponse(config=config)
 
     async def Write(
-        self, request: p4runtime_pb2.WriteRequest, context: grpc.aio.ServicerContext
+        self, request: bytes, context: grpc.aio.ServicerContext
     ) -> p4runtime_pb2.WriteResponse:
         try:
-            self._check_device(request.device_id)
-            self._check_primary(request.device_id, request.role, request.election_id)
-            if request.atomicity != p4runtime_pb2.WriteRequest.CONTINUE_ON_ERROR:
+            try:
+                batch = decode_write_request(request)
+            except DecodeError as exc:
+                raise P4RTError(INVALID_ARGUMENT, f"malformed WriteRequest: {exc}") from None
+            self._check_device(batch.device_id)
+            self._check_primary(batch.device_id, batch.role, batch.election_id)
+            if batch.atomicity != p4runtime_pb2.WriteRequest.CONTINUE_ON_ERROR:
                 raise P4RTError(
                     code_pb2.UNIMPLEMENTED, "only CONTINUE_ON_ERROR atomicity is supported"
                 )
             if not self.device.has_pipeline:
                 raise P4RTError(FAILED_PRECONDITION, "no forwarding pipeline config set")
-            results = self.device.write(request.updates)
+            results = self.device.write_entities(batch.updates)
         except P4RTError as exc:
             await self._abort(context, exc)
         if any(r is not None for r in results):
-            status = status_pb2.Status(code=code_pb2.UNKNOWN, message="Write failure")
+            status = status_pb2.Status(code=code_pb2.UNKNOWN)
             failed = 0
             for r in results:
                 err = p4runtime_pb2.Error(canonical_code=code_pb2.OK)

@@ -114,7 +114,7 @@ control IngressImpl(inout headers_t hdr, inout metadata_t meta,
         actions = { set_port; send_to_cpu; set_mcast; drop; NoAction; }
         default_action = NoAction();
         counters = l2_counter;
-        size = 4096;
+        size = 65536;
     }
 
     table route {
