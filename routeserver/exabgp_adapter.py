@@ -466,6 +466,7 @@ class ExaBgp:
         finally:
             self._fail_acks(CommandError("ExaBGP API channel closed"))
             self._writer = None
+            writer.close()  # lets the relay (and so ExaBGP) finish promptly
 
     def _fail_acks(self, err: Exception) -> None:
         while self._acks:
