@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import gc
 import json
+import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,6 +41,8 @@ from p4.v1 import p4runtime_pb2
 
 from softswitch import api
 from softswitch.p4rt_wire import RawMatch, RawTableEntry, raw_from_proto, raw_to_proto
+
+log = logging.getLogger(__name__)
 
 Code = int  # a google.rpc.Code value
 
@@ -279,6 +282,16 @@ class _Entry:
     raw: RawTableEntry
     handle: int
     refs: tuple[tuple[str, int], ...]  # ("member"|"group", id) it references
+    oneshot: _OneShot | None = None
+
+
+@dataclass(frozen=True)
+class _OneShot:
+    """Engine members (and group) the server made for a one-shot entry."""
+
+    profile: str
+    group_id: int | None
+    member_ids: tuple[int, ...]
 
 
 @dataclass
@@ -361,6 +374,8 @@ class DeviceState:
         self._pipeline: _Pipeline | None = None
         self._saved: _Pipeline | None = None
         self._state = _State()
+        # engine ids for one-shot members/groups: above P4Runtime's uint32 ids
+        self._oneshot_next = 1 << 32
 
     # --- pipeline --------------------------------------------------------------
     @property
@@ -481,6 +496,9 @@ class DeviceState:
                     results.append(exc)
                 except api.EngineError as exc:
                     results.append(_err(INTERNAL, f"engine: {exc}"))
+                except Exception as exc:  # a bug must not take the daemon down
+                    log.exception("write failed")
+                    results.append(_err(INTERNAL, f"internal error: {exc!r}"))
                 else:
                     results.append(None)
         finally:
@@ -495,9 +513,11 @@ class DeviceState:
             self._write_table_entry(utype, entity)
             return
         kind = entity.WhichOneof("entity")
-        handler = self._writers.get(kind or "")
+        if kind is None:
+            raise _err(INVALID_ARGUMENT, "update without an entity")
+        handler = self._writers.get(kind)
         if handler is None:
-            raise _err(UNIMPLEMENTED, f"writing {kind or 'an empty entity'} is not supported")
+            raise _err(UNIMPLEMENTED, f"writing {kind} is not supported")
         handler(self, utype, getattr(entity, kind or ""))
 
     # --- table entries -----------------------------------------------------------
@@ -715,12 +735,48 @@ class DeviceState:
             self.engine.table_delete(table.name, existing.handle)
             self._refcount(table, existing.refs, -1)
             del entries[full_key]
+            if existing.oneshot is not None:
+                self._oneshot_delete(existing.oneshot)
             return
         if utype == _UPD.INSERT and existing is not None:
             raise _err(ALREADY_EXISTS, f"table {table.name}: entry already exists")
         if utype == _UPD.MODIFY and existing is None:
             raise _err(NOT_FOUND, f"table {table.name}: no such entry")
-        target, refs = self._table_target(table, entry)
+        if existing is None and table.size and len(entries) >= table.size:
+            raise _err(RESOURCE_EXHAUSTED, f"table {table.name} is full ({table.size})")
+        oneshot: _OneShot | None = None
+        if entry.action_kind == "action_set":
+            target, oneshot = self._oneshot_create(table, entry)
+            refs: tuple[tuple[str, int], ...] = ()
+        else:
+            target, refs = self._table_target(table, entry)
+        try:
+            new_entry, counter = self._apply_entry(
+                table, entries, full_key, existing, entry, key, matches, target, refs
+            )
+        except BaseException:
+            if oneshot is not None:
+                self._oneshot_delete(oneshot)
+            raise
+        if existing is not None and existing.oneshot is not None:
+            self._oneshot_delete(existing.oneshot)
+        new_entry.oneshot = oneshot
+        if counter is not None:
+            self.engine.direct_counter_write(table.name, new_entry.handle, counter)
+
+    def _apply_entry(
+        self,
+        table: TableInfo,
+        entries: dict[MatchKey, _Entry],
+        full_key: MatchKey,
+        existing: _Entry | None,
+        entry: RawTableEntry,
+        key: api.Key,
+        matches: list[RawMatch],
+        target: api.EntryTarget,
+        refs: tuple[tuple[str, int], ...],
+    ) -> tuple[_Entry, api.CounterValue | None]:
+        """Validate the rest, then add or modify the entry in the engine and the store."""
         counter = None
         if entry.counter_data is not None:
             if not table.direct_counter_id:
@@ -736,13 +792,12 @@ class DeviceState:
             action_id=entry.action_id,
             params=entry.params,
             ref_id=entry.ref_id,
+            action_set=entry.action_set,
             priority=entry.priority,
             controller_metadata=entry.controller_metadata,
             metadata=entry.metadata,
         )
         if existing is None:
-            if table.size and len(entries) >= table.size:
-                raise _err(RESOURCE_EXHAUSTED, f"table {table.name} is full ({table.size})")
             handle = self.engine.table_add(table.name, key, target, entry.priority)
             new = _Entry(stored, handle, refs)
             entries[full_key] = new
@@ -753,8 +808,66 @@ class DeviceState:
             existing.refs = refs
             new = existing
         self._refcount(table, refs, +1)
-        if counter is not None:
-            self.engine.direct_counter_write(table.name, new.handle, counter)
+        return new, counter
+
+    def _oneshot_create(
+        self, table: TableInfo, entry: RawTableEntry
+    ) -> tuple[api.EntryTarget, _OneShot]:
+        """Validate a one-shot action set; make its engine members and group."""
+        where = f"table {table.name}"
+        if not table.implementation_id:
+            raise _err(INVALID_ARGUMENT, f"{where}: has no action profile; give a direct action")
+        profile = self.index.profile(table.implementation_id)
+        if not entry.action_set:
+            raise _err(INVALID_ARGUMENT, f"{where}: empty action set")
+        if not profile.with_selector and len(entry.action_set) != 1:
+            raise _err(
+                INVALID_ARGUMENT, f"{where}: {profile.name} has no selector: give one action"
+            )
+        calls: list[tuple[api.ActionCall, int]] = []
+        canonical: list[tuple[int, list[tuple[int, bytes]], int, bytes]] = []
+        for action_id, params, weight, watch_port in entry.action_set:
+            if table.actions.get(action_id) == _SCOPE.DEFAULT_ONLY:
+                raise _err(INVALID_ARGUMENT, f"{where}: action {action_id} is default-only")
+            if weight <= 0:
+                raise _err(INVALID_ARGUMENT, f"{where}: action set weight must be > 0")
+            call, canon_params = self._action_call_raw(action_id, params, table.actions, where)
+            calls.append((call, weight))
+            canonical.append((action_id, canon_params, weight, watch_port))
+        if profile.max_group_size and sum(w for _, w in calls) > profile.max_group_size:
+            raise _err(
+                RESOURCE_EXHAUSTED,
+                f"{where}: action set weights exceed max group size {profile.max_group_size}",
+            )
+        entry.action_set = canonical
+        member_ids: list[int] = []
+        group_id: int | None = None
+        try:
+            expanded: list[int] = []
+            for call, weight in calls:
+                mid = self._oneshot_next
+                self._oneshot_next += 1
+                self.engine.member_set(profile.name, mid, call)
+                member_ids.append(mid)
+                expanded.extend([mid] * weight)
+            if not profile.with_selector:
+                return api.MemberRef(member_ids[0]), _OneShot(profile.name, None, (member_ids[0],))
+            group_id = self._oneshot_next
+            self._oneshot_next += 1
+            self.engine.group_set(profile.name, group_id, expanded)
+        except BaseException:
+            self._oneshot_delete(_OneShot(profile.name, None, tuple(member_ids)))
+            raise
+        return api.GroupRef(group_id), _OneShot(profile.name, group_id, tuple(member_ids))
+
+    def _oneshot_delete(self, oneshot: _OneShot) -> None:
+        try:
+            if oneshot.group_id is not None:
+                self.engine.group_delete(oneshot.profile, oneshot.group_id)
+            for mid in oneshot.member_ids:
+                self.engine.member_delete(oneshot.profile, mid)
+        except api.EngineError:
+            log.exception("cleaning up one-shot members of %s", oneshot.profile)
 
     def _write_default(self, utype: int, table: TableInfo, entry: RawTableEntry) -> None:
         where = f"table {table.name} default entry"
@@ -1132,10 +1245,15 @@ class DeviceState:
         out: list[p4runtime_pb2.Entity] = []
         for entity in entities:
             kind = entity.WhichOneof("entity")
-            reader = self._readers.get(kind or "")
+            if kind is None:
+                raise _err(INVALID_ARGUMENT, "read of an empty entity")
+            reader = self._readers.get(kind)
             if reader is None:
-                raise _err(UNIMPLEMENTED, f"reading {kind or 'an empty entity'} is not supported")
-            out.extend(reader(self, getattr(entity, kind or "")))
+                raise _err(UNIMPLEMENTED, f"reading {kind} is not supported")
+            try:
+                out.extend(reader(self, getattr(entity, kind)))
+            except api.EngineError as exc:
+                raise _err(INTERNAL, f"engine: {exc}") from None
         return out
 
     def _tables_for(self, table_id: int) -> list[TableInfo]:

@@ -43,6 +43,8 @@ class RawTableEntry:
     unsupported: str = ""  # first field present that the server does not support
     is_const: bool = False
     other_match_field: int = 0  # a field id given with an 'other' match
+    #: one-shot action profile programming: (action id, params, weight, watch_port)
+    action_set: list[tuple[int, list[tuple[int, bytes]], int, bytes]] = field(default_factory=list)
 
     def has_match(self) -> bool:
         return bool(self.matches) or bool(self.other_match_field)
@@ -86,6 +88,15 @@ def raw_from_proto(te: p4runtime_pb2.TableEntry) -> RawTableEntry:
         raw.action_kind, raw.ref_id = "group", te.action.action_profile_group_id
     elif kind == "action_profile_action_set":
         raw.action_kind = "action_set"
+        raw.action_set = [
+            (
+                a.action.action_id,
+                [(p.param_id, p.value) for p in a.action.params],
+                a.weight,
+                a.watch_port,
+            )
+            for a in te.action.action_profile_action_set.action_profile_actions
+        ]
     if te.HasField("counter_data"):
         raw.counter_data = (te.counter_data.byte_count, te.counter_data.packet_count)
     for name in ("meter_config", "meter_counter_data", "time_since_last_hit"):
@@ -126,6 +137,15 @@ def raw_to_proto(raw: RawTableEntry) -> p4runtime_pb2.TableEntry:
         te.action.action_profile_member_id = raw.ref_id
     elif raw.action_kind == "group":
         te.action.action_profile_group_id = raw.ref_id
+    elif raw.action_kind == "action_set":
+        aset = te.action.action_profile_action_set
+        for action_id, params, weight, watch_port in raw.action_set:
+            a = aset.action_profile_actions.add(weight=weight)
+            if watch_port:
+                a.watch_port = watch_port
+            a.action.action_id = action_id
+            for pid, value in params:
+                a.action.params.add(param_id=pid, value=value)
     return te
 
 

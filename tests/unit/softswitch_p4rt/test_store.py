@@ -598,3 +598,46 @@ def test_packet_io_headers(dev: DeviceState) -> None:
     with pytest.raises(P4RTError) as e:
         dev.packet_out_frame(po)
     assert e.value.message == "packet_out: unknown metadata id 9"
+
+
+def oneshot_entry(dst: bytes, *ports_weights: tuple[int, int]) -> p4runtime_pb2.TableEntry:
+    te = p4runtime_pb2.TableEntry(table_id=ids.table("ecmp"))
+    te.match.add(field_id=1).exact.value = dst
+    aset = te.action.action_profile_action_set
+    for port, weight in ports_weights:
+        a = aset.action_profile_actions.add(weight=weight)
+        a.action.action_id = ids.action("set_port")
+        a.action.params.add(param_id=1, value=b"\x00" + bytes([port]))  # padded
+    return te
+
+
+def test_one_shot_action_selector(dev: DeviceState, engine: RecordingFakeEngine) -> None:
+    write1(dev, INSERT, table_entry=oneshot_entry(b"\x0a\x00\x00\x01", (1, 1), (2, 3)))
+    profile = "IngressImpl.ecmp_selector"
+    m1, m2, g = 1 << 32, (1 << 32) + 1, (1 << 32) + 2
+    assert engine.members == {
+        (profile, m1): api.ActionCall("IngressImpl.set_port", (1,)),
+        (profile, m2): api.ActionCall("IngressImpl.set_port", (2,)),
+    }
+    assert engine.groups == {(profile, g): (m1, m2, m2, m2)}
+    assert engine.calls[-1][3] == api.GroupRef(g)
+    (got,) = read(dev, table_entry=p4runtime_pb2.TableEntry(table_id=ids.table("ecmp")))
+    canonical = oneshot_entry(b"\x0a\x00\x00\x01", (1, 1), (2, 3))
+    for a in canonical.action.action_profile_action_set.action_profile_actions:
+        a.action.params[0].value = a.action.params[0].value[1:]
+    assert got.table_entry == canonical
+    # controller-made members/groups are not visible
+    assert read(dev, action_profile_member=p4runtime_pb2.ActionProfileMember()) == []
+    # modify: new engine objects, the old ones are gone
+    write1(dev, MODIFY, table_entry=oneshot_entry(b"\x0a\x00\x00\x01", (3, 1)))
+    assert set(engine.members) == {(profile, g + 1)}
+    assert engine.groups == {(profile, g + 2): (g + 1,)}
+    assert code_of(dev, INSERT, table_entry=oneshot_entry(b"\x0a\x00\x00\x02", (3, 0))) == (
+        code_pb2.INVALID_ARGUMENT,
+        "table IngressImpl.ecmp: action set weight must be > 0",
+    )
+    assert code_of(dev, INSERT, table_entry=oneshot_entry(b"\x0a\x00\x00\x02", (3, 17)))[0] == (
+        code_pb2.RESOURCE_EXHAUSTED
+    )
+    write1(dev, DELETE, table_entry=oneshot_entry(b"\x0a\x00\x00\x01"))
+    assert engine.members == {} and engine.groups == {}
