@@ -275,6 +275,7 @@ class SoftEngine:
         self._calcs: dict[str, Callable[[PHV, bytes], int]] = {}
         self._field_lists: dict[int, list[int]] = {}
         self._errors: dict[str, int] = dict(_CORE_ERRORS)
+        self._no_error = 0
         self._mc_groups: dict[int, list[tuple[int, int]]] = {}
         self._clone_sessions: dict[int, list[tuple[int, int]]] = {}
         self._parse: Callable[[PHV, bytes], int] = lambda phv, data: 0
@@ -289,6 +290,7 @@ class SoftEngine:
         # bmv2 sets egress_spec to drop_port + 1 before egress, truncated to
         # the field's width (0 for v1model's bit<9>)
         self._egress_spec_init = DROP_PORT + 1
+        self._rid_mask = 0xFFFF
 
     def load(self, bmv2_json: Mapping[str, Any]) -> None:
         """Replace the running program; all state is reset (see api.Engine)."""
@@ -706,7 +708,7 @@ class SoftEngine:
         consumed = 0
         try:
             consumed = self._parse(phv, data)
-            err = 0
+            err = self._no_error
         except _ParserError as exc:
             err = exc.code
             consumed = phv[s.parsed]
@@ -782,7 +784,7 @@ class SoftEngine:
     ) -> None:
         s = self._slots
         for port, rid in replicas:
-            phv[s.egress_rid] = rid
+            phv[s.egress_rid] = rid & self._rid_mask
             cp = phv.copy()
             cp[s.clone_session] = cp[s.clone_fl] = cp[s.resubmit] = cp[s.recirc] = 0
             self._egress_one(port, cp, payload, inputs, out)

@@ -132,6 +132,7 @@ class _Compiler:
         self._slots()
         for name, code in j.get("errors", []):
             self.e._errors[name] = code
+        self.e._no_error = self.e._errors["NoError"]
         for fl in j.get("field_lists", []):
             self.e._field_lists[fl["id"]] = [
                 self._elem_slot(x, "field list") for x in fl["elements"]
@@ -221,8 +222,10 @@ class _Compiler:
         s.egress_port = sm("egress_port")
         s.instance_type = sm("instance_type")
         s.packet_length = sm("packet_length")
-        s.mcast_grp = sm("mcast_grp", False)
-        s.egress_rid = sm("egress_rid")
+        # simple_switch reads these two as intrinsic_metadata.* (p4c aliases
+        # them to standard_metadata; P4-14 programs declare the header)
+        s.mcast_grp = self.fields.get(("intrinsic_metadata", "mcast_grp"), sm("mcast_grp", False))
+        s.egress_rid = self.fields.get(("intrinsic_metadata", "egress_rid"), sm("egress_rid"))
         s.parser_error = sm("parser_error", False)
         s.checksum_error = sm("checksum_error", False)
         for name in ("exit", "clone_session", "clone_fl", "resubmit", "recirc"):
@@ -234,6 +237,7 @@ class _Compiler:
         self.s = s
         self.e._slots = s
         self.e._egress_spec_init = (DROP_PORT + 1) & ((1 << self.slot_width[s.egress_spec]) - 1)
+        self.e._rid_mask = (1 << self.slot_width[s.egress_rid]) - 1
         meta: list[int] = []
         for h in self.e._headers:
             if h.metadata:
