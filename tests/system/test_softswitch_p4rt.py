@@ -271,3 +271,71 @@ def test_tls(engine: RecordingFakeEngine) -> None:
         c.close()
     finally:
         s.close()
+
+
+def test_stream_and_request_errors(server: ServerThread, primary: Client) -> None:
+    primary.set_pipeline(load_config())
+    # a stream that does not start with an arbitration is closed
+    rogue = Client(server.address, election_id=3)
+    rogue.stream = None
+    po = p4runtime_pb2.StreamMessageRequest()
+    po.packet.payload = b"\x00" * 14
+    rogue.send(po)
+    err = rogue.open_stream()  # queued after the packet: the packet goes first
+    assert isinstance(err, grpc.RpcError)
+    assert err.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert err.details() == "the first stream message must be an arbitration"
+    rogue.close()
+    # a backup's packet-out is refused on its stream
+    backup = Client(server.address, election_id=4)
+    assert backup.open_stream().arbitration.status.code == code_pb2.ALREADY_EXISTS
+    backup.send(po)
+    err = backup.next().error
+    assert err.canonical_code == code_pb2.PERMISSION_DENIED
+    assert err.message == "packet-out from a non-primary client"
+    backup.close()
+    # wrong device, unknown ids in reads
+    req = p4runtime_pb2.WriteRequest(device_id=9)
+    req.election_id.low = 10
+    with pytest.raises(grpc.RpcError) as e:
+        primary.stub.Write(req, timeout=5)
+    assert e.value.code() == grpc.StatusCode.NOT_FOUND
+    assert e.value.details() == "unknown device id 9"
+    with pytest.raises(grpc.RpcError) as e:
+        primary.read(p4runtime_pb2.Entity(table_entry=p4runtime_pb2.TableEntry(table_id=5)))
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert e.value.details() == "unknown table id 5"
+    with pytest.raises(grpc.RpcError) as e:
+        primary.stub.Write(p4runtime_pb2.WriteRequest(device_id=1), timeout=5)  # no election id
+    assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    # garbage instead of a WriteRequest
+    raw_write = primary.channel.unary_unary("/p4.v1.P4Runtime/Write")
+    with pytest.raises(grpc.RpcError) as e:
+        raw_write(b"\x0a\xff\xff", timeout=5)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert e.value.details().startswith("malformed WriteRequest")
+    # the server is still fine
+    primary.write(upd(INSERT, l2_entry(MAC, b"\x01")))
+    assert len(primary.read(l2_read())) == 1
+
+
+def test_reads_of_counters_registers_and_pre(
+    server: ServerThread, primary: Client, engine: RecordingFakeEngine
+) -> None:
+    primary.set_pipeline(load_config())
+    engine.counters[("IngressImpl.port_counter", 3)] = api.CounterValue(packets=1, bytes=64)
+    every = primary.read(p4runtime_pb2.Entity(counter_entry=p4runtime_pb2.CounterEntry()))
+    assert len(every) == 512
+    assert every[3].counter_entry.data == p4runtime_pb2.CounterData(byte_count=64, packet_count=1)
+    regs = primary.read(p4runtime_pb2.Entity(register_entry=p4runtime_pb2.RegisterEntry()))
+    assert [r.register_entry.index.index for r in regs] == list(range(16))
+    assert {r.register_entry.data.bitstring for r in regs} == {b"\x00"}
+    cs = p4runtime_pb2.Entity()
+    cs.packet_replication_engine_entry.clone_session_entry.session_id = 5
+    cs.packet_replication_engine_entry.clone_session_entry.replicas.add(port=b"\x00\xff")
+    primary.write(p4runtime_pb2.Update(type=INSERT, entity=cs))
+    every_cs = p4runtime_pb2.Entity()
+    every_cs.packet_replication_engine_entry.clone_session_entry.SetInParent()
+    (got,) = primary.read(every_cs)
+    assert got.packet_replication_engine_entry.clone_session_entry.replicas[0].port == b"\xff"
+    assert engine.clone_sessions[5] == (api.Replica(255, 0),)
