@@ -14,7 +14,9 @@ import ipaddress as ip
 import json
 import shutil
 import subprocess
+import sys
 import time
+import urllib.request
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -39,7 +41,7 @@ DOMAIN = "rs.test"
 F1, F2, F3 = "0102030405a1", "0102030405a2", "0102030405a3"
 
 
-def gobgpd_config(path: Path) -> None:
+def gobgpd_config(path: Path, restart_time: int = 90) -> None:
     neighbors = ""
     for addr in (RS1, RS2):
         neighbors += f"""
@@ -55,7 +57,7 @@ def gobgpd_config(path: Path) -> None:
     route-reflector-cluster-id = "{GOBGP}"
   [neighbors.graceful-restart.config]
     enabled = true
-    restart-time = 90
+    restart-time = {restart_time}
 """
         for fam in ("l3vpn-ipv4-unicast", "l3vpn-ipv6-unicast", "rtc"):
             neighbors += f"""  [[neighbors.afi-safis]]
@@ -92,16 +94,15 @@ def gobgp_json(*args: str) -> Any:
     return json.loads(out) if out.strip() else {}
 
 
-@pytest.fixture
-def gobgpd(tmp_path: Path):
+def start_gobgpd(tmp_path: Path, restart_time: int = 90) -> subprocess.Popen[bytes]:
     conf = tmp_path / "gobgpd.toml"
-    gobgpd_config(conf)
-    logf = open(tmp_path / "gobgpd.log", "w")  # noqa: SIM115
-    proc = subprocess.Popen(
-        ["gobgpd", "-f", str(conf), "--api-hosts", f"{GOBGP}:{GOBGP_API}", "-l", "info"],
-        stdout=logf,
-        stderr=subprocess.STDOUT,
-    )
+    gobgpd_config(conf, restart_time)
+    with open(tmp_path / "gobgpd.log", "ab") as logf:
+        proc = subprocess.Popen(
+            ["gobgpd", "-f", str(conf), "--api-hosts", f"{GOBGP}:{GOBGP_API}", "-l", "info"],
+            stdout=logf,
+            stderr=subprocess.STDOUT,
+        )
     deadline = time.monotonic() + 15
     while True:
         res = subprocess.run(
@@ -110,14 +111,20 @@ def gobgpd(tmp_path: Path):
             check=False,
         )
         if res.returncode == 0:
-            break
+            return proc
         assert proc.poll() is None, (tmp_path / "gobgpd.log").read_text()
         assert time.monotonic() < deadline, "gobgpd API did not come up"
         time.sleep(0.05)
-    yield proc
-    proc.terminate()
-    proc.wait(10)
-    logf.close()
+
+
+@pytest.fixture
+def gobgpd(tmp_path: Path):
+    procs = [start_gobgpd(tmp_path)]
+    yield procs
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(10)
 
 
 @pytest.fixture(scope="module")
@@ -228,6 +235,11 @@ def version_ec(v: int) -> tuple[int, int, str]:
     return (0x8E, 0x01, base64.b64encode(b"\x01\x00\x00" + v.to_bytes(4, "big")).decode())
 
 
+def http_get(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        return str(resp.read().decode())
+
+
 def run(body: Callable[[], Awaitable[None]]) -> None:
     asyncio.run(asyncio.wait_for(body(), 55))
 
@@ -301,6 +313,47 @@ def test_xmpp_to_bgp_and_back_with_rtc(gobgpd: Any, pki: Pki) -> None:
             assert "10.2.2.2/32" in adj_out and "10.3.3.3/32" not in adj_out
             assert [r["prefix"] for r in rs.rib.show_routes("blue")] == []
 
+            # operator interface: the CLI against the control endpoint, and metrics
+            control = f"127.0.0.1:{rs.control_port}"
+            cli = [sys.executable, "-m", "routeserver.cli", "show", "routes", "--vrf", "red"]
+            res = await asyncio.to_thread(
+                subprocess.run, [*cli, "--json", "--control", control],
+                capture_output=True, text=True, check=True,
+            )  # fmt: skip
+            common = {"vrf": "red", "targets": ["64512:100"], "best": True, "stale": False}
+            assert json.loads(res.stdout) == [
+                {"prefix": "10.1.1.1/32", "nexthop": "192.0.2.11", "label": 10000, "version": 7,
+                 "source": "xmpp", "from": F1, "rd": "127.0.6.1:1", **common},
+                {"prefix": "10.2.2.2/32", "nexthop": "192.0.2.22", "label": 20000, "version": 0,
+                 "source": "bgp", "from": GOBGP, "rd": "64512:7", **common},
+                {"prefix": "2001:db8::1/128", "nexthop": "192.0.2.11", "label": 10001,
+                 "version": 7, "source": "xmpp", "from": F1, "rd": "127.0.6.1:1", **common},
+            ]  # fmt: skip
+            res = await asyncio.to_thread(
+                subprocess.run, [*cli, "--control", control],
+                capture_output=True, text=True, check=True,
+            )  # fmt: skip
+            lines = res.stdout.splitlines()
+            assert lines[0].split() == [
+                "vrf", "prefix", "nexthop", "label", "version", "source", "from", "rd",
+                "targets", "best", "stale",
+            ]  # fmt: skip
+            assert lines[2].split() == [
+                "red", "10.2.2.2/32", "192.0.2.22", "20000", "0", "bgp", GOBGP, "64512:7",
+                "64512:100", "*",
+            ]  # fmt: skip
+            metrics = await asyncio.to_thread(http_get, f"http://{control}/metrics")
+            assert f'esvpn_rs_bgp_peer_up{{peer="{GOBGP}"}} 1.0' in metrics.splitlines()
+            assert 'esvpn_rs_rib_entries{kind="subscriptions"} 2.0' in metrics.splitlines()
+
+            # bad input from a forwarder gets a precise error and changes nothing
+            with pytest.raises(d.DialectError) as ei:
+                await f1.client.subscribe("nope")
+            assert (ei.value.condition, ei.value.text) == (
+                "item-not-found",
+                f"no VRF configured for system {F1} in VPN 'nope'",
+            )
+
             # withdraw at the PE -> retract at the forwarder
             gobgp("global", "rib", "-a", "vpnv4", "del", "10.2.2.2/32", "label", "20000",
                   "rd", "64512:7", "rt", "64512:100", "nexthop", "192.0.2.22")  # fmt: skip
@@ -362,3 +415,41 @@ def test_two_route_servers_through_reflector_and_stale_timeout(gobgpd: Any, pki:
             await rs2.stop()
 
     run(body)
+
+
+def test_graceful_restart_keeps_pe_routes_until_restart_time(tmp_path: Path, pki: Pki) -> None:
+    proc = start_gobgpd(tmp_path, restart_time=3)
+
+    async def body() -> None:
+        rs = RouteServer(rs_config(pki, RS1))
+        await rs.start()
+        f1 = Forwarder(pki, F1, rs.xmpp.port)  # type: ignore[union-attr]
+        try:
+            await poll(lambda: neighbor_established(RS1), "RS1 established")
+            await f1.client.connect()
+            await f1.client.subscribe("red")
+            gobgp("global", "rib", "-a", "vpnv4", "add", "10.2.2.2/32", "label", "20000",
+                  "rd", "64512:7", "rt", "64512:100", "nexthop", "192.0.2.22")  # fmt: skip
+            pe = d.ItemsEvent("red", (("10.2.2.2/32", entry("10.2.2.2/32", "192.0.2.22", 20000)),))
+            await poll(lambda: pe in f1.notes, "PE route at F1")
+            assert rs.rib.show_peers()[0]["graceful_restart"] == 3
+            proc.kill()  # no NOTIFICATION: a restarting speaker
+            await poll(lambda: not rs.rib.show_peers()[0]["up"], "session down")
+            # helper mode: the route is kept, stale, and the forwarder still has it
+            assert [(r["prefix"], r["stale"]) for r in rs.rib.show_routes("red")] == [
+                ("10.2.2.2/32", True)
+            ]
+            assert f1.notes == [d.EndOfRib("red"), pe]
+            # the peer does not come back within its restart time: withdrawn
+            await poll(lambda: d.RetractEvent("red", ("10.2.2.2/32",)) in f1.notes, "sweep")
+            assert rs.rib.show_routes("red") == []
+        finally:
+            await f1.client.close()
+            await rs.stop()
+
+    try:
+        run(body)
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+        proc.wait(10)
