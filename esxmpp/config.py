@@ -29,6 +29,7 @@ Errors name the key: ``xmpp.port: must be an integer 0..65535``.
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -241,3 +242,17 @@ def client_ssl_context(cfg: ClientConfig) -> ssl.SSLContext:
     if cfg.certfile is not None and cfg.keyfile is not None:
         ctx.load_cert_chain(str(cfg.certfile), str(cfg.keyfile))
     return ctx
+
+
+TLS_READ_BUFFER = 16 * 1024
+
+
+def shrink_tls_read_buffer(writer: asyncio.StreamWriter) -> None:
+    """asyncio's TLS protocol keeps a zero-filled 256 KiB read buffer per connection;
+    16 KiB (one TLS record) is enough here and makes 10,000 sessions affordable."""
+    proto = getattr(writer.transport, "_ssl_protocol", None)
+    if proto is None or not hasattr(proto, "_ssl_buffer") or not hasattr(proto, "max_size"):
+        return  # another asyncio implementation: leave it alone
+    proto.max_size = TLS_READ_BUFFER
+    proto._ssl_buffer = bytearray(TLS_READ_BUFFER)
+    proto._ssl_buffer_view = memoryview(proto._ssl_buffer)

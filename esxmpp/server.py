@@ -49,7 +49,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
-from esxmpp.config import ServerConfig, server_ssl_context
+from esxmpp.config import ServerConfig, server_ssl_context, shrink_tls_read_buffer
 from esxmpp.dialect import (
     NS_CLIENT,
     NS_PING,
@@ -403,6 +403,8 @@ class _Conn:
         except (ConnectionError, ssl.SSLError, OSError) as exc:
             log.info("%s %s: connection error %s", sess.peer, sess.jid, exc)
             sess._abort(f"connection error: {exc}")
+        finally:
+            self.parser.close()
 
     # ----------------------------------------------------------------- input
 
@@ -442,6 +444,7 @@ class _Conn:
             raise StreamError("host-unknown", f"this server is {self.cfg.domain}")
 
     def _restart(self) -> None:
+        self.parser.close()
         self.parser = self._new_parser()
         self.queue = []
         self.header_sent = False
@@ -465,6 +468,7 @@ class _Conn:
         except (ssl.SSLError, ConnectionError, OSError) as exc:
             raise _Closed(f"TLS handshake failed: {exc}") from None
         self.tls = True
+        shrink_tls_read_buffer(self.sess._writer)
         sslobj = self.sess._writer.get_extra_info("ssl_object")
         cert = sslobj.getpeercert() if sslobj is not None else None
         if cert:

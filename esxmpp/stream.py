@@ -64,7 +64,10 @@ class StreamParser:
     def __init__(self, max_stanza_bytes: int = 65536, max_depth: int = 16) -> None:
         self.max_stanza_bytes = max_stanza_bytes
         self.max_depth = max_depth
-        p = expat.ParserCreate(encoding="UTF-8", namespace_separator="}")
+        # Our own intern dict, cleared between stanzas, so a stream cannot grow it
+        # without bound by sending ever new element and attribute names.
+        self._intern: dict[str, str] = {}
+        p = expat.ParserCreate(encoding="UTF-8", namespace_separator="}", intern=self._intern)
         p.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
         p.buffer_text = True
         p.ordered_attributes = False
@@ -143,6 +146,8 @@ class StreamParser:
         if self._depth == 1:
             self._events.append(Stanza(el))
             self._mark = self._p.CurrentByteIndex
+            if len(self._intern) > 256:
+                self._intern.clear()
 
     def _text(self, data: str) -> None:
         self._limit()
@@ -195,6 +200,22 @@ class StreamParser:
     @property
     def closed(self) -> bool:
         return self._closed
+
+    def close(self) -> None:
+        """Release the expat parser now (its handlers form a reference cycle)."""
+        self._failed = True
+        p = self._p
+        for name in (
+            "StartElementHandler", "EndElementHandler", "CharacterDataHandler",
+            "StartNamespaceDeclHandler", "StartDoctypeDeclHandler", "EntityDeclHandler",
+            "UnparsedEntityDeclHandler", "NotationDeclHandler", "ExternalEntityRefHandler",
+            "ProcessingInstructionHandler", "CommentHandler", "XmlDeclHandler",
+            "SkippedEntityHandler",
+        ):  # fmt: skip
+            setattr(p, name, None)
+        self._stack.clear()
+        self._events.clear()
+        self._intern.clear()
 
     def feed(self, data: bytes) -> list[StreamEvent]:
         """Parse more bytes; return the complete events they finish."""

@@ -44,14 +44,14 @@ def _key() -> Any:
 def _write(path: Path, key: Any, cert: Any) -> None:
     from cryptography.hazmat.primitives import serialization
 
-    path.with_suffix(".key").write_bytes(
+    Path(f"{path}.key").write_bytes(
         key.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         )
     )
-    path.with_suffix(".pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    Path(f"{path}.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
 
 
 def make_pki(directory: Path, ca_name: str = "esvpn test CA") -> Pki:
@@ -129,7 +129,7 @@ def _issue(pki: Pki, cn: str, dns: list[str], server: bool) -> CertPair:
     )
     base = pki.directory / f"{'server' if server else 'client'}-{cn.replace(':', '')}"
     _write(base, key, cert)
-    return CertPair(base.with_suffix(".pem"), base.with_suffix(".key"))
+    return CertPair(Path(f"{base}.pem"), Path(f"{base}.key"))
 
 
 class RawClient:
@@ -160,6 +160,7 @@ class RawClient:
     def restart(self) -> None:
         from esxmpp.stream import StreamParser
 
+        self.parser.close()
         self.parser = StreamParser(self.max_stanza_bytes, 64)
         self.events = []
         self.raw = b""
@@ -221,6 +222,9 @@ class RawClient:
         await self.send("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
         await self.element()  # proceed
         await self.writer.start_tls(ctx, server_hostname=domain)
+        from esxmpp.config import shrink_tls_read_buffer
+
+        shrink_tls_read_buffer(self.writer)
         self.restart()
 
     async def login(
