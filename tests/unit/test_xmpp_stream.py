@@ -79,3 +79,28 @@ def test_data_after_stream_end() -> None:
     assert p.feed(b"  ") == []
     with pytest.raises(StreamError, match="data after end of stream"):
         p.feed(b"<iq/>")
+
+
+def test_many_distinct_names_do_not_grow_the_parser() -> None:
+    p = StreamParser()
+    p.feed(HDR)
+    for i in range(2000):
+        assert len(p.feed(f"<iq><n{i} a{i}='x'/></iq>".encode())) == 1
+    assert len(p._intern) <= 300
+
+
+def test_identity_from_certificate_names() -> None:
+    from esxmpp.server import identity_from_cert
+
+    sid = bytes.fromhex("01020304abcd")
+    assert identity_from_cert({"subject": ((("commonName", "01:02:03:04:ab:cd"),),)}) == sid
+    assert (
+        identity_from_cert(
+            {
+                "subject": ((("commonName", "host1.example"),),),
+                "subjectAltName": (("DNS", "host1.example"), ("DNS", "01020304abcd@fwd1")),
+            }
+        )
+        == sid
+    )
+    assert identity_from_cert({"subject": ((("commonName", "host1.example"),),)}) is None
