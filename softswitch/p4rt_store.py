@@ -1281,7 +1281,15 @@ class DeviceState:
                 yield p4runtime_pb2.Entity(table_entry=self._default_entry(table))
                 continue
             if table.is_const:
+                wanted: MatchKey | None = None
+                if len(req.match) or req.priority:
+                    canon, _, _ = self._match_key(table, raw_from_proto(req))
+                    wanted = (*canon, (-1, (req.priority,)))
                 for te in self._const_entries(table):
+                    if wanted is not None:
+                        canon, _, _ = self._match_key(table, raw_from_proto(te))
+                        if (*canon, (-1, (te.priority,))) != wanted:
+                            continue
                     yield p4runtime_pb2.Entity(table_entry=te)
                 continue
             entries = self._state.entries.get(table.id, {})

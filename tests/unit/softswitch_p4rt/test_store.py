@@ -364,6 +364,12 @@ def test_const_table(dev: DeviceState) -> None:
         (b"\x88\xcc", ids.action("drop"), True),
         (b"\x08\x06", ids.action("NoAction"), True),
     ]
+    one = p4runtime_pb2.TableEntry(table_id=ids.table("ether_filter"))
+    one.match.add(field_id=1).exact.value = b"\x00\x08\x06"[1:]
+    (got,) = read(dev, table_entry=one)
+    assert got.table_entry.action.action.action_id == ids.action("NoAction")
+    one.match[0].exact.value = b"\x08\x00"
+    assert read(dev, table_entry=one) == []
 
 
 def test_batch_continue_on_error(dev: DeviceState) -> None:
