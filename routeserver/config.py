@@ -24,8 +24,10 @@ Example::
     [[bgp.neighbor]]
     address = "192.0.2.1"
     asn = 64512
-    port = 179
+    port = 179                     # port we connect to
     families = ["vpnv4", "vpnv6", "rtc"]
+    # passive = true               # never connect; wait for the peer
+    # listen_port = 1790           # accept the peer on server.local_address:1790
 
     [[vrf]]
     name = "tenant1"               # VRF name (defaults to the VPN name)
@@ -111,6 +113,7 @@ class Neighbor:
     port: int = 179
     families: tuple[str, ...] = FAMILIES
     passive: bool = False
+    listen_port: int | None = None  # accept this peer's connections on local_address:port
 
 
 @dataclass(frozen=True)
@@ -221,7 +224,7 @@ def _targets(d: Mapping[str, Any], key: str, where: str) -> frozenset[str]:
 def _neighbor(d: Any, where: str) -> Neighbor:
     if not isinstance(d, Mapping):
         raise ConfigError(f"{where}: must be a table")
-    _unknown(d, {"address", "asn", "port", "families", "passive"}, where)
+    _unknown(d, {"address", "asn", "port", "families", "passive", "listen_port"}, where)
     fams = _str_list(d, "families", where, list(FAMILIES))
     for i, f in enumerate(fams):
         if f not in FAMILIES:
@@ -235,6 +238,7 @@ def _neighbor(d: Any, where: str) -> Neighbor:
         port=_int(d, "port", where, 1, 65535, 179),
         families=tuple(dict.fromkeys(fams)),
         passive=passive,
+        listen_port=_int(d, "listen_port", where, 1, 65535, None) if "listen_port" in d else None,
     )
 
 

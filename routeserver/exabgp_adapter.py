@@ -107,6 +107,8 @@ def render_config(cfg: Config, run: str) -> str:
         ]
         if n.port != 179:
             lines.append(f"  connect {n.port};")
+        if n.listen_port is not None:
+            lines.append(f"  listen {n.listen_port};")
         if n.passive:
             lines.append("  passive true;")
         lines += [

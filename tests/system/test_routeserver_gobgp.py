@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import ipaddress as ip
 import json
 import shutil
@@ -27,7 +28,7 @@ from esxmpp import dialect as d
 from esxmpp.client import XmppClient
 from esxmpp.config import ClientConfig
 from esxmpp.testing import Pki, make_pki
-from routeserver.config import load_dict
+from routeserver.config import Neighbor, load_dict
 from routeserver.server import RouteServer
 
 pytestmark = pytest.mark.skipif(shutil.which("gobgpd") is None, reason="gobgpd not installed")
@@ -36,6 +37,7 @@ GOBGP = "127.0.6.2"
 GOBGP_PORT = 17906
 GOBGP_API = 50066
 RS1, RS2 = "127.0.6.1", "127.0.6.3"
+DIRECT_PORT = 17907
 ASN = 64512
 DOMAIN = "rs.test"
 F1, F2, F3 = "0102030405a1", "0102030405a2", "0102030405a3"
@@ -453,3 +455,50 @@ def test_graceful_restart_keeps_pe_routes_until_restart_time(tmp_path: Path, pki
         if proc.poll() is None:
             proc.terminate()
         proc.wait(10)
+
+
+def direct_config(pki: Pki, router_id: str, peer: str, **neighbor: Any) -> Any:
+    cfg = rs_config(pki, router_id)
+    return dataclasses.replace(cfg, neighbors=(Neighbor(address=peer, asn=ASN, **neighbor),))
+
+
+def test_two_route_servers_over_direct_ibgp(pki: Pki) -> None:
+    """No reflector: RS1 connects to RS2, which listens; RTC and VPN routes both ways."""
+
+    async def body() -> None:
+        rs1 = RouteServer(direct_config(pki, RS1, RS2, port=DIRECT_PORT))
+        rs2 = RouteServer(direct_config(pki, RS2, RS1, passive=True, listen_port=DIRECT_PORT))
+        await rs2.start()
+        await rs1.start()
+        f1 = Forwarder(pki, F1, rs1.xmpp.port)  # type: ignore[union-attr]
+        f3 = Forwarder(pki, F3, rs2.xmpp.port)  # type: ignore[union-attr]
+        try:
+            await poll(lambda: rs1.rib.show_peers()[0]["up"] and rs2.rib.show_peers()[0]["up"],
+                       "direct session")  # fmt: skip
+            await f1.client.connect()
+            await f3.client.connect()
+            await f1.client.subscribe("red")
+            await f3.client.subscribe("red")
+            await poll(lambda: rs1.rib.show_rtc()["peers"][RS2]["received"] == ["64512:100"],
+                       "RS2's RTC at RS1")  # fmt: skip
+            await f1.publish("red", entry("10.1.1.1/32", "192.0.2.11", 10000, 2))
+            await f3.publish("red", entry("10.1.1.3/32", "192.0.2.13", 10003))
+            at_f3 = d.ItemsEvent(
+                "red", (("10.1.1.1/32", entry("10.1.1.1/32", "192.0.2.11", 10000, 2)),)
+            )
+            at_f1 = d.ItemsEvent(
+                "red", (("10.1.1.3/32", entry("10.1.1.3/32", "192.0.2.13", 10003)),)
+            )
+            await poll(lambda: at_f3 in f3.notes and at_f1 in f1.notes, "routes across")
+            # nothing for a VPN the other side does not subscribe to
+            await f1.client.subscribe("green")
+            await f1.publish("green", entry("10.9.9.9/32", "192.0.2.11", 10009))
+            await poll(lambda: rs1.rib.show_rtc()["peers"][RS2]["routes_out"] == 1, "filtered")
+            assert [r["prefix"] for r in rs2.rib.show_routes("green")] == []
+        finally:
+            await f1.client.close()
+            await f3.client.close()
+            await rs1.stop()
+            await rs2.stop()
+
+    run(body)
