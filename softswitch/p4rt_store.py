@@ -320,6 +320,8 @@ class _Pipeline:
     cookie: int
     index: P4InfoIndex
     bmv2: Mapping[str, Any]
+    #: (table id, key position) of optional fields p4c compiled as ternary
+    optional_as_ternary: frozenset[tuple[int, int]] = frozenset()
 
 
 @dataclass
@@ -402,7 +404,26 @@ class DeviceState:
                 )
         info = p4info_pb2.P4Info()
         info.CopyFrom(config.p4info)
-        return _Pipeline(info, config.p4_device_config, config.cookie.cookie, index, bmv2)
+        opt_ternary: set[tuple[int, int]] = set()
+        for t in index.tables.values():
+            json_keys = tables[t.name].get("key", [])
+            if len(json_keys) != len(t.fields):
+                raise _err(
+                    INVALID_ARGUMENT,
+                    f"table {t.name}: {len(t.fields)} match fields in the P4Info, "
+                    f"{len(json_keys)} keys in the bmv2 JSON",
+                )
+            for f, k in zip(t.fields, json_keys, strict=True):
+                if f.match_type == _MF.OPTIONAL and k.get("match_type") == "ternary":
+                    opt_ternary.add((t.id, f.position))
+        return _Pipeline(
+            info,
+            config.p4_device_config,
+            config.cookie.cookie,
+            index,
+            bmv2,
+            frozenset(opt_ternary),
+        )
 
     def _commit(self, pipe: _Pipeline) -> None:
         try:
@@ -603,7 +624,11 @@ class DeviceState:
                 out.append((f.id, kind, encode_bytes(lo), encode_bytes(hi), 0))
             else:
                 v = decode_bytes(a, bw, what)
-                key.append(api.Optional(v))
+                assert self._pipeline is not None
+                if (table.id, f.position) in self._pipeline.optional_as_ternary:
+                    key.append(api.Ternary(v, (1 << bw) - 1))  # as PI does for bmv2
+                else:
+                    key.append(api.Optional(v))
                 canon.append((f.id, (v,)))
                 out.append((f.id, kind, encode_bytes(v), b"", 0))
         canon.sort()
