@@ -7,7 +7,19 @@ validity bit, and a few per-packet registers (clone/resubmit/recirculate flags,
 packet length...) have a fixed slot. Nothing walks the JSON per packet.
 
 Anything in the JSON this engine does not implement raises
-``UnsupportedConstruct`` naming it when the program is loaded.
+``UnsupportedConstruct`` naming it when the program is loaded: varbit fields,
+parser value sets, header union stacks, digests (learn_lists), extern
+instances, idle timeout, deparser primitives, hash algorithms without a
+Python equivalent (xxh64, toeplitz, random). ``assert``/``assume`` and
+``log_msg`` are accepted as no-ops (bmv2 would abort on a failed assert).
+
+Beyond ``softswitch.api.Engine``:
+
+* direct meters are configured with ``meter_set(meter, entry_handle, ...)``;
+  unconfigured meters (direct or not) color everything green, as in bmv2;
+* outputs come in the order the packets leave egress: clones of a frame
+  before the frame itself, replicas by rid (first seen) then port;
+* one frame may cause at most MAX_REINJECT resubmit/recirculate passes.
 """
 
 from __future__ import annotations
