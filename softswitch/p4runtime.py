@@ -369,23 +369,23 @@ class P4RuntimeServer(p4runtime_pb2_grpc.P4RuntimeServicer):  # type: ignore[mis
             err.packet_out.packet_out.CopyFrom(packet)
             stream.send(p4runtime_pb2.StreamMessageResponse(error=err))
             return
-        if self._packet_out is not None:
-            self._packet_out(frame)
-            return
         try:
+            if self._packet_out is not None:
+                self._packet_out(frame)
+                return
             outputs = self.device.engine.process(self.cpu_port, frame)
-        except api.EngineError as exc:
+            for port, out in outputs:
+                if port == self.cpu_port:
+                    self.packet_in(out)
+                elif self._emit is not None:
+                    self._emit(port, out)
+        except Exception as exc:  # the stream outlives a failing packet
+            log.warning("packet-out failed: %s", exc)
             err = p4runtime_pb2.StreamError(
-                canonical_code=code_pb2.INTERNAL, message=f"engine: {exc}"
+                canonical_code=code_pb2.INTERNAL, message=f"packet-out failed: {exc}"
             )
             err.packet_out.packet_out.CopyFrom(packet)
             stream.send(p4runtime_pb2.StreamMessageResponse(error=err))
-            return
-        for port, out in outputs:
-            if port == self.cpu_port:
-                self.packet_in(out)
-            elif self._emit is not None:
-                self._emit(port, out)
 
     def packet_in(self, frame: bytes) -> None:
         """A frame the engine emitted on the CPU port: PacketIn to the primaries."""

@@ -339,3 +339,23 @@ def test_reads_of_counters_registers_and_pre(
     (got,) = primary.read(every_cs)
     assert got.packet_replication_engine_entry.clone_session_entry.replicas[0].port == b"\xff"
     assert engine.clone_sessions[5] == (api.Replica(255, 0),)
+
+
+def test_engine_failure_on_packet_out_keeps_the_stream(
+    server: ServerThread, primary: Client, engine: RecordingFakeEngine
+) -> None:
+    primary.set_pipeline(load_config())
+
+    def boom(port: int, frame: bytes) -> list[tuple[int, bytes]]:
+        raise api.EngineError("parser exploded")
+
+    engine.on_process = boom
+    po = p4runtime_pb2.StreamMessageRequest()
+    po.packet.payload = b"\x01" * 14
+    primary.send(po)
+    err = primary.next().error
+    assert err.canonical_code == code_pb2.INTERNAL
+    assert err.message == "packet-out failed: parser exploded"
+    engine.on_process = lambda port, frame: [(CPU_PORT, frame)]
+    primary.send(po)
+    assert primary.next().packet.payload == b"\x01" * 14
