@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import signal
 import sys
@@ -91,7 +90,8 @@ def _control_of(args: argparse.Namespace) -> str:
     return "127.0.0.1:8179"
 
 
-async def _run(cfg: Config) -> None:
+async def _run(cfg: Config) -> int:
+    """Serve until SIGINT/SIGTERM (exit 0) or until ExaBGP dies (exit 1, for a supervisor)."""
     from routeserver.server import RouteServer
 
     rs = RouteServer(cfg)
@@ -100,10 +100,14 @@ async def _run(cfg: Config) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    waits = [asyncio.create_task(stop.wait()), asyncio.create_task(rs.bgp.exited.wait())]
     try:
-        await stop.wait()
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
     finally:
+        for t in waits:
+            t.cancel()
         await rs.stop()
+    return 0 if stop.is_set() else 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -129,9 +133,10 @@ def main(argv: list[str] | None = None) -> int:
             from routeserver.server import setup_logging
 
             setup_logging(cfg.log_level)
-            with contextlib.suppress(KeyboardInterrupt):
-                asyncio.run(_run(cfg))
-            return 0
+            try:
+                return asyncio.run(_run(cfg))
+            except KeyboardInterrupt:
+                return 0
         data = fetch(_control_of(args), args.what, args.vrf)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)

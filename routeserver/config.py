@@ -52,10 +52,12 @@ import fnmatch
 import ipaddress
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any
+
+from esxmpp.config import ConfigError as XmppConfigError
+from esxmpp.config import ServerConfig, server_config_from_toml
 
 FAMILIES = ("vpnv4", "vpnv6", "rtc")
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -141,7 +143,7 @@ class Config:
     control_host: str = "127.0.0.1"
     control_port: int = 8179
     log_level: str = "info"
-    xmpp: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    xmpp: ServerConfig | None = None  # None: no XMPP server (BGP-only instance, tests)
 
     def vrf_for(self, system_id: str, vpn: str) -> Vrf | None:
         """The VRF of (system id as 12 lowercase hex digits, VPN name), first match wins."""
@@ -310,7 +312,13 @@ def load_dict(d: Mapping[str, Any]) -> Config:
             raise ConfigError(f"vrf[{i}].rd: {v.rd} already used by vrf[{rds[v.rd]}]")
         names[v.name] = i
         rds[v.rd] = i
-    xmpp = _table(d, "xmpp", "xmpp")
+    xmpp_table = _table(d, "xmpp", "xmpp")
+    xmpp = None
+    if xmpp_table:
+        try:
+            xmpp = server_config_from_toml(xmpp_table, "xmpp")
+        except XmppConfigError as e:
+            raise ConfigError(str(e)) from None
     return Config(
         router_id=router_id,
         asn=_int(server, "asn", "server", 1, 0xFFFFFFFF, None),
@@ -324,7 +332,7 @@ def load_dict(d: Mapping[str, Any]) -> Config:
         control_host=_str(control, "host", "control", "127.0.0.1"),
         control_port=_int(control, "port", "control", 0, 65535, 8179),
         log_level=log_level,
-        xmpp=MappingProxyType(dict(xmpp)),
+        xmpp=xmpp,
     )
 
 

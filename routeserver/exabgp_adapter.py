@@ -398,6 +398,8 @@ class ExaBgp:
         self._server: asyncio.base_events.Server | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._connected = asyncio.Event()
+        self.exited = asyncio.Event()  # set when the ExaBGP child is gone
+        self._stopping = False
         self._acks: deque[asyncio.Future[None]] = deque()
         self._tasks: list[asyncio.Task[None]] = []
         self._opens = PeerOpen({})
@@ -450,8 +452,12 @@ class ExaBgp:
         async for raw in self._proc.stdout:
             log.debug("exabgp: %s", raw.decode(errors="replace").rstrip())
         rc = await self._proc.wait()
-        log.info("exabgp exited with %s", rc)
+        if self._stopping:
+            log.info("exabgp exited with %s", rc)
+        else:
+            log.error("exabgp exited unexpectedly with status %s", rc)
         self._fail_acks(CommandError(f"ExaBGP exited with status {rc}"))
+        self.exited.set()
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self._writer is not None:
@@ -554,6 +560,7 @@ class ExaBgp:
         return self._writer is not None
 
     async def stop(self) -> None:
+        self._stopping = True
         if self._proc is not None and self._proc.returncode is None:
             self._proc.terminate()
             try:

@@ -23,7 +23,7 @@ import urllib.parse
 from collections.abc import Sequence
 from typing import Any
 
-from esxmpp.config import ServerConfig, server_config_from_toml
+from esxmpp.config import ServerConfig
 from esxmpp.dialect import (
     Associate,
     DialectError,
@@ -111,7 +111,7 @@ class RouteServer:
         self.cfg = cfg
         self.rib = Rib(cfg)
         self.started = time.monotonic()
-        self.xmpp_config = xmpp or (server_config_from_toml(cfg.xmpp) if cfg.xmpp else None)
+        self.xmpp_config = xmpp or cfg.xmpp
         self.xmpp: XmppServer | None = None
         self.bgp = ExaBgp(cfg, self._bgp_inputs, self._bgp_bad)
         self._control: asyncio.Server | None = None

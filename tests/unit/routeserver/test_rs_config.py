@@ -49,6 +49,8 @@ def test_load_defaults_and_rd_assignment():
             "bgp.neighbor[0].families[0]: 'evpn' is not one of vpnv4, vpnv6, rtc",
         ),
         ({"bgp": {"neighbor": [{"address": "1.1.1.1"}]}}, "bgp.neighbor[0].asn: required"),
+        ({"xmpp": {"domain": "rs.test"}}, "xmpp.certfile: required"),
+        ({"xmpp": {"domian": "rs.test"}}, "xmpp.domian: unknown key"),
     ],
 )
 def test_errors_name_the_key(patch, message):

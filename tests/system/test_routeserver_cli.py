@@ -1,0 +1,141 @@
+"""The ``esvpn-routeserver`` console script: check, run (daemon) and show, as processes."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from esxmpp.testing import make_pki
+
+CLI = [sys.executable, "-m", "routeserver.cli"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def write_config(tmp_path: Path, control_port: int, extra: str = "") -> Path:
+    pki = make_pki(tmp_path / "pki")
+    server = pki.server("rs.test")
+    conf = tmp_path / "rs.toml"
+    conf.write_text(
+        f"""
+[server]
+router_id = "127.0.6.21"
+asn = 64512
+
+[xmpp]
+domain = "rs.test"
+certfile = "{server.certfile}"
+keyfile = "{server.keyfile}"
+cafile = "{pki.cafile}"
+port = 0
+
+[control]
+port = {control_port}
+
+[bgp]
+[[bgp.neighbor]]
+address = "127.0.6.22"
+asn = 64512
+port = 17909
+
+[[vrf]]
+vpn = "tenant1"
+systems = ["0102*"]
+import_targets = ["64512:201"]
+export_targets = ["64512:200"]
+
+[[vrf]]
+name = "tenant1-hub"
+vpn = "tenant1"
+systems = ["0a*"]
+rd = "64512:77"
+import_targets = ["64512:200"]
+export_targets = ["64512:201"]
+{extra}"""
+    )
+    return conf
+
+
+def test_check_names_the_bad_key(tmp_path: Path) -> None:
+    good = write_config(tmp_path, 1)
+    res = subprocess.run(
+        [*CLI, "check", "--config", str(good)], capture_output=True, text=True, check=False
+    )
+    assert (res.returncode, res.stdout) == (0, f"{good}: ok (2 VRFs, 1 neighbors)\n")
+    bad = write_config(tmp_path, 1, '\n[[vrf]]\nvpn = "x"\nimport_targets = ["64512"]\n')
+    res = subprocess.run(
+        [*CLI, "check", "--config", str(bad)], capture_output=True, text=True, check=False
+    )
+    assert res.returncode == 2
+    assert res.stderr == (
+        "error: vrf[2].import_targets[0]: route target '64512' is not 'ASN:number' or "
+        "'IPv4:number'\n"
+    )
+
+
+def test_run_show_and_stop(tmp_path: Path) -> None:
+    port = free_port()
+    conf = write_config(tmp_path, port)
+    proc = subprocess.Popen(
+        [*CLI, "run", "--config", str(conf)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            res = subprocess.run(
+                [*CLI, "show", "vrfs", "--json", "--config", str(conf)],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if res.returncode == 0:
+                break
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, res.stderr
+            time.sleep(0.1)
+        assert json.loads(res.stdout) == [
+            {"name": "tenant1", "vpn": "tenant1", "rd": "127.0.6.21:1", "import": ["64512:201"],
+             "export": ["64512:200"], "systems": ["0102*"], "subscribers": [], "routes": 0},
+            {"name": "tenant1-hub", "vpn": "tenant1", "rd": "64512:77", "import": ["64512:200"],
+             "export": ["64512:201"], "systems": ["0a*"], "subscribers": [], "routes": 0},
+        ]  # fmt: skip
+        res = subprocess.run(
+            [*CLI, "show", "peers", "--control", f"127.0.0.1:{port}"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert res.stdout.splitlines() == [
+            "address     asn    up  graceful_restart  routes_in  routes_out  stale",
+            "127.0.6.22  64512      0                 0          0           0",
+        ]
+        res = subprocess.run(
+            [*CLI, "show", "rtc", "--control", f"127.0.0.1:{port}"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert res.stdout.splitlines() == [
+            "originated: -",
+            "peer        rtc  received  advertised  routes_out",
+            "127.0.6.22  *    -         -           0",
+        ]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    logs = [json.loads(line) for line in err.splitlines()]
+    assert {"level", "logger", "msg", "ts"} <= set(logs[0])
+    assert any(r["msg"] == "route server 127.0.6.21 started" for r in logs)
