@@ -364,6 +364,28 @@ def test_xmpp_to_bgp_and_back_with_rtc(gobgpd: Any, pki: Pki) -> None:
             # last subscriber of green leaves -> its RTC route is withdrawn
             await f2.client.unsubscribe("green")
             await poll(lambda: rtc_routes() == ["64512:64512:100"], "green RTC withdrawn")
+
+            # F1 reconnects within the retention time: nothing was withdrawn from BGP,
+            # and the new session gets the VPN's table again, then end-of-RIB
+            await f1.client.close()
+            f1 = Forwarder(pki, F1, rs.xmpp.port)  # type: ignore[union-attr]
+            await f1.client.connect()
+            await poll(lambda: d.EndOfRib("red") in f1.notes, "table after resume")
+            assert f1.notes == [
+                d.ItemsEvent(
+                    "red",
+                    (
+                        ("10.1.1.1/32", entry("10.1.1.1/32", "192.0.2.11", 10000, 7)),
+                        ("2001:db8::1/128", entry("2001:db8::1/128", "192.0.2.11", 10001, 7)),
+                    ),
+                ),
+                d.EndOfRib("red"),
+            ]
+            assert sorted(vpn_paths("vpnv4")) == [
+                "127.0.6.1:1:10.1.1.1/32",
+                "64512:8:10.3.3.3/32",
+                "64512:9:10.4.4.4/32",
+            ]
         finally:
             await f1.client.close()
             await f2.client.close()
