@@ -501,7 +501,8 @@ class DeviceState:
 
     def write_entities(self, updates: Sequence[tuple[int, Any]]) -> list[P4RTError | None]:
         """Like `write`, with entities as `softswitch.p4rt_wire` decodes them:
-        (update type, RawTableEntry or p4runtime_pb2.Entity)."""
+        (update type, RawTableEntry or p4runtime_pb2.Entity). The store keeps
+        (and canonicalizes in place) the RawTableEntry objects it is given."""
         if self._pipeline is None:
             raise _err(FAILED_PRECONDITION, "no forwarding pipeline config set")
         results: list[P4RTError | None] = []
@@ -810,18 +811,11 @@ class DeviceState:
             if nbytes < 0 or npackets < 0:
                 raise _err(INVALID_ARGUMENT, f"table {table.name}: negative counter value")
             counter = api.CounterValue(packets=npackets, bytes=nbytes)
-        stored = RawTableEntry(
-            table_id=table.id,
-            matches=matches,
-            action_kind=entry.action_kind,
-            action_id=entry.action_id,
-            params=entry.params,
-            ref_id=entry.ref_id,
-            action_set=entry.action_set,
-            priority=entry.priority,
-            controller_metadata=entry.controller_metadata,
-            metadata=entry.metadata,
-        )
+        # The store takes over the entry the decoder made, in canonical form.
+        stored = entry
+        stored.matches = matches
+        stored.counter_data = None
+        stored.is_const = False
         if existing is None:
             handle = self.engine.table_add(table.name, key, target, entry.priority)
             new = _Entry(stored, handle, refs)

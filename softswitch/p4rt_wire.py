@@ -198,74 +198,88 @@ def _int64(v: int) -> int:
 
 
 def _two_bytes(buf: bytes, pos: int, end: int) -> tuple[bytes, bytes, int]:
-    """A message of (1: bytes|varint a, 2: bytes|varint b); returns raw pieces."""
+    """A message of (1: bytes a, 2: bytes b | varint b); returns the pieces."""
     a = b = b""
-    ai = bi = 0
+    bi = 0
     while pos < end:
-        key, pos = _varint(buf, pos)
-        num, wt = key >> 3, key & 7
-        if wt == 2:
-            n, pos = _varint(buf, pos)
-            if num == 1:
+        key = buf[pos]
+        pos += 1
+        if key in {0x0A, 0x12}:  # 1 or 2, length-delimited
+            n = buf[pos]
+            if n < 0x80:
+                pos += 1
+            else:
+                n, pos = _varint(buf, pos)
+            if key == 0x0A:
                 a = buf[pos : pos + n]
-            elif num == 2:
+            else:
                 b = buf[pos : pos + n]
-            else:
-                raise _Fallback
             pos += n
-        elif wt == 0:
-            v, pos = _varint(buf, pos)
-            if num == 2:
-                bi = v
-            elif num == 1:
-                ai = v
-            else:
-                raise _Fallback
+        elif key == 0x10:  # 2, varint (LPM prefix_len)
+            bi, pos = _varint(buf, pos)
         else:
             raise _Fallback
-    if pos != end or ai:
+    if pos != end:
         raise _Fallback
     return a, b, bi
 
 
+_MATCH_BY_TAG = {0x12: "exact", 0x1A: "ternary", 0x22: "lpm", 0x32: "range", 0x3A: "optional"}
+
+
 def _field_match(buf: bytes, pos: int, end: int) -> RawMatch:
     fid = 0
-    match: RawMatch | None = None
+    kind = ""
+    a = b = b""
+    plen = 0
     while pos < end:
-        key, pos = _varint(buf, pos)
-        num, wt = key >> 3, key & 7
-        if num == 1 and wt == 0:
-            fid, pos = _varint(buf, pos)
-        elif wt == 2 and num in (2, 3, 4, 6, 7) and match is None:
-            n, pos = _varint(buf, pos)
+        key = buf[pos]
+        pos += 1
+        if key == 0x08:  # 1: field_id
+            fid = buf[pos]
+            if fid < 0x80:
+                pos += 1
+            else:
+                fid, pos = _varint(buf, pos)
+        else:
+            k = _MATCH_BY_TAG.get(key)
+            if k is None or kind:
+                raise _Fallback
+            kind = k
+            n = buf[pos]
+            if n < 0x80:
+                pos += 1
+            else:
+                n, pos = _varint(buf, pos)
             a, b, plen = _two_bytes(buf, pos, pos + n)
             pos += n
-            if num == 2:
-                match = (0, "exact", a, b"", 0)
-            elif num == 3:
-                match = (0, "ternary", a, b, 0)
-            elif num == 4:
-                match = (0, "lpm", a, b"", _int32(plen))
-            elif num == 6:
-                match = (0, "range", a, b, 0)
-            else:
-                match = (0, "optional", a, b"", 0)
-        else:
-            raise _Fallback
-    if pos != end or match is None:
+    if pos != end or not kind:
         raise _Fallback
-    return (fid, match[1], match[2], match[3], match[4])
+    if kind == "lpm":
+        return (fid, kind, a, b"", _int32(plen))
+    if kind in {"exact", "optional"}:
+        return (fid, kind, a, b"", 0)
+    return (fid, kind, a, b, 0)
 
 
 def _param(buf: bytes, pos: int, end: int) -> tuple[int, bytes]:
     pid = 0
     value = b""
     while pos < end:
-        key, pos = _varint(buf, pos)
+        key = buf[pos]
+        pos += 1
         if key == 0x10:  # 2: param_id
-            pid, pos = _varint(buf, pos)
+            pid = buf[pos]
+            if pid < 0x80:
+                pos += 1
+            else:
+                pid, pos = _varint(buf, pos)
         elif key == 0x1A:  # 3: value
-            n, pos = _varint(buf, pos)
+            n = buf[pos]
+            if n < 0x80:
+                pos += 1
+            else:
+                n, pos = _varint(buf, pos)
             value = buf[pos : pos + n]
             pos += n
         else:
@@ -278,7 +292,8 @@ def _param(buf: bytes, pos: int, end: int) -> tuple[int, bytes]:
 def _table_action(buf: bytes, pos: int, end: int, raw: RawTableEntry) -> None:
     seen = False
     while pos < end:
-        key, pos = _varint(buf, pos)
+        key = buf[pos]
+        pos += 1
         if seen:
             raise _Fallback
         seen = True
@@ -286,13 +301,19 @@ def _table_action(buf: bytes, pos: int, end: int, raw: RawTableEntry) -> None:
             n, pos = _varint(buf, pos)
             aend = pos + n
             raw.action_kind = "action"
+            params = raw.params
             while pos < aend:
-                k2, pos = _varint(buf, pos)
+                k2 = buf[pos]
+                pos += 1
                 if k2 == 0x08:
                     raw.action_id, pos = _varint(buf, pos)
                 elif k2 == 0x22:
-                    n2, pos = _varint(buf, pos)
-                    raw.params.append(_param(buf, pos, pos + n2))
+                    n2 = buf[pos]
+                    if n2 < 0x80:
+                        pos += 1
+                    else:
+                        n2, pos = _varint(buf, pos)
+                    params.append(_param(buf, pos, pos + n2))
                     pos += n2
                 else:
                     raise _Fallback
@@ -312,11 +333,32 @@ def _table_action(buf: bytes, pos: int, end: int, raw: RawTableEntry) -> None:
 
 def _table_entry(buf: bytes, pos: int, end: int) -> RawTableEntry:
     raw = RawTableEntry()
+    matches = raw.matches
     has_action = False
     while pos < end:
-        key, pos = _varint(buf, pos)
+        key = buf[pos]
+        pos += 1
+        if key >= 0x80:
+            raise _Fallback  # field numbers >= 16: not in TableEntry's fast path
         num, wt = key >> 3, key & 7
-        if wt == 0:
+        if wt == 2:
+            n = buf[pos]
+            if n < 0x80:
+                pos += 1
+            else:
+                n, pos = _varint(buf, pos)
+            sub_end = pos + n
+            if num == 2:
+                matches.append(_field_match(buf, pos, sub_end))
+            elif num == 3 and not has_action:
+                has_action = True
+                _table_action(buf, pos, sub_end, raw)
+            elif num == 11:
+                raw.metadata = buf[pos:sub_end]
+            else:
+                raise _Fallback  # counter_data, meters, action sets: protobuf path
+            pos = sub_end
+        elif wt == 0:
             v, pos = _varint(buf, pos)
             if num == 1:
                 raw.table_id = v
@@ -332,19 +374,6 @@ def _table_entry(buf: bytes, pos: int, end: int) -> RawTableEntry:
                 raw.is_const = bool(v)
             else:
                 raise _Fallback
-        elif wt == 2:
-            n, pos = _varint(buf, pos)
-            sub_end = pos + n
-            if num == 2:
-                raw.matches.append(_field_match(buf, pos, sub_end))
-            elif num == 3 and not has_action:
-                has_action = True
-                _table_action(buf, pos, sub_end, raw)
-            elif num == 11:
-                raw.metadata = buf[pos:sub_end]
-            else:
-                raise _Fallback  # counter_data, meters, action sets: protobuf path
-            pos = sub_end
         else:
             raise _Fallback
     if pos != end:
