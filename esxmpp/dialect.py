@@ -418,12 +418,11 @@ def parse_pubsub(pubsub: ET.Element) -> Request:
         return Unsubscribe(check_vpn_name(op.get("node"), "unsubscribe"))
     if op_name == "publish":
         node = op.get("node") or ""
-        parse_item_node(node)
+        _sysid, prefix = parse_item_node(node)
         payload = _one_child(op, "publish")
         if payload.tag == f"{{{op_ns}}}item":
             payload = _one_child(payload, "publish item")
         entry = parse_entry(payload)
-        _sysid, prefix = parse_item_node(node)
         if prefix != entry.prefix:
             raise DialectError(
                 "bad-request", f"publish: node {node!r} does not match nlri {entry.prefix}"

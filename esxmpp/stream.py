@@ -67,6 +67,7 @@ class StreamParser:
         # Our own intern dict, cleared between stanzas, so a stream cannot grow it
         # without bound by sending ever new element and attribute names.
         self._intern: dict[str, str] = {}
+        self._names: dict[str, str] = {}  # expat name -> Clark name, cleared with _intern
         p = expat.ParserCreate(encoding="UTF-8", namespace_separator="}", intern=self._intern)
         p.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
         p.buffer_text = True
@@ -129,7 +130,20 @@ class StreamParser:
         if self._depth == 2:
             self._mark = self._p.CurrentByteIndex
         self._limit()
-        el = ET.Element(_clark(name), {_clark(k): v for k, v in attrs.items()})
+        names = self._names
+        tag = names.get(name)
+        if tag is None:
+            tag = names[name] = _clark(name)
+        if attrs:
+            a = {}
+            for k, v in attrs.items():
+                ck = names.get(k)
+                if ck is None:
+                    ck = names[k] = _clark(k)
+                a[ck] = v
+            el = ET.Element(tag, a)
+        else:
+            el = ET.Element(tag)
         if self._stack:
             self._stack[-1].append(el)
         self._stack.append(el)
@@ -148,6 +162,7 @@ class StreamParser:
             self._mark = self._p.CurrentByteIndex
             if len(self._intern) > 256:
                 self._intern.clear()
+                self._names.clear()
 
     def _text(self, data: str) -> None:
         self._limit()
