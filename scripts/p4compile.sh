@@ -9,10 +9,8 @@ OUT="$2"
 mkdir -p "$OUT"
 OUT="$(cd "$OUT" && pwd)"
 cd "$(dirname "$0")/.."
-# .txt: the suffix every p4c version maps to the P4Info text format.
 "$P4C" --arch v1model --std p4-16 \
   -I p4src/include \
-  --p4runtime-files "$OUT/esvpn.p4info.txt" \
+  --p4runtime-files "$OUT/esvpn.p4info.txtpb" \
   -o "$OUT/esvpn.json" \
   p4src/v1model/main.p4
-mv "$OUT/esvpn.p4info.txt" "$OUT/esvpn.p4info.txtpb"
