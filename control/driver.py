@@ -23,6 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import grpc
+
 from control import reconcile
 from control import tables as T
 from control.config import SwitchConfig
@@ -39,11 +41,14 @@ from control.p4rt import (
     TlsOptions,
     Update,
     UpdateError,
+    WriteResult,
 )
 
 log = logging.getLogger("control.driver")
 
 ALREADY_EXISTS = 6
+MAX_BATCH = 2000  # updates per WriteRequest
+_SPLITTABLE = (grpc.StatusCode.UNKNOWN, grpc.StatusCode.RESOURCE_EXHAUSTED)
 NOT_FOUND = 5
 
 
@@ -77,6 +82,7 @@ class SwitchDriver:
         self.installed: dict[tuple[Any, ...], Entity] = {}
         self.stats = DriverStats()
         self._failed: dict[tuple[Any, ...], Entity] = {}
+        self._canonical: dict[Entity, Entity] = {}
         self._kick = asyncio.Event()
         self._synced = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -111,7 +117,16 @@ class SwitchDriver:
         await asyncio.wait_for(self._synced.wait(), timeout)
 
     def desired(self) -> set[Entity]:
-        return {self.p4info.canonical(e) for e in self._desired_fn()}
+        out: set[Entity] = set()
+        cache = self._canonical
+        if len(cache) > 500_000:
+            cache.clear()
+        for e in self._desired_fn():
+            c = cache.get(e)
+            if c is None:
+                c = cache[e] = self.p4info.canonical(e)
+            out.add(c)
+        return out
 
     async def read_switch(self) -> set[Entity]:
         """A fresh snapshot of what the switch holds (canonical)."""
@@ -201,11 +216,11 @@ class SwitchDriver:
         for batch in batches:
             todo = [u for u in batch if self._failed.get(u.entity.key()) != u.entity]
             while todo:
-                res = await client.write(todo)
-                self.stats.writes += 1
+                chunk, todo = todo[:MAX_BATCH], todo[MAX_BATCH:]
+                res = await self._write(client, chunk)
                 failed = {e.index: e for e in res.errors}
                 retry: list[Update] = []
-                for i, u in enumerate(todo):
+                for i, u in enumerate(chunk):
                     err = failed.get(i)
                     if err is None:
                         reconcile.apply(self.installed, u)
@@ -220,12 +235,28 @@ class SwitchDriver:
                         reconcile.apply(self.installed, u)
                         continue
                     retry.append(fix)
-                todo = retry
+                todo = retry + todo
         self.stats.syncs += 1
         self.stats.updates += written
         if kicks == self._kicks:
             self._synced.set()
         return written
+
+    async def _write(self, client: P4RuntimeClient, updates: list[Update]) -> WriteResult:
+        """One WriteRequest; when the switch fails it as a whole without per-update
+        details (e.g. the error trailer would be too large), split it and retry."""
+        try:
+            res = await client.write(updates)
+            self.stats.writes += 1
+            return res
+        except P4RuntimeError as e:
+            if e.code not in _SPLITTABLE or len(updates) == 1:
+                raise
+        half = len(updates) // 2
+        a = await self._write(client, updates[:half])
+        b = await self._write(client, updates[half:])
+        shifted = tuple(UpdateError(x.index + half, x.update, x.code, x.message) for x in b.errors)
+        return WriteResult(len(updates), a.errors + shifted)
 
     def _recover(self, u: Update, err: UpdateError) -> Update | None:
         """Next step for a failed update: a retry, ``u`` itself (= done), or None."""

@@ -568,6 +568,120 @@ class P4Info:
         return p4runtime_pb2.Entity(table_entry=te)
 
 
+# --------------------------------------------------------------------------- wire encoder
+# Writes are the hot path and the protobuf runtime here is pure Python, so
+# entities are encoded straight to protobuf wire bytes (field numbers of
+# p4runtime.proto v1.4; tests/unit/test_ctl_p4rt.py checks the bytes equal
+# SerializeToString of the protobuf path) and cached per entity.
+
+
+_SMALL = [bytes((i,)) for i in range(128)]
+
+
+def _varint(n: int) -> bytes:
+    if n < 0x80:
+        return _SMALL[n]
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _u(num: int, v: int) -> bytes:
+    """Varint field (omitted when 0, like proto3)."""
+    return _varint(num << 3) + _varint(v) if v else b""
+
+
+def _ld(num: int, data: bytes) -> bytes:
+    """Length-delimited field (bytes or sub-message)."""
+    return _varint((num << 3) | 2) + _varint(len(data)) + data
+
+
+class WireEncoder:
+    """Entity -> p4.v1.Entity wire bytes, cached (entities are immutable)."""
+
+    def __init__(self, info: P4Info, cache_size: int = 200_000) -> None:
+        self.info = info
+        self.cache_size = cache_size
+        self._cache: dict[Entity, bytes] = {}
+
+    def _action(self, action: str, params: Mapping[str, int]) -> bytes:
+        a = self.info.get("action", action)
+        if set(params) != set(a.fields):
+            raise ValueError(f"action {a.name}: params {sorted(params)} != {sorted(a.fields)}")
+        out = _u(1, a.id)
+        for n, (pid, bw, _) in a.fields.items():
+            out += _ld(4, _u(2, pid) + _ld(3, encode_int(params[n], bw)))
+        return out
+
+    def entity(self, ent: Entity) -> bytes:
+        b = self._cache.get(ent)
+        if b is None:
+            b = self._entity(ent)
+            if len(self._cache) >= self.cache_size:
+                self._cache.clear()
+            self._cache[ent] = b
+        return b
+
+    def _entity(self, ent: Entity) -> bytes:
+        if isinstance(ent, TableEntry):
+            t = self.info.get("table", ent.table)
+            out = _u(1, t.id)
+            for fname, m in ent.match.items():
+                if fname not in t.fields:
+                    raise KeyError(f"table {t.name} has no match field {fname!r}")
+                fid, bw, _ = t.fields[fname]
+                if isinstance(m, Exact):
+                    body = _ld(2, _ld(1, encode_int(m.value, bw)))
+                elif isinstance(m, Lpm):
+                    if m.prefix_len == 0:
+                        continue
+                    body = _ld(4, _ld(1, encode_int(m.value, bw)) + _u(2, m.prefix_len))
+                elif isinstance(m, Ternary):
+                    body = _ld(3, _ld(1, encode_int(m.value, bw)) + _ld(2, encode_int(m.mask, bw)))
+                elif isinstance(m, Range):
+                    body = _ld(6, _ld(1, encode_int(m.low, bw)) + _ld(2, encode_int(m.high, bw)))
+                else:
+                    body = _ld(7, _ld(1, encode_int(m.value, bw)))
+                out += _ld(2, _u(1, fid) + body)
+            if ent.action is not None:
+                out += _ld(3, _ld(1, self._action(ent.action, ent.params)))
+            elif ent.member_id is not None:
+                out += _ld(3, _u(2, ent.member_id))
+            elif ent.group_id is not None:
+                out += _ld(3, _u(3, ent.group_id))
+            out += _u(4, ent.priority) + _u(8, int(ent.is_default))
+            return _ld(2, out)
+        if isinstance(ent, ActionProfileMember):
+            body = (
+                _u(1, self.info.id("profile", ent.profile))
+                + _u(2, ent.member_id)
+                + _ld(3, self._action(ent.action, ent.params))
+            )
+            return _ld(3, body)
+        if isinstance(ent, ActionProfileGroup):
+            body = _u(1, self.info.id("profile", ent.profile)) + _u(2, ent.group_id)
+            for mid, w in sorted(ent.members):
+                body += _ld(3, _u(1, mid) + _u(2, w))
+            return _ld(4, body + _u(4, ent.max_size))
+        reps = b"".join(
+            _ld(2, _u(1, r.port) + _u(2, r.instance))
+            for r in sorted(ent.replicas, key=lambda r: (r.port, r.instance))
+        )
+        return _ld(9, _ld(1, _u(1, ent.group_id) + reps))
+
+    def write_request(self, device_id: int, election_id: int, updates: Sequence[Update]) -> bytes:
+        """A whole WriteRequest (CONTINUE_ON_ERROR) as wire bytes."""
+        election = _u(1, election_id >> 64) + _u(2, election_id & (2**64 - 1))
+        parts = [_u(1, device_id), _ld(3, election)]
+        for u in updates:
+            parts.append(_ld(4, _u(1, u.type.value) + _ld(2, self.entity(u.entity))))
+        parts.append(_u(5, p4runtime_pb2.WriteRequest.CONTINUE_ON_ERROR))
+        return b"".join(parts)
+
+
 # --------------------------------------------------------------------------- pipeline
 
 
@@ -622,6 +736,12 @@ class P4RuntimeClient:
         self.election_id = election_id
         self._channel = channel
         self._stub = p4runtime_pb2_grpc.P4RuntimeStub(channel)
+        self.encoder = WireEncoder(p4info)
+        self._write_raw = channel.unary_unary(
+            "/p4.v1.P4Runtime/Write",
+            request_serializer=None,
+            response_deserializer=p4runtime_pb2.WriteResponse.FromString,
+        )
         self._out: asyncio.Queue[p4runtime_pb2.StreamMessageRequest | None] = asyncio.Queue()
         self._packets: asyncio.Queue[PacketIn] = asyncio.Queue(maxsize=10000)
         self._primary = asyncio.Event()
@@ -651,6 +771,8 @@ class P4RuntimeClient:
         opts: list[tuple[str, Any]] = [
             ("grpc.max_receive_message_length", 256 << 20),
             ("grpc.max_send_message_length", 256 << 20),
+            # per-update errors come back in the trailers: one Error per update
+            ("grpc.max_metadata_size", 64 << 20),
         ]
         if tls is not None:
 
@@ -831,15 +953,9 @@ class P4RuntimeClient:
         errors that are not per-update (not primary, connection lost...)."""
         if not updates:
             return WriteResult(0)
-        req = p4runtime_pb2.WriteRequest(
-            device_id=self.device_id,
-            election_id=self._election(),
-            atomicity=p4runtime_pb2.WriteRequest.CONTINUE_ON_ERROR,
-        )
-        for u in updates:
-            req.updates.add(type=u.type.value, entity=self.p4info.entity_pb(u.entity))
+        req = self.encoder.write_request(self.device_id, self.election_id, updates)
         try:
-            await self._stub.Write(req)
+            await self._write_raw(req)
         except grpc.aio.AioRpcError as e:
             details = _grpc_error_details(e)
             if e.code() != grpc.StatusCode.UNKNOWN or len(details) != len(updates):

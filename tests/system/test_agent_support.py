@@ -89,7 +89,7 @@ def write_stand_in_program(directory: Path) -> tuple[Path, Path]:
             lines.append(f"  action_refs {{ id: {action_ids[a]} }}")
         if sel:
             lines.append(f"  implementation_id: {profile_id}")
-        lines.append("  size: 4096")
+        lines.append("  size: 65536")
         lines.append("}")
     for a, params in ACTIONS.items():
         lines.append("actions {")
@@ -135,7 +135,7 @@ def write_stand_in_program(directory: Path) -> tuple[Path, Path]:
             "key": [{"match_type": mt, "name": k, "target": ["meta", k]} for k, _b, mt in keys],
             "match_type": "lpm" if any(mt == "lpm" for *_x, mt in keys) else "exact",
             "type": "indirect_ws" if sel else "simple",
-            "max_size": 4096,
+            "max_size": 65536,
             "with_counters": False,
             "support_timeout": False,
             "direct_meters": None,

@@ -149,3 +149,39 @@ def test_profile_and_multicast_round_trip(info: P4Info) -> None:
         ("group", "IngressPipe.nexthop_selector", 4),
         ("mcast", 3),
     }
+
+
+def test_wire_encoder_matches_protobuf_serialization(info: P4Info) -> None:
+    from p4.v1 import p4runtime_pb2
+
+    from control.p4rt import INSERT, MODIFY, Update, WireEncoder
+
+    enc = WireEncoder(info)
+    ents = [
+        TableEntry(
+            "vif",
+            {"ingress_port": Exact(0), "src_mac": Exact(0x0102030405AB), "vlan_id": Exact(4094)},
+            "set_vif",
+            {"vif_id": 300, "vrf_id": 0},
+        ),
+        TableEntry("ipv4_route", {"vrf_id": Exact(1), "dst": Lpm(0x0A000000, 8)}, group_id=70000),
+        TableEntry("ipv4_route", {"vrf_id": Exact(1), "dst": Lpm(0, 0)}, member_id=5),
+        TableEntry("acl", {"proto": Ternary(6, 0xFF)}, "set_nexthop", {"nexthop_id": 1}, 10),
+        TableEntry("acl", {}, "set_nexthop", {"nexthop_id": 2}, is_default=True),
+        ActionProfileMember("nexthop_selector", 5, "set_nexthop", {"nexthop_id": 9}),
+        ActionProfileGroup("nexthop_selector", 4, frozenset({(5, 1), (6, 3)}), 16),
+        MulticastGroup(3, frozenset({Replica(1, 1), Replica(200, 7)})),
+    ]
+    for e in ents:
+        assert enc.entity(e) == info.entity_pb(e).SerializeToString(), e
+    req = p4runtime_pb2.WriteRequest()
+    req.ParseFromString(
+        enc.write_request(1, (5 << 64) | 7, [Update(INSERT, ents[0]), Update(MODIFY, ents[5])])
+    )
+    want = p4runtime_pb2.WriteRequest(
+        device_id=1, atomicity=p4runtime_pb2.WriteRequest.CONTINUE_ON_ERROR
+    )
+    want.election_id.high, want.election_id.low = 5, 7
+    want.updates.add(type=p4runtime_pb2.Update.INSERT, entity=info.entity_pb(ents[0]))
+    want.updates.add(type=p4runtime_pb2.Update.MODIFY, entity=info.entity_pb(ents[5]))
+    assert req == want

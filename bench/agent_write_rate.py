@@ -1,0 +1,158 @@
+"""Routes received -> table entries on the switch: the agent vs p4runtime-shell.
+
+Agent: N routes (distinct /32s in one VRF over 4 remote next hops) arrive at
+the VRF state at once; timed until the driver reports the switch in sync
+(desired-state computation, diff, batched P4Runtime writes). Reference:
+p4runtime-shell inserting the same N ipv4_route entries one call each.
+Both against the embedded target's P4Runtime server on 127.0.0.1 (server
+thread, recording fake engine, the stand-in program of the agent system
+tests). Goal: agent >= 20x the reference.
+
+    .venv/bin/python bench/agent_write_rate.py [--routes 5000] [--shell-routes 1000] \
+        [--out bench/results]
+
+Results go to <out>/agent_write_rate.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import json
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from control.config import SwitchConfig  # noqa: E402
+from control.desired import NexthopIds, desired_entities  # noqa: E402
+from control.driver import SwitchDriver  # noqa: E402
+from control.vrf import VrfState  # noqa: E402
+from esxmpp.dialect import RouteEntry, Subscribe  # noqa: E402
+from tests.system.test_agent_flow import FWD_SID  # noqa: E402
+from tests.system.test_agent_support import write_stand_in_program  # noqa: E402
+from tests.unit.softswitch_p4rt.fake_engine import RecordingFakeEngine  # noqa: E402
+from tests.unit.softswitch_p4rt.harness import ServerThread  # noqa: E402
+
+GOAL = 20.0
+SYS = bytes.fromhex("0a0000000001")
+
+
+def fabric() -> object:
+    from control.config import FabricConfig, Underlay
+
+    return FabricConfig(
+        ipaddress.IPv4Address("192.0.2.1"),
+        (1,),
+        (Underlay(ipaddress.IPv4Network("192.0.2.0/24"), 1, 2, 3),),
+    )
+
+
+def routes(n: int) -> list[tuple[str, RouteEntry]]:
+    out = []
+    for i in range(n):
+        p = ipaddress.ip_network(f"{ipaddress.IPv4Address(0x0A000000 + i)}/32")
+        nh = ipaddress.IPv4Address(0xC0000202 + i % 4)
+        out.append((str(p), RouteEntry(p, nh, 100 + i % 4, 0)))
+    return out
+
+
+async def agent_run(address: str, p4info: Path, js: Path, n: int) -> tuple[int, float]:
+    st = VrfState(ipaddress.IPv4Address("192.0.2.1"), {SYS: 3})
+    st.end_system(SYS, [Subscribe("red", 10)], 0.0)
+    ids = NexthopIds()
+    fab = fabric()
+    drv = SwitchDriver(
+        SwitchConfig(address, p4info, js, device_id=1, election_id=10),
+        lambda: desired_entities(st, fab, ids, time.monotonic()),  # type: ignore[arg-type]
+        coalesce=0.001,
+        reconnect=0.2,
+    )
+    drv.start()
+    await drv.wait_synced(30)
+    before = drv.stats.updates
+    items = routes(n)
+    t0 = time.perf_counter()
+    st.routes_update("red", items, time.monotonic())
+    drv.kick()
+    await drv.wait_synced(300)
+    dt = time.perf_counter() - t0
+    written = drv.stats.updates - before
+    await drv.close()
+    return written, dt
+
+
+def shell_run(address: str, p4info: Path, js: Path, n: int) -> tuple[int, float]:
+    from p4runtime_sh import shell as sh
+
+    sh.setup(
+        device_id=1,
+        grpc_addr=address,
+        election_id=(0, 1),
+        config=sh.FwdPipeConfig(str(p4info), str(js)),
+        verbose=False,
+    )
+    try:
+        t0 = time.perf_counter()
+        for i in range(n):
+            te = sh.TableEntry("ipv4_route")(action="set_nexthop")
+            te.match["vrf_id"] = "1"
+            te.match["dst"] = f"{ipaddress.IPv4Address(0x0A000000 + i)}/32"
+            te.action["nexthop_id"] = str(1 + i % 4)
+            te.insert()
+        return n, time.perf_counter() - t0
+    finally:
+        sh.teardown()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--routes", type=int, default=5000)
+    ap.add_argument("--shell-routes", type=int, default=1000)
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    a = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        p4info, js = write_stand_in_program(Path(tmp))
+        server = ServerThread(RecordingFakeEngine())
+        try:
+            written, dt = asyncio.run(agent_run(server.address, p4info, js, a.routes))
+        finally:
+            server.close()
+        server = ServerThread(RecordingFakeEngine())
+        try:
+            sh_n, sh_dt = shell_run(server.address, p4info, js, a.shell_routes)
+        finally:
+            server.close()
+    agent_rate = written / dt
+    shell_rate = sh_n / sh_dt
+    res = {
+        "benchmark": "agent_write_rate",
+        "routes": a.routes,
+        "agent_entities_written": written,
+        "agent_seconds": round(dt, 4),
+        "agent_entities_per_s": round(agent_rate),
+        "shell_entries": sh_n,
+        "shell_seconds": round(sh_dt, 4),
+        "shell_entries_per_s": round(shell_rate),
+        "ratio": round(agent_rate / shell_rate, 2),
+        "goal_ratio": GOAL,
+        "meets_goal": agent_rate / shell_rate >= GOAL,
+        "target": "softswitch P4RuntimeServer + recording fake engine, stand-in program",
+        "machine": platform.platform(),
+        "python": platform.python_version(),
+        "forwarder": FWD_SID,
+    }
+    a.out.mkdir(parents=True, exist_ok=True)
+    (a.out / "agent_write_rate.json").write_text(json.dumps(res, indent=2) + "\n")
+    print(json.dumps(res, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
