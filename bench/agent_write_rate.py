@@ -103,7 +103,7 @@ def shell_run(address: str, p4info: Path, js: Path, n: int) -> tuple[int, float]
         for i in range(n):
             te = sh.TableEntry("ipv4_route")(action="set_nexthop")
             te.match["vrf_id"] = "1"
-            te.match["dst"] = f"{ipaddress.IPv4Address(0x0A000000 + i)}/32"
+            te.match["dst_addr"] = f"{ipaddress.IPv4Address(0x0A000000 + i)}/32"
             te.action["nexthop_id"] = str(1 + i % 4)
             te.insert()
         return n, time.perf_counter() - t0

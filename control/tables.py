@@ -10,14 +10,14 @@ from __future__ import annotations
 FABRIC_PORT = "fabric_port"  # ingress_port exact -> set_fabric_port()
 FABRIC_CONFIG = "fabric_config"  # keyless; default action set_fabric_config
 VIF = "vif"  # ingress_port, src_mac, vlan_id exact -> set_vif(vif_id, vrf_id)
-IPV4_SOURCE = "ipv4_source"  # vif_id exact, src lpm -> permit()
+IPV4_SOURCE = "ipv4_source"  # vif_id exact, src_addr lpm -> permit()
 IPV6_SOURCE = "ipv6_source"
-IPV4_ROUTE = "ipv4_route"  # vrf_id exact, dst lpm -> set_nexthop(nexthop_id)
+IPV4_ROUTE = "ipv4_route"  # vrf_id exact, dst_addr lpm -> set_nexthop(nexthop_id)
 IPV6_ROUTE = "ipv6_route"
 NEXTHOP = "nexthop"  # nexthop_id exact, action selector
 NEXTHOP_SELECTOR = "nexthop_selector"  # the selector (action profile) of NEXTHOP
 UNDERLAY = "underlay"  # remote ipv4 lpm -> set_underlay(port, src_mac, dst_mac, vlan_id)
-TUNNEL_PEER = "tunnel_peer"  # outer src exact -> permit_peer()
+TUNNEL_PEER = "tunnel_peer"  # remote_ipv4 (outer source) exact -> permit_peer()
 MPLS_LABEL = "mpls_label"  # label exact -> label_to_vif(...) | label_to_vrf(vrf_id)
 
 # --- match fields --------------------------------------------------------------
@@ -25,12 +25,12 @@ F_INGRESS_PORT = "ingress_port"
 F_SRC_MAC = "src_mac"
 F_VLAN_ID = "vlan_id"
 F_VIF_ID = "vif_id"
-F_SRC = "src"
+F_SRC = "src_addr"
 F_VRF_ID = "vrf_id"
-F_DST = "dst"
+F_DST = "dst_addr"
 F_NEXTHOP_ID = "nexthop_id"
 F_REMOTE = "remote_ipv4"
-F_OUTER_SRC = "outer_src"
+F_OUTER_SRC = "remote_ipv4"  # outer source
 F_LABEL = "label"
 
 # --- actions and their params --------------------------------------------------
@@ -60,7 +60,8 @@ P_SRC_MAC = "src_mac"
 # --- counters (indexed by vif_id / drop reason) ----------------------------------
 C_VIF_RX = "vif_rx"
 C_VIF_TX = "vif_tx"
-C_DROPS = "drops"
+C_INGRESS_DROPS = "ingress_drops"
+C_EGRESS_DROPS = "egress_drops"
 
 #: Every table the agent owns (reconciliation reads exactly these).
 ALL_TABLES = (

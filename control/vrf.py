@@ -123,7 +123,7 @@ class VrfState:
         self.ports = end_system_ports
         self.stale = stale
         self.labels = IdPool(*label_range, hold=stale, name="label")
-        self.vif_ids = IdPool(1, 0xFFFF, hold=stale, name="vif id")
+        self.vif_ids = IdPool(1, 4095, hold=stale, name="vif id")  # vif counters: 4096
         self.vrf_ids = IdPool(1, 0xFFFF, hold=stale, name="vrf id")
         self.interfaces: dict[tuple[bytes, str], Interface] = {}
         self.vrfs: dict[str, Vrf] = {}

@@ -248,14 +248,16 @@ def attached_entities() -> set[Entity]:
             T.A_LABEL_TO_VIF,
             {"vif_id": 1, "port": 3, "vlan_id": 10, "dst_mac": HOST_MAC},
         ),
-        TableEntry(T.IPV4_SOURCE, {"vif_id": Exact(1), "src": Lpm(0x0A010105, 32)}, T.A_PERMIT),
+        TableEntry(
+            T.IPV4_SOURCE, {"vif_id": Exact(1), "src_addr": Lpm(0x0A010105, 32)}, T.A_PERMIT
+        ),
     }
 
 
 def remote_route_entities() -> set[Entity]:
     """10.2.0.0/16 via 192.0.2.2 label 100 (member 1, next hop 1)."""
     return {
-        TableEntry(T.TUNNEL_PEER, {"outer_src": Exact(0xC0000202)}, T.A_PERMIT_PEER),
+        TableEntry(T.TUNNEL_PEER, {"remote_ipv4": Exact(0xC0000202)}, T.A_PERMIT_PEER),
         ActionProfileMember(
             T.NEXTHOP_SELECTOR, 1, T.A_ENCAP, {"label": 100, "remote_ipv4": 0xC0000202}
         ),
@@ -263,7 +265,7 @@ def remote_route_entities() -> set[Entity]:
         TableEntry(T.NEXTHOP, {"nexthop_id": Exact(1)}, group_id=1),
         TableEntry(
             T.IPV4_ROUTE,
-            {"vrf_id": Exact(1), "dst": Lpm(0x0A020000, 16)},
+            {"vrf_id": Exact(1), "dst_addr": Lpm(0x0A020000, 16)},
             T.A_SET_NEXTHOP,
             {"nexthop_id": 1},
         ),
@@ -341,7 +343,7 @@ def test_attach_publish_export_and_encapsulate(tmp_path: Path) -> None:
                 TableEntry(T.NEXTHOP, {"nexthop_id": Exact(2)}, group_id=2),
                 TableEntry(
                     T.IPV4_ROUTE,
-                    {"vrf_id": Exact(1), "dst": Lpm(0x0A010105, 32)},
+                    {"vrf_id": Exact(1), "dst_addr": Lpm(0x0A010105, 32)},
                     T.A_SET_NEXTHOP,
                     {"nexthop_id": 2},
                 ),

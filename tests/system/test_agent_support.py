@@ -31,21 +31,21 @@ TABLES: dict[str, tuple[list[tuple[str, int, str]], list[str], bool]] = {
         ["set_vif"],
         False,
     ),
-    "ipv4_source": ([("vif_id", 16, "exact"), ("src", 32, "lpm")], ["permit"], False),
-    "ipv6_source": ([("vif_id", 16, "exact"), ("src", 128, "lpm")], ["permit"], False),
+    "ipv4_source": ([("vif_id", 16, "exact"), ("src_addr", 32, "lpm")], ["permit"], False),
+    "ipv6_source": ([("vif_id", 16, "exact"), ("src_addr", 128, "lpm")], ["permit"], False),
     "ipv4_route": (
-        [("vrf_id", 16, "exact"), ("dst", 32, "lpm")],
+        [("vrf_id", 16, "exact"), ("dst_addr", 32, "lpm")],
         ["set_nexthop", "blackhole"],
         False,
     ),
     "ipv6_route": (
-        [("vrf_id", 16, "exact"), ("dst", 128, "lpm")],
+        [("vrf_id", 16, "exact"), ("dst_addr", 128, "lpm")],
         ["set_nexthop", "blackhole"],
         False,
     ),
     "nexthop": ([("nexthop_id", 16, "exact")], ["encap_mpls_gre", "deliver_local"], True),
     "underlay": ([("remote_ipv4", 32, "lpm")], ["set_underlay"], False),
-    "tunnel_peer": ([("outer_src", 32, "exact")], ["permit_peer"], False),
+    "tunnel_peer": ([("remote_ipv4", 32, "exact")], ["permit_peer"], False),
     "mpls_label": ([("label", 20, "exact")], ["label_to_vif", "label_to_vrf"], False),
 }
 ACTIONS: dict[str, list[tuple[str, int]]] = {
@@ -63,7 +63,7 @@ ACTIONS: dict[str, list[tuple[str, int]]] = {
     "label_to_vif": [("vif_id", 16), ("port", 9), ("vlan_id", 12), ("dst_mac", 48)],
     "label_to_vrf": [("vrf_id", 16)],
 }
-COUNTERS = {"vif_rx": 65536, "vif_tx": 65536, "drops": 64}
+COUNTERS = {"vif_rx": 4096, "vif_tx": 4096, "ingress_drops": 32, "egress_drops": 32}
 PIPE = "IngressPipe"
 
 

@@ -93,8 +93,10 @@ def test_attached_end_system_with_remote_and_echoed_local_route() -> None:
             T.A_LABEL_TO_VIF,
             {"vif_id": 1, "port": 3, "vlan_id": 10, "dst_mac": MAC_A},
         ),
-        TableEntry(T.IPV4_SOURCE, {"vif_id": Exact(1), "src": Lpm(0x0A010105, 32)}, T.A_PERMIT),
-        TableEntry(T.TUNNEL_PEER, {"outer_src": Exact(0xC0000202)}, T.A_PERMIT_PEER),
+        TableEntry(
+            T.IPV4_SOURCE, {"vif_id": Exact(1), "src_addr": Lpm(0x0A010105, 32)}, T.A_PERMIT
+        ),
+        TableEntry(T.TUNNEL_PEER, {"remote_ipv4": Exact(0xC0000202)}, T.A_PERMIT_PEER),
         ActionProfileMember(
             T.NEXTHOP_SELECTOR, 1, T.A_ENCAP, {"label": 100, "remote_ipv4": 0xC0000202}
         ),
@@ -110,13 +112,13 @@ def test_attached_end_system_with_remote_and_echoed_local_route() -> None:
         TableEntry(T.NEXTHOP, {"nexthop_id": Exact(2)}, group_id=2),
         TableEntry(
             T.IPV4_ROUTE,
-            {"vrf_id": Exact(1), "dst": Lpm(0x0A020000, 16)},
+            {"vrf_id": Exact(1), "dst_addr": Lpm(0x0A020000, 16)},
             T.A_SET_NEXTHOP,
             {"nexthop_id": 1},
         ),
         TableEntry(
             T.IPV4_ROUTE,
-            {"vrf_id": Exact(1), "dst": Lpm(0x0A010105, 32)},
+            {"vrf_id": Exact(1), "dst_addr": Lpm(0x0A010105, 32)},
             T.A_SET_NEXTHOP,
             {"nexthop_id": 2},
         ),
@@ -153,7 +155,7 @@ def test_plan_orders_make_before_break() -> None:
     g2 = ActionProfileGroup(T.NEXTHOP_SELECTOR, 2, frozenset({(2, 1)}))
     nh1 = TableEntry(T.NEXTHOP, {"nexthop_id": Exact(1)}, group_id=1)
     nh2 = TableEntry(T.NEXTHOP, {"nexthop_id": Exact(2)}, group_id=2)
-    key = {"vrf_id": Exact(1), "dst": Lpm(0x0A020000, 16)}
+    key = {"vrf_id": Exact(1), "dst_addr": Lpm(0x0A020000, 16)}
     r1 = TableEntry(T.IPV4_ROUTE, key, T.A_SET_NEXTHOP, {"nexthop_id": 1})
     r2 = TableEntry(T.IPV4_ROUTE, key, T.A_SET_NEXTHOP, {"nexthop_id": 2})
     dflt = TableEntry(
