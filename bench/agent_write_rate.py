@@ -4,9 +4,10 @@ Agent: N routes (distinct /32s in one VRF over 4 remote next hops) arrive at
 the VRF state at once; timed until the driver reports the switch in sync
 (desired-state computation, diff, batched P4Runtime writes). Reference:
 p4runtime-shell inserting the same N ipv4_route entries one call each.
-Both against the embedded target's P4Runtime server on 127.0.0.1 (server
-thread, recording fake engine, the stand-in program of the agent system
-tests). Goal: agent >= 20x the reference.
+Both against the embedded target's P4Runtime server on 127.0.0.1, run in
+its own process (recording fake engine, the stand-in program of the agent
+system tests), restarted between the two runs. Goal: agent >= 20x the
+reference.
 
     .venv/bin/python bench/agent_write_rate.py [--routes 5000] [--shell-routes 1000] \
         [--out bench/results]
@@ -37,8 +38,39 @@ from control.vrf import VrfState  # noqa: E402
 from esxmpp.dialect import RouteEntry, Subscribe  # noqa: E402
 from tests.system.test_agent_flow import FWD_SID  # noqa: E402
 from tests.system.test_agent_support import write_stand_in_program  # noqa: E402
-from tests.unit.softswitch_p4rt.fake_engine import RecordingFakeEngine  # noqa: E402
-from tests.unit.softswitch_p4rt.harness import ServerThread  # noqa: E402
+
+SERVER = """
+import sys, threading
+sys.path.insert(0, sys.argv[1])
+from tests.unit.softswitch_p4rt.fake_engine import RecordingFakeEngine
+from tests.unit.softswitch_p4rt.harness import ServerThread
+s = ServerThread(RecordingFakeEngine())
+print(s.port, flush=True)
+sys.stdin.read()
+s.close()
+"""
+
+
+class Switch:
+    """The softswitch P4Runtime server in a child process (its own GIL)."""
+
+    def __init__(self) -> None:
+        import subprocess
+
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", SERVER, str(ROOT)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        self.address = f"127.0.0.1:{int(self.proc.stdout.readline())}"
+
+    def close(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        self.proc.wait(30)
+
 
 GOAL = 20.0
 SYS = bytes.fromhex("0a0000000001")
@@ -119,12 +151,12 @@ def main() -> int:
     a = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         p4info, js = write_stand_in_program(Path(tmp))
-        server = ServerThread(RecordingFakeEngine())
+        server = Switch()
         try:
             written, dt = asyncio.run(agent_run(server.address, p4info, js, a.routes))
         finally:
             server.close()
-        server = ServerThread(RecordingFakeEngine())
+        server = Switch()
         try:
             sh_n, sh_dt = shell_run(server.address, p4info, js, a.shell_routes)
         finally:
@@ -143,7 +175,7 @@ def main() -> int:
         "ratio": round(agent_rate / shell_rate, 2),
         "goal_ratio": GOAL,
         "meets_goal": agent_rate / shell_rate >= GOAL,
-        "target": "softswitch P4RuntimeServer + recording fake engine, stand-in program",
+        "target": "softswitch P4RuntimeServer (own process), recording fake engine, stand-in",
         "machine": platform.platform(),
         "python": platform.python_version(),
         "forwarder": FWD_SID,

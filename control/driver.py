@@ -47,7 +47,7 @@ from control.p4rt import (
 log = logging.getLogger("control.driver")
 
 ALREADY_EXISTS = 6
-MAX_BATCH = 2000  # updates per WriteRequest
+MAX_BATCH = 1000  # updates per WriteRequest
 _SPLITTABLE = (grpc.StatusCode.UNKNOWN, grpc.StatusCode.RESOURCE_EXHAUSTED)
 NOT_FOUND = 5
 
@@ -216,26 +216,28 @@ class SwitchDriver:
         for batch in batches:
             todo = [u for u in batch if self._failed.get(u.entity.key()) != u.entity]
             while todo:
-                chunk, todo = todo[:MAX_BATCH], todo[MAX_BATCH:]
-                res = await self._write(client, chunk)
-                failed = {e.index: e for e in res.errors}
-                retry: list[Update] = []
-                for i, u in enumerate(chunk):
-                    err = failed.get(i)
-                    if err is None:
-                        reconcile.apply(self.installed, u)
-                        self._failed.pop(u.entity.key(), None)
-                        self.stats.failed.pop(u.entity.key(), None)
-                        written += 1
-                        continue
-                    fix = self._recover(u, err)
-                    if fix is None:
-                        continue
-                    if fix is u:  # nothing to write: already in the wanted state
-                        reconcile.apply(self.installed, u)
-                        continue
-                    retry.append(fix)
-                todo = retry + todo
+                # updates of one phase do not depend on each other: the chunks
+                # are written concurrently (encoding overlaps the switch's work)
+                chunks = [todo[i : i + MAX_BATCH] for i in range(0, len(todo), MAX_BATCH)]
+                results = await asyncio.gather(*(self._write(client, c) for c in chunks))
+                todo = []
+                for chunk, res in zip(chunks, results, strict=True):
+                    failed = {e.index: e for e in res.errors}
+                    for i, u in enumerate(chunk):
+                        err = failed.get(i)
+                        if err is None:
+                            reconcile.apply(self.installed, u)
+                            self._failed.pop(u.entity.key(), None)
+                            self.stats.failed.pop(u.entity.key(), None)
+                            written += 1
+                            continue
+                        fix = self._recover(u, err)
+                        if fix is None:
+                            continue
+                        if fix is u:  # nothing to write: already in the wanted state
+                            reconcile.apply(self.installed, u)
+                            continue
+                        todo.append(fix)
         self.stats.syncs += 1
         self.stats.updates += written
         if kicks == self._kicks:

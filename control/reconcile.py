@@ -1,7 +1,8 @@
 """Diff desired vs installed switch state into ordered batches of updates (pure).
 
 Both sides must be canonical (control.p4rt.P4Info.canonical). Batches are
-applied one after the other; inside a batch the switch may reorder, so
+applied one after the other; inside a batch (in no particular order) the
+switch may reorder, so
 references only ever point at objects written by an earlier batch:
 
 1. insert/modify action profile members and multicast groups
@@ -60,8 +61,6 @@ def plan(desired: Iterable[Entity], installed: Iterable[Entity]) -> list[list[Up
         if k in want or (isinstance(e, TableEntry) and e.is_default):
             continue
         batches[5 - _phase(e)].append(Update(DELETE, e))
-    for b in batches:
-        b.sort(key=lambda u: repr(u.entity.key()))
     return [b for b in batches if b]
 
 
