@@ -130,6 +130,7 @@ class VrfState:
         self.published: dict[bytes, dict[str, RouteEntry]] = {}
         self.remote: dict[str, dict[str, RemoteItem]] = {}
         self.unconfirmed_deadline: float | None = None
+        self.unconfirmed_published: set[tuple[bytes, str]] = set()
         self.generation = 0  # bumped on every change (the shell's "dirty" signal)
 
     # ------------------------------------------------------------------ views
@@ -247,6 +248,7 @@ class VrfState:
             self._remove_interface(sid, ch.node, now)
         elif isinstance(ch, Publish):
             self.published.setdefault(sid, {})[ch.node] = ch.entry
+            self.unconfirmed_published.discard((sid, ch.node))
             # a new version of an associated address is re-exported
             for itf in self.interfaces.values():
                 if itf.system_id == sid and ch.entry.prefix in itf.addresses:
@@ -378,6 +380,13 @@ class VrfState:
                     itf.addresses.pop(p, None)
                     removed.append(f"address {format_system_id(key[0])} {key[1]} {p}")
                 itf.unconfirmed_addresses.clear()
+            for sid, node in sorted(self.unconfirmed_published):
+                pubs = self.published.get(sid, {})
+                if pubs.pop(node, None) is not None:
+                    removed.append(f"published {node}")
+                if not pubs:
+                    self.published.pop(sid, None)
+            self.unconfirmed_published.clear()
         if removed:
             self.generation += 1
         return removed
@@ -428,13 +437,15 @@ class VrfState:
                 itf.unconfirmed_addresses.add(net)
             self.interfaces[(sid, d["vpn"])] = itf
         for sid_hex, nodes in data.get("published", {}).items():
-            self.published[bytes.fromhex(sid_hex)] = {n: _entry_from(e) for n, e in nodes.items()}
+            sid = bytes.fromhex(sid_hex)
+            self.published[sid] = {n: _entry_from(e) for n, e in nodes.items()}
+            self.unconfirmed_published.update((sid, n) for n in nodes)
         for vpn, items in data.get("remote", {}).items():
             if vpn in self.remote:
                 self.remote[vpn] = {
                     i: RemoteItem(_entry_from(e), stale_since=now) for i, e in items.items()
                 }
-        if self.interfaces:
+        if self.interfaces or self.published:
             self.unconfirmed_deadline = now + self.stale
         self.generation += 1
 

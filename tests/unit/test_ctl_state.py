@@ -267,7 +267,23 @@ def test_restore_keeps_everything_until_reannounced() -> None:
     new.routes_update("red", [("a", entry("10.2.0.0/16", "192.0.2.2", 100))], 101.0)
     assert new.next_deadline() == 160.0
     assert new.expire(160.0) == ["interface 0a0000000002 red"]
+    assert list(new.published[SYS_A]) == [NODE_A5]
     assert {k[0] for k in new.interfaces} == {SYS_A}
     assert new.exports() == st.exports()
     # labels stay those the remote side knows
     assert new.interface(SYS_A, "red").label == st.interface(SYS_A, "red").label  # type: ignore[union-attr]
+
+
+def test_restored_publication_not_republished_expires() -> None:
+    st = make()
+    attach(st)
+    publish(st, NODE_A5)
+    st.end_system(SYS_A, [Publish(NODE_A6, entry("10.1.1.6/32"))], 0.0)
+    new = make()
+    new.restore(st.to_json(), 0.0)
+    new.end_system(SYS_A, [Subscribe("red", 10)], 1.0)
+    new.end_system(SYS_A, [Publish(NODE_A5, entry("10.1.1.5/32", version=1))], 1.0)
+    new.end_system(SYS_A, [Associate("red", NODE_A5)], 1.0)
+    assert new.expire(60.0) == ["published 0a0000000001:10.1.1.6/32"]
+    assert list(new.published[SYS_A]) == [NODE_A5]
+    assert new.next_deadline() is None
