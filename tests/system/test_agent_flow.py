@@ -73,9 +73,21 @@ async def until_async(pred: Callable[[], Awaitable[bool]], timeout: float = 10.0
 
 
 class Lab:
-    def __init__(self, tmp: Path) -> None:
+    """One forwarder: its switch, agent and end-system (host tool), plus (unless
+    an external one is given) a route source."""
+
+    def __init__(
+        self,
+        tmp: Path,
+        pki: Pki | None = None,
+        fwd_sid: str = FWD_SID,
+        host_sid: str = HOST_SID,
+        infra: str = INFRA,
+    ) -> None:
         self.tmp = tmp
-        self.pki: Pki = make_pki(tmp / "pki")
+        self.pki: Pki = pki or make_pki(tmp / "pki")
+        self.fwd_sid, self.host_sid, self.infra = fwd_sid, host_sid, infra
+        self.rs_address: tuple[str, int] | None = None  # external route server
         self.p4info_path, self.json_path = write_stand_in_program(tmp / "prog")
         self.info = P4Info.load(self.p4info_path)
         self.engine = RecordingFakeEngine()
@@ -108,12 +120,14 @@ class Lab:
         await self.rs.start()
 
     def agent_config(self, stale: float = 30.0, retention: float = 30.0) -> dict[str, Any]:
-        assert self.rs is not None
+        if self.rs_address is None:
+            assert self.rs is not None
+            self.rs_address = ("127.0.0.1", self.rs.port)
         srv = self.pki.server("tor.test")
-        cli = self.pki.client(FWD_SID)
+        cli = self.pki.client(self.fwd_sid)
         return {
             "agent": {
-                "system_id": FWD_SID,
+                "system_id": self.fwd_sid,
                 "state_file": str(self.tmp / "agent-state.json"),
                 "control": "127.0.0.1:0",
             },
@@ -125,7 +139,7 @@ class Lab:
                 "bmv2_json": str(self.json_path),
             },
             "fabric": {
-                "infra_address": INFRA,
+                "infra_address": self.infra,
                 "ports": [1],
                 "underlay": [
                     {
@@ -136,7 +150,7 @@ class Lab:
                     }
                 ],
             },
-            "end_systems": {"ports": {HOST_SID: 3}},
+            "end_systems": {"ports": {self.host_sid: 3}},
             "xmpp": {
                 "domain": "tor.test",
                 "port": self.xmpp_port,
@@ -147,9 +161,9 @@ class Lab:
             },
             "route_servers": [
                 {
-                    "jid": f"{FWD_SID}@rs.test",
-                    "host": "127.0.0.1",
-                    "port": self.rs.port,
+                    "jid": f"{self.fwd_sid}@rs.test",
+                    "host": self.rs_address[0],
+                    "port": self.rs_address[1],
                     "certfile": str(cli.certfile),
                     "keyfile": str(cli.keyfile),
                     "cafile": str(self.pki.cafile),
@@ -167,10 +181,10 @@ class Lab:
 
     async def start_host(self) -> HostAgent:
         assert self.agent is not None and self.agent.xmpp is not None
-        cli = self.pki.client(HOST_SID)
+        cli = self.pki.client(self.host_sid)
         cfg = HostConfig(
             ClientConfig(
-                jid=f"{HOST_SID}@tor.test",
+                jid=f"{self.host_sid}@tor.test",
                 host="127.0.0.1",
                 port=self.agent.xmpp.port,
                 certfile=cli.certfile,
