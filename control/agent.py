@@ -33,7 +33,7 @@ from control.desired import NexthopIds, desired_entities
 from control.driver import SwitchDriver
 from control.p4rt import Entity, P4RuntimeError
 from control.routeservers import RouteServers
-from control.vrf import LocalTarget, VrfState
+from control.vrf import Export, LocalTarget, VrfState
 from esxmpp.dialect import DialectError, Request, format_system_id
 from esxmpp.server import ServerSession, XmppServer
 
@@ -52,11 +52,24 @@ class Agent:
         )
         self.ids = NexthopIds(hold=cfg.timers.stale)
         self.driver = SwitchDriver(
-            cfg.switch, self._desired, cfg.timers.coalesce, cfg.timers.reconnect
+            cfg.switch,
+            self._desired,
+            cfg.timers.coalesce,
+            cfg.timers.reconnect,
+            on_synced=self._on_synced,
         )
+        # a route is advertised only once its label is on the switch: exports as
+        # of the last desired state the driver finished writing
+        self._pending_exports: set[Export] = set()
+        self._installed_exports: set[Export] = set()
         self.xmpp = XmppServer(cfg.xmpp, self, clock) if cfg.xmpp is not None else None
         self.rs = RouteServers(
-            cfg.route_servers, self.state, self.changed, clock, cfg.timers.reconnect
+            cfg.route_servers,
+            self.state,
+            self.changed,
+            clock,
+            cfg.timers.reconnect,
+            exports=lambda: self._installed_exports,
         )
         self.requests_refused = 0
         self.requests_accepted = 0
@@ -110,8 +123,14 @@ class Agent:
 
     def _desired(self) -> set[Entity]:
         ents = desired_entities(self.state, self.cfg.fabric, self.ids, self.clock())
+        self._pending_exports = self.state.exports()
         self._save_wakeup.set()
         return ents
+
+    def _on_synced(self) -> None:
+        if self._installed_exports != self._pending_exports:
+            self._installed_exports = self._pending_exports
+            self.rs.kick()
 
     # --------------------------------------------------------- persistence
     def save(self) -> None:

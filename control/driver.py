@@ -71,8 +71,10 @@ class SwitchDriver:
         desired: Callable[[], set[Entity]],
         coalesce: float = 0.005,
         reconnect: float = 1.0,
+        on_synced: Callable[[], None] | None = None,
     ) -> None:
         self.cfg = cfg
+        self.on_synced = on_synced
         self.p4info = P4Info.load(cfg.p4info)
         self.pipeline = Pipeline.load(cfg.bmv2_json, self.p4info)
         self._desired_fn = desired
@@ -240,6 +242,8 @@ class SwitchDriver:
                         todo.append(fix)
         self.stats.syncs += 1
         self.stats.updates += written
+        if self.on_synced is not None:
+            self.on_synced()
         if kicks == self._kicks:
             self._synced.set()
         return written

@@ -1,7 +1,8 @@
 """Route-server side of the agent: one esxmpp client per configured route server.
 
-* Every local route (VrfState.exports) is published to every connected route
-  server: ``publish`` node '<end-system id>:<prefix>' with (prefix, our infra
+* Every local route (``exports``: the agent passes those whose label is
+  already on the switch) is published to every connected route server:
+  ``publish`` node '<end-system id>:<prefix>' with (prefix, our infra
   address, label, version), then ``associate`` it with its VPN.
 * Each VPN with local interfaces is subscribed at every route server (the
   route server accepts an association only into a VPN the client subscribed
@@ -22,7 +23,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from control.vrf import VrfState
+from control.vrf import Export, VrfState
 from esxmpp.client import XmppClient
 from esxmpp.config import ClientConfig
 from esxmpp.dialect import (
@@ -64,8 +65,10 @@ class RouteServers:
         changed: Callable[[], None],
         clock: Callable[[], float],
         reconnect: float = 1.0,
+        exports: Callable[[], set[Export]] | None = None,
     ) -> None:
         self.servers = [RouteServer(c) for c in configs]
+        self.exports = exports or state.exports
         self.state = state
         self.changed = changed
         self.clock = clock
@@ -197,7 +200,7 @@ class RouteServers:
         infra = self.state.infra
         want_subs = self.state.subscribed_vpns()
         want: dict[str, tuple[str, RouteEntry]] = {}
-        for ex in self.state.exports():
+        for ex in self.exports():
             node = item_node_name(ex.system_id, ex.prefix)
             want[node] = (ex.vpn, RouteEntry(ex.prefix, infra, ex.label, ex.version))
         for vpn in sorted(want_subs - rs.subs):

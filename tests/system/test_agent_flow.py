@@ -301,10 +301,27 @@ async def http_get(agent: Agent, path: str) -> Any:
     return await asyncio.to_thread(get)
 
 
+def label_on_switch(lab: Lab, label: int) -> bool:
+    """The engine holds the mpls_label entry for ``label``."""
+    from softswitch import api
+
+    entries = lab.engine.entries.get("IngressPipe.mpls_label", {})
+    return any(key == (api.Exact(label),) for key, _t, _p in entries.values())
+
+
 async def attach_and_learn(lab: Lab, **agent_kw: float) -> Agent:
-    """Everything up; host in VPN red (vlan 10) with 10.1.1.5/32; remote route learned."""
+    """Everything up; host in VPN red (vlan 10) with 10.1.1.5/32; remote route learned.
+
+    Checks on the way that a route is advertised only once its label is on the switch.
+    """
     await lab.start_switch()
     await lab.start_rs()
+
+    def check(req: object) -> None:
+        if isinstance(req, Publish):
+            assert label_on_switch(lab, req.entry.label), "advertised before the label is set"
+
+    lab.rs_handler.on_request = check
     agent = await lab.start_agent(**agent_kw)
     await agent.driver.wait_synced(10)
     await lab.start_host()

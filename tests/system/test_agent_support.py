@@ -14,7 +14,7 @@ test controls which routes it sends), named as such.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -208,11 +208,15 @@ class EsxmppRouteSource:
 
     requests: list[tuple[str, Request]] = field(default_factory=list)
     server: XmppServer | None = None
+    #: called with each accepted request before it is recorded
+    on_request: Callable[[Request], None] | None = None
 
     def session_opened(self, session: ServerSession, resumed: bool) -> None:
         pass
 
     def request(self, session: ServerSession, request: Request, changes: Sequence[Request]) -> None:
+        if self.on_request is not None:
+            self.on_request(request)
         self.requests.append((session.system_id.hex(), request))
 
     def session_closed(self, session: ServerSession, reason: str) -> None:
