@@ -22,6 +22,8 @@ from control.p4rt import (
     Entity,
     Exact,
     Lpm,
+    MulticastGroup,
+    Replica,
     TableEntry,
 )
 from control.vrf import LocalTarget, RemoteTarget, Target, VrfState
@@ -173,8 +175,33 @@ def desired_entities(
             )
         )
 
+    # Flooding within a VRF, local vifs only (the draft signals no flood labels
+    # between forwarders): multicast group = vrf id, one replica per vif with
+    # egress_rid = vif id; the egress pipe prunes the source vif.
+    for vpn, vrf in state.vrfs.items():
+        members = state.interfaces_of(vpn)
+        if not members:
+            continue
+        out.add(MulticastGroup(vrf.vrf_id, frozenset(Replica(i.port, i.vif_id) for i in members)))
+        out.add(
+            TableEntry(
+                T.FLOOD,
+                {T.F_VRF_ID: Exact(vrf.vrf_id), T.F_FROM_FABRIC: Exact(0)},
+                T.A_SET_FLOOD_GROUP,
+                {T.P_GROUP: vrf.vrf_id},
+            )
+        )
+
     for itf in state.interfaces.values():
         vrf_id = state.vrfs[itf.vpn].vrf_id
+        out.add(
+            TableEntry(
+                T.REPLICA,
+                {T.F_EGRESS_RID: Exact(itf.vif_id)},
+                T.A_REPLICA_LOCAL,
+                {T.P_VIF_ID: itf.vif_id, T.P_VLAN_ID: itf.vlan},
+            )
+        )
         out.add(
             TableEntry(
                 T.VIF,

@@ -19,6 +19,8 @@ NEXTHOP_SELECTOR = "nexthop_selector"  # the selector (action profile) of NEXTHO
 UNDERLAY = "underlay"  # remote ipv4 lpm -> set_underlay(port, src_mac, dst_mac, vlan_id)
 TUNNEL_PEER = "tunnel_peer"  # remote_ipv4 (outer source) exact -> permit_peer()
 MPLS_LABEL = "mpls_label"  # label exact -> label_to_vif(...) | label_to_vrf(vrf_id)
+FLOOD = "flood"  # vrf_id, from_fabric exact -> set_flood_group(group)
+REPLICA = "replica"  # egress_rid exact -> replica_local(vif_id, vlan_id) | replica_remote
 
 # --- match fields --------------------------------------------------------------
 F_INGRESS_PORT = "ingress_port"
@@ -32,6 +34,8 @@ F_NEXTHOP_ID = "nexthop_id"
 F_REMOTE = "remote_ipv4"
 F_OUTER_SRC = "remote_ipv4"  # outer source
 F_LABEL = "label"
+F_FROM_FABRIC = "from_fabric"
+F_EGRESS_RID = "egress_rid"
 
 # --- actions and their params --------------------------------------------------
 A_SET_FABRIC_PORT = "set_fabric_port"
@@ -44,6 +48,8 @@ A_DELIVER_LOCAL = "deliver_local"  # vif_id, port, vlan_id, dst_mac
 A_SET_UNDERLAY = "set_underlay"  # port, src_mac, dst_mac, vlan_id
 A_PERMIT_PEER = "permit_peer"
 A_LABEL_TO_VIF = "label_to_vif"  # vif_id, port, vlan_id, dst_mac
+A_SET_FLOOD_GROUP = "set_flood_group"  # group
+A_REPLICA_LOCAL = "replica_local"  # vif_id, vlan_id
 
 P_MY_IPV4 = "my_ipv4"
 P_MTU = "mtu"
@@ -56,6 +62,7 @@ P_PORT = "port"
 P_VLAN_ID = "vlan_id"
 P_DST_MAC = "dst_mac"
 P_SRC_MAC = "src_mac"
+P_GROUP = "group"
 
 # --- counters (indexed by vif_id / drop reason) ----------------------------------
 C_VIF_RX = "vif_rx"
@@ -75,6 +82,8 @@ ALL_TABLES = (
     UNDERLAY,
     TUNNEL_PEER,
     MPLS_LABEL,
+    FLOOD,
+    REPLICA,
 )
 #: Tables whose default action the agent sets.
 DEFAULT_TABLES = (FABRIC_CONFIG,)

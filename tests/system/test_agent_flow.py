@@ -26,8 +26,10 @@ from control.p4rt import (
     Entity,
     Exact,
     Lpm,
+    MulticastGroup,
     P4Info,
     P4RuntimeClient,
+    Replica,
     TableEntry,
 )
 from esxmpp.config import ClientConfig, ServerConfig
@@ -264,6 +266,17 @@ def attached_entities() -> set[Entity]:
         ),
         TableEntry(
             T.IPV4_SOURCE, {"vif_id": Exact(1), "src_addr": Lpm(0x0A010105, 32)}, T.A_PERMIT
+        ),
+        # flooding in the VRF: group 1 (= vrf id), replica rid 1 (= vif id)
+        MulticastGroup(1, frozenset({Replica(3, 1)})),
+        TableEntry(
+            T.FLOOD,
+            {"vrf_id": Exact(1), "from_fabric": Exact(0)},
+            T.A_SET_FLOOD_GROUP,
+            {"group": 1},
+        ),
+        TableEntry(
+            T.REPLICA, {"egress_rid": Exact(1)}, T.A_REPLICA_LOCAL, {"vif_id": 1, "vlan_id": 10}
         ),
     }
 

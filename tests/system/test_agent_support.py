@@ -47,6 +47,8 @@ TABLES: dict[str, tuple[list[tuple[str, int, str]], list[str], bool]] = {
     "underlay": ([("remote_ipv4", 32, "lpm")], ["set_underlay"], False),
     "tunnel_peer": ([("remote_ipv4", 32, "exact")], ["permit_peer"], False),
     "mpls_label": ([("label", 20, "exact")], ["label_to_vif", "label_to_vrf"], False),
+    "flood": ([("vrf_id", 16, "exact"), ("from_fabric", 1, "exact")], ["set_flood_group"], False),
+    "replica": ([("egress_rid", 16, "exact")], ["replica_local", "replica_remote"], False),
 }
 ACTIONS: dict[str, list[tuple[str, int]]] = {
     "NoAction": [],
@@ -62,6 +64,15 @@ ACTIONS: dict[str, list[tuple[str, int]]] = {
     "permit_peer": [],
     "label_to_vif": [("vif_id", 16), ("port", 9), ("vlan_id", 12), ("dst_mac", 48)],
     "label_to_vrf": [("vrf_id", 16)],
+    "set_flood_group": [("group", 16)],
+    "replica_local": [("vif_id", 16), ("vlan_id", 12)],
+    "replica_remote": [
+        ("label", 20),
+        ("remote_ipv4", 32),
+        ("src_mac", 48),
+        ("dst_mac", 48),
+        ("vlan_id", 12),
+    ],
 }
 COUNTERS = {"vif_rx": 4096, "vif_tx": 4096, "ingress_drops": 32, "egress_drops": 32}
 PIPE = "IngressPipe"

@@ -15,6 +15,8 @@ from control.p4rt import (
     ActionProfileMember,
     Exact,
     Lpm,
+    MulticastGroup,
+    Replica,
     TableEntry,
     Update,
 )
@@ -95,6 +97,17 @@ def test_attached_end_system_with_remote_and_echoed_local_route() -> None:
         ),
         TableEntry(
             T.IPV4_SOURCE, {"vif_id": Exact(1), "src_addr": Lpm(0x0A010105, 32)}, T.A_PERMIT
+        ),
+        # flooding in the VRF: group 1 (= vrf id), replica rid 1 (= vif id)
+        MulticastGroup(1, frozenset({Replica(3, 1)})),
+        TableEntry(
+            T.FLOOD,
+            {"vrf_id": Exact(1), "from_fabric": Exact(0)},
+            T.A_SET_FLOOD_GROUP,
+            {"group": 1},
+        ),
+        TableEntry(
+            T.REPLICA, {"egress_rid": Exact(1)}, T.A_REPLICA_LOCAL, {"vif_id": 1, "vlan_id": 10}
         ),
         TableEntry(T.TUNNEL_PEER, {"remote_ipv4": Exact(0xC0000202)}, T.A_PERMIT_PEER),
         ActionProfileMember(
