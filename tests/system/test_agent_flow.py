@@ -85,14 +85,17 @@ class Lab:
         fwd_sid: str = FWD_SID,
         host_sid: str = HOST_SID,
         infra: str = INFRA,
+        program: tuple[Path, Path] | None = None,
+        engine_factory: Callable[[], Any] = RecordingFakeEngine,
     ) -> None:
         self.tmp = tmp
         self.pki: Pki = pki or make_pki(tmp / "pki")
         self.fwd_sid, self.host_sid, self.infra = fwd_sid, host_sid, infra
         self.rs_address: tuple[str, int] | None = None  # external route server
-        self.p4info_path, self.json_path = write_stand_in_program(tmp / "prog")
+        self.p4info_path, self.json_path = program or write_stand_in_program(tmp / "prog")
         self.info = P4Info.load(self.p4info_path)
-        self.engine = RecordingFakeEngine()
+        self.engine_factory = engine_factory
+        self.engine = engine_factory()
         self.switch: P4RuntimeServer | None = None
         self.switch_port = 0
         self.rs_handler = EsxmppRouteSource()
@@ -101,7 +104,7 @@ class Lab:
         self.host: HostAgent | None = None
         self.xmpp_port = 0
 
-    async def start_switch(self, engine: RecordingFakeEngine | None = None) -> None:
+    async def start_switch(self, engine: Any = None) -> None:
         if engine is not None:
             self.engine = engine
         self.switch = P4RuntimeServer(self.engine, device_id=1, cpu_port=255)
@@ -334,7 +337,8 @@ async def attach_and_learn(lab: Lab, **agent_kw: float) -> Agent:
         if isinstance(req, Publish):
             assert label_on_switch(lab, req.entry.label), "advertised before the label is set"
 
-    lab.rs_handler.on_request = check
+    if isinstance(lab.engine, RecordingFakeEngine):
+        lab.rs_handler.on_request = check
     agent = await lab.start_agent(**agent_kw)
     await agent.driver.wait_synced(10)
     await lab.start_host()
