@@ -188,3 +188,33 @@ def test_plan_orders_make_before_break() -> None:
     ]
     assert [len(b) for b in batches] == [1, 1, 3, 1, 1, 1]
     assert plan({m1, g1, nh1, r1}, {m1, g1, nh1, r1}) == []
+
+
+def test_ipv6_source_and_route() -> None:
+    st = VrfState(INFRA, {SYS_A: 3})
+    st.end_system(SYS_A, [Subscribe("red", 10)], 0.0)
+    node = "0a0000000001:2001:db8::5/128"
+    st.end_system(SYS_A, [Publish(node, entry("2001:db8::5/128", "::", 16))], 0.0)
+    st.end_system(SYS_A, [Associate("red", node)], 0.0)
+    st.routes_update("red", [("r", entry("2001:db8:1::/48", "192.0.2.2", 100))], 0.0)
+    got = desired_entities(st, FABRIC, NexthopIds(), 0.0)
+    assert (
+        TableEntry(
+            T.IPV6_SOURCE,
+            {"vif_id": Exact(1), "src_addr": Lpm(0x20010DB8 << 96 | 5, 128)},
+            T.A_PERMIT,
+        )
+        in got
+    )
+    assert (
+        TableEntry(
+            T.IPV6_ROUTE,
+            {"vrf_id": Exact(1), "dst_addr": Lpm(0x20010DB80001 << 80, 48)},
+            T.A_SET_NEXTHOP,
+            {"nexthop_id": 1},
+        )
+        in got
+    )
+    # an IPv6 next hop cannot be reached over the IPv4 fabric: no route
+    st.routes_update("red", [("r", entry("2001:db8:1::/48", "2001:db8::99", 100))], 0.0)
+    assert st.selected_routes("red") == {}
