@@ -100,9 +100,9 @@ async def agent_run(address: str, p4info: Path, js: Path, n: int) -> tuple[int, 
     st.end_system(SYS, [Subscribe("red", 10)], 0.0)
     ids = NexthopIds()
     fab = fabric()
-    drv = SwitchDriver(
+    drv: SwitchDriver = SwitchDriver(
         SwitchConfig(address, p4info, js, device_id=1, election_id=10),
-        lambda: desired_entities(st, fab, ids, time.monotonic()),  # type: ignore[arg-type]
+        lambda: desired_entities(st, fab, ids, time.monotonic(), drv.full_name),  # type: ignore[arg-type]
         coalesce=0.001,
         reconnect=0.2,
     )

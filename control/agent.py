@@ -122,7 +122,9 @@ class Agent:
         self._save_wakeup.set()
 
     def _desired(self) -> set[Entity]:
-        ents = desired_entities(self.state, self.cfg.fabric, self.ids, self.clock())
+        ents = desired_entities(
+            self.state, self.cfg.fabric, self.ids, self.clock(), self.driver.full_name
+        )
         self._pending_exports = self.state.exports()
         self._save_wakeup.set()
         return ents

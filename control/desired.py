@@ -10,7 +10,7 @@ targets do not change never causes a write.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from control import tables as T
@@ -27,6 +27,12 @@ from control.p4rt import (
     TableEntry,
 )
 from control.vrf import LocalTarget, RemoteTarget, Target, VrfState
+
+Names = Callable[[str], str]
+
+
+def _same(name: str) -> str:
+    return name
 
 
 class NexthopIds:
@@ -91,40 +97,40 @@ def _tfrom(d: list[Any]) -> Target:
     return LocalTarget(int(d[1]), int(d[2]), int(d[3]), int(d[4]))
 
 
-def _member(t: Target, member_id: int) -> ActionProfileMember:
+def _member(t: Target, member_id: int, n: Names) -> ActionProfileMember:
     if isinstance(t, RemoteTarget):
         return ActionProfileMember(
-            T.NEXTHOP_SELECTOR,
+            n(T.NEXTHOP_SELECTOR),
             member_id,
-            T.A_ENCAP,
+            n(T.A_ENCAP),
             {T.P_LABEL: t.label, T.P_REMOTE: int(t.nexthop)},
         )
     return ActionProfileMember(
-        T.NEXTHOP_SELECTOR,
+        n(T.NEXTHOP_SELECTOR),
         member_id,
-        T.A_DELIVER_LOCAL,
+        n(T.A_DELIVER_LOCAL),
         {T.P_VIF_ID: t.vif_id, T.P_PORT: t.port, T.P_VLAN_ID: t.vlan, T.P_DST_MAC: t.mac},
     )
 
 
-def fabric_entities(fabric: FabricConfig) -> set[Entity]:
+def fabric_entities(fabric: FabricConfig, n: Names = _same) -> set[Entity]:
     """Entries that depend only on the configuration."""
     out: set[Entity] = {
         TableEntry(
-            T.FABRIC_CONFIG,
-            action=T.A_SET_FABRIC_CONFIG,
+            n(T.FABRIC_CONFIG),
+            action=n(T.A_SET_FABRIC_CONFIG),
             params={T.P_MY_IPV4: int(fabric.infra_address), T.P_MTU: fabric.mtu},
             is_default=True,
         )
     }
     for p in fabric.ports:
-        out.add(TableEntry(T.FABRIC_PORT, {T.F_INGRESS_PORT: Exact(p)}, T.A_SET_FABRIC_PORT))
+        out.add(TableEntry(n(T.FABRIC_PORT), {T.F_INGRESS_PORT: Exact(p)}, n(T.A_SET_FABRIC_PORT)))
     for u in fabric.underlay:
         out.add(
             TableEntry(
-                T.UNDERLAY,
+                n(T.UNDERLAY),
                 {T.F_REMOTE: Lpm(int(u.prefix.network_address), u.prefix.prefixlen)},
-                T.A_SET_UNDERLAY,
+                n(T.A_SET_UNDERLAY),
                 {
                     T.P_PORT: u.port,
                     T.P_SRC_MAC: u.src_mac,
@@ -134,15 +140,19 @@ def fabric_entities(fabric: FabricConfig) -> set[Entity]:
             )
         )
     for peer in fabric.peers:
-        out.add(TableEntry(T.TUNNEL_PEER, {T.F_OUTER_SRC: Exact(int(peer))}, T.A_PERMIT_PEER))
+        out.add(TableEntry(n(T.TUNNEL_PEER), {T.F_OUTER_SRC: Exact(int(peer))}, n(T.A_PERMIT_PEER)))
     return out
 
 
 def desired_entities(
-    state: VrfState, fabric: FabricConfig, ids: NexthopIds, now: float
+    state: VrfState, fabric: FabricConfig, ids: NexthopIds, now: float, n: Names = _same
 ) -> set[Entity]:
-    """Everything the switch should hold for ``state``."""
-    out = fabric_entities(fabric)
+    """Everything the switch should hold for ``state``.
+
+    ``n`` maps the names of control.tables to the program's (P4Info full
+    names, so the driver's canonical form costs nothing); identity by default.
+    """
+    out = fabric_entities(fabric, n)
     routes: dict[tuple[int, ipaddress.IPv4Network | ipaddress.IPv6Network], frozenset[Target]] = {}
     for vpn, vrf in sorted(state.vrfs.items()):
         for prefix, targets in state.selected_routes(vpn).items():
@@ -151,18 +161,18 @@ def desired_entities(
 
     peers = set(fabric.peers)
     for t, mid in ids.members.items():
-        out.add(_member(t, mid))
+        out.add(_member(t, mid, n))
         if isinstance(t, RemoteTarget):
             peers.add(t.nexthop)
     for peer in peers:
-        out.add(TableEntry(T.TUNNEL_PEER, {T.F_OUTER_SRC: Exact(int(peer))}, T.A_PERMIT_PEER))
+        out.add(TableEntry(n(T.TUNNEL_PEER), {T.F_OUTER_SRC: Exact(int(peer))}, n(T.A_PERMIT_PEER)))
     for s, nh in ids.nexthops.items():
         out.add(
-            ActionProfileGroup(T.NEXTHOP_SELECTOR, nh, frozenset((ids.members[t], 1) for t in s))
+            ActionProfileGroup(n(T.NEXTHOP_SELECTOR), nh, frozenset((ids.members[t], 1) for t in s))
         )
-        out.add(TableEntry(T.NEXTHOP, {T.F_NEXTHOP_ID: Exact(nh)}, group_id=nh))
+        out.add(TableEntry(n(T.NEXTHOP), {T.F_NEXTHOP_ID: Exact(nh)}, group_id=nh))
     for (vrf_id, prefix), targets in routes.items():
-        table = T.IPV4_ROUTE if prefix.version == 4 else T.IPV6_ROUTE
+        table = n(T.IPV4_ROUTE) if prefix.version == 4 else n(T.IPV6_ROUTE)
         out.add(
             TableEntry(
                 table,
@@ -170,7 +180,7 @@ def desired_entities(
                     T.F_VRF_ID: Exact(vrf_id),
                     T.F_DST: Lpm(int(prefix.network_address), prefix.prefixlen),
                 },
-                T.A_SET_NEXTHOP,
+                n(T.A_SET_NEXTHOP),
                 {T.P_NEXTHOP_ID: ids.nexthops[targets]},
             )
         )
@@ -185,9 +195,9 @@ def desired_entities(
         out.add(MulticastGroup(vrf.vrf_id, frozenset(Replica(i.port, i.vif_id) for i in members)))
         out.add(
             TableEntry(
-                T.FLOOD,
+                n(T.FLOOD),
                 {T.F_VRF_ID: Exact(vrf.vrf_id), T.F_FROM_FABRIC: Exact(0)},
-                T.A_SET_FLOOD_GROUP,
+                n(T.A_SET_FLOOD_GROUP),
                 {T.P_GROUP: vrf.vrf_id},
             )
         )
@@ -196,29 +206,29 @@ def desired_entities(
         vrf_id = state.vrfs[itf.vpn].vrf_id
         out.add(
             TableEntry(
-                T.REPLICA,
+                n(T.REPLICA),
                 {T.F_EGRESS_RID: Exact(itf.vif_id)},
-                T.A_REPLICA_LOCAL,
+                n(T.A_REPLICA_LOCAL),
                 {T.P_VIF_ID: itf.vif_id, T.P_VLAN_ID: itf.vlan},
             )
         )
         out.add(
             TableEntry(
-                T.VIF,
+                n(T.VIF),
                 {
                     T.F_INGRESS_PORT: Exact(itf.port),
                     T.F_SRC_MAC: Exact(itf.mac),
                     T.F_VLAN_ID: Exact(itf.vlan),
                 },
-                T.A_SET_VIF,
+                n(T.A_SET_VIF),
                 {T.P_VIF_ID: itf.vif_id, T.P_VRF_ID: vrf_id},
             )
         )
         out.add(
             TableEntry(
-                T.MPLS_LABEL,
+                n(T.MPLS_LABEL),
                 {T.F_LABEL: Exact(itf.label)},
-                T.A_LABEL_TO_VIF,
+                n(T.A_LABEL_TO_VIF),
                 {
                     T.P_VIF_ID: itf.vif_id,
                     T.P_PORT: itf.port,
@@ -228,7 +238,7 @@ def desired_entities(
             )
         )
         for prefix in itf.addresses:
-            table = T.IPV4_SOURCE if prefix.version == 4 else T.IPV6_SOURCE
+            table = n(T.IPV4_SOURCE) if prefix.version == 4 else n(T.IPV6_SOURCE)
             out.add(
                 TableEntry(
                     table,
@@ -236,7 +246,7 @@ def desired_entities(
                         T.F_VIF_ID: Exact(itf.vif_id),
                         T.F_SRC: Lpm(int(prefix.network_address), prefix.prefixlen),
                     },
-                    T.A_PERMIT,
+                    n(T.A_PERMIT),
                 )
             )
     return out

@@ -85,6 +85,7 @@ class SwitchDriver:
         self.stats = DriverStats()
         self._failed: dict[tuple[Any, ...], Entity] = {}
         self._canonical: dict[Entity, Entity] = {}
+        self._names: dict[str, str] = {}
         self._kick = asyncio.Event()
         self._synced = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -117,6 +118,13 @@ class SwitchDriver:
     async def wait_synced(self, timeout: float | None = None) -> None:
         """Until every kick so far has been written to a connected switch."""
         await asyncio.wait_for(self._synced.wait(), timeout)
+
+    def full_name(self, name: str) -> str:
+        """The P4Info full name of a control.tables name (memoized)."""
+        full = self._names.get(name)
+        if full is None:
+            full = self._names[name] = self.p4info.full_name(name)
+        return full
 
     def desired(self) -> set[Entity]:
         out: set[Entity] = set()

@@ -380,10 +380,27 @@ class P4Info:
         except KeyError:
             raise KeyError(f"no P4Info object with id {obj_id}") from None
 
+    def full_name(self, name: str) -> str:
+        """Full name of a table, action or action profile given by either name."""
+        for kind in ("table", "action", "profile"):
+            obj = self._by_kind.get(kind, {}).get(name)
+            if obj is not None:
+                return obj.name
+        raise KeyError(f"no table, action or profile named {name!r} in the P4Info")
+
     def canonical(self, ent: Entity) -> Entity:
         """``ent`` as a read would return it: full names, don't-care matches
         (LPM prefix 0, ternary mask 0) dropped, groups without max_size."""
         if isinstance(ent, TableEntry):
+            if (
+                self.get("table", ent.table).name == ent.table
+                and (ent.action is None or self.get("action", ent.action).name == ent.action)
+                and not any(
+                    (type(m) is Lpm and m.prefix_len == 0) or (type(m) is Ternary and m.mask == 0)
+                    for m in ent.match.values()
+                )
+            ):
+                return ent
             match = {
                 k: m
                 for k, m in ent.match.items()
