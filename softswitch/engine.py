@@ -264,6 +264,7 @@ class SoftEngine:
 
     def __init__(self, clock: Callable[[], float] = time.monotonic, seed: int = 0) -> None:
         self._clock = clock
+        self._t0 = clock()
         self._rng = random.Random(seed)
         self._loaded = False
         self._reset_program()
@@ -705,6 +706,8 @@ class SoftEngine:
         phv[s.packet_length] = len(frame)
         phv[s.pkt_len_reg] = len(frame)
         phv[s.ingress_length] = len(frame)
+        if s.ingress_ts >= 0:
+            phv[s.ingress_ts] = self._micros()
         inputs: list[tuple[PHV, bytes]] = [(phv, frame)]
         rounds = 0
         while inputs:
@@ -714,6 +717,10 @@ class SoftEngine:
                 break
             self._ingress_one(phv, data, inputs, out)
         return out
+
+    def _micros(self) -> int:
+        """bmv2's get_ts(): microseconds since the switch started (48 bits)."""
+        return int((self._clock() - self._t0) * 1e6) & 0xFFFFFFFFFFFF
 
     def _run_parser(self, phv: PHV, data: bytes) -> bytes:
         s = self._slots
@@ -808,6 +815,8 @@ class SoftEngine:
         phv[s.egress_port] = port
         phv[s.egress_spec] = self._egress_spec_init
         phv[s.packet_length] = phv[s.pkt_len_reg]
+        if s.egress_ts >= 0:
+            phv[s.egress_ts] = self._micros()
         _run_pipeline(self._egress, phv, s.exit)
         phv[s.exit] = 0
         clone = phv[s.clone_session]
@@ -881,5 +890,7 @@ class _Slots:
     recirc: int = -1
     pkt_len_reg: int = -1
     ingress_length: int = -1
+    ingress_ts: int = -1  # ingress/egress_global_timestamp (microseconds)
+    egress_ts: int = -1
     truncate: int = -1
     parsed: int = -1

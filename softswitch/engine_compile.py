@@ -232,6 +232,13 @@ class _Compiler:
             setattr(s, name, self._new_slot(64))
         s.pkt_len_reg = self._new_slot(64)
         s.ingress_length = self._new_slot(64)
+        s.ingress_ts = self.fields.get(
+            ("intrinsic_metadata", "ingress_global_timestamp"),
+            sm("ingress_global_timestamp", False),
+        )
+        s.egress_ts = self.fields.get(
+            ("intrinsic_metadata", "egress_global_timestamp"), sm("egress_global_timestamp", False)
+        )
         s.truncate = self._new_slot(64)
         s.parsed = self._new_slot(64)
         self.s = s

@@ -190,3 +190,24 @@ def test_signed_fields_extract_and_compare() -> None:
     e = load(p)
     assert e.process(0, b"\x80\x00") == [(1, b"\x7f\x01")]
     assert e.process(0, b"\x05\x00") == [(1, b"\x04\x00")]
+
+
+def test_global_timestamps_are_microseconds_since_start() -> None:
+    now = [100.0]
+    p = eth_program()
+    p.action(
+        "ts",
+        [
+            assign(f("h", "d"), f(SM, "ingress_global_timestamp")),
+            assign(f(SM, "egress_spec"), hx(1)),
+        ],
+    )
+    p.action("ets", [assign(f("h", "c"), f(SM, "egress_global_timestamp"))])
+    p.table("ingress", "t", [], [0], default=(0, []))
+    p.table("egress", "e", [], [1], default=(1, []))
+    e = SoftEngine(clock=lambda: now[0])
+    e.load(p.json())
+    now[0] = 100.25
+    assert e.process(0, eth() + hbytes(0, 0, 0, 0)) == [
+        (1, eth() + hbytes(0, 0, 250000 & 0xFFFF, 250000))
+    ]
