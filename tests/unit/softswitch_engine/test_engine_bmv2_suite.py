@@ -1,9 +1,10 @@
 """bmv2's own simple_switch tests, ported: same p4c-compiled JSON, same inputs.
 
-data/packet_redirect.{p4,json} and data/parser_error.{p4,json} are the files
-of behavioral-model/targets/simple_switch/tests/testdata; the expectations
-are those of test_packet_redirect.cpp and test_parser_error.cpp, made exact
-(every output's bytes and port, where bmv2's tests check one byte).
+data/packet_redirect.{p4,json}, data/parser_error.{p4,json} and
+data/recirc.{p4,json} are the files of
+behavioral-model/targets/simple_switch/tests/testdata; the expectations are
+those of test_packet_redirect.cpp, test_parser_error.cpp and test_recirc.cpp,
+made exact (every output's bytes and port, where bmv2's tests check one byte).
 """
 
 from __future__ import annotations
@@ -127,3 +128,11 @@ def test_exit_in_ingress(redirect: SoftEngine) -> None:
 def test_parser_error_codes(frame: bytes, out: bytes) -> None:
     e = engine("parser_error")
     assert e.process(3, frame) == [(3, out)]
+
+
+def test_recirc_keeps_standard_metadata_of_the_field_list() -> None:
+    e = engine("recirc")
+    # pass 1 loops back, egress sets f1 = 1, adds hdrA2 and recirculates
+    # keeping standard_metadata (so ingress_port); pass 2 parses hdrA2 and
+    # the parser sets it to 0xab
+    assert e.process(3, b"\x00") == [(3, b"\x01\xab")]
