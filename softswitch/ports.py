@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -22,6 +23,31 @@ log = logging.getLogger(__name__)
 ETH_P_ALL = 0x0003
 PACKET_OUTGOING = 4
 MAX_FRAME = 65535
+SOL_PACKET = 263
+PACKET_AUXDATA = 8
+TP_STATUS_VLAN_VALID = 1 << 4
+TP_STATUS_VLAN_TPID_VALID = 1 << 6
+_AUXDATA = struct.Struct("=IIIHHHH")  # struct tpacket_auxdata
+_AUX_SPACE = socket.CMSG_SPACE(_AUXDATA.size)
+
+
+def restore_vlan(frame: bytes, ancdata: list[tuple[int, int, bytes]]) -> bytes:
+    """Put back the 802.1Q tag the kernel's VLAN offload moved into auxdata.
+
+    Linux strips the outer tag of received frames on most interfaces (veths
+    included) and reports it in PACKET_AUXDATA; libpcap, and so bmv2, puts it
+    back. The P4 program must see the frame as it was on the wire.
+    """
+    for level, ctype, data in ancdata:
+        if level != SOL_PACKET or ctype != PACKET_AUXDATA or len(data) < _AUXDATA.size:
+            continue
+        status, _len, _snap, _mac, _net, tci, tpid = _AUXDATA.unpack_from(data)
+        if not status & TP_STATUS_VLAN_VALID and tci == 0:
+            continue
+        if not status & TP_STATUS_VLAN_TPID_VALID:
+            tpid = 0x8100
+        return frame[:12] + struct.pack("!HH", tpid, tci) + frame[12:]
+    return frame
 
 
 class PortDriver:
@@ -112,6 +138,7 @@ class AfPacketPort(PortDriver):
         self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
         try:
             self.sock.bind((ifname, ETH_P_ALL))
+            self.sock.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
             self.sock.setblocking(False)
         except OSError:
             self.sock.close()
@@ -125,7 +152,7 @@ class AfPacketPort(PortDriver):
     def _readable(self) -> None:
         for _ in range(64):  # bounded burst, then yield to the loop
             try:
-                frame, addr = self.sock.recvfrom(MAX_FRAME)
+                frame, anc, _flags, addr = self.sock.recvmsg(MAX_FRAME, _AUX_SPACE)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:
@@ -133,7 +160,7 @@ class AfPacketPort(PortDriver):
                 return
             if addr[2] == PACKET_OUTGOING:
                 continue  # our own transmissions
-            self.hub.receive(self.port, frame)
+            self.hub.receive(self.port, restore_vlan(frame, anc))
 
     def send(self, frame: bytes) -> None:
         try:

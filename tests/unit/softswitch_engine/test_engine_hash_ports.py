@@ -97,3 +97,25 @@ def test_cli_arguments_are_validated_up_front() -> None:
     ):
         with pytest.raises(ValueError, match=msg):
             check(*argv)
+
+
+def test_restore_vlan_from_packet_auxdata() -> None:
+    import struct
+
+    from softswitch.ports import PACKET_AUXDATA, SOL_PACKET, restore_vlan
+
+    untagged = bytes.fromhex("0a0b0c0d0e0f010203040506") + b"\x08\x00" + bytes(46)
+    # what a veth reported for a frame sent with tag 0x8100 / vid 42
+    aux = bytes.fromhex("510000003c0000003c00000000000e002a000081")
+    assert restore_vlan(untagged, [(SOL_PACKET, PACKET_AUXDATA, aux)]) == (
+        untagged[:12] + b"\x81\x00\x00\x2a" + untagged[12:]
+    )
+    # 802.1ad outer tag, TPID reported
+    aux_ad = struct.pack("=IIIHHHH", 0x51, 60, 60, 0, 14, 0x2005, 0x88A8)
+    assert restore_vlan(untagged, [(SOL_PACKET, PACKET_AUXDATA, aux_ad)]) == (
+        untagged[:12] + b"\x88\xa8\x20\x05" + untagged[12:]
+    )
+    # no tag: unchanged
+    none = struct.pack("=IIIHHHH", 0x1, 60, 60, 0, 14, 0, 0)
+    assert restore_vlan(untagged, [(SOL_PACKET, PACKET_AUXDATA, none)]) == untagged
+    assert restore_vlan(untagged, []) == untagged
