@@ -36,7 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cpu-port", type=int, default=None, help="port number of the CPU port")
     p.add_argument("--device-id", type=int, default=1, help="P4Runtime device id")
     p.add_argument("--no-p4", action="store_true", help="start without a program")
-    p.add_argument("--log-level", default="info", help="debug, info, warning, error")
+    p.add_argument("-L", "--log-level", default="info", help="debug, info, warning, error")
+    p.add_argument(
+        "--log-console", action="store_true", help="accepted for simple_switch_grpc compatibility"
+    )
     p.add_argument("program", nargs="?", help="bmv2 JSON to run at start")
     return p
 
@@ -97,7 +100,10 @@ async def run(args: argparse.Namespace, ifaces: Sequence[tuple[int, str]]) -> in
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    # simple_switch_grpc takes its gRPC options after a "--"; accept both forms
+    args = build_parser().parse_args(
+        [a for a in (sys.argv[1:] if argv is None else argv) if a != "--"]
+    )
     logging.basicConfig(
         level=getattr(logging, str(args.log_level).upper(), logging.INFO),
         format="%(asctime)s %(name)s %(levelname)s %(message)s",

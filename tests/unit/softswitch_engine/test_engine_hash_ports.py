@@ -119,3 +119,28 @@ def test_restore_vlan_from_packet_auxdata() -> None:
     none = struct.pack("=IIIHHHH", 0x1, 60, 60, 0, 14, 0, 0)
     assert restore_vlan(untagged, [(SOL_PACKET, PACKET_AUXDATA, none)]) == untagged
     assert restore_vlan(untagged, []) == untagged
+
+
+def test_cli_accepts_simple_switch_grpc_style_separator(monkeypatch: pytest.MonkeyPatch) -> None:
+    from softswitch import cli
+
+    seen: list[object] = []
+
+    async def fake_run(args: object, ifaces: object) -> int:
+        seen.append((vars(args)["grpc_server_addr"], vars(args)["cpu_port"], ifaces))
+        return 0
+
+    monkeypatch.setattr(cli, "run", fake_run)
+    argv = [
+        "-i",
+        "1@veth1",
+        "--no-p4",
+        "--",
+        "--grpc-server-addr",
+        "127.0.0.1:9559",
+        "--cpu-port",
+        "255",
+    ]
+    assert cli.main(argv) == 0
+    assert seen == [("127.0.0.1:9559", 255, [(1, "veth1")])]
+    assert cli.main(["--no-p4", "x.json"]) == 2
