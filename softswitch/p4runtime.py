@@ -68,6 +68,7 @@ log = logging.getLogger(__name__)
 
 P4RUNTIME_API_VERSION = "1.4.1"
 DEFAULT_ADDRESS = "0.0.0.0:9559"
+MAX_MESSAGE_BYTES = 256 * 1024 * 1024
 
 _CODE_TO_GRPC = {s.value[0]: s for s in grpc.StatusCode}
 
@@ -118,17 +119,28 @@ class P4RuntimeServer(p4runtime_pb2_grpc.P4RuntimeServicer):  # type: ignore[mis
     # --- lifecycle -----------------------------------------------------------------
     async def start(self, address: str = DEFAULT_ADDRESS, tls: TlsConfig | None = None) -> int:
         """Listen on ``address`` (``host:port``, port 0 = ephemeral); returns the port."""
-        server = grpc.aio.server()
+        server = grpc.aio.server(
+            options=[
+                # bmv2 JSON configs and big write batches exceed gRPC's 4 MB default
+                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                # a second server on a port in use must fail, not share it
+                ("grpc.so_reuseport", 0),
+            ]
+        )
         server.add_generic_rpc_handlers((self._handlers(),))
-        if tls is None:
-            port = server.add_insecure_port(address)
-        else:
-            creds = grpc.ssl_server_credentials(
-                [(tls.private_key, tls.cert_chain)],
-                root_certificates=tls.client_ca,
-                require_client_auth=tls.client_ca is not None,
-            )
-            port = server.add_secure_port(address, creds)
+        try:
+            if tls is None:
+                port = server.add_insecure_port(address)
+            else:
+                creds = grpc.ssl_server_credentials(
+                    [(tls.private_key, tls.cert_chain)],
+                    root_certificates=tls.client_ca,
+                    require_client_auth=tls.client_ca is not None,
+                )
+                port = server.add_secure_port(address, creds)
+        except RuntimeError as exc:
+            raise OSError(f"P4Runtime server cannot listen on {address}: {exc}") from None
         if port == 0:
             raise OSError(f"P4Runtime server cannot listen on {address}")
         await server.start()

@@ -359,3 +359,12 @@ def test_engine_failure_on_packet_out_keeps_the_stream(
     engine.on_process = lambda port, frame: [(CPU_PORT, frame)]
     primary.send(po)
     assert primary.next().packet.payload == b"\x01" * 14
+
+
+def test_listen_failure_is_an_oserror(server: ServerThread, engine: RecordingFakeEngine) -> None:
+    from softswitch.p4runtime import P4RuntimeServer
+
+    other = P4RuntimeServer(engine, device_id=1, cpu_port=CPU_PORT)
+    with pytest.raises(OSError) as e:
+        server.run(other.start(f"127.0.0.1:{server.port}"))  # taken
+    assert str(e.value).startswith(f"P4Runtime server cannot listen on 127.0.0.1:{server.port}")
