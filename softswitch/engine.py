@@ -24,6 +24,7 @@ Beyond ``softswitch.api.Engine``:
 
 from __future__ import annotations
 
+import bisect
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -174,6 +175,8 @@ class _Entry:
     tvalue: int = 0
     tmask: int = 0
     ranges: tuple[tuple[int, int], ...] = ()
+    ikey: Any = None  # the key it is indexed under (exact/lpm dict, ternary dup set)
+    plen: int = 0
 
 
 @dataclass(slots=True)
@@ -231,7 +234,8 @@ class _Table:
         self.lpm: dict[int, dict[Any, _Entry]] = {}
         self.lpm_lens: list[int] = []
         self.lpm_width = 0
-        self.ternary: list[_Entry] = []
+        self.ternary: list[_Entry] = []  # by priority (highest first), then age
+        self.ternary_keys: set[Any] = set()
         self.has_range = False
         self.action_ids: set[int] = set()
         self.default_action = -1
@@ -448,6 +452,7 @@ class SoftEngine:
             if k in t.exact:
                 raise EngineError(f"table {t.name!r}: an entry with this key exists")
             t.exact[k] = e
+            e.ikey = k
         elif t.mode == "lpm":
             plen = 0
             vals = []
@@ -460,7 +465,9 @@ class SoftEngine:
             if k in d:
                 raise EngineError(f"table {t.name!r}: an entry with this key exists")
             d[k] = e
-            t.lpm_lens = sorted(t.lpm, reverse=True)
+            e.ikey, e.plen = k, plen
+            if len(d) == 1:
+                t.lpm_lens = sorted(t.lpm, reverse=True)
         else:
             tv = tm = 0
             ranges: list[tuple[int, int]] = []
@@ -475,16 +482,12 @@ class SoftEngine:
                     ranges.append((0, -1))
             e.tvalue, e.tmask = tv, tm
             e.ranges = tuple(ranges) if t.has_range else ()
-            for other in t.ternary:
-                if (
-                    other.tvalue == tv
-                    and other.tmask == tm
-                    and other.ranges == e.ranges
-                    and other.priority == e.priority
-                ):
-                    raise EngineError(f"table {t.name!r}: an entry with this key exists")
-            t.ternary.append(e)
-            t.ternary.sort(key=lambda x: (-x.priority, x.seq))
+            dup = (tv, tm, e.ranges, e.priority)
+            if dup in t.ternary_keys:
+                raise EngineError(f"table {t.name!r}: an entry with this key exists")
+            t.ternary_keys.add(dup)
+            e.ikey = dup
+            bisect.insort(t.ternary, e, key=_ternary_order)
 
     def table_modify(self, table: str, handle: int, target: EntryTarget) -> None:
         t = self._table(table)
@@ -500,20 +503,19 @@ class SoftEngine:
         if e is None:
             raise EngineError(f"table {table!r} has no entry {handle}")
         if t.mode == "exact":
-            for k, v in list(t.exact.items()):
-                if v is e:
-                    del t.exact[k]
-                    break
+            del t.exact[e.ikey]
         elif t.mode == "lpm":
-            for plen, d in list(t.lpm.items()):
-                for k, v in list(d.items()):
-                    if v is e:
-                        del d[k]
-                        if not d:
-                            del t.lpm[plen]
-            t.lpm_lens = sorted(t.lpm, reverse=True)
+            d = t.lpm[e.plen]
+            del d[e.ikey]
+            if not d:
+                del t.lpm[e.plen]
+                t.lpm_lens = sorted(t.lpm, reverse=True)
         else:
-            t.ternary.remove(e)
+            t.ternary_keys.discard(e.ikey)
+            i = bisect.bisect_left(t.ternary, _ternary_order(e), key=_ternary_order)
+            while t.ternary[i] is not e:
+                i += 1
+            del t.ternary[i]
 
     def table_set_default(self, table: str, action: ActionCall) -> None:
         t = self._table(table)
@@ -860,6 +862,10 @@ class SoftEngine:
         parts = [pack(phv) for valid, pack in self._deparse_fns if phv[valid]]
         parts.append(payload)
         return b"".join(parts)
+
+
+def _ternary_order(e: _Entry) -> tuple[int, int]:
+    return (-e.priority, e.seq)
 
 
 def _run_pipeline(node: Any, phv: PHV, exit_slot: int) -> None:

@@ -823,3 +823,29 @@ def test_malformed_json_is_a_precise_engine_error() -> None:
 
 def test_no_program_processes_nothing() -> None:
     assert SoftEngine().process(1, b"\x00" * 20) == []
+
+
+def test_ternary_delete_and_equal_priority_order() -> None:
+    p = eth_program()
+    fwd = fwd_action(p)
+    p.table("ingress", "t", [("ternary", f("h", "a"))], [fwd], default=(fwd, [9]))
+    e = load(p)
+    h1 = e.table_add("t", (Ternary(0x10, 0xF0),), ActionCall("fwd", (1,)), priority=5)
+    h2 = e.table_add("t", (Ternary(0x12, 0xFF),), ActionCall("fwd", (2,)), priority=5)
+    h3 = e.table_add("t", (None,), ActionCall("fwd", (3,)), priority=1)
+
+    def port() -> int:
+        return e.process(0, eth() + hbytes(0x12, 0, 0, 0))[0][0]
+
+    assert port() == 1  # same priority: the older entry wins
+    e.table_delete("t", h1)
+    assert port() == 2
+    e.table_delete("t", h2)
+    assert port() == 3
+    e.table_delete("t", h3)
+    assert port() == 9
+    with pytest.raises(EngineError, match="no entry"):
+        e.table_delete("t", h3)
+    # the key is free again
+    e.table_add("t", (Ternary(0x10, 0xF0),), ActionCall("fwd", (4,)), priority=5)
+    assert port() == 4
