@@ -6,6 +6,7 @@ import asyncio
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from tests.system.test_agent_flow import HOST_SID, Lab, until
 
@@ -124,6 +125,112 @@ def test_host_tool_and_show_commands(tmp_path: Path) -> None:
             )
             await until(lambda: agent.state.interfaces == {})
         finally:
+            await lab.close()
+
+    asyncio.run(scenario())
+
+
+def to_toml(d: dict[str, Any], prefix: str = "") -> str:
+    """Just enough TOML for the agent config dicts of these tests."""
+
+    def scalar(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, str):
+            return json.dumps(v)
+        if isinstance(v, list):
+            return "[" + ", ".join(scalar(x) for x in v) + "]"
+        return repr(v)
+
+    lines = [
+        f"{k} = {scalar(v)}"
+        for k, v in d.items()
+        if not isinstance(v, dict | list)
+        or (isinstance(v, list) and not any(isinstance(x, dict) for x in v))
+    ]
+    out = "\n".join(lines) + "\n"
+    for k, v in d.items():
+        name = f"{prefix}{k}" if not any(c in k for c in ".:") else f'{prefix}"{k}"'
+        if isinstance(v, dict):
+            out += f"\n[{name}]\n" + to_toml(v, f"{name}.")
+        elif isinstance(v, list) and any(isinstance(x, dict) for x in v):
+            for x in v:
+                out += f"\n[[{name}]]\n" + to_toml(x, f"{name}.")
+    return out
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_agent_process_json_logs_and_sigterm(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        lab = Lab(tmp_path)
+        proc = None
+        try:
+            await lab.start_switch()
+            await lab.start_rs()
+            cfg = lab.agent_config()
+            control = free_port()
+            cfg["agent"]["control"] = f"127.0.0.1:{control}"
+            path = tmp_path / "agent.toml"
+            path.write_text(to_toml(cfg))
+            proc = await asyncio.create_subprocess_exec(
+                str(BIN / "esvpn-agent"),
+                "--config",
+                str(path),
+                "--log-format",
+                "json",
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )
+            esvpn = str(BIN / "esvpn")
+
+            async def switch_connected() -> bool:
+                rc, out, _ = await run(
+                    esvpn, "show", "sessions", "--json", "--agent", f"127.0.0.1:{control}"
+                )
+                if rc != 0:
+                    return False
+                return any(s["kind"] == "switch" and s["connected"] for s in json.loads(out))
+
+            loop = asyncio.get_running_loop()
+            end = loop.time() + 20
+            while not await switch_connected():
+                assert loop.time() < end, "agent process never connected to the switch"
+                await asyncio.sleep(0.1)
+            rc, out, _ = await run(esvpn, "show", "sessions", "--agent", f"127.0.0.1:{control}")
+            assert rc == 0
+            assert out.splitlines()[0].split() == [
+                "KIND",
+                "SERVER",
+                "CONNECTED",
+                "PRIMARY",
+                "SUBSCRIPTIONS",
+                "PUBLISHED",
+                "LAST_ERROR",
+                "ADDRESS",
+                "INSTALLED",
+                "UPDATE_ERRORS",
+            ]
+            proc.terminate()
+            _, err = await asyncio.wait_for(proc.communicate(), 20)
+            assert proc.returncode == 0
+            logs = [json.loads(line) for line in err.decode().splitlines() if line.strip()]
+            assert all({"ts", "level", "logger", "msg"} <= set(x) for x in logs)
+            assert any(
+                x["msg"].startswith("switch 127.0.0.1:") and "reconciled" in x["msg"] for x in logs
+            )
+            # the state file was written on the way out
+            assert json.loads((tmp_path / "agent-state.json").read_text())["vrf"]["vrfs"] == {}
+        finally:
+            if proc is not None and proc.returncode is None:
+                proc.kill()
+                await proc.wait()
             await lab.close()
 
     asyncio.run(scenario())
