@@ -223,6 +223,7 @@ class SwitchDriver:
         desired = self.desired()
         batches = reconcile.plan(desired, self.installed.values())
         written = 0
+        deleted = False
         for batch in batches:
             todo = [u for u in batch if self._failed.get(u.entity.key()) != u.entity]
             while todo:
@@ -236,6 +237,7 @@ class SwitchDriver:
                     for i, u in enumerate(chunk):
                         err = failed.get(i)
                         if err is None:
+                            deleted = deleted or u.type is DELETE
                             reconcile.apply(self.installed, u)
                             self._failed.pop(u.entity.key(), None)
                             self.stats.failed.pop(u.entity.key(), None)
@@ -248,6 +250,10 @@ class SwitchDriver:
                             reconcile.apply(self.installed, u)
                             continue
                         todo.append(fix)
+        if deleted and self._failed:
+            # deletions may have made room: give the failed updates another try
+            self._failed.clear()
+            self.kick()
         self.stats.syncs += 1
         self.stats.updates += written
         if self.on_synced is not None:

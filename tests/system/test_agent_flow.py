@@ -531,3 +531,53 @@ def test_stale_timeouts(tmp_path: Path) -> None:
             await lab.close()
 
     asyncio.run(scenario())
+
+
+def test_switch_refusals_are_reported_and_retried_when_room_is_made(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        program = write_stand_in_program(tmp_path / "small", sizes={"ipv4_route": 2})
+        lab = Lab(tmp_path, program=program)
+        try:
+            agent = await attach_and_learn(lab)  # 10.2.0.0/16: one route installed
+            fwd = bytes.fromhex(FWD_SID)
+            lab.rs_handler.send(
+                fwd,
+                ItemsEvent(
+                    "red",
+                    (
+                        ("10.3.0.0/16", route("10.3.0.0/16", REMOTE, 100)),
+                        ("10.4.0.0/16", route("10.4.0.0/16", REMOTE, 100)),
+                    ),
+                ),
+            )
+            await until(lambda: len(agent.state.remote["red"]) == 3)
+            await agent.driver.wait_synced(10)
+            # the table holds 2: one of the three routes was refused, and said so
+            assert agent.driver.stats.update_errors == 1
+            (why,) = agent.driver.stats.failed.values()
+            assert why == "INSERT: RESOURCE_EXHAUSTED: table IngressPipe.ipv4_route is full (2)"
+            assert "esvpn_switch_update_errors_total 1\n" in await http_get(agent, "/metrics")
+            routes = {
+                e.match["dst_addr"]
+                for e in await lab.switch_entities()
+                if isinstance(e, TableEntry) and e.table == "IngressPipe.ipv4_route"
+            }
+            assert len(routes) == 2
+            # a withdrawal makes room: the refused route goes in
+            refused = ({Lpm(0x0A030000, 16), Lpm(0x0A040000, 16)} - routes).pop()
+            lab.rs_handler.send(fwd, RetractEvent("red", ("10.2.0.0/16",)))
+            await until(lambda: len(agent.state.remote["red"]) == 2)
+            await until(lambda: not agent.driver.stats.failed, what="retry")
+            await agent.driver.wait_synced(10)
+            routes = {
+                e.match["dst_addr"]
+                for e in await lab.switch_entities()
+                if isinstance(e, TableEntry) and e.table == "IngressPipe.ipv4_route"
+            }
+            assert routes == {Lpm(0x0A030000, 16), Lpm(0x0A040000, 16)}
+            assert refused in routes
+            assert await agent.driver.diff() == []
+        finally:
+            await lab.close()
+
+    asyncio.run(scenario())

@@ -82,7 +82,11 @@ def _full(name: str) -> str:
     return name if name == "NoAction" else f"{PIPE}.{name}"
 
 
-def write_stand_in_program(directory: Path) -> tuple[Path, Path]:
+def write_stand_in_program(
+    directory: Path, sizes: dict[str, int] | None = None
+) -> tuple[Path, Path]:
+    """P4Info + bmv2 JSON skeleton in ``directory``; ``sizes``: table alias -> size."""
+    sizes = sizes or {}
     directory.mkdir(parents=True, exist_ok=True)
     lines: list[str] = []
     action_ids = {a: 0x01000001 + i for i, a in enumerate(ACTIONS)}
@@ -100,7 +104,7 @@ def write_stand_in_program(directory: Path) -> tuple[Path, Path]:
             lines.append(f"  action_refs {{ id: {action_ids[a]} }}")
         if sel:
             lines.append(f"  implementation_id: {profile_id}")
-        lines.append("  size: 65536")
+        lines.append(f"  size: {sizes.get(t, 65536)}")
         lines.append("}")
     for a, params in ACTIONS.items():
         lines.append("actions {")
