@@ -1055,12 +1055,12 @@ class P4RuntimeClient:
             pbs.append(self.p4info.wildcard_table_entries(None))
         else:
             pbs.extend(self.p4info.wildcard_table_entries(t) for t in tables)
-        members, groups = (
-            await self.read_profile(None) if self.p4info.names("profile") else ([], [])
-        )
         out: set[Entity] = set(self._typed(await self.read(pbs)))
-        out.update(members)
-        out.update(groups)
+        # one read per profile: not every target takes a wildcard profile id
+        for profile in self.p4info.names("profile"):
+            members, groups = await self.read_profile(profile)
+            out.update(members)
+            out.update(groups)
         out.update(await self.read_multicast_groups())
         return out
 
