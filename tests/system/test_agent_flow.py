@@ -419,6 +419,23 @@ def test_attach_publish_export_and_encapsulate(tmp_path: Path) -> None:
                     "unconfirmed": False,
                 }
             ]
+            assert await http_get(agent, "/v1/routes") == [
+                {
+                    "vpn": "red",
+                    "prefix": "10.2.0.0/16",
+                    "source": "route-server",
+                    "nexthops": ["192.0.2.2 label 100"],
+                },
+                {
+                    "vpn": "red",
+                    "prefix": "10.1.1.5/32",
+                    "source": "exported",
+                    "nexthops": ["192.0.2.1 label 16 version 3"],
+                },
+            ]
+            assert await http_get(agent, "/v1/vrfs") == [
+                {"vpn": "red", "vrf_id": 1, "interfaces": 1, "routes": 1, "received": 1}
+            ]
             assert await http_get(agent, "/v1/diff") == {"updates": []}
             assert "esvpn_interfaces 1\n" in await http_get(agent, "/metrics")
         finally:
