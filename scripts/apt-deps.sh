@@ -10,6 +10,8 @@ have go-sendxmpp || need+=(go-sendxmpp)
 have sendxmpp || need+=(sendxmpp)
 have ip || need+=(iproute2)
 have openssl || need+=(openssl)
+# reference XMPP server for bench/xmpp_load.py (side-by-side ratios)
+have prosody || need+=(prosody)
 if [ ${#need[@]} -eq 0 ]; then
   echo "apt-deps: all present"
   exit 0
