@@ -82,10 +82,7 @@ class Agent:
     # ------------------------------------------------------------ lifecycle
     async def start(self) -> None:
         if self.cfg.state_file is not None and self.cfg.state_file.exists():
-            data = json.loads(self.cfg.state_file.read_text())
-            self.state.restore(data.get("vrf", {}), self.clock())
-            self.ids.restore(data.get("nexthops", {}))
-            log.info("restored state from %s", self.cfg.state_file)
+            self._restore(self.cfg.state_file)
         self.driver.start()
         if self.xmpp is not None:
             await self.xmpp.start()
@@ -135,6 +132,36 @@ class Agent:
             self.rs.kick()
 
     # --------------------------------------------------------- persistence
+    def _restore(self, path: Path) -> None:
+        """Load the state file; a broken one is moved aside (``.bad``) and the
+        agent starts empty (the end-systems and route servers re-announce)."""
+        try:
+            data = json.loads(path.read_text())
+            # dry run first, so a bad file cannot leave half a state behind
+            scratch = VrfState(
+                self.cfg.fabric.infra_address,
+                self.cfg.end_system_ports,
+                self.cfg.timers.stale,
+                (self.cfg.labels.min, self.cfg.labels.max),
+            )
+            scratch.restore(data["vrf"], self.clock())
+            NexthopIds().restore(data["nexthops"])
+        except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError) as e:
+            bad = path.with_suffix(path.suffix + ".bad")
+            log.error(
+                "state file %s unusable (%s: %s); moved to %s, starting empty",
+                path,
+                type(e).__name__,
+                e,
+                bad,
+            )
+            with contextlib.suppress(OSError):
+                os.replace(path, bad)
+            return
+        self.state.restore(data["vrf"], self.clock())
+        self.ids.restore(data["nexthops"])
+        log.info("restored state from %s", path)
+
     def save(self) -> None:
         if self.cfg.state_file is None:
             return
@@ -172,9 +199,11 @@ class Agent:
     # ------------------------------------------------- esxmpp server handler
     def session_opened(self, session: ServerSession, resumed: bool) -> None:
         log.info(
-            "end-system %s connected from %s%s", session.jid, session.peer,
+            "end-system %s connected from %s%s",
+            session.jid,
+            session.peer,
             " (state resumed)" if resumed else "",
-        )  # fmt: skip
+        )
 
     def request(self, session: ServerSession, request: Request, changes: Sequence[Request]) -> None:
         try:

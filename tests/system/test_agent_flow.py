@@ -598,3 +598,23 @@ def test_switch_refusals_are_reported_and_retried_when_room_is_made(tmp_path: Pa
             await lab.close()
 
     asyncio.run(scenario())
+
+
+def test_broken_state_file_is_moved_aside(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        lab = Lab(tmp_path)
+        try:
+            await lab.start_switch()
+            await lab.start_rs()
+            state = tmp_path / "agent-state.json"
+            state.write_text('{"vrf": {"interfaces": [{"system_id": "zz"}]}, "nexthops": {}}')
+            agent = await lab.start_agent()
+            await agent.driver.wait_synced(10)
+            assert agent.state.interfaces == {}
+            assert not state.exists() or json.loads(state.read_text())["vrf"]["vrfs"] == {}
+            assert (tmp_path / "agent-state.json.bad").read_text().startswith('{"vrf"')
+            assert await lab.switch_entities() == lab.canon(fabric_entities())
+        finally:
+            await lab.close()
+
+    asyncio.run(scenario())
