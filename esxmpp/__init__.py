@@ -26,5 +26,19 @@ Only this package knows the XMPP wire format. Overview:
     PLAIN, resource binding, ping, hardened parser; calls a ``Handler``.
 ``esxmpp.client``
     ``XmppClient(config, on_notification)``: slixmpp-based client with typed
-    requests and notifications.
+    requests and notifications, keepalive pings, no silent reconnects.
+``esxmpp.stream`` (pure)
+    ``StreamParser``: the hardened incremental XML stream parser (no DTD,
+    entities, PIs or comments; size and depth limits) -> ``StreamError``.
+``esxmpp.testing``
+    Test/lab helpers: ``make_pki(dir)`` (CA, server and client certificates
+    whose CN/SAN is the system id) and ``RawClient`` (byte-level client for
+    exact-stanza tests). Needs ``cryptography`` (dev extra).
+
+Encodings chosen where the draft is silent (details in ``esxmpp.dialect``):
+publish carries ``<item>`` (XEP-0060; the draft's bare ``<entry>`` is also
+accepted), withdrawal is ``<retract node=…/>`` (``<delete>`` accepted),
+end-of-RIB is ``<items node='vpn'><end-of-rib xmlns='http://ietf.org/protocol/bgpvpn'/>``
+(or Tungsten Fabric's session-wide ``<items node='EndOfRib'/>``), notification
+item ids are the prefix text.
 """

@@ -687,7 +687,9 @@ class _Conn:
             err = DialectError("internal-server-error", "request failed")
             sess.send_element(build_error(iq, err))
             return
-        if table.live(sess.system_id) == self.key:
+        # State belongs to the system id: commit even if a newer session took over
+        # while the handler ran (the handler has acted on these changes).
+        if table.state(sess.system_id) is not None:
             table.commit(sess.system_id, changes)
         sess.send_element(build_result(iq))
 

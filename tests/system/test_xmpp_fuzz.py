@@ -233,3 +233,44 @@ def test_random_pubsub_requests_each_get_one_precise_answer(certs: Certs) -> Non
         raw.close()
 
     run(certs, body)
+
+
+def test_hostile_content_inside_authenticated_sessions(certs: Certs) -> None:
+    cases = [
+        # inside the stream element a DOCTYPE is not even XML: expat stops at once
+        (b"<!DOCTYPE x [<!ENTITY a 'b'>]>", "not-well-formed", "not well-formed (invalid token)"),
+        (
+            b"<iq type='get' id='1'><!-- x --></iq>",
+            "restricted-xml",
+            "comments are not allowed in XMPP",
+        ),
+        (b"<?evil?>", "restricted-xml", "processing instructions are not allowed in XMPP"),
+        (b"<iq>&ent;</iq>", "restricted-xml", "entity references are not allowed"),
+        (b"<iq>" + b"<a>" * 20, "policy-violation", "elements nested deeper than 16"),
+        (b"<message><body>" + b"x" * 20000, "policy-violation", "stanza larger than 16384 bytes"),
+        (b"<iq>\xed\xa0\x80</iq>", "not-well-formed", "not well-formed (invalid token)"),
+        (b"<foo/>", "unsupported-stanza-type", "<{jabber:client}foo> is not a stanza"),
+    ]
+
+    async def body(srv: XmppServer, rec: Recorder) -> None:
+        del rec
+        good = XmppClient(client_config(certs, srv.port, certs.client2))
+        await good.connect()
+        for data, condition, text in cases:
+            raw = await RawClient.open(srv.port)
+            await raw.login(DOMAIN, client_ctx(certs, certs.client))
+            await raw.send(data)
+            escaped = text.replace("<", "&lt;").replace(">", "&gt;")
+            tail = (
+                f"<stream:error><{condition} xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>"
+                f"<text xmlns='urn:ietf:params:xml:ns:xmpp-streams'>{escaped}"
+                "</text></stream:error></stream:stream>"
+            ).encode()
+            got = await raw.closed()
+            assert got.endswith(tail), (data[:40], got[-300:])
+            assert await good.ping() >= 0
+        await wait_connections(srv, 1)
+        await good.subscribe("still-fine")
+        await good.close()
+
+    run(certs, body, max_stanza_bytes=16384)
