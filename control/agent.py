@@ -487,6 +487,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as e:
         print(f"esvpn-agent: {a.config}: {e}", file=sys.stderr)
         return 2
+    try:
+        SwitchDriver.check_files(cfg.switch)
+    except ConfigError as e:
+        print(f"esvpn-agent: {a.config}: {e}", file=sys.stderr)
+        return 2
     if a.check:
         print("config ok")
         return 0

@@ -27,7 +27,7 @@ import grpc
 
 from control import reconcile
 from control import tables as T
-from control.config import SwitchConfig
+from control.config import ConfigError, SwitchConfig
 from control.p4rt import (
     DELETE,
     INSERT,
@@ -64,6 +64,20 @@ class DriverStats:
     failed: dict[tuple[Any, ...], str] = field(default_factory=dict)
 
 
+def check_program(info: P4Info) -> list[str]:
+    """Names of control.tables that the P4Info does not have."""
+    missing = []
+    kinds = {"table": (*T.ALL_TABLES, *T.DEFAULT_TABLES), "profile": (T.NEXTHOP_SELECTOR,)}
+    kinds["action"] = tuple(v for k, v in vars(T).items() if k.startswith("A_"))
+    for kind, names in kinds.items():
+        for name in names:
+            try:
+                info.get(kind, name)
+            except KeyError:
+                missing.append(f"{kind} {name}")
+    return missing
+
+
 class SwitchDriver:
     def __init__(
         self,
@@ -75,8 +89,20 @@ class SwitchDriver:
     ) -> None:
         self.cfg = cfg
         self.on_synced = on_synced
-        self.p4info = P4Info.load(cfg.p4info)
-        self.pipeline = Pipeline.load(cfg.bmv2_json, self.p4info)
+        try:
+            self.p4info = P4Info.load(cfg.p4info)
+        except (OSError, ValueError) as e:
+            raise ConfigError(f"switch.p4info: {cfg.p4info}: {e}") from None
+        try:
+            self.pipeline = Pipeline.load(cfg.bmv2_json, self.p4info)
+        except (OSError, ValueError) as e:
+            raise ConfigError(f"switch.bmv2_json: {cfg.bmv2_json}: {e}") from None
+        missing = check_program(self.p4info)
+        if missing:
+            raise ConfigError(
+                f"switch.p4info: {cfg.p4info}: the program lacks what the agent programs: "
+                + ", ".join(missing)
+            )
         self._desired_fn = desired
         self.coalesce = coalesce
         self.reconnect = reconnect
@@ -91,6 +117,11 @@ class SwitchDriver:
         self._task: asyncio.Task[None] | None = None
         self._kicks = 0
         self._synced_kicks = -1
+
+    @staticmethod
+    def check_files(cfg: SwitchConfig) -> None:
+        """Raise ConfigError unless the program files load and have every name."""
+        SwitchDriver(cfg, set)
 
     # ------------------------------------------------------------- public
     def start(self) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.system.test_agent_flow import HOST_SID, Lab, until
+from tests.system.test_agent_support import write_stand_in_program
 
 BIN = Path(sys.executable).parent
 
@@ -35,18 +36,41 @@ def test_agent_config_check(tmp_path: Path) -> None:
         assert err == (
             f"esvpn-agent: {bad}: switch.device_id: must be an integer 0..18446744073709551615\n"
         )
-        good = tmp_path / "good.toml"
-        good.write_text(
-            '[agent]\nsystem_id = "02aa00000001"\n'
-            '[switch]\naddress = "127.0.0.1:9559"\np4info = "x"\nbmv2_json = "y"\n'
-            '[fabric]\ninfra_address = "192.0.2.1"\nports = [1]\n'
-            '[[fabric.underlay]]\nprefix = "192.0.2.0/24"\nport = 1\n'
-            'src_mac = "02:00:00:00:00:01"\ndst_mac = "02:00:00:00:00:fe"\n'
-        )
-        assert await run(str(BIN / "esvpn-agent"), "--check", "--config", str(good)) == (
-            0,
-            "config ok\n",
+        p4info, js = write_stand_in_program(tmp_path / "prog")
+
+        def config(p4info: Path, js: Path) -> Path:
+            path = tmp_path / "agent.toml"
+            path.write_text(
+                '[agent]\nsystem_id = "02aa00000001"\n'
+                f'[switch]\naddress = "127.0.0.1:9559"\np4info = "{p4info}"\n'
+                f'bmv2_json = "{js}"\n'
+                '[fabric]\ninfra_address = "192.0.2.1"\nports = [1]\n'
+                '[[fabric.underlay]]\nprefix = "192.0.2.0/24"\nport = 1\n'
+                'src_mac = "02:00:00:00:00:01"\ndst_mac = "02:00:00:00:00:fe"\n'
+            )
+            return path
+
+        agent = str(BIN / "esvpn-agent")
+        good = config(p4info, js)
+        assert await run(agent, "--check", "--config", str(good)) == (0, "config ok\n", "")
+        missing = tmp_path / "nope.json"
+        assert await run(agent, "--check", "--config", str(config(p4info, missing))) == (
+            2,
             "",
+            f"esvpn-agent: {good}: switch.bmv2_json: {missing}: "
+            f"[Errno 2] No such file or directory: '{missing}'\n",
+        )
+        # a program without the flood table
+        text = p4info.read_text()
+        start = text.index('tables {\n  preamble { id: 33554444 name: "IngressPipe.flood"')
+        end = text.index("\ntables {", start) + 1
+        lacking = tmp_path / "lacking.p4info.txtpb"
+        lacking.write_text(text[:start] + text[end:])
+        rc, out, err = await run(agent, "--check", "--config", str(config(lacking, js)))
+        assert (rc, out) == (2, "")
+        assert err == (
+            f"esvpn-agent: {good}: switch.p4info: {lacking}: "
+            "the program lacks what the agent programs: table flood\n"
         )
 
     asyncio.run(scenario())
