@@ -28,6 +28,8 @@ Example::
     families = ["vpnv4", "vpnv6", "rtc"]
     # passive = true               # never connect; wait for the peer
     # listen_port = 1790           # accept the peer on server.local_address:1790
+    # rtc_filter_out = false       # send every VPN route even if the peer does RTC, e.g. to
+    #                              # a reflector that sends no default RTC route (GoBGP)
 
     [[vrf]]
     name = "tenant1"               # VRF name (defaults to the VPN name)
@@ -116,6 +118,7 @@ class Neighbor:
     families: tuple[str, ...] = FAMILIES
     passive: bool = False
     listen_port: int | None = None  # accept this peer's connections on local_address:port
+    rtc_filter_out: bool = True  # RFC 4684 outbound filtering when the peer does RTC
 
 
 @dataclass(frozen=True)
@@ -226,7 +229,12 @@ def _targets(d: Mapping[str, Any], key: str, where: str) -> frozenset[str]:
 def _neighbor(d: Any, where: str) -> Neighbor:
     if not isinstance(d, Mapping):
         raise ConfigError(f"{where}: must be a table")
-    _unknown(d, {"address", "asn", "port", "families", "passive", "listen_port"}, where)
+    _unknown(
+        d, {"address", "asn", "port", "families", "passive", "listen_port", "rtc_filter_out"}, where
+    )
+    filt = d.get("rtc_filter_out", True)
+    if not isinstance(filt, bool):
+        raise ConfigError(f"{where}.rtc_filter_out: must be true or false")
     fams = _str_list(d, "families", where, list(FAMILIES))
     for i, f in enumerate(fams):
         if f not in FAMILIES:
@@ -240,6 +248,7 @@ def _neighbor(d: Any, where: str) -> Neighbor:
         port=_int(d, "port", where, 1, 65535, 179),
         families=tuple(dict.fromkeys(fams)),
         passive=passive,
+        rtc_filter_out=filt,
         listen_port=_int(d, "listen_port", where, 1, 65535, None) if "listen_port" in d else None,
     )
 

@@ -266,6 +266,7 @@ class _Peer:
     address: str
     asn: int
     rtc: bool  # RT-Constraint configured for this peer
+    filter_out: bool = True  # RFC 4684 outbound filtering by the peer's RTC routes
     up: bool = False
     gr_time: int = 0
     gr_deadline: float | None = None
@@ -282,7 +283,8 @@ class Rib:
         self.router_id = config.router_id
         self.vrfs: dict[str, Vrf] = {v.name: v for v in config.vrfs}
         self._peers: dict[str, _Peer] = {
-            n.address: _Peer(n.address, n.asn, "rtc" in n.families) for n in config.neighbors
+            n.address: _Peer(n.address, n.asn, "rtc" in n.families, n.rtc_filter_out)
+            for n in config.neighbors
         }
         # all paths: xmpp key (system, vrf, prefix) / bgp key (peer, rd, prefix)
         self._xmpp: dict[tuple[str, str, IPNetwork], Path] = {}
@@ -625,7 +627,7 @@ class Rib:
     # --------------------------------------------------------------- export
 
     def _eligible(self, peer: _Peer, route: VpnRoute) -> bool:
-        if not peer.rtc:
+        if not peer.rtc or not peer.filter_out:
             return True
         if None in peer.rtc_in:
             return True

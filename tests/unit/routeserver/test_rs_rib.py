@@ -261,3 +261,22 @@ def test_rtc_wildcard_and_withdraw_on_rtc_loss():
     )
     assert rib.handle(BgpRtcAdd(PE, None), 0) == [BgpAnnounce(PE, route)]
     assert rib.handle(BgpRtcDel(PE, None), 0) == [BgpWithdraw(PE, route)]
+
+
+def test_rtc_filter_out_can_be_turned_off_per_peer():
+    doc = {
+        "server": {"router_id": "10.255.0.1", "asn": 64512},
+        "bgp": {"neighbor": [{"address": PE, "asn": 64512, "rtc_filter_out": False}]},
+        "vrf": [{"vpn": "red", "import_targets": ["64512:100"], "export_targets": ["64512:1"]}],
+    }
+    rib = Rib(load_dict(doc))
+    assert rib.handle(XmppSubscribe(H1, "red"), 0) == [
+        FwdEndOfRib(H1, "red"),
+        RtcAnnounce(PE, "64512:100"),
+    ]
+    out = rib.handle(XmppRouteAdd(H1, "red", n("10.1.1.1/32"), a("192.0.2.11"), 16), 0)
+    route = VpnRoute("10.255.0.1:1", n("10.1.1.1/32"), 16, a("192.0.2.11"), frozenset({"64512:1"}))
+    assert out == [
+        FwdRoutes(H1, "red", (FwdRoute(n("10.1.1.1/32"), a("192.0.2.11"), 16, 0),)),
+        BgpAnnounce(PE, route),
+    ]
