@@ -129,12 +129,18 @@ class RouteServer:
 
     async def start(self) -> None:
         await self.bgp.start()
-        if self.xmpp_config is not None:
-            self.xmpp = XmppServer(self.xmpp_config, self)
-            await self.xmpp.start()
-        self._control = await asyncio.start_server(
-            self._http, self.cfg.control_host, self.cfg.control_port
-        )
+        try:
+            if self.xmpp_config is not None:
+                self.xmpp = XmppServer(self.xmpp_config, self)
+                await self.xmpp.start()
+            self._control = await asyncio.start_server(
+                self._http, self.cfg.control_host, self.cfg.control_port
+            )
+        except BaseException:
+            if self.xmpp is not None:
+                await self.xmpp.close()
+            await self.bgp.stop()
+            raise
         self._timer = asyncio.create_task(self._timer_loop())
         log.info("route server %s started", self.cfg.router_id)
 

@@ -356,6 +356,24 @@ def test_xmpp_to_bgp_and_back_with_rtc(gobgpd: Any, pki: Pki) -> None:
                 f"no VRF configured for system {F1} in VPN 'nope'",
             )
 
+            # a VPN-IPv6 route from the PE (IPv4-mapped next hop) reaches F1 as IPv6-over-IPv4
+            gobgp("global", "rib", "-a", "vpnv6", "add", "2001:db8::2/128", "label", "20001",
+                  "rd", "64512:7", "rt", "64512:100", "nexthop", "::ffff:192.0.2.22")  # fmt: skip
+            v6_pe = d.ItemsEvent(
+                "red", (("2001:db8::2/128", entry("2001:db8::2/128", "192.0.2.22", 20001)),)
+            )
+            await poll(lambda: v6_pe in f1.notes, "VPN-IPv6 PE route at F1")
+            gobgp("global", "rib", "-a", "vpnv6", "del", "2001:db8::2/128", "label", "20001",
+                  "rd", "64512:7", "rt", "64512:100", "nexthop", "::ffff:192.0.2.22")  # fmt: skip
+            await poll(lambda: d.RetractEvent("red", ("2001:db8::2/128",)) in f1.notes, "v6 gone")
+
+            # sessions as the operator sees them
+            sessions = await asyncio.to_thread(http_get, f"http://{control}/show/sessions")
+            assert sorted((s["system_id"], s["subscriptions"], s["published"])
+                          for s in json.loads(sessions)) == [
+                (F1, ["red"], 2), (F2, ["green"], 0)
+            ]  # fmt: skip
+
             # withdraw at the PE -> retract at the forwarder
             gobgp("global", "rib", "-a", "vpnv4", "del", "10.2.2.2/32", "label", "20000",
                   "rd", "64512:7", "rt", "64512:100", "nexthop", "192.0.2.22")  # fmt: skip

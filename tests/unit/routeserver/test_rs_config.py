@@ -66,3 +66,20 @@ def test_route_target_forms():
     assert parse_route_target("10.0.0.1:65535") == "10.0.0.1:65535"
     with pytest.raises(ValueError, match=r"number must be 0\.\.65535 after a 4-octet AS"):
         parse_route_target("4200000000:70000")
+
+
+def test_example_config_loads():
+    from pathlib import Path
+
+    from routeserver.config import load
+
+    cfg = load(Path(__file__).parents[3] / "routeserver" / "example.toml")
+    assert [(v.name, v.rd) for v in cfg.vrfs] == [
+        ("tenant1", "192.0.2.254:1"),
+        ("tenant2-spokes", "192.0.2.254:2"),
+        ("tenant2-hub", "64512:2001"),
+        ("tenant3", "192.0.2.254:4"),
+    ]
+    assert cfg.vrf_for("0a0000000001", "tenant2") is cfg.vrfs[2]
+    assert cfg.vrf_for("020000000001", "tenant2") is cfg.vrfs[1]
+    assert cfg.xmpp is not None and cfg.xmpp.retention == 60.0
