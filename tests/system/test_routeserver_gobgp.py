@@ -460,7 +460,8 @@ def test_two_route_servers_through_reflector_and_stale_timeout(gobgpd: Any, pki:
 
 
 def test_graceful_restart_keeps_pe_routes_until_restart_time(tmp_path: Path, pki: Pki) -> None:
-    proc = start_gobgpd(tmp_path, restart_time=3)
+    procs = [start_gobgpd(tmp_path, restart_time=3)]
+    proc = procs[0]
 
     async def body() -> None:
         rs = RouteServer(rs_config(pki, RS1))
@@ -470,6 +471,10 @@ def test_graceful_restart_keeps_pe_routes_until_restart_time(tmp_path: Path, pki
             await poll(lambda: neighbor_established(RS1), "RS1 established")
             await f1.client.connect()
             await f1.client.subscribe("red")
+            await f1.publish("red", entry("10.1.1.1/32", "192.0.2.11", 10000, 1))
+            mine = d.ItemsEvent(
+                "red", (("10.1.1.1/32", entry("10.1.1.1/32", "192.0.2.11", 10000, 1)),)
+            )
             gobgp("global", "rib", "-a", "vpnv4", "add", "10.2.2.2/32", "label", "20000",
                   "rd", "64512:7", "rt", "64512:100", "nexthop", "192.0.2.22")  # fmt: skip
             pe = d.ItemsEvent("red", (("10.2.2.2/32", entry("10.2.2.2/32", "192.0.2.22", 20000)),))
@@ -479,12 +484,17 @@ def test_graceful_restart_keeps_pe_routes_until_restart_time(tmp_path: Path, pki
             await poll(lambda: not rs.rib.show_peers()[0]["up"], "session down")
             # helper mode: the route is kept, stale, and the forwarder still has it
             assert [(r["prefix"], r["stale"]) for r in rs.rib.show_routes("red")] == [
-                ("10.2.2.2/32", True)
+                ("10.1.1.1/32", False),
+                ("10.2.2.2/32", True),
             ]
-            assert f1.notes == [d.EndOfRib("red"), pe]
+            assert f1.notes == [d.EndOfRib("red"), mine, pe]
             # the peer does not come back within its restart time: withdrawn
             await poll(lambda: d.RetractEvent("red", ("10.2.2.2/32",)) in f1.notes, "sweep")
-            assert rs.rib.show_routes("red") == []
+            assert [r["prefix"] for r in rs.rib.show_routes("red")] == ["10.1.1.1/32"]
+            # when it does come back, it gets our RTC and VPN routes again
+            procs.append(start_gobgpd(tmp_path, restart_time=3))
+            await poll(lambda: "127.0.6.1:1:10.1.1.1/32" in vpn_paths("vpnv4"), "re-advertised")
+            assert rtc_routes() == ["64512:64512:100"]
         finally:
             await f1.client.close()
             await rs.stop()
@@ -492,9 +502,10 @@ def test_graceful_restart_keeps_pe_routes_until_restart_time(tmp_path: Path, pki
     try:
         run(body)
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-        proc.wait(10)
+        for p in procs:
+            if p.poll() is None:
+                p.terminate()
+            p.wait(10)
 
 
 def direct_config(pki: Pki, router_id: str, peer: str, **neighbor: Any) -> Any:
