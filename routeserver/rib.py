@@ -267,6 +267,7 @@ class _Peer:
     asn: int
     rtc: bool  # RT-Constraint configured for this peer
     filter_out: bool = True  # RFC 4684 outbound filtering by the peer's RTC routes
+    families: frozenset[str] = frozenset({"vpnv4", "vpnv6", "rtc"})
     up: bool = False
     gr_time: int = 0
     gr_deadline: float | None = None
@@ -283,7 +284,9 @@ class Rib:
         self.router_id = config.router_id
         self.vrfs: dict[str, Vrf] = {v.name: v for v in config.vrfs}
         self._peers: dict[str, _Peer] = {
-            n.address: _Peer(n.address, n.asn, "rtc" in n.families, n.rtc_filter_out)
+            n.address: _Peer(
+                n.address, n.asn, "rtc" in n.families, n.rtc_filter_out, frozenset(n.families)
+            )
             for n in config.neighbors
         }
         # all paths: xmpp key (system, vrf, prefix) / bgp key (peer, rd, prefix)
@@ -360,14 +363,13 @@ class Rib:
         subs = self._subscribers.setdefault(vrf.name, set())
         if ev.system_id in subs:
             return []
-        before = self._wanted_targets()
         subs.add(ev.system_id)
         out: list[Output] = []
         routes = self.table(vrf.name)
         if routes:
             out.append(FwdRoutes(ev.system_id, vrf.vpn, routes))
         out.append(FwdEndOfRib(ev.system_id, vrf.vpn))
-        out += self._rtc_update(before)
+        out += self._rtc_update()
         return out
 
     def table(self, vrf_name: str) -> tuple[FwdRoute, ...]:
@@ -383,11 +385,10 @@ class Rib:
         subs = self._subscribers.get(vrf.name, set())
         if ev.system_id not in subs:
             return []
-        before = self._wanted_targets()
         subs.discard(ev.system_id)
         if not subs:
             del self._subscribers[vrf.name]
-        return self._rtc_update(before)
+        return self._rtc_update()
 
     def _xmpp_add(self, ev: XmppRouteAdd) -> list[Output]:
         vrf = self.vrf_of(ev.system_id, ev.vpn)
@@ -627,6 +628,8 @@ class Rib:
     # --------------------------------------------------------------- export
 
     def _eligible(self, peer: _Peer, route: VpnRoute) -> bool:
+        if family_of(route.prefix) not in peer.families:
+            return False
         if not peer.rtc or not peer.filter_out:
             return True
         if None in peer.rtc_in:
@@ -672,8 +675,7 @@ class Rib:
             out |= self.vrfs[name].import_targets
         return out
 
-    def _rtc_update(self, before: set[str]) -> list[Output]:
-        del before  # the full comparison happens per peer
+    def _rtc_update(self) -> list[Output]:
         wanted = self._wanted_targets()
         out: list[Output] = []
         for peer in self._peers.values():

@@ -280,3 +280,15 @@ def test_rtc_filter_out_can_be_turned_off_per_peer():
         FwdRoutes(H1, "red", (FwdRoute(n("10.1.1.1/32"), a("192.0.2.11"), 16, 0),)),
         BgpAnnounce(PE, route),
     ]
+
+
+def test_only_configured_families_are_advertised():
+    doc = {
+        "server": {"router_id": "10.255.0.1", "asn": 64512},
+        "bgp": {"neighbor": [{"address": PE2, "asn": 65001, "families": ["vpnv4"]}]},
+        "vrf": [{"vpn": "red", "import_targets": ["64512:100"], "export_targets": ["64512:100"]}],
+    }
+    rib = Rib(load_dict(doc))
+    rib.handle(XmppSubscribe(H1, "red"), 0)
+    out = rib.handle(XmppRouteAdd(H1, "red", n("2001:db8::1/128"), a("192.0.2.11"), 16), 0)
+    assert [type(o).__name__ for o in out] == ["FwdRoutes"]
