@@ -19,9 +19,12 @@ client load), for Prosody:
 
 Results go to <out>/xmpp_load.json, with esxmpp/reference ratios.
 
-Measured on the 2-core development box (p4c building in the background):
-10,000 sessions up in 95 s, 70 KiB RSS per session, all answering pings;
-~1,200 routes/s (2,400 iqs/s) pipelined from 50 publishers.
+Measured on the 2-core development box (p4c building in the background),
+10,000 sessions each: esxmpp 92 s to bring them up, 71 KiB RSS per session,
+all answering a ping round; 22,000 pipelined iqs/s; 2,600 routes/s (publish +
+associate) from 50 publishers. Prosody 0.12 (epoll) under the same load: 68 s,
+46 KiB per session, 2,800 pipelined iqs/s. Ratios esxmpp/Prosody: session
+setup 0.74, memory per session 1.54, pipelined iq rate 7.8.
 """
 
 from __future__ import annotations

@@ -71,6 +71,7 @@ class StreamParser:
         p = expat.ParserCreate(encoding="UTF-8", namespace_separator="}", intern=self._intern)
         p.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
         p.buffer_text = True
+        p.buffer_size = 1024  # per-stream memory; larger texts just take more callbacks
         p.ordered_attributes = False
         p.StartElementHandler = self._start
         p.EndElementHandler = self._end
