@@ -43,8 +43,13 @@ DOMAIN = "rs.test"
 F1, F2, F3 = "0102030405a1", "0102030405a2", "0102030405a3"
 
 
-def gobgpd_config(path: Path, restart_time: int = 90) -> None:
+def gobgpd_config(path: Path, restart_time: int = 90, asn: int = ASN) -> None:
+    """gobgpd as route reflector (iBGP, asn == ASN) or as an eBGP PE (another asn)."""
     neighbors = ""
+    rr = f"""  [neighbors.route-reflector.config]
+    route-reflector-client = true
+    route-reflector-cluster-id = "{GOBGP}"
+"""
     for addr in (RS1, RS2):
         neighbors += f"""
 [[neighbors]]
@@ -54,14 +59,12 @@ def gobgpd_config(path: Path, restart_time: int = 90) -> None:
   [neighbors.transport.config]
     local-address = "{GOBGP}"
     passive-mode = true
-  [neighbors.route-reflector.config]
-    route-reflector-client = true
-    route-reflector-cluster-id = "{GOBGP}"
-  [neighbors.graceful-restart.config]
+{rr if asn == ASN else ""}  [neighbors.graceful-restart.config]
     enabled = true
     restart-time = {restart_time}
 """
-        for fam in ("l3vpn-ipv4-unicast", "l3vpn-ipv6-unicast", "rtc"):
+        fams = ["l3vpn-ipv4-unicast", "l3vpn-ipv6-unicast"] + (["rtc"] if asn == ASN else [])
+        for fam in fams:
             neighbors += f"""  [[neighbors.afi-safis]]
     [neighbors.afi-safis.config]
       afi-safi-name = "{fam}"
@@ -70,7 +73,7 @@ def gobgpd_config(path: Path, restart_time: int = 90) -> None:
 """
     path.write_text(
         f"""[global.config]
-  as = {ASN}
+  as = {asn}
   router-id = "{GOBGP}"
   port = {GOBGP_PORT}
   local-address-list = ["{GOBGP}"]
@@ -96,9 +99,9 @@ def gobgp_json(*args: str) -> Any:
     return json.loads(out) if out.strip() else {}
 
 
-def start_gobgpd(tmp_path: Path, restart_time: int = 90) -> subprocess.Popen[bytes]:
+def start_gobgpd(tmp_path: Path, restart_time: int = 90, asn: int = ASN) -> subprocess.Popen[bytes]:
     conf = tmp_path / "gobgpd.toml"
-    gobgpd_config(conf, restart_time)
+    gobgpd_config(conf, restart_time, asn)
     with open(tmp_path / "gobgpd.log", "ab") as logf:
         proc = subprocess.Popen(
             ["gobgpd", "-f", str(conf), "--api-hosts", f"{GOBGP}:{GOBGP_API}", "-l", "info"],
@@ -134,7 +137,9 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     return make_pki(tmp_path_factory.mktemp("rs-pki"))
 
 
-def rs_config(pki: Pki, router_id: str, retention: float = 60.0) -> Any:
+def rs_config(pki: Pki, router_id: str, retention: float = 60.0, peer_asn: int = ASN) -> Any:
+    """Route server config; toward an eBGP PE (peer_asn != ASN) without RT-Constraint."""
+    fams = ["vpnv4", "vpnv6", "rtc"] if peer_asn == ASN else ["vpnv4", "vpnv6"]
     server = pki.server(DOMAIN)
     return load_dict(
         {
@@ -150,7 +155,9 @@ def rs_config(pki: Pki, router_id: str, retention: float = 60.0) -> Any:
             "control": {"port": 0},
             "bgp": {
                 "graceful_restart": 120,
-                "neighbor": [{"address": GOBGP, "asn": ASN, "port": GOBGP_PORT}],
+                "neighbor": [
+                    {"address": GOBGP, "asn": peer_asn, "port": GOBGP_PORT, "families": fams}
+                ],
             },
             "vrf": [
                 {"vpn": "red", "import_targets": ["64512:100"], "export_targets": ["64512:100"]},
@@ -553,3 +560,47 @@ def test_two_route_servers_over_direct_ibgp(pki: Pki) -> None:
             await rs2.stop()
 
     run(body)
+
+
+def test_ebgp_pe(tmp_path: Path, pki: Pki) -> None:
+    """GoBGP as an existing L3VPN PE in AS 65001 over eBGP, without RT-Constraint."""
+    procs = [start_gobgpd(tmp_path, asn=65001)]
+
+    async def body() -> None:
+        rs = RouteServer(rs_config(pki, RS1, peer_asn=65001))
+        await rs.start()
+        f1 = Forwarder(pki, F1, rs.xmpp.port)  # type: ignore[union-attr]
+        try:
+            await poll(lambda: neighbor_established(RS1), "eBGP session")
+            await f1.client.connect()
+            await f1.client.subscribe("red")
+            await f1.publish("red", entry("10.1.1.1/32", "192.0.2.11", 10000))
+            paths = await poll(lambda: gobgp_json("global", "rib", "-a", "vpnv4"), "our route")
+            attrs = {a["type"]: a for a in paths["127.0.6.1:1:10.1.1.1/32"][0]["attrs"]}
+            assert attrs[2]["as_paths"] == [{"segment_type": 2, "num": 1, "asns": [ASN]}]
+            assert 5 not in attrs  # no LOCAL_PREF over eBGP
+            assert attrs[14]["nexthop"] == "192.0.2.11"
+            gobgp("global", "rib", "-a", "vpnv4", "add", "10.2.2.2/32", "label", "20000",
+                  "rd", "65001:7", "rt", "64512:100", "nexthop", "192.0.2.22")  # fmt: skip
+            await poll(lambda: any(r["prefix"] == "10.2.2.2/32"
+                                   for r in rs.rib.show_routes("red")), "PE route")  # fmt: skip
+            (pe,) = [r for r in rs.rib.show_routes("red") if r["prefix"] == "10.2.2.2/32"]
+            # the PE's next hop and label, learned over eBGP, reach the forwarder
+            assert (pe["source"], pe["from"], pe["nexthop"], pe["label"], pe["best"]) == (
+                "bgp", GOBGP, "192.0.2.22", 20000, True
+            )  # fmt: skip
+            pe_note = d.ItemsEvent(
+                "red", (("10.2.2.2/32", entry("10.2.2.2/32", "192.0.2.22", 20000)),)
+            )
+            await poll(lambda: pe_note in f1.notes, "PE route at F1")
+        finally:
+            await f1.client.close()
+            await rs.stop()
+
+    try:
+        run(body)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.terminate()
+            p.wait(10)
