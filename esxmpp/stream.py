@@ -252,6 +252,11 @@ class StreamParser:
                     )
                 self._fed += len(piece)
                 self._p.Parse(piece, False)
+                # expat may still buffer text; count what was fed into this stanza
+                if self._depth >= 2 and self._fed - self._mark > self.max_stanza_bytes:
+                    raise StreamError(
+                        "policy-violation", f"stanza larger than {self.max_stanza_bytes} bytes"
+                    )
         except StreamError:
             self._failed = True
             raise

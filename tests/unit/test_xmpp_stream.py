@@ -104,3 +104,14 @@ def test_identity_from_certificate_names() -> None:
         == sid
     )
     assert identity_from_cert({"subject": ((("commonName", "host1.example"),),)}) is None
+
+
+@pytest.mark.parametrize("chunk", [1, 100, 4096, 30000])
+def test_oversize_text_is_caught_whatever_the_chunking(chunk: int) -> None:
+    p = StreamParser(max_stanza_bytes=16384)
+    p.feed(HDR)
+    data = b"<message><body>" + b"x" * 20000
+    with pytest.raises(StreamError) as info:
+        for i in range(0, len(data), chunk):
+            p.feed(data[i : i + chunk])
+    assert info.value.condition == "policy-violation"
