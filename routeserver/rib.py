@@ -428,6 +428,10 @@ class Rib:
 
     def _bgp_add(self, ev: BgpRouteAdd) -> list[Output]:
         peer = self._peer(ev.peer)
+        if ev.attrs.originator_id == self.router_id:
+            # our own route reflected back (RFC 4456 §8): ignore, as a withdrawal
+            self.counters["own_route_reflected"] = self.counters.get("own_route_reflected", 0) + 1
+            return self._bgp_del(BgpRouteDel(ev.peer, ev.rd, ev.prefix))
         path = Path(
             source="bgp",
             origin_id=ev.peer,

@@ -328,7 +328,7 @@ class RouteServer:
         metric(
             "rib_inputs_total",
             "counter",
-            "RIB inputs by type",
+            "RIB inputs (and notable events) by type",
             [(f'{{type="{k}"}}', float(v)) for k, v in sorted(self.rib.counters.items())],
         )
         for k, v in sorted(self.counters.items()):

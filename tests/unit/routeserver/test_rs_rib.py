@@ -292,3 +292,14 @@ def test_only_configured_families_are_advertised():
     rib.handle(XmppSubscribe(H1, "red"), 0)
     out = rib.handle(XmppRouteAdd(H1, "red", n("2001:db8::1/128"), a("192.0.2.11"), 16), 0)
     assert [type(o).__name__ for o in out] == ["FwdRoutes"]
+
+
+def test_own_route_reflected_back_is_ignored():
+    rib = Rib(cfg())
+    rib.handle(XmppSubscribe(H1, "red"), 0)
+    own = BgpRouteAdd(
+        PE, "10.255.0.1:1", n("10.1.1.1/32"), 16, a("192.0.2.11"), frozenset({"64512:100"}),
+        attrs=BgpAttrs(originator_id="10.255.0.1"),
+    )  # fmt: skip
+    assert rib.handle(own, 0) == []
+    assert rib.sizes()["bgp_paths"] == 0
