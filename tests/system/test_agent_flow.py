@@ -104,11 +104,11 @@ class Lab:
         self.host: HostAgent | None = None
         self.xmpp_port = 0
 
-    async def start_switch(self, engine: Any = None) -> None:
+    async def start_switch(self, engine: Any = None, tls: Any = None) -> None:
         if engine is not None:
             self.engine = engine
         self.switch = P4RuntimeServer(self.engine, device_id=1, cpu_port=255)
-        self.switch_port = await self.switch.start(f"127.0.0.1:{self.switch_port}")
+        self.switch_port = await self.switch.start(f"127.0.0.1:{self.switch_port}", tls=tls)
 
     async def start_rs(self, port: int = 0) -> None:
         cert = self.pki.server("rs.test")
@@ -614,6 +614,59 @@ def test_broken_state_file_is_moved_aside(tmp_path: Path) -> None:
             assert not state.exists() or json.loads(state.read_text())["vrf"]["vrfs"] == {}
             assert (tmp_path / "agent-state.json.bad").read_text().startswith('{"vrf"')
             assert await lab.switch_entities() == lab.canon(fabric_entities())
+        finally:
+            await lab.close()
+
+    asyncio.run(scenario())
+
+
+def test_switch_over_mutual_tls(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        from softswitch.p4runtime import TlsConfig
+
+        lab = Lab(tmp_path)
+        try:
+            srv = lab.pki.server("switch.test")
+            await lab.start_switch(
+                tls=TlsConfig(
+                    srv.certfile.read_bytes(),
+                    srv.keyfile.read_bytes(),
+                    client_ca=lab.pki.cafile.read_bytes(),
+                )
+            )
+            await lab.start_rs()
+            cfg = lab.agent_config()
+            cli = lab.pki.client("agent.test")
+            cfg["switch"]["tls"] = {
+                "root_cert": str(lab.pki.cafile),
+                "cert": str(cli.certfile),
+                "key": str(cli.keyfile),
+                "server_name": "switch.test",
+            }
+            from control.config import config_from_toml
+
+            lab.agent = agent = Agent(config_from_toml(cfg))
+            await agent.start()
+            await agent.driver.wait_synced(10)
+            assert agent.driver.stats.pipeline_commits == 1
+            assert agent.driver.stats.last_reconcile_diff == len(fabric_entities())
+            # without a client certificate the switch refuses the connection
+            from control.p4rt import P4RuntimeError, TlsOptions
+
+            try:
+                c = await P4RuntimeClient.connect(
+                    f"127.0.0.1:{lab.switch_port}",
+                    lab.info,
+                    device_id=1,
+                    election_id=2,
+                    tls=TlsOptions(root_cert=lab.pki.cafile, server_name="switch.test"),
+                    timeout=1.0,
+                )
+            except P4RuntimeError as e:
+                assert str(e) == f"127.0.0.1:{lab.switch_port}: no arbitration answer within 1.0s"
+            else:
+                await c.close()
+                raise AssertionError("connected without a client certificate")
         finally:
             await lab.close()
 
