@@ -668,3 +668,53 @@ def test_notification_callback_gets_events_in_order(certs: Certs) -> None:
         await c.close()
 
     run(certs, body)
+
+
+def test_sasl_edge_cases_exact(certs: Certs) -> None:
+    sasl = "xmlns='urn:ietf:params:xml:ns:xmpp-sasl'"
+
+    async def body(srv: XmppServer, rec: Recorder) -> None:
+        del rec
+        raw = await RawClient.open(srv.port)
+        await raw.starttls(DOMAIN, client_ctx(certs, certs.client))
+        await raw.header(DOMAIN)
+        await raw.element()
+        steps = [
+            # authzid naming another system than the certificate
+            (
+                f"<auth {sasl} mechanism='EXTERNAL'>MGEwYjBjMGQwZTBmQGZ3ZDEudGVzdA==</auth>",
+                f"<failure {sasl}><not-authorized/>"
+                "<text xml:lang='en'>authzid does not match the certificate</text></failure>",
+            ),
+            (f"<abort {sasl}/>", f"<failure {sasl}><aborted/></failure>"),
+            (
+                f"<auth {sasl} mechanism='PLAIN'>not base64!</auth>",
+                f"<failure {sasl}><incorrect-encoding/>"
+                "<text xml:lang='en'>bad base64</text></failure>",
+            ),
+        ]
+        for sent, expected in steps:
+            await raw.send(sent)
+            assert await raw.xml() == expected, sent
+        # three attempts (RFC 6120 §6.4.5 retries), then the stream ends
+        assert (await raw.closed()).endswith(
+            b"<stream:error><not-authorized xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>"
+            b"<text xmlns='urn:ietf:params:xml:ns:xmpp-streams'>too many authentication "
+            b"attempts</text></stream:error></stream:stream>"
+        )
+        # PLAIN with the right authzid, and with a wrong password
+        raw = await RawClient.open(srv.port)
+        with pytest.raises(PermissionError) as info:
+            await raw.login(DOMAIN, client_ctx(certs, None), "0a0b0c0d0e0f", "wrong")
+        assert str(info.value) == (
+            f"<failure {sasl}><not-authorized/>"
+            "<text xml:lang='en'>wrong user name or password</text></failure>"
+        )
+        raw.close()
+        raw = await RawClient.open(srv.port)
+        assert await raw.login(DOMAIN, client_ctx(certs, None), "0a0b0c0d0e0f", "lab-secret") == (
+            f"0a0b0c0d0e0f@{DOMAIN}/raw"
+        )
+        raw.close()
+
+    run(certs, body)
