@@ -797,14 +797,16 @@ class P4RuntimeClient:
         else:
             channel = grpc.aio.insecure_channel(address, options=opts)
         self = cls(channel, p4info, device_id, election_id, address)
+        what = "no connection (unreachable, or TLS refused)"
         try:
             await asyncio.wait_for(channel.channel_ready(), timeout)
+            what = "no arbitration answer"
             self._stream_task = asyncio.create_task(self._run_stream())
             self._send_arbitration()
             await asyncio.wait_for(self._wait_arbitrated(), timeout)
         except TimeoutError as e:
             await self.close()
-            raise P4RuntimeError(f"{address}: no arbitration answer within {timeout}s") from e
+            raise P4RuntimeError(f"{address}: {what} within {timeout}s") from e
         except BaseException:
             await self.close()
             raise
