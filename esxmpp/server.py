@@ -607,6 +607,7 @@ class _Conn:
 
     async def _session_loop(self) -> None:
         misses = 0
+        handled = 0
         interval = self.cfg.ping_interval
         sess = self.sess
         while sess.is_open:
@@ -628,6 +629,9 @@ class _Conn:
             if not isinstance(ev, Stanza):  # pragma: no cover
                 raise StreamError("bad-format", "unexpected stream header")
             await self._dispatch(ev.element)
+            handled += 1
+            if handled % 64 == 0:
+                await asyncio.sleep(0)  # a flooding client must not starve the others
 
     async def _dispatch(self, el: ET.Element) -> None:
         sess = self.sess
