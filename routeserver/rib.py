@@ -779,6 +779,35 @@ class Rib:
         }
 
 
+def coalesce(outputs: Iterable[Output]) -> list[Output]:
+    """Merge runs of forwarder outputs per (system id, VPN) into fewer, larger ones.
+
+    Per forwarder and VPN the order is kept: consecutive ``FwdRoutes`` become
+    one (a prefix repeated keeps its last value, in its first place),
+    consecutive ``FwdWithdraw`` one. Everything else keeps its position.
+    """
+    out: list[Output] = []
+    last: dict[tuple[str, str], int] = {}  # key -> index in out of its last output
+    for o in outputs:
+        if isinstance(o, FwdRoutes | FwdWithdraw | FwdEndOfRib):
+            key = (o.system_id, o.vpn)
+            i = last.get(key)
+            if i is not None:
+                prev = out[i]
+                if isinstance(o, FwdRoutes) and isinstance(prev, FwdRoutes):
+                    routes = {r.prefix: r for r in prev.routes}
+                    routes.update((r.prefix, r) for r in o.routes)
+                    out[i] = FwdRoutes(o.system_id, o.vpn, tuple(routes.values()))
+                    continue
+                if isinstance(o, FwdWithdraw) and isinstance(prev, FwdWithdraw):
+                    gone = dict.fromkeys(prev.prefixes) | dict.fromkeys(o.prefixes)
+                    out[i] = FwdWithdraw(o.system_id, o.vpn, tuple(gone))
+                    continue
+            last[key] = len(out)
+        out.append(o)
+    return out
+
+
 def _net_order(n: IPNetwork) -> tuple[int, int, int]:
     return (n.version, int(n.network_address), n.prefixlen)
 

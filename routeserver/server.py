@@ -56,6 +56,7 @@ from routeserver.rib import (
     XmppRouteDel,
     XmppSubscribe,
     XmppUnsubscribe,
+    coalesce,
 )
 
 log = logging.getLogger("routeserver")
@@ -173,15 +174,22 @@ class RouteServer:
     # ------------------------------------------------------------- plumbing
 
     def feed(self, inputs: Sequence[Input]) -> None:
-        """Apply RIB inputs and carry out the outputs; RibError propagates (nothing applied)."""
+        """Apply RIB inputs and carry out the outputs.
+
+        A RibError propagates; the outputs of the inputs before it are carried out.
+        """
         now = time.monotonic()
-        for ev in inputs:
-            self._emit(self.rib.handle(ev, now))
-        self._wake.set()
+        outputs: list[Output] = []
+        try:
+            for ev in inputs:
+                outputs += self.rib.handle(ev, now)
+        finally:
+            self._emit(outputs)
+            self._wake.set()
 
     def _emit(self, outputs: list[Output]) -> None:
         bgp: list[Output] = []
-        for out in outputs:
+        for out in coalesce(outputs):
             if isinstance(out, FwdRoutes | FwdWithdraw | FwdEndOfRib):
                 self._notify(out)
             else:
@@ -200,13 +208,17 @@ class RouteServer:
         self.counters["xmpp_notifications"] += 1
 
     def _bgp_inputs(self, inputs: list[Input]) -> None:
+        now = time.monotonic()
+        outputs: list[Output] = []
         for ev in inputs:
             self.counters["bgp_inputs"] += 1
             try:
-                self.feed([ev])
+                outputs += self.rib.handle(ev, now)
             except RibError as e:
                 self.counters["bgp_refused"] += 1
                 log.warning("BGP input refused: %s (%s)", e, ev)
+        self._emit(outputs)
+        self._wake.set()
 
     def _bgp_bad(self, err: BgpInputError) -> None:
         self.counters["bgp_refused"] += 1

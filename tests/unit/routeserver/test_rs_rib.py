@@ -303,3 +303,34 @@ def test_own_route_reflected_back_is_ignored():
     )  # fmt: skip
     assert rib.handle(own, 0) == []
     assert rib.sizes()["bgp_paths"] == 0
+
+
+def test_coalesce_keeps_per_forwarder_order():
+    from routeserver.rib import coalesce
+
+    r = [FwdRoute(n(f"10.0.0.{i}/32"), a("192.0.2.1"), 16 + i) for i in range(4)]
+    r1b = FwdRoute(n("10.0.0.1/32"), a("192.0.2.9"), 99)
+    ann = BgpAnnounce(PE, VpnRoute("1:1", n("10.9.0.0/16"), 16, a("192.0.2.1"), frozenset()))
+    out = coalesce(
+        [
+            FwdRoutes(H1, "red", (r[0],)),
+            FwdRoutes(H2, "red", (r[0],)),
+            ann,
+            FwdRoutes(H1, "red", (r[1],)),
+            FwdRoutes(H1, "red", (r1b, r[2])),
+            FwdWithdraw(H1, "red", (r[0].prefix,)),
+            FwdWithdraw(H1, "red", (r[3].prefix,)),
+            FwdRoutes(H1, "red", (r[0],)),
+            FwdEndOfRib(H2, "red"),
+            FwdRoutes(H2, "red", (r[1],)),
+        ]
+    )
+    assert out == [
+        FwdRoutes(H1, "red", (r[0], r1b, r[2])),
+        FwdRoutes(H2, "red", (r[0],)),
+        ann,
+        FwdWithdraw(H1, "red", (r[0].prefix, r[3].prefix)),
+        FwdRoutes(H1, "red", (r[0],)),
+        FwdEndOfRib(H2, "red"),
+        FwdRoutes(H2, "red", (r[1],)),
+    ]
