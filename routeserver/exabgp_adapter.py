@@ -505,7 +505,10 @@ class ExaBgp:
             self.on_bad_input(e)
             return
         if inputs:
-            self.on_inputs(inputs)
+            try:
+                self.on_inputs(inputs)
+            except Exception:  # a bug must not cut the API channel
+                log.exception("handling BGP inputs %s failed", inputs)
 
     def submit(self, text: str) -> asyncio.Future[None]:
         """Write one command now; the future completes on its acknowledgement.
