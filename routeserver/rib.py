@@ -247,6 +247,12 @@ class Path:
     stale: bool = False
 
 
+def check_route(prefix: IPNetwork, nexthop: IPAddress) -> None:
+    """RibError unless the route can be advertised (IPv6 over IPv4 is fine, not the reverse)."""
+    if prefix.version == 4 and nexthop.version == 6:
+        raise RibError(f"IPv4 prefix {prefix} with IPv6 next hop {nexthop} is not supported")
+
+
 def family_of(prefix: IPNetwork) -> str:
     return "vpnv4" if prefix.version == 4 else "vpnv6"
 
@@ -392,11 +398,7 @@ class Rib:
 
     def _xmpp_add(self, ev: XmppRouteAdd) -> list[Output]:
         vrf = self.vrf_of(ev.system_id, ev.vpn)
-        # an IPv6 VPN route over an IPv4 fabric is fine; the reverse is not
-        if ev.prefix.version == 4 and ev.nexthop.version == 6:
-            raise RibError(
-                f"IPv4 prefix {ev.prefix} with IPv6 next hop {ev.nexthop} is not supported"
-            )
+        check_route(ev.prefix, ev.nexthop)
         path = Path(
             source="xmpp",
             origin_id=ev.system_id,

@@ -56,6 +56,7 @@ from routeserver.rib import (
     XmppRouteDel,
     XmppSubscribe,
     XmppUnsubscribe,
+    check_route,
     coalesce,
 )
 
@@ -279,6 +280,10 @@ class RouteServer:
                     _, prefix = parse_item_node(node)
                     inputs.append(XmppRouteDel(sid, vpn, prefix))
                 case Publish(node, entry):
+                    try:
+                        check_route(entry.prefix, entry.nexthop)
+                    except RibError as e:
+                        raise DialectError("not-acceptable", str(e)) from None
                     vpns = set() if state is None else state.associations.get(node, set())
                     inputs.extend(_add(sid, v, entry) for v in sorted(vpns))
                 case Retract():

@@ -362,6 +362,13 @@ def test_xmpp_to_bgp_and_back_with_rtc(gobgpd: Any, pki: Pki) -> None:
                 "item-not-found",
                 f"no VRF configured for system {F1} in VPN 'nope'",
             )
+            with pytest.raises(d.DialectError) as ei:
+                await f1.publish("red", entry("10.7.7.7/32", "2001:db8::7", 10007))
+            assert (ei.value.condition, ei.value.text) == (
+                "not-acceptable",
+                "IPv4 prefix 10.7.7.7/32 with IPv6 next hop 2001:db8::7 is not supported",
+            )
+            assert "127.0.6.1:1:10.7.7.7/32" not in vpn_paths("vpnv4")
 
             # a VPN-IPv6 route from the PE (IPv4-mapped next hop) reaches F1 as IPv6-over-IPv4
             gobgp("global", "rib", "-a", "vpnv6", "add", "2001:db8::2/128", "label", "20001",
