@@ -36,6 +36,11 @@ order as in the draft)::
       <label>10000</label>
     </entry>
 
+Tungsten Fabric's nested entry form (``<nlri><af>1</af><address>…</address>
+</nlri><next-hops><next-hop><af/><address/><label/></next-hop></next-hops>
+<version>n</version>``, same namespace, xmpp_unicast.xsd) is accepted when
+reading; the draft's form is what we build.
+
 Notifications (server -> client, ``<message><event xmlns=NS_EVENT>``; the
 plain pubsub namespace is accepted when reading, as Tungsten Fabric sends it):
 
@@ -314,10 +319,59 @@ def _af(el: ET.Element, what: str) -> int:
 # ----------------------------------------------------------- route entries
 
 
+def _child_text(parent: ET.Element, name: str, what: str) -> str:
+    el = parent.find(f"{{{NS_BGPVPN}}}{name}")
+    if el is None or not (el.text or "").strip():
+        raise DialectError("bad-request", f"{what}: missing <{name}>")
+    return (el.text or "").strip()
+
+
+def _parse_tf_entry(entry: ET.Element, nlri: ET.Element) -> RouteEntry:
+    """Tungsten Fabric's form (xmpp_unicast.xsd): nlri/af+address, next-hops/next-hop.
+
+    A host address without '/len' is a host prefix; of several next hops (ECMP)
+    the first is taken, as this dialect carries one.
+    """
+    af = _int(_child_text(nlri, "af", "nlri"), "nlri af", 1, 2)
+    addr = _child_text(nlri, "address", "nlri")
+    if "/" not in addr:
+        addr += "/32" if af == 1 else "/128"
+    prefix = parse_prefix(addr, af, "nlri address")
+    hops = entry.find(f"{{{NS_BGPVPN}}}next-hops")
+    first = None if hops is None else hops.find(f"{{{NS_BGPVPN}}}next-hop")
+    if first is None:
+        raise DialectError("bad-request", "entry: missing <next-hops><next-hop>")
+    nh_af = _int(_child_text(first, "af", "next-hop"), "next-hop af", 1, 2)
+    nh_text = _child_text(first, "address", "next-hop")
+    try:
+        nexthop = ipaddress.ip_address(nh_text)
+    except ValueError:
+        raise DialectError("bad-request", f"next-hop: {nh_text!r} is not an IP address") from None
+    if nh_af != _af_of(nexthop.version):
+        raise DialectError(
+            "bad-request", f"next-hop: af={nh_af} but {nh_text!r} is IPv{nexthop.version}"
+        )
+    label = _int(_child_text(first, "label", "next-hop"), "label", LABEL_MIN, LABEL_MAX)
+    version = 0
+    ver = entry.find(f"{{{NS_BGPVPN}}}version")
+    if ver is not None:
+        version = _int(
+            ver.text if ver.get("id") is None else ver.get("id"), "version", 0, VERSION_MAX
+        )
+    return RouteEntry(prefix, nexthop, label, version)
+
+
 def parse_entry(entry: ET.Element) -> RouteEntry:
-    """``<entry xmlns=NS_BGPVPN>`` -> RouteEntry; every error names the element."""
+    """``<entry xmlns=NS_BGPVPN>`` -> RouteEntry; every error names the element.
+
+    Also reads Tungsten Fabric's nested form (``<nlri><af/><address/></nlri>
+    <next-hops><next-hop>…``), which shares the namespace.
+    """
     if entry.tag != f"{{{NS_BGPVPN}}}entry":
         raise DialectError("bad-request", f"expected <entry xmlns='{NS_BGPVPN}'>, got {entry.tag}")
+    tf_nlri = entry.find(f"{{{NS_BGPVPN}}}nlri")
+    if tf_nlri is not None and len(tf_nlri):
+        return _parse_tf_entry(entry, tf_nlri)
     fields: dict[str, ET.Element] = {}
     for child in entry:
         ns, name = _local(child.tag)

@@ -275,3 +275,42 @@ def test_bad_notifications() -> None:
                 f"<item>{ENTRY_XML}</item></items></event>"
             )
         )
+
+
+def test_tungsten_fabric_entry_form_is_read() -> None:
+    # xmpp_unicast.xsd's nested form, as Tungsten Fabric's control node sends it
+    msg = ET.fromstring(
+        "<message xmlns='jabber:client' to='a@b' from='c'>"
+        "<event xmlns='http://jabber.org/protocol/pubsub'><items node='vrf'>"
+        "<item id='10.1.2.1/32'><entry xmlns='http://ietf.org/protocol/bgpvpn'>"
+        "<nlri><af>1</af><safi>1</safi><address>10.1.2.1/32</address></nlri>"
+        "<next-hops><next-hop><af>1</af><address>10.1.1.1</address><label>10000</label>"
+        "<tunnel-encapsulation-list><tunnel-encapsulation>gre</tunnel-encapsulation>"
+        "</tunnel-encapsulation-list></next-hop>"
+        "<next-hop><af>1</af><address>10.1.1.2</address><label>20000</label></next-hop>"
+        "</next-hops><version>3</version><virtual-network>vn1</virtual-network>"
+        "</entry></item>"
+        "<item id='10.1.2.2'><entry xmlns='http://ietf.org/protocol/bgpvpn'>"
+        "<nlri><af>1</af><address>10.1.2.2</address></nlri>"
+        "<next-hops><next-hop><af>1</af><address>10.1.1.1</address><label>16</label>"
+        "</next-hop></next-hops></entry></item></items></event></message>"
+    )
+    assert d.parse_notification(msg) == d.ItemsEvent(
+        "vrf",
+        (
+            (
+                "10.1.2.1/32",
+                d.RouteEntry(ip.ip_network("10.1.2.1/32"), ip.ip_address("10.1.1.1"), 10000, 3),
+            ),
+            (
+                "10.1.2.2",
+                d.RouteEntry(ip.ip_network("10.1.2.2/32"), ip.ip_address("10.1.1.1"), 16, 0),
+            ),
+        ),
+    )
+    bad = ET.fromstring(
+        "<entry xmlns='http://ietf.org/protocol/bgpvpn'><nlri><af>1</af>"
+        "<address>10.1.2.2</address></nlri></entry>"
+    )
+    with pytest.raises(d.DialectError, match=r"entry: missing <next-hops><next-hop>"):
+        d.parse_entry(bad)
