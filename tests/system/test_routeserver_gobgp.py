@@ -611,3 +611,40 @@ def test_ebgp_pe(tmp_path: Path, pki: Pki) -> None:
             if p.poll() is None:
                 p.terminate()
             p.wait(10)
+
+
+def test_graceful_restart_stale_routes_swept_at_end_of_rib(tmp_path: Path, pki: Pki) -> None:
+    """The PE restarts (120 s restart time) without its old route: End-of-RIB sweeps it."""
+    procs = [start_gobgpd(tmp_path, restart_time=120)]
+
+    async def body() -> None:
+        rs = RouteServer(rs_config(pki, RS1))
+        await rs.start()
+        f1 = Forwarder(pki, F1, rs.xmpp.port)  # type: ignore[union-attr]
+        try:
+            await poll(lambda: neighbor_established(RS1), "RS1 established")
+            await f1.client.connect()
+            await f1.client.subscribe("red")
+            gobgp("global", "rib", "-a", "vpnv4", "add", "10.2.2.2/32", "label", "20000",
+                  "rd", "64512:7", "rt", "64512:100", "nexthop", "192.0.2.22")  # fmt: skip
+            pe = d.ItemsEvent("red", (("10.2.2.2/32", entry("10.2.2.2/32", "192.0.2.22", 20000)),))
+            await poll(lambda: pe in f1.notes, "PE route at F1")
+            procs[0].kill()
+            await poll(lambda: not rs.rib.show_peers()[0]["up"], "session down")
+            assert [r["stale"] for r in rs.rib.show_routes("red")] == [True]
+            procs.append(start_gobgpd(tmp_path, restart_time=120))
+            # well before the 120 s restart time: swept by End-of-RIB
+            await poll(lambda: d.RetractEvent("red", ("10.2.2.2/32",)) in f1.notes, "EoR sweep")
+            assert rs.rib.show_peers()[0]["up"] is True
+            assert rs.rib.next_deadline() is None
+        finally:
+            await f1.client.close()
+            await rs.stop()
+
+    try:
+        run(body)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.terminate()
+            p.wait(10)
