@@ -103,8 +103,11 @@ class XmppClient:
 
         Raises ConnectionError (with the reason) when it cannot.
         """
+        if self._xmpp is not None and self._connected:
+            raise RuntimeError("already connected")
         xmpp = self._make()
         self._xmpp = xmpp
+        self._queue = asyncio.Queue()  # a fresh session: no stale end marker
         loop = asyncio.get_running_loop()
         done: asyncio.Future[str | None] = loop.create_future()
 
@@ -117,7 +120,7 @@ class XmppClient:
         xmpp.add_event_handler("connection_failed", lambda e: finish(f"connection failed: {e}"))
         xmpp.add_event_handler("ssl_invalid_chain", lambda e: finish(f"TLS: {e}"))
         xmpp.add_event_handler("stream_error", self._on_stream_error)
-        xmpp.add_event_handler("disconnected", lambda _e: self._on_disconnected(finish))
+        xmpp.add_event_handler("disconnected", lambda _e: self._on_disconnected(xmpp, finish))
         xmpp.connect(self.config.host, self.config.port)
         wait = timeout if timeout is not None else self.config.request_timeout
         try:
@@ -158,11 +161,11 @@ class XmppClient:
     def _on_stream_error(self, err: Any) -> None:
         log.warning("%s: stream error %s", self.config.jid, err)
 
-    def _on_disconnected(self, finish: Callable[[str | None], None]) -> None:
+    def _on_disconnected(self, xmpp: Any, finish: Callable[[str | None], None]) -> None:
         finish("disconnected")
-        xmpp = self._xmpp
-        if xmpp is not None:  # no automatic reconnect: the owner decides
-            xmpp.cancel_connection_attempt()
+        xmpp.cancel_connection_attempt()  # no automatic reconnect: the owner decides
+        if xmpp is not self._xmpp:
+            return  # a previous session of this client ending late
         self._connected = False
         self._disconnected.set()
         self._queue.put_nowait(None)

@@ -718,3 +718,27 @@ def test_sasl_edge_cases_exact(certs: Certs) -> None:
         raw.close()
 
     run(certs, body)
+
+
+def test_one_client_object_reconnects_after_being_dropped(certs: Certs) -> None:
+    async def body(srv: XmppServer, rec: Recorder) -> None:
+        c = XmppClient(client_config(certs, srv.port))
+        await c.connect()
+        await c.subscribe("vpn1")
+        sess = srv.session(SID)
+        assert sess is not None
+        sess.close("reset")
+        await asyncio.wait_for(c.wait_disconnected(), 5)
+        assert not c.connected
+        await c.connect()
+        assert c.connected
+        await rec.wait_for(lambda e: e[0] == "opened" and e[1] == c.jid and e[2] is True)
+        new = srv.session(SID)
+        assert new is not None and new is not sess
+        new.send(d.EndOfRib("vpn1"))
+        async for note in c.notifications():
+            assert note == d.EndOfRib("vpn1")
+            break
+        await c.close()
+
+    run(certs, body)
