@@ -6,6 +6,7 @@ Bounded: a fixed seed, a few thousand streams, a few seconds.
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import xml.etree.ElementTree as ET
 
@@ -124,7 +125,15 @@ async def wait_connections(srv: XmppServer, n: int) -> None:
         await asyncio.sleep(0.01)  # polling with a deadline, not waiting a fixed time
 
 
-def test_hostile_streams_leave_server_and_sessions_intact(certs: Certs) -> None:
+def no_internal_errors(caplog: pytest.LogCaptureFixture) -> None:
+    """Hostile input must only ever take the expected paths: no exception logged."""
+    bad = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert bad == [], [r.getMessage() for r in bad]
+
+
+def test_hostile_streams_leave_server_and_sessions_intact(
+    certs: Certs, caplog: pytest.LogCaptureFixture
+) -> None:
     async def body(srv: XmppServer, rec: Recorder) -> None:
         good = XmppClient(client_config(certs, srv.port))
         await good.connect()
@@ -175,6 +184,7 @@ def test_hostile_streams_leave_server_and_sessions_intact(certs: Certs) -> None:
         await good.close()
 
     run(certs, body, negotiation_timeout=1.0, max_stanza_bytes=16384, retention=0.0)
+    no_internal_errors(caplog)
 
 
 def random_pubsub(rng: random.Random, i: int) -> bytes:
@@ -206,7 +216,9 @@ def random_pubsub(rng: random.Random, i: int) -> bytes:
     return d.to_bytes(el)
 
 
-def test_random_pubsub_requests_each_get_one_precise_answer(certs: Certs) -> None:
+def test_random_pubsub_requests_each_get_one_precise_answer(
+    certs: Certs, caplog: pytest.LogCaptureFixture
+) -> None:
     async def body(srv: XmppServer, rec: Recorder) -> None:
         del rec
         raw = await RawClient.open(srv.port)
@@ -233,9 +245,12 @@ def test_random_pubsub_requests_each_get_one_precise_answer(certs: Certs) -> Non
         raw.close()
 
     run(certs, body)
+    no_internal_errors(caplog)
 
 
-def test_hostile_content_inside_authenticated_sessions(certs: Certs) -> None:
+def test_hostile_content_inside_authenticated_sessions(
+    certs: Certs, caplog: pytest.LogCaptureFixture
+) -> None:
     cases = [
         # inside the stream element a DOCTYPE is not even XML: expat stops at once
         (b"<!DOCTYPE x [<!ENTITY a 'b'>]>", "not-well-formed", "not well-formed (invalid token)"),
@@ -274,3 +289,4 @@ def test_hostile_content_inside_authenticated_sessions(certs: Certs) -> None:
         await good.close()
 
     run(certs, body, max_stanza_bytes=16384)
+    no_internal_errors(caplog)
