@@ -15,6 +15,7 @@ UTF-8 gives ``not-well-formed``; a declared encoding other than UTF-8 gives
 
 from __future__ import annotations
 
+import contextlib
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from xml.parsers import expat
@@ -166,6 +167,8 @@ class StreamParser:
                 self._names.clear()
 
     def _text(self, data: str) -> None:
+        if self._failed:
+            return  # pyexpat flushes buffered text when close() drops the handler
         self._limit()
         if self._depth <= 1:
             if data.strip():
@@ -228,7 +231,8 @@ class StreamParser:
             "ProcessingInstructionHandler", "CommentHandler", "XmlDeclHandler",
             "SkippedEntityHandler",
         ):  # fmt: skip
-            setattr(p, name, None)
+            with contextlib.suppress(Exception):
+                setattr(p, name, None)
         self._stack.clear()
         self._events.clear()
         self._intern.clear()

@@ -290,3 +290,37 @@ def test_hostile_content_inside_authenticated_sessions(
 
     run(certs, body, max_stanza_bytes=16384)
     no_internal_errors(caplog)
+
+
+def test_mutated_bytes_inside_authenticated_sessions(
+    certs: Certs, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def body(srv: XmppServer, rec: Recorder) -> None:
+        del rec
+        good = XmppClient(client_config(certs, srv.port, certs.client2))
+        await good.connect()
+        rng = random.Random(4023)
+        sem = asyncio.Semaphore(16)
+        ctx = client_ctx(certs, certs.client)
+
+        async def one() -> None:
+            data = mutate(rng, b"".join(rng.choice(GOOD_STANZAS) for _ in range(3)))
+            async with sem:
+                raw = await RawClient.open(srv.port)
+                try:
+                    await raw.login(DOMAIN, ctx)
+                    await raw.send(data + b"</stream:stream>")
+                    got = await raw.closed()
+                    assert got.endswith(b"</stream:stream>"), got[-200:]
+                except (ConnectionError, EOFError):
+                    pass  # taken over by the next session: fine
+                finally:
+                    raw.close()
+
+        await asyncio.gather(*(one() for _ in range(150)))
+        await wait_connections(srv, 1)
+        assert await good.ping() >= 0
+        await good.close()
+
+    run(certs, body, duplicate="takeover")
+    no_internal_errors(caplog)

@@ -115,3 +115,17 @@ def test_oversize_text_is_caught_whatever_the_chunking(chunk: int) -> None:
         for i in range(0, len(data), chunk):
             p.feed(data[i : i + chunk])
     assert info.value.condition == "policy-violation"
+
+
+def test_close_with_buffered_text_is_quiet() -> None:
+    p = StreamParser()
+    p.feed(HDR + b"<message><body>half")
+    p.close()
+    p2 = StreamParser()
+    p2.feed(HDR)
+    with pytest.raises(StreamError):
+        p2.feed(b"garbage text")
+    p2.close()
+    p3 = StreamParser()
+    p3.feed(HDR + b"   ")
+    p3.close()
