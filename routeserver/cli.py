@@ -91,7 +91,7 @@ def _control_of(args: argparse.Namespace) -> str:
 
 
 async def _run(cfg: Config) -> int:
-    """Serve until SIGINT/SIGTERM (exit 0) or until ExaBGP dies (exit 1, for a supervisor)."""
+    """Serve until SIGINT/SIGTERM (ExaBGP is restarted by the daemon if it dies)."""
     from routeserver.server import RouteServer
 
     rs = RouteServer(cfg)
@@ -100,14 +100,11 @@ async def _run(cfg: Config) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    waits = [asyncio.create_task(stop.wait()), asyncio.create_task(rs.bgp.exited.wait())]
     try:
-        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        await stop.wait()
     finally:
-        for t in waits:
-            t.cancel()
         await rs.stop()
-    return 0 if stop.is_set() else 1
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -559,6 +559,11 @@ class ExaBgp:
                 raise res
 
     @property
+    def pid(self) -> int | None:
+        """Process id of the ExaBGP child (None before start)."""
+        return None if self._proc is None else self._proc.pid
+
+    @property
     def connected(self) -> bool:
         return self._writer is not None
 

@@ -694,6 +694,20 @@ class Rib:
             peer.rtc_out = set(wanted)
         return out
 
+    def up_peers(self) -> list[str]:
+        return [a for a, p in self._peers.items() if p.up]
+
+    def replay(self) -> list[Output]:
+        """Everything currently advertised to BGP (for a fresh BGP speaker)."""
+        out: list[Output] = []
+        for peer in self._peers.values():
+            out += [RtcAnnounce(peer.address, t) for t in sorted(peer.rtc_out)]
+            out += [
+                BgpAnnounce(peer.address, peer.adj_out[k])
+                for k in sorted(peer.adj_out, key=_export_order)
+            ]
+        return out
+
     # ----------------------------------------------------------- inspection
 
     def show_vrfs(self) -> list[dict[str, object]]:

@@ -45,6 +45,7 @@ from esxmpp.server import ServerSession, XmppServer
 from routeserver.config import Config
 from routeserver.exabgp_adapter import BgpInputError, ExaBgp
 from routeserver.rib import (
+    BgpPeerDown,
     FwdEndOfRib,
     FwdRoutes,
     FwdWithdraw,
@@ -118,6 +119,7 @@ class RouteServer:
         self.bgp = ExaBgp(cfg, self._bgp_inputs, self._bgp_bad)
         self._control: asyncio.Server | None = None
         self._timer: asyncio.Task[None] | None = None
+        self._supervisor: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self.counters: dict[str, int] = {
             "xmpp_requests": 0,
@@ -125,6 +127,7 @@ class RouteServer:
             "xmpp_notifications": 0,
             "bgp_inputs": 0,
             "bgp_refused": 0,
+            "exabgp_restarts": 0,
         }
 
     # ------------------------------------------------------------ lifecycle
@@ -144,6 +147,7 @@ class RouteServer:
             await self.bgp.stop()
             raise
         self._timer = asyncio.create_task(self._timer_loop())
+        self._supervisor = asyncio.create_task(self._supervise())
         log.info("route server %s started", self.cfg.router_id)
 
     @property
@@ -152,16 +156,41 @@ class RouteServer:
         return int(self._control.sockets[0].getsockname()[1])
 
     async def stop(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._timer
+        for task in (self._supervisor, self._timer):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self.xmpp is not None:
             await self.xmpp.close()
         if self._control is not None:
             self._control.close()
             await self._control.wait_closed()
         await self.bgp.stop()
+
+    async def _supervise(self) -> None:
+        """Restart ExaBGP when it dies and replay what the RIB advertises.
+
+        Its sessions went down with it: each peer goes down (graceful-restart
+        rules keep its paths as stale until it re-sends them and End-of-RIB).
+        """
+        while True:
+            await self.bgp.exited.wait()
+            self.counters["exabgp_restarts"] += 1
+            log.error("ExaBGP is gone; restarting it")
+            self._bgp_inputs([BgpPeerDown(a) for a in self.rib.up_peers()])
+            await self.bgp.stop()
+            while True:
+                bgp = ExaBgp(self.cfg, self._bgp_inputs, self._bgp_bad)
+                try:
+                    await bgp.start()
+                    break
+                except (OSError, RuntimeError) as e:
+                    log.error("ExaBGP restart failed: %s; retrying in 1 s", e)
+                    await asyncio.sleep(1.0)
+            self.bgp = bgp
+            self.bgp.apply_nowait(self.rib.replay())
+            log.info("ExaBGP restarted; advertisements replayed")
 
     async def _timer_loop(self) -> None:
         while True:

@@ -13,7 +13,9 @@ import base64
 import dataclasses
 import ipaddress as ip
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -648,3 +650,41 @@ def test_graceful_restart_stale_routes_swept_at_end_of_rib(tmp_path: Path, pki: 
             if p.poll() is None:
                 p.terminate()
             p.wait(10)
+
+
+def test_exabgp_crash_is_survived(gobgpd: Any, pki: Pki) -> None:
+    """ExaBGP killed: the daemon restarts it and replays; forwarders see no withdrawal."""
+
+    async def body() -> None:
+        rs = RouteServer(rs_config(pki, RS1))
+        await rs.start()
+        f1 = Forwarder(pki, F1, rs.xmpp.port)  # type: ignore[union-attr]
+        try:
+            await poll(lambda: neighbor_established(RS1), "RS1 established")
+            await f1.client.connect()
+            await f1.client.subscribe("red")
+            await f1.publish("red", entry("10.1.1.1/32", "192.0.2.11", 10000))
+            gobgp("global", "rib", "-a", "vpnv4", "add", "10.2.2.2/32", "label", "20000",
+                  "rd", "64512:7", "rt", "64512:100", "nexthop", "192.0.2.22")  # fmt: skip
+            pe = d.ItemsEvent("red", (("10.2.2.2/32", entry("10.2.2.2/32", "192.0.2.22", 20000)),))
+            await poll(lambda: pe in f1.notes, "PE route at F1")
+            old = rs.bgp.pid
+            assert old is not None
+            os.kill(old, signal.SIGKILL)
+            await poll(lambda: rs.counters["exabgp_restarts"] == 1 and rs.bgp.pid != old,
+                       "ExaBGP restarted")  # fmt: skip
+            await poll(lambda: rs.rib.show_peers()[0]["up"], "session back")
+
+            def ours_fresh() -> bool:
+                paths = gobgp_json("global", "rib", "-a", "vpnv4").get("127.0.6.1:1:10.1.1.1/32")
+                return bool(paths) and paths[0]["stale"] is False
+
+            await poll(ours_fresh, "our route re-advertised")
+            await poll(lambda: rs.rib.show_routes("red")[1]["stale"] is False, "PE route fresh")
+            assert [type(n).__name__ for n in f1.notes].count("RetractEvent") == 0
+            assert rtc_routes() == ["64512:64512:100"]
+        finally:
+            await f1.client.close()
+            await rs.stop()
+
+    run(body)

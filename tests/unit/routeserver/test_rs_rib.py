@@ -334,3 +334,18 @@ def test_coalesce_keeps_per_forwarder_order():
         FwdEndOfRib(H2, "red"),
         FwdRoutes(H2, "red", (r[1],)),
     ]
+
+
+def test_replay_lists_everything_advertised():
+    rib = Rib(cfg())
+    rib.handle(XmppSubscribe(H1, "red"), 0)
+    rib.handle(BgpRtcAdd(PE, "64512:100"), 0)
+    rib.handle(XmppRouteAdd(H1, "red", n("10.1.1.1/32"), a("192.0.2.11"), 16), 0)
+    route = VpnRoute(
+        "10.255.0.1:1", n("10.1.1.1/32"), 16, a("192.0.2.11"), frozenset({"64512:100"})
+    )
+    assert rib.replay() == [
+        RtcAnnounce(PE, "64512:100"),
+        BgpAnnounce(PE, route),
+        BgpAnnounce(PE2, route),
+    ]
