@@ -87,8 +87,11 @@ def setup_logging(level: str) -> None:
     root.setLevel(level.upper())
 
 
-def to_notification(out: Output) -> Notification | None:
-    """Forwarder-side RIB output -> esxmpp notification (None if not forwarder-side)."""
+MAX_ITEMS = 100  # items per notification, so no stanza grows past a client's limit
+
+
+def to_notifications(out: Output, max_items: int = MAX_ITEMS) -> list[Notification]:
+    """Forwarder-side RIB output -> esxmpp notifications of at most ``max_items`` items."""
     match out:
         case FwdRoutes(_, vpn, routes):
             items = []
@@ -99,12 +102,19 @@ def to_notification(out: Output) -> Notification | None:
                     log.warning("route %s not sent to forwarders: %s", r.prefix, e.text)
                     continue
                 items.append((str(r.prefix), entry))
-            return ItemsEvent(vpn, tuple(items)) if items else None
+            return [
+                ItemsEvent(vpn, tuple(items[i : i + max_items]))
+                for i in range(0, len(items), max_items)
+            ]
         case FwdWithdraw(_, vpn, prefixes):
-            return RetractEvent(vpn, tuple(str(p) for p in prefixes))
+            ids = [str(p) for p in prefixes]
+            return [
+                RetractEvent(vpn, tuple(ids[i : i + max_items]))
+                for i in range(0, len(ids), max_items)
+            ]
         case FwdEndOfRib(_, vpn):
-            return EndOfRib(vpn)
-    return None
+            return [EndOfRib(vpn)]
+    return []
 
 
 class RouteServer:
@@ -231,11 +241,11 @@ class RouteServer:
         if self.xmpp is None:
             return
         sess = self.xmpp.session(bytes.fromhex(out.system_id))
-        note = to_notification(out)
-        if sess is None or note is None or not sess.bound:
+        if sess is None or not sess.bound:
             return
-        sess.send(note)
-        self.counters["xmpp_notifications"] += 1
+        for note in to_notifications(out):
+            sess.send(note)
+            self.counters["xmpp_notifications"] += 1
 
     def _bgp_inputs(self, inputs: list[Input]) -> None:
         now = time.monotonic()
