@@ -56,6 +56,7 @@ Item ids in notifications are chosen by the sender; :func:`default_item_id`
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 import xml.etree.ElementTree as ET
@@ -257,6 +258,7 @@ def format_system_id(system_id: bytes) -> str:
     return system_id.hex()
 
 
+@functools.lru_cache(maxsize=8192)
 def parse_prefix(text: str, af: int | None = None, what: str = "nlri") -> IPNetwork:
     """Strict prefix parse ('10.1.1.0/24'; host bits must be zero); af 1=IPv4, 2=IPv6."""
     text = text.strip()
@@ -271,6 +273,7 @@ def parse_prefix(text: str, af: int | None = None, what: str = "nlri") -> IPNetw
     return net
 
 
+@functools.lru_cache(maxsize=8192)
 def parse_item_node(name: str) -> tuple[bytes, IPNetwork]:
     """'01020304abcd:10.1.1.1/32' -> (system id, prefix). IPv6 prefixes keep their colons."""
     sysid, sep, prefix = name.partition(":")
