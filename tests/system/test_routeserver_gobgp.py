@@ -33,7 +33,8 @@ from esxmpp.testing import Pki, make_pki
 from routeserver.config import Neighbor, load_dict
 from routeserver.server import RouteServer
 
-pytestmark = pytest.mark.skipif(shutil.which("gobgpd") is None, reason="gobgpd not installed")
+# gobgpd/gobgp come from scripts/apt-deps.sh (Debian package gobgpd); no skip when missing.
+assert shutil.which("gobgpd") and shutil.which("gobgp"), "install gobgpd: scripts/apt-deps.sh"
 
 GOBGP = "127.0.6.2"
 GOBGP_PORT = 17906
