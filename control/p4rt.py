@@ -310,6 +310,7 @@ class P4Info:
         self.proto = info
         self._by_kind: dict[str, dict[str, _Obj]] = {}
         self._by_id: dict[int, _Obj] = {}
+        self._suffixes: dict[str, dict[str, set[str]]] = {}
         for t in info.tables:
             self._add(
                 "table",
@@ -326,6 +327,7 @@ class P4Info:
             self._add("counter", dc.preamble, {})
         for cpm in info.controller_packet_metadata:
             self._add("packet", cpm.preamble, {m.name: (m.id, m.bitwidth, 0) for m in cpm.metadata})
+        self._index_suffixes()
 
     def _add(self, kind: str, pre: Any, fields: dict[str, tuple[int, int, int]]) -> None:
         obj = _Obj(
@@ -339,6 +341,19 @@ class P4Info:
         if pre.alias and pre.alias not in d:
             d[pre.alias] = obj
         self._by_id[pre.id] = obj
+        # every dotted suffix that names one object of this kind works too
+        # ("vif" for "SwitchIngress.pipe.classifier.vif")
+        parts = pre.name.split(".")
+        suffixes = self._suffixes.setdefault(kind, {})
+        for i in range(1, len(parts)):
+            suffixes.setdefault(".".join(parts[i:]), set()).add(pre.name)
+
+    def _index_suffixes(self) -> None:
+        for kind, suffixes in self._suffixes.items():
+            d = self._by_kind[kind]
+            for suffix, names in suffixes.items():
+                if len(names) == 1 and suffix not in d:
+                    d[suffix] = d[next(iter(names))]
 
     @classmethod
     def load(cls, path: str | Path) -> P4Info:

@@ -79,6 +79,14 @@ def test_names_and_aliases(info: P4Info) -> None:
     assert info.name(2001) == "IngressPipe.classifier.set_vif"
     with pytest.raises(KeyError, match="no table named 'nope'"):
         info.id("table", "nope")
+    # unique dotted suffixes resolve too; names(kind) lists full names only
+    assert info.id("table", "classifier.vif") == 1001
+    assert info.id("action", "routing.set_nexthop") == 2002
+    assert info.names("table") == [
+        "IngressPipe.acl",
+        "IngressPipe.classifier.vif",
+        "IngressPipe.routing.ipv4_route",
+    ]
 
 
 def test_table_entry_round_trip(info: P4Info) -> None:
