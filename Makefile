@@ -71,7 +71,8 @@ p4-check:
 	  diff -r -q $(P4BUILD) $$tmp && echo "p4-check: committed artifacts match $(P4C)"; \
 	else echo "p4-check: p4c-bm2-ss not on this machine; using committed p4src/build/"; fi
 
-bench: $(STAMP) apt-deps
+bench: $(STAMP)
+	bash scripts/apt-deps.sh bench
 	$(PY) -m bench --out bench/results
 
 clean:

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # Install the Debian packages the test suite needs, only when missing.
+# `apt-deps.sh bench` also installs the reference daemons benchmarks run
+# side by side (Prosody).
 # Real peers: gobgpd (BGP VPNv4/v6 + RTC), XMPP clients from other projects,
 # iproute2 for veth/netns packet ports.
 set -euo pipefail
@@ -10,8 +12,10 @@ have go-sendxmpp || need+=(go-sendxmpp)
 have sendxmpp || need+=(sendxmpp)
 have ip || need+=(iproute2)
 have openssl || need+=(openssl)
-# reference XMPP server for bench/xmpp_load.py (side-by-side ratios)
-have prosody || need+=(prosody)
+if [ "${1:-test}" = bench ]; then
+  # reference XMPP server for bench/xmpp_load.py (side-by-side ratios)
+  have prosody || need+=(prosody)
+fi
 if [ ${#need[@]} -eq 0 ]; then
   echo "apt-deps: all present"
   exit 0
