@@ -38,6 +38,8 @@ from esxmpp.dialect import (
 
 log = logging.getLogger("control.routeservers")
 
+IN_FLIGHT = 32  # requests outstanding per route server while syncing exports
+
 
 @dataclass
 class RouteServer:
@@ -196,6 +198,24 @@ class RouteServers:
             return False
         return True
 
+    async def _send_node(
+        self, rs: RouteServer, c: XmppClient, node: str, vpn: str, entry: RouteEntry
+    ) -> None:
+        """Bring one published node to (vpn, entry); recorded in ``rs.sent`` only
+        when the route server accepted all of it (else retried on the next kick)."""
+        if vpn not in rs.subs:  # subscription refused or not made yet
+            return
+        old = rs.sent.get(node)
+        if old is not None and old[0] != vpn:  # moved to another VPN
+            await self._request(rs, c.dissociate(old[0], node))
+            del rs.sent[node]
+            old = None
+        if (old is None or old[1] != entry) and not await self._request(rs, c.publish(node, entry)):
+            return
+        if old is None and not await self._request(rs, c.associate(vpn, node)):
+            return
+        rs.sent[node] = (vpn, entry)
+
     async def _sync(self, rs: RouteServer, c: XmppClient) -> None:
         infra = self.state.infra
         want_subs = self.state.subscribed_vpns()
@@ -206,23 +226,19 @@ class RouteServers:
         for vpn in sorted(want_subs - rs.subs):
             if await self._request(rs, c.subscribe(vpn)):
                 rs.subs.add(vpn)
-        for node, (vpn, entry) in sorted(want.items()):
-            old = rs.sent.get(node)
-            if old == (vpn, entry):
-                continue
-            if old is not None and old[0] != vpn:
-                await self._request(rs, c.dissociate(old[0], node))
-            if (old is None or old[1] != entry) and not await self._request(
-                rs, c.publish(node, entry)
-            ):
-                continue
-            if (
-                (old is None or old[0] != vpn)
-                and vpn in rs.subs
-                and not await self._request(rs, c.associate(vpn, node))
-            ):
-                continue
-            rs.sent[node] = (vpn, entry)
+        sem = asyncio.Semaphore(IN_FLIGHT)
+
+        async def one(node: str, vpn: str, entry: RouteEntry) -> None:
+            async with sem:
+                await self._send_node(rs, c, node, vpn, entry)
+
+        results = await asyncio.gather(
+            *(one(n, v, e) for n, (v, e) in sorted(want.items()) if rs.sent.get(n) != (v, e)),
+            return_exceptions=True,
+        )
+        for r in results:
+            if isinstance(r, BaseException):
+                raise r
         for node in sorted(set(rs.sent) - set(want)):
             vpn, _ = rs.sent[node]
             await self._request(rs, c.dissociate(vpn, node))

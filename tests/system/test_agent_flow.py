@@ -674,3 +674,33 @@ def test_switch_over_mutual_tls(tmp_path: Path) -> None:
             await lab.close()
 
     asyncio.run(scenario())
+
+
+def test_many_exports_reach_the_route_server(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        lab = Lab(tmp_path)
+        try:
+            agent = await attach_and_learn(lab)
+            for i in range(6, 66):
+                resp = await lab.host_cmd(op="publish", prefix=f"10.1.1.{i}/32", vpn="red")
+                assert resp == {"ok": True}
+            await until(lambda: len(lab.rs_handler.requests) == 3 + 2 * 60, what="exports")
+            publishes = {
+                r.node: r.entry for _s, r in lab.rs_handler.requests if isinstance(r, Publish)
+            }
+            assert publishes == {
+                f"{HOST_SID}:10.1.1.{i}/32": route(f"10.1.1.{i}/32", INFRA, 16, 3 if i == 5 else 0)
+                for i in range(5, 66)
+            }
+            # every node associated after (never before) its publish
+            seen: set[str] = set()
+            for _s, r in lab.rs_handler.requests:
+                if isinstance(r, Publish):
+                    seen.add(r.node)
+                elif isinstance(r, Associate):
+                    assert r.node in seen
+            assert len(agent.state.exports()) == 61
+        finally:
+            await lab.close()
+
+    asyncio.run(scenario())
