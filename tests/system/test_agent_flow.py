@@ -704,3 +704,60 @@ def test_many_exports_reach_the_route_server(tmp_path: Path) -> None:
             await lab.close()
 
     asyncio.run(scenario())
+
+
+def test_ecmp_and_newer_version(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        lab = Lab(tmp_path)
+        try:
+            agent = await attach_and_learn(lab)  # 10.2.0.0/16 via 192.0.2.2 label 100
+            fwd = bytes.fromhex(FWD_SID)
+            lab.rs_handler.send(
+                fwd, ItemsEvent("red", (("b", route("10.2.0.0/16", "192.0.2.3", 200)),))
+            )
+            await until(lambda: len(agent.state.remote["red"]) == 2)
+            await agent.driver.wait_synced(10)
+            ecmp = {
+                TableEntry(T.TUNNEL_PEER, {"remote_ipv4": Exact(0xC0000202)}, T.A_PERMIT_PEER),
+                TableEntry(T.TUNNEL_PEER, {"remote_ipv4": Exact(0xC0000203)}, T.A_PERMIT_PEER),
+                ActionProfileMember(
+                    T.NEXTHOP_SELECTOR, 1, T.A_ENCAP, {"label": 100, "remote_ipv4": 0xC0000202}
+                ),
+                ActionProfileMember(
+                    T.NEXTHOP_SELECTOR, 2, T.A_ENCAP, {"label": 200, "remote_ipv4": 0xC0000203}
+                ),
+                ActionProfileGroup(T.NEXTHOP_SELECTOR, 2, frozenset({(1, 1), (2, 1)})),
+                TableEntry(T.NEXTHOP, {"nexthop_id": Exact(2)}, group_id=2),
+                TableEntry(
+                    T.IPV4_ROUTE,
+                    {"vrf_id": Exact(1), "dst_addr": Lpm(0x0A020000, 16)},
+                    T.A_SET_NEXTHOP,
+                    {"nexthop_id": 2},
+                ),
+            }
+            assert await lab.switch_entities() == lab.canon(attached_entities() | ecmp)
+            # a newer instantiation (version 1) wins alone
+            lab.rs_handler.send(
+                fwd, ItemsEvent("red", (("c", route("10.2.0.0/16", "192.0.2.4", 300, 1)),))
+            )
+            await until(lambda: len(agent.state.remote["red"]) == 3)
+            await agent.driver.wait_synced(10)
+            newest = {
+                TableEntry(T.TUNNEL_PEER, {"remote_ipv4": Exact(0xC0000204)}, T.A_PERMIT_PEER),
+                ActionProfileMember(
+                    T.NEXTHOP_SELECTOR, 3, T.A_ENCAP, {"label": 300, "remote_ipv4": 0xC0000204}
+                ),
+                ActionProfileGroup(T.NEXTHOP_SELECTOR, 3, frozenset({(3, 1)})),
+                TableEntry(T.NEXTHOP, {"nexthop_id": Exact(3)}, group_id=3),
+                TableEntry(
+                    T.IPV4_ROUTE,
+                    {"vrf_id": Exact(1), "dst_addr": Lpm(0x0A020000, 16)},
+                    T.A_SET_NEXTHOP,
+                    {"nexthop_id": 3},
+                ),
+            }
+            assert await lab.switch_entities() == lab.canon(attached_entities() | newest)
+        finally:
+            await lab.close()
+
+    asyncio.run(scenario())
