@@ -66,12 +66,12 @@ class FrozenMap(dict[K, V]):
 
     __slots__ = ("_h",)
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        dict.__init__(self, *args, **kwargs)
+        self._h = hash(frozenset(self.items()))
+
     def __hash__(self) -> int:  # type: ignore[override]
-        try:
-            return self._h
-        except AttributeError:
-            self._h: int = hash(frozenset(self.items()))
-            return self._h
+        return self._h
 
     def _refuse(self, *_a: object, **_k: object) -> None:
         raise TypeError("FrozenMap is immutable")
@@ -632,15 +632,39 @@ class WireEncoder:
         self.info = info
         self.cache_size = cache_size
         self._cache: dict[Entity, bytes] = {}
+        # per action: (name, id field bytes, [(param, param id field bytes, width)])
+        self._actions: dict[str, tuple[str, bytes, list[tuple[str, bytes, int]]]] = {}
+        # per table: (name, id field bytes, {field: (field id field bytes, width)})
+        self._tables: dict[str, tuple[str, bytes, dict[str, tuple[bytes, int]]]] = {}
 
     def _action(self, action: str, params: Mapping[str, int]) -> bytes:
-        a = self.info.get("action", action)
-        if set(params) != set(a.fields):
-            raise ValueError(f"action {a.name}: params {sorted(params)} != {sorted(a.fields)}")
-        out = _u(1, a.id)
-        for n, (pid, bw, _) in a.fields.items():
-            out += _ld(4, _u(2, pid) + _ld(3, encode_int(params[n], bw)))
-        return out
+        a = self._actions.get(action)
+        if a is None:
+            o = self.info.get("action", action)
+            a = self._actions[action] = (
+                o.name,
+                _u(1, o.id),
+                [(n, _u(2, pid), bw) for n, (pid, bw, _) in o.fields.items()],
+            )
+        name, head, fields = a
+        if len(params) != len(fields) or any(n not in params for n, _h, _b in fields):
+            want = sorted(n for n, _h, _b in fields)
+            raise ValueError(f"action {name}: params {sorted(params)} != {want}")
+        parts = [head]
+        for n, phead, bw in fields:
+            parts.append(_ld(4, phead + _ld(3, encode_int(params[n], bw))))
+        return b"".join(parts)
+
+    def _table(self, table: str) -> tuple[str, bytes, dict[str, tuple[bytes, int]]]:
+        t = self._tables.get(table)
+        if t is None:
+            o = self.info.get("table", table)
+            t = self._tables[table] = (
+                o.name,
+                _u(1, o.id),
+                {n: (_u(1, fid), bw) for n, (fid, bw, _) in o.fields.items()},
+            )
+        return t
 
     def entity(self, ent: Entity) -> bytes:
         b = self._cache.get(ent)
@@ -653,13 +677,13 @@ class WireEncoder:
 
     def _entity(self, ent: Entity) -> bytes:
         if isinstance(ent, TableEntry):
-            t = self.info.get("table", ent.table)
-            out = _u(1, t.id)
+            tname, out, tfields = self._table(ent.table)
             for fname, m in ent.match.items():
-                if fname not in t.fields:
-                    raise KeyError(f"table {t.name} has no match field {fname!r}")
-                fid, bw, _ = t.fields[fname]
-                if isinstance(m, Exact):
+                f = tfields.get(fname)
+                if f is None:
+                    raise KeyError(f"table {tname} has no match field {fname!r}")
+                fhead, bw = f
+                if type(m) is Exact:
                     body = _ld(2, _ld(1, encode_int(m.value, bw)))
                 elif isinstance(m, Lpm):
                     if m.prefix_len == 0:
@@ -671,7 +695,7 @@ class WireEncoder:
                     body = _ld(6, _ld(1, encode_int(m.low, bw)) + _ld(2, encode_int(m.high, bw)))
                 else:
                     body = _ld(7, _ld(1, encode_int(m.value, bw)))
-                out += _ld(2, _u(1, fid) + body)
+                out += _ld(2, fhead + body)
             if ent.action is not None:
                 out += _ld(3, _ld(1, self._action(ent.action, ent.params)))
             elif ent.member_id is not None:
