@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import time
 from collections.abc import Callable
@@ -248,6 +249,18 @@ class SwitchDriver:
             closed.cancel()
 
     async def _sync(self) -> int:
+        # A sync allocates many short-lived objects in a burst; the cyclic GC
+        # would rescan the whole heap several times meanwhile. Paused for the
+        # (bounded) duration of one sync, back on right after.
+        was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            return await self._sync_once()
+        finally:
+            if was_enabled:
+                gc.enable()
+
+    async def _sync_once(self) -> int:
         client = self._need()
         self._kick.clear()
         kicks = self._kicks
