@@ -4,6 +4,8 @@
 
 control Nexthop(inout headers_t hdr, inout local_metadata_t meta) {
 
+    /* ECMP: members picked by a crc16 of the selector fields of nexthop. */
+    @max_group_size(NEXTHOP_MAX_GROUP_SIZE)
     ES_SELECTOR(nexthop_selector, NEXTHOP_SELECTOR_SIZE, 16)
 
     /* Remote: push one label (bottom of stack), GRE 0x8847, outer IPv4
@@ -28,7 +30,6 @@ control Nexthop(inout headers_t hdr, inout local_metadata_t meta) {
      * nexthop_selector member (one next hop) or group (ECMP: members
      * chosen by a hash of the inner 5-tuple). Written by the agent before
      * the routes that use it. */
-    @max_group_size(NEXTHOP_MAX_GROUP_SIZE)
     table nexthop {
         key = {
             meta.nexthop_id : exact @name("nexthop_id");

@@ -1,0 +1,119 @@
+"""Issue item 6: MPLS-in-GRE termination."""
+
+from __future__ import annotations
+
+from scapy.layers.inet import GRE, IP, UDP
+from scapy.layers.l2 import Ether
+from scapy.packet import Raw
+
+from tests.packet import tables as t
+from tests.packet.harness import Dataplane
+from tests.packet.topo import (
+    DROP_FABRIC_TO_FABRIC,
+    DROP_GRE_UNSUPPORTED,
+    DROP_INNER_NOT_IP,
+    DROP_MPLS_STACK,
+    DROP_NOT_TUNNEL,
+    DROP_UNKNOWN_LABEL,
+    DROP_UNKNOWN_PEER,
+    ES1,
+    ES2,
+    FABRIC_VLAN,
+    MY_IP,
+    NH4,
+    REMOTE_A,
+    SW_FABRIC_MAC,
+    VRF_A,
+    base,
+    from_remote_a,
+    to_vif,
+    udp4,
+    udp6,
+    with_ttl,
+)
+
+INNER = udp4(src="10.2.0.5", dst="10.1.0.1", ttl=63)
+
+
+def test_interface_label_delivers_to_its_vif(dp: Dataplane) -> None:
+    base(dp)
+    t.label_to_vif(dp, 16001, 1, 1, 10, ES1)
+    dp.send(4, from_remote_a(INNER, 16001))
+    dp.expect(1, to_vif(ES1, 10, with_ttl(INNER, 62)))
+    inner6 = udp6(src="2001:db8:2::5", dst="2001:db8:1::1", hlim=9)
+    dp.send(4, from_remote_a(inner6, 16001))
+    dp.expect(1, to_vif(ES1, 10, with_ttl(inner6, 8)))
+    # from the other fabric port, behind a fabric VLAN
+    dp.send(5, from_remote_a(INNER, 16001, vlan=FABRIC_VLAN))
+    dp.expect(1, to_vif(ES1, 10, with_ttl(INNER, 62)))
+
+
+def test_vrf_label_looks_up_the_inner_destination(dp: Dataplane) -> None:
+    base(dp)
+    t.label_to_vrf(dp, 16100, VRF_A)
+    t.nexthop(dp, 3, t.local(3, 2, 10, ES2))
+    t.ipv4_route(dp, VRF_A, "10.1.0.3/32", 3)
+    inner = udp4(src="10.2.0.5", dst="10.1.0.3", ttl=63)
+    dp.send(4, from_remote_a(inner, 16100))
+    dp.expect(2, to_vif(ES2, 10, with_ttl(inner, 62)))
+
+
+def test_vrf_label_never_back_to_the_fabric(dp: Dataplane) -> None:
+    base(dp)
+    t.label_to_vrf(dp, 16100, VRF_A)
+    t.nexthop(dp, 1, t.encap(30001, REMOTE_A))
+    t.ipv4_route(dp, VRF_A, "10.2.0.0/16", 1)
+    dp.send(4, from_remote_a(udp4(src="10.3.0.5", dst="10.2.0.9", ttl=63), 16100))
+    dp.wait_counter(t.C_INGRESS_DROPS, DROP_FABRIC_TO_FABRIC, 1)
+    dp.expect_nothing()
+
+
+def test_unknown_outer_source_dropped_and_counted(dp: Dataplane) -> None:
+    base(dp)
+    t.label_to_vif(dp, 16001, 1, 1, 10, ES1)
+    dp.send(4, from_remote_a(INNER, 16001, src="198.51.100.99"))
+    dp.wait_counter(t.C_INGRESS_DROPS, DROP_UNKNOWN_PEER, 1)
+    dp.expect_nothing()
+
+
+def test_unallocated_label_dropped_and_counted(dp: Dataplane) -> None:
+    base(dp)
+    t.label_to_vif(dp, 16001, 1, 1, 10, ES1)
+    dp.send(4, from_remote_a(INNER, 16002))
+    dp.wait_counter(t.C_INGRESS_DROPS, DROP_UNKNOWN_LABEL, 1)
+    dp.expect_nothing()
+
+
+def test_label_stack_deeper_than_one_dropped_and_counted(dp: Dataplane) -> None:
+    base(dp)
+    t.label_to_vif(dp, 16001, 1, 1, 10, ES1)
+    dp.send(4, from_remote_a(INNER, 16001, labels=[16001]))
+    dp.wait_counter(t.C_INGRESS_DROPS, DROP_MPLS_STACK, 1)
+    dp.expect_nothing()
+
+
+def test_gre_checksum_key_sequence_dropped_and_counted(dp: Dataplane) -> None:
+    base(dp)
+    t.label_to_vif(dp, 16001, 1, 1, 10, ES1)
+    for gre in (
+        GRE(proto=0x8847, chksum_present=1),
+        GRE(proto=0x8847, key_present=1, key=5),
+        GRE(proto=0x8847, seqnum_present=1, sequence_number=9),
+        GRE(proto=0x0800),  # not MPLS
+    ):
+        dp.send(4, from_remote_a(INNER, 16001, gre=gre))
+    dp.wait_counter(t.C_INGRESS_DROPS, DROP_GRE_UNSUPPORTED, 4)
+    dp.expect_nothing()
+
+
+def test_not_a_tunnel_to_this_switch_dropped_and_counted(dp: Dataplane) -> None:
+    base(dp)
+    t.label_to_vif(dp, 16001, 1, 1, 10, ES1)
+    dp.send(4, from_remote_a(INNER, 16001, dst="192.0.2.2"))  # another address
+    plain = Ether(src=NH4, dst=SW_FABRIC_MAC) / IP(src=REMOTE_A, dst=MY_IP) / UDP() / b"x"
+    dp.send(4, plain)  # plain IPv4 to the switch
+    dp.wait_counter(t.C_INGRESS_DROPS, DROP_NOT_TUNNEL, 2)
+    non_ip = from_remote_a(Raw(b"\x00" * 20), 16001)
+    dp.send(4, non_ip)
+    dp.wait_counter(t.C_INGRESS_DROPS, DROP_INNER_NOT_IP, 1)
+    dp.expect_nothing()

@@ -1,0 +1,135 @@
+"""Issue item 4: per-VRF LPM for IPv4 and IPv6, TTL / hop limit, checksum;
+and VRF isolation with the same address space in two VRFs."""
+
+from __future__ import annotations
+
+from scapy.layers.inet import IP
+from scapy.packet import Raw
+
+from tests.packet import tables as t
+from tests.packet.harness import Dataplane
+from tests.packet.topo import (
+    DROP_IPV4_OPTIONS,
+    DROP_NO_ROUTE,
+    DROP_TTL_EXPIRED,
+    ES1,
+    REMOTE_A,
+    REMOTE_B,
+    VRF_A,
+    VRF_B,
+    VRRP6,
+    base,
+    from_remote_a,
+    from_vif,
+    to_remote_a,
+    to_remote_b,
+    to_vif,
+    udp4,
+    udp6,
+    with_ttl,
+)
+
+
+def test_longest_prefix_wins_ipv4(dp: Dataplane) -> None:
+    base(dp)
+    t.nexthop(dp, 1, t.encap(30001, REMOTE_A))
+    t.nexthop(dp, 2, t.encap(30002, REMOTE_B))
+    t.ipv4_route(dp, VRF_A, "0.0.0.0/0", 1)
+    t.ipv4_route(dp, VRF_A, "10.2.0.0/16", 2)
+    t.ipv4_route(dp, VRF_A, "10.2.3.0/24", 1)
+    dp.send(1, from_vif(ES1, 10, udp4(dst="10.2.0.5")))
+    dp.expect(5, to_remote_b(udp4(dst="10.2.0.5", ttl=63), 30002))
+    dp.send(1, from_vif(ES1, 10, udp4(dst="10.2.3.5")))
+    dp.expect(4, to_remote_a(udp4(dst="10.2.3.5", ttl=63), 30001))
+    dp.send(1, from_vif(ES1, 10, udp4(dst="172.16.0.1")))
+    dp.expect(4, to_remote_a(udp4(dst="172.16.0.1", ttl=63), 30001))
+
+
+def test_longest_prefix_wins_ipv6(dp: Dataplane) -> None:
+    base(dp)
+    t.nexthop(dp, 1, t.encap(30001, REMOTE_A))
+    t.nexthop(dp, 2, t.encap(30002, REMOTE_B))
+    t.ipv6_route(dp, VRF_A, "2001:db8::/32", 1)
+    t.ipv6_route(dp, VRF_A, "2001:db8:2::/48", 2)
+    dp.send(1, from_vif(ES1, 10, udp6(dst="2001:db8:2::5"), dst_mac=VRRP6))
+    dp.expect(5, to_remote_b(with_ttl(udp6(dst="2001:db8:2::5"), 63), 30002))
+    dp.send(1, from_vif(ES1, 10, udp6(dst="2001:db8:3::5"), dst_mac=VRRP6))
+    dp.expect(4, to_remote_a(with_ttl(udp6(dst="2001:db8:3::5"), 63), 30001))
+
+
+def test_no_route_dropped_and_counted(dp: Dataplane) -> None:
+    base(dp)
+    t.nexthop(dp, 1, t.encap(30001, REMOTE_A))
+    t.ipv4_route(dp, VRF_A, "10.2.0.0/16", 1)
+    dp.send(1, from_vif(ES1, 10, udp4(dst="10.3.0.5")))
+    dp.send(1, from_vif(ES1, 10, udp6(dst="2001:db8:2::5"), dst_mac=VRRP6))
+    dp.wait_counter(t.C_INGRESS_DROPS, DROP_NO_ROUTE, 2)
+    dp.expect_nothing()
+
+
+def test_ttl_decremented_and_checksum_updated(dp: Dataplane) -> None:
+    base(dp)
+    t.nexthop(dp, 1, t.encap(30001, REMOTE_A))
+    t.ipv4_route(dp, VRF_A, "10.2.0.0/16", 1)
+    t.ipv6_route(dp, VRF_A, "2001:db8:2::/48", 1)
+    for ttl in (2, 64, 255):
+        pkt = udp4(ttl=ttl)
+        dp.send(1, from_vif(ES1, 10, pkt))
+        out = with_ttl(pkt, ttl - 1)
+        assert out[IP].chksum != pkt[IP].chksum
+        dp.expect(4, to_remote_a(out, 30001))
+    dp.send(1, from_vif(ES1, 10, udp6(hlim=2)))
+    dp.expect(4, to_remote_a(udp6(hlim=1), 30001))
+
+
+def test_expired_ttl_and_hop_limit_dropped_and_counted(dp: Dataplane) -> None:
+    base(dp)
+    t.nexthop(dp, 1, t.encap(30001, REMOTE_A))
+    t.ipv4_route(dp, VRF_A, "10.2.0.0/16", 1)
+    t.ipv6_route(dp, VRF_A, "2001:db8:2::/48", 1)
+    dp.send(1, from_vif(ES1, 10, udp4(ttl=1)))
+    dp.send(1, from_vif(ES1, 10, udp4(ttl=0)))
+    dp.send(1, from_vif(ES1, 10, udp6(hlim=1)))
+    dp.wait_counter(t.C_INGRESS_DROPS, DROP_TTL_EXPIRED, 3)
+    dp.expect_nothing()
+
+
+def test_ipv4_options_dropped_and_counted(dp: Dataplane) -> None:
+    base(dp)
+    t.nexthop(dp, 1, t.encap(30001, REMOTE_A))
+    t.ipv4_route(dp, VRF_A, "10.2.0.0/16", 1)
+    opt = IP(src="10.1.0.1", dst="10.2.0.5", options=[b"\x94\x04\x00\x00"]) / Raw(b"x" * 8)
+    dp.send(1, from_vif(ES1, 10, opt))
+    dp.wait_counter(t.C_INGRESS_DROPS, DROP_IPV4_OPTIONS, 1)
+    dp.expect_nothing()
+
+
+def test_vrf_isolation_same_addresses_in_two_vrfs(dp: Dataplane) -> None:
+    """VRF A and VRF B both hold 10.1.0.1 (vif 1 and vif 2, both on ES1)."""
+    base(dp)
+    t.nexthop(dp, 1, t.encap(30001, REMOTE_A))
+    t.nexthop(dp, 2, t.encap(30002, REMOTE_B))
+    t.nexthop(dp, 3, t.local(1, 1, 10, ES1))
+    t.nexthop(dp, 4, t.local(2, 1, 20, ES1))
+    t.ipv4_route(dp, VRF_A, "10.2.0.0/16", 1)
+    t.ipv4_route(dp, VRF_B, "10.2.0.0/16", 2)
+    t.ipv4_route(dp, VRF_A, "10.9.0.0/16", 1)  # only in VRF A
+    t.ipv4_route(dp, VRF_A, "10.1.0.1/32", 3)
+    t.ipv4_route(dp, VRF_B, "10.1.0.1/32", 4)
+    t.label_to_vrf(dp, 16100, VRF_A)
+    t.label_to_vrf(dp, 16200, VRF_B)
+    # outbound: same source, same destination, different VRF, different tunnel
+    dp.send(1, from_vif(ES1, 10, udp4()))
+    dp.expect(4, to_remote_a(udp4(ttl=63), 30001))
+    dp.send(1, from_vif(ES1, 20, udp4()))
+    dp.expect(5, to_remote_b(udp4(ttl=63), 30002))
+    # VRF B has no route to 10.9/16
+    dp.send(1, from_vif(ES1, 20, udp4(dst="10.9.0.1")))
+    dp.wait_counter(t.C_INGRESS_DROPS, DROP_NO_ROUTE, 1)
+    dp.expect_nothing()
+    # inbound: the VRF label picks which 10.1.0.1 gets the packet
+    inner = udp4(src="10.2.0.5", dst="10.1.0.1", ttl=63)
+    dp.send(4, from_remote_a(inner, 16100))
+    dp.expect(1, to_vif(ES1, 10, with_ttl(inner, 62)))
+    dp.send(4, from_remote_a(inner, 16200))
+    dp.expect(1, to_vif(ES1, 20, with_ttl(inner, 62)))
