@@ -276,12 +276,13 @@ def test_ternary_range_optional(dev: DeviceState, engine: RecordingFakeEngine) -
     assert engine.calls[-1] == (
         "table_add",
         "IngressImpl.acl",
-        (api.Ternary(0x0A00, 0xFF00), api.Range(0x800, 0x806), api.Optional(0x11)),
+        # p4c compiles optional as ternary for bmv2: the engine gets a full mask
+        (api.Ternary(0x0A00, 0xFF00), api.Range(0x800, 0x806), api.Ternary(0x11, 0xFF)),
         api.ActionCall("IngressImpl.send_to_cpu", ()),
         10,
     )
     write1(dev, INSERT, table_entry=acl(20, proto=b"\x06"))  # wildcards
-    assert engine.calls[-1][2] == (None, None, api.Optional(6))
+    assert engine.calls[-1][2] == (None, None, api.Ternary(6, 0xFF))
     # same match, other priority: another entry
     write1(dev, INSERT, table_entry=acl(21, proto=b"\x06"))
     assert code_of(dev, INSERT, table_entry=acl(21, proto=b"\x06"))[0] == code_pb2.ALREADY_EXISTS
@@ -642,8 +643,13 @@ def test_one_shot_action_selector(dev: DeviceState, engine: RecordingFakeEngine)
         code_pb2.INVALID_ARGUMENT,
         "table IngressImpl.ecmp: action set weight must be > 0",
     )
-    assert code_of(dev, INSERT, table_entry=oneshot_entry(b"\x0a\x00\x00\x02", (3, 17)))[0] == (
-        code_pb2.RESOURCE_EXHAUSTED
+    bad = oneshot_entry(b"\x0a\x00\x00\x02", (3, 1))
+    bad.action.action_profile_action_set.action_profile_actions[0].action.action_id = ids.action(
+        "drop"
+    )
+    assert code_of(dev, INSERT, table_entry=bad) == (
+        code_pb2.INVALID_ARGUMENT,
+        "table IngressImpl.ecmp: action IngressImpl.drop is not an action of it",
     )
     write1(dev, DELETE, table_entry=oneshot_entry(b"\x0a\x00\x00\x01"))
     assert engine.members == {} and engine.groups == {}
