@@ -47,5 +47,5 @@ control SwitchEgress(inout headers_t hdr, inout local_metadata_t meta,
     }
 }
 
-V1Switch(EsParser(), EsVerifyChecksum(), SwitchIngress(), EsComputeChecksum(),
-         SwitchEgress(), EsDeparser()) main;
+V1Switch(EsParser(), EsVerifyChecksum(), SwitchIngress(), SwitchEgress(),
+         EsComputeChecksum(), EsDeparser()) main;
