@@ -653,3 +653,27 @@ def test_one_shot_action_selector(dev: DeviceState, engine: RecordingFakeEngine)
     )
     write1(dev, DELETE, table_entry=oneshot_entry(b"\x0a\x00\x00\x01"))
     assert engine.members == {} and engine.groups == {}
+
+
+def test_optional_reaches_an_optional_capable_json_as_optional(
+    engine: RecordingFakeEngine,
+) -> None:
+    import json
+
+    cfg = load_config()
+    bmv2 = json.loads(cfg.p4_device_config)
+    (acl_table,) = [t for t in bmv2["pipelines"][0]["tables"] if t["name"] == "IngressImpl.acl"]
+    acl_table["key"][2]["match_type"] = "optional"
+    cfg.p4_device_config = json.dumps(bmv2).encode()
+    d = DeviceState(engine, 1)
+    d.set_pipeline(CFG.VERIFY_AND_COMMIT, cfg)
+    write1(d, INSERT, table_entry=acl(20, proto=b"\x06"))
+    assert engine.calls[-1][2] == (None, None, api.Optional(6))
+    # a JSON whose keys do not match the P4Info is refused up front
+    del acl_table["key"][2]
+    cfg.p4_device_config = json.dumps(bmv2).encode()
+    with pytest.raises(P4RTError) as e:
+        d.set_pipeline(CFG.VERIFY, cfg)
+    assert e.value.message == (
+        "table IngressImpl.acl: 3 match fields in the P4Info, 2 keys in the bmv2 JSON"
+    )
