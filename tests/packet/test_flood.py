@@ -8,7 +8,9 @@ from scapy.packet import Packet
 from tests.packet import tables as t
 from tests.packet.harness import Dataplane
 from tests.packet.topo import (
+    DROP_FABRIC_TO_FABRIC,
     DROP_NO_FLOOD_GROUP,
+    DROP_NO_REPLICA,
     DROP_NOT_IP,
     ES1,
     ES2,
@@ -98,4 +100,21 @@ def test_non_ip_broadcast_dropped(dp: Dataplane) -> None:
     raw = bytes(from_vif(ES3, 30, _bcast(src="10.1.0.4"), dst_mac=BCAST))
     dp.send(3, raw[:16] + b"\x88\xb5" + raw[18:])  # local experimental EtherType
     dp.wait_counter(t.C_INGRESS_DROPS, DROP_NOT_IP, 1)
+    dp.expect_nothing()
+
+
+def test_fabric_replica_never_sent_back_to_the_fabric(dp: Dataplane) -> None:
+    """Even if a from-fabric group wrongly holds a remote replica, only the
+    local members get the frame; a replica without a replica entry is dropped."""
+    base(dp)
+    t.flood(dp, VRF_A, True, 2)
+    t.multicast_group(dp, 2, [(2, 3), (4, 101), (3, 77)])
+    t.replica_local(dp, 3, 3, 10)
+    t.replica_remote(dp, 101, FLOOD_LABEL_A, REMOTE_A, SW_FABRIC_MAC, NH4)
+    t.label_to_flood(dp, MY_FLOOD_LABEL, VRF_A)
+    pkt = _bcast(src="10.2.0.5")
+    dp.send(4, from_remote_a(pkt, MY_FLOOD_LABEL))
+    dp.expect(2, to_vif(BCAST, 10, pkt))
+    dp.wait_counter(t.C_EGRESS_DROPS, DROP_FABRIC_TO_FABRIC, 1)
+    dp.wait_counter(t.C_EGRESS_DROPS, DROP_NO_REPLICA, 1)
     dp.expect_nothing()

@@ -7,6 +7,7 @@ from tests.packet.harness import Dataplane
 from tests.packet.topo import (
     DROP_BLACKHOLE,
     DROP_MTU_EXCEEDED,
+    DROP_NO_NEXTHOP,
     DROP_NO_ROUTE,
     DROP_NO_UNDERLAY,
     ES1,
@@ -144,3 +145,20 @@ def test_blackhole_route(dp: Dataplane) -> None:
     dp.expect_nothing()
     dp.send(1, from_vif(ES1, 10, udp4(dst="10.2.67.1")))  # outside the hole
     dp.expect(4, to_remote_a(udp4(dst="10.2.67.1", ttl=63), 30001))
+
+
+def test_route_to_a_missing_nexthop_dropped_and_counted(dp: Dataplane) -> None:
+    base(dp)
+    t.ipv4_route(dp, VRF_A, "10.2.0.0/16", 9)  # nexthop 9 was never written
+    dp.send(1, from_vif(ES1, 10, udp4()))
+    dp.wait_counter(t.C_INGRESS_DROPS, DROP_NO_NEXTHOP, 1)
+    dp.expect_nothing()
+
+
+def test_local_delivery_ipv6_from_the_ipv6_vrrp_mac(dp: Dataplane) -> None:
+    base(dp)
+    t.nexthop(dp, 3, t.local(3, 2, 10, ES2))
+    t.ipv6_route(dp, VRF_A, "2001:db8:1::3/128", 3)
+    pkt = udp6(dst="2001:db8:1::3")
+    dp.send(1, from_vif(ES1, 10, pkt, dst_mac="00:00:5e:00:02:01"))
+    dp.expect(2, to_vif(ES2, 10, with_ttl(pkt, 63)))  # src MAC 00:00:5e:00:02:01
