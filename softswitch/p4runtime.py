@@ -31,7 +31,8 @@ Wiring it (what the CLI does)::
   ``loop.call_soon_threadsafe`` from another thread). It parses the
   packet_in controller header and sends a PacketIn to every primary client
   of the device; frames are dropped (and counted in ``packet_in_dropped``)
-  while there is no pipeline or no primary.
+  while there is no pipeline or no primary, or when a client has
+  ``MAX_QUEUED_PACKET_INS`` messages it has not read yet.
 
 Status codes: per-update Write errors come back as gRPC UNKNOWN whose
 ``grpc-status-details-bin`` trailer is a google.rpc.Status holding one
@@ -69,6 +70,8 @@ log = logging.getLogger(__name__)
 P4RUNTIME_API_VERSION = "1.4.1"
 DEFAULT_ADDRESS = "0.0.0.0:9559"
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024
+#: PacketIns waiting for a slow client before new ones are dropped
+MAX_QUEUED_PACKET_INS = 4096
 
 _CODE_TO_GRPC = {s.value[0]: s for s in grpc.StatusCode}
 
@@ -414,8 +417,12 @@ class P4RuntimeServer(p4runtime_pb2_grpc.P4RuntimeServicer):  # type: ignore[mis
         msg = p4runtime_pb2.StreamMessageResponse(packet=pin)
         for key in primaries:
             stream = self._streams.get(key)
-            if stream is not None:
-                stream.send(msg)
+            if stream is None:
+                continue
+            if stream.queue.qsize() >= MAX_QUEUED_PACKET_INS:
+                self.packet_in_dropped += 1  # a client that does not read loses packets
+                continue
+            stream.send(msg)
 
 
 __all__ = ["DEFAULT_ADDRESS", "INVALID_ARGUMENT", "P4RuntimeServer", "TlsConfig"]

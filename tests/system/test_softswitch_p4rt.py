@@ -368,3 +368,24 @@ def test_listen_failure_is_an_oserror(server: ServerThread, engine: RecordingFak
     with pytest.raises(OSError) as e:
         server.run(other.start(f"127.0.0.1:{server.port}"))  # taken
     assert str(e.value).startswith(f"P4Runtime server cannot listen on 127.0.0.1:{server.port}")
+
+
+def test_packet_in_to_a_client_that_does_not_read_is_bounded(
+    server: ServerThread, primary: Client
+) -> None:
+    from softswitch import p4runtime
+
+    primary.set_pipeline(load_config())
+    frame = bytes([0x00, 0x80]) + b"\xaa" * 14
+
+    def flood() -> tuple[int, int]:
+        # all on the loop in one go: the client cannot drain anything meanwhile
+        for _ in range(p4runtime.MAX_QUEUED_PACKET_INS + 10):
+            server.server.packet_in(frame)
+        return server.server.packet_in_dropped, len(server.server._streams)
+
+    dropped, streams = server.call(flood)
+    assert streams == 1
+    assert dropped == 10
+    for _ in range(p4runtime.MAX_QUEUED_PACKET_INS):
+        assert primary.next().packet.payload == b"\xaa" * 14
