@@ -736,6 +736,10 @@ class DeviceState:
             return
         if table.is_const:
             raise _err(PERMISSION_DENIED, f"table {table.name} is const")
+        if not table.fields:
+            raise _err(
+                INVALID_ARGUMENT, f"table {table.name} is keyless: only its default entry is set"
+            )
         if entry.idle_timeout_ns:
             raise _err(UNIMPLEMENTED, f"table {table.name}: idle timeout is not supported")
         if entry.unsupported:

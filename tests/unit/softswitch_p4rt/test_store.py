@@ -677,3 +677,30 @@ def test_optional_reaches_an_optional_capable_json_as_optional(
     assert e.value.message == (
         "table IngressImpl.acl: 3 match fields in the P4Info, 2 keys in the bmv2 JSON"
     )
+
+
+def test_keyless_table_takes_only_a_default_entry(engine: RecordingFakeEngine) -> None:
+    import json
+
+    cfg = load_config()
+    (route,) = [t for t in cfg.p4info.tables if t.preamble.name == "IngressImpl.route"]
+    del route.match_fields[:]
+    bmv2 = json.loads(cfg.p4_device_config)
+    (rt,) = [t for t in bmv2["pipelines"][0]["tables"] if t["name"] == "IngressImpl.route"]
+    rt["key"] = []
+    cfg.p4_device_config = json.dumps(bmv2).encode()
+    d = DeviceState(engine, 1)
+    d.set_pipeline(CFG.VERIFY_AND_COMMIT, cfg)
+    te = p4runtime_pb2.TableEntry(table_id=route.preamble.id)
+    te.action.action.action_id = ids.action("drop")
+    assert code_of(d, INSERT, table_entry=te) == (
+        code_pb2.INVALID_ARGUMENT,
+        "table IngressImpl.route is keyless: only its default entry is set",
+    )
+    te.is_default_action = True
+    write1(d, MODIFY, table_entry=te)
+    assert engine.calls[-1] == (
+        "table_set_default",
+        "IngressImpl.route",
+        api.ActionCall("IngressImpl.drop", ()),
+    )
