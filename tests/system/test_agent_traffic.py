@@ -1,7 +1,4 @@
-"""PENDING (not collected: rename to test_agent_traffic.py once p4src/build/
-holds the compiled program; p4c-bm2-ss did not build on this machine today).
-
-Traffic through the compiled program (p4src/build) on the embedded target's
+"""Traffic through the compiled program (p4src/build) on the embedded target's
 engine, programmed by the agent: exact frames in, exact frames out.
 
 * an end-system's packet to a route learned from the route source leaves the
@@ -70,7 +67,7 @@ def delivered() -> bytes:
     return bytes(
         Ether(src=VRRP_MAC, dst=HOST_MAC)
         / Dot1Q(vlan=10)
-        / IP(src="10.2.0.9", dst="10.1.1.5", ttl=20)
+        / IP(src="10.2.0.9", dst="10.1.1.5", ttl=19)  # forwarded: TTL decremented
         / UDP(sport=7, dport=8)
         / b"back"
     )
