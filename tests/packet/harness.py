@@ -305,6 +305,7 @@ class Dataplane:
         self.info = p4rt.P4Info.load(P4INFO)
         self.pipeline = p4rt.Pipeline.load(BMV2_JSON, self.info)
         self.client: p4rt.P4RuntimeClient | None = None
+        self._loaded = False  # a pipeline was pushed
         #: how long "nothing" is waited for on a target that is not synchronous
         self.quiet = 0.25
         self.timeout = 3.0
@@ -331,8 +332,16 @@ class Dataplane:
             raise
 
     def reset(self) -> None:
-        """A fresh pipeline: no entries, groups or counts; no frames queued."""
+        """A fresh pipeline: no entries, groups or counts; no frames queued.
+
+        Multicast groups are deleted first: simple_switch_grpc forgets them
+        on a new pipeline but keeps their replicas in its replication
+        engine, so a group written again would replicate twice."""
+        if self._loaded:
+            groups = self.loop.run(self.p4.read_multicast_groups())
+            self.write([p4rt.Update(p4rt.DELETE, g) for g in groups])
         self.loop.run(self.p4.set_pipeline(self.pipeline, force=True))
+        self._loaded = True
         self._drain()
 
     def stop(self) -> None:
