@@ -240,13 +240,21 @@ def check_vpn_name(name: str | None, what: str = "node") -> str:
     return name
 
 
-_SYSID_RE = re.compile(r"^[0-9a-fA-F]{12}$")
-_SEP_SYSID_RE = re.compile(r"^[0-9a-fA-F]{2}([:.-]?)(?:[0-9a-fA-F]{2}\1){4}[0-9a-fA-F]{2}$")
+# used with fullmatch: '$' alone would let a trailing newline through
+_SYSID_RE = re.compile(r"[0-9a-fA-F]{12}")
+_SEP_SYSID_RE = re.compile(r"[0-9a-fA-F]{2}([:.-]?)(?:[0-9a-fA-F]{2}\1){4}[0-9a-fA-F]{2}")
+_DOTTED_SYSID_RE = re.compile(r"[0-9a-fA-F]{4}\.[0-9a-fA-F]{4}\.[0-9a-fA-F]{4}")
 
 
 def parse_system_id(text: str) -> bytes:
-    """'01020304abcd', '01:02:03:04:ab:cd' or '01-02-03-04-ab-cd' -> 6 bytes."""
-    if _SEP_SYSID_RE.match(text) is None:
+    """System id text -> 6 bytes.
+
+    Accepted: '01020304abcd'; pairs separated by one of ':', '-', '.' used
+    throughout ('01:02:03:04:ab:cd', '01-02-03-04-ab-cd', '01.02.03.04.ab.cd');
+    and the dotted MAC form of three groups of four ('0102.0304.abcd'). Case
+    does not matter; mixed separators are refused.
+    """
+    if _SEP_SYSID_RE.fullmatch(text) is None and _DOTTED_SYSID_RE.fullmatch(text) is None:
         raise DialectError("jid-malformed", f"system id {text!r} is not 12 hex digits")
     return bytes.fromhex(re.sub(r"[:.-]", "", text))
 
@@ -277,7 +285,7 @@ def parse_prefix(text: str, af: int | None = None, what: str = "nlri") -> IPNetw
 def parse_item_node(name: str) -> tuple[bytes, IPNetwork]:
     """'01020304abcd:10.1.1.1/32' -> (system id, prefix). IPv6 prefixes keep their colons."""
     sysid, sep, prefix = name.partition(":")
-    if not sep or _SYSID_RE.match(sysid) is None:
+    if not sep or _SYSID_RE.fullmatch(sysid) is None:
         raise DialectError(
             "bad-request", f"node {name!r}: expected '<12 hex digit system id>:<prefix>/<len>'"
         )

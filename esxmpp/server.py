@@ -25,8 +25,10 @@ pings a client idle ``ping_interval`` seconds, dropping it after
 ``ping_misses`` unanswered pings. Presence and message stanzas from clients
 are accepted and ignored; other iqs get ``service-unavailable``.
 
-The client's identity is its system id, derived from the JID localpart (12
-hex digits, with or without ':'/'-'/'.' separators) or the certificate.
+The client's identity is its system id, derived from the JID localpart or the
+certificate: 12 hex digits, bare ('01020304abcd'), in pairs separated by ':',
+'-' or '.' ('01:02:03:04:ab:cd'), or dotted in groups of four ('0102.0304.abcd');
+see :func:`esxmpp.dialect.parse_system_id`.
 
 Every violation closes that one stream with the RFC 6120 §4.9 stream error,
 logged as ``esxmpp.server`` warnings; the server and other sessions go on.

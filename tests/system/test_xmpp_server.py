@@ -11,7 +11,6 @@ import dataclasses
 import ipaddress as ip
 import ssl
 from collections.abc import Awaitable, Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -598,12 +597,6 @@ def test_max_sessions(certs: Certs) -> None:
         first.close()
 
     run(certs, body, max_sessions=1)
-
-
-def test_config_paths_exist(certs: Certs) -> None:
-    # the generated PKI is what the other tests load
-    for p in (certs.pki.cafile, certs.server.certfile, certs.client.keyfile):
-        assert Path(p).is_file()
 
 
 def test_client_keepalive_drops_a_server_that_stops_answering(certs: Certs) -> None:

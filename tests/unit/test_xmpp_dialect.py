@@ -241,17 +241,42 @@ def test_error_reply_exact_and_parsed_back() -> None:
 
 def test_system_ids_and_node_names() -> None:
     sid = bytes.fromhex("01020304abcd")
-    for text in ("01020304abcd", "01:02:03:04:ab:cd", "01-02-03-04-AB-CD", "0102.0304.abcd"[:0]):
-        if text:
-            assert d.parse_system_id(text) == sid
-    for bad in ("01020304abc", "01:02:03:04:ab-cd", "g1020304abcd", ""):
-        with pytest.raises(d.DialectError):
+    good = (
+        "01020304abcd",
+        "01:02:03:04:ab:cd",
+        "01-02-03-04-AB-CD",
+        "01.02.03.04.ab.cd",
+        "0102.0304.abcd",
+        "0102.0304.ABCD",
+    )
+    assert [d.parse_system_id(text) for text in good] == [sid] * len(good)
+    bad_ids = (
+        "01020304abc",
+        "01:02:03:04:ab-cd",
+        "g1020304abcd",
+        "",
+        "0102.0304abcd",
+        "0102:0304:abcd",
+        "0102.0304.ab.cd",
+        "010.203.04a.bcd",
+        "0102.0304.abcd.",
+        "01020304abcd\n",
+        "0102.0304.abcd\n",
+    )
+    for bad in bad_ids:
+        with pytest.raises(d.DialectError) as info:
             d.parse_system_id(bad)
+        assert (info.value.condition, info.value.text) == (
+            "jid-malformed",
+            f"system id {bad!r} is not 12 hex digits",
+        )
     assert d.item_node_name(sid, ip.ip_network("2001:db8::/64")) == "01020304abcd:2001:db8::/64"
     assert d.parse_item_node("01020304abcd:2001:db8::/64") == (
         sid,
         ip.ip_network("2001:db8::/64"),
     )
+    with pytest.raises(d.DialectError, match="expected '<12 hex digit system id>:"):
+        d.parse_item_node("01020304abcd\n:10.1.1.1/32")
     assert d.default_item_id(ENTRY) == "10.1.1.1/32"
 
 
