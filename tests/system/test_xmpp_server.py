@@ -19,6 +19,7 @@ from esxmpp import dialect as d
 from esxmpp.client import XmppClient
 from esxmpp.config import ClientConfig, ServerConfig
 from esxmpp.server import ServerSession, XmppServer
+from esxmpp.session import Advertised
 from esxmpp.testing import CertPair, Pki, RawClient, make_pki
 
 DOMAIN = "fwd1.test"
@@ -439,6 +440,68 @@ def test_exact_negotiation_and_replies(certs: Certs) -> None:
             "<next-hop af='1'>192.0.2.1</next-hop><version id='1'/><label>10000</label>"
             "</entry></item></items></event></message>"
         )
+        # the rest of §6: dissociate, node delete (retract and the owner's <delete>),
+        # unsubscribe; each with its exact reply, refusals included
+        node3 = "01020304abcd:10.1.1.3/32"
+        stanza_err = "xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'"
+        ps = "<pubsub xmlns='http://jabber.org/protocol/pubsub'>"
+        more = [
+            (
+                f"<iq type='set' id='s5'>{ps}<collection node='vpn-customer-name'>"
+                f"<dissociate node='{NODE}'/></collection></pubsub></iq>",
+                "<iq type='result' id='s5'/>",
+            ),
+            (
+                f"<iq type='set' id='s6'>{ps}<collection node='vpn-customer-name'>"
+                f"<dissociate node='{NODE}'/></collection></pubsub></iq>",
+                f"<iq type='error' id='s6'><error type='cancel'><item-not-found {stanza_err}/>"
+                f"<text {stanza_err}>node '{NODE}' is not in VPN 'vpn-customer-name'</text>"
+                "</error></iq>",
+            ),
+            (
+                f"<iq type='set' id='s7'>{ps}<publish node='{node3}'><item>"
+                "<entry xmlns='http://ietf.org/protocol/bgpvpn'><nlri af='1'>10.1.1.3/32</nlri>"
+                "<next-hop af='1'>192.0.2.1</next-hop><version id='1'/><label>10000</label>"
+                "</entry></item></publish></pubsub></iq>",
+                "<iq type='result' id='s7'/>",
+            ),
+            (
+                f"<iq type='set' id='s8'>{ps}<collection node='vpn-customer-name'>"
+                f"<associate node='{node3}'/></collection></pubsub></iq>",
+                "<iq type='result' id='s8'/>",
+            ),
+            (
+                f"<iq type='set' id='s9'>{ps}<retract node='{NODE}'/></pubsub></iq>",
+                "<iq type='result' id='s9'/>",
+            ),
+            (
+                f"<iq type='set' id='s10'>{ps}<retract node='{NODE}'/></pubsub></iq>",
+                f"<iq type='error' id='s10'><error type='cancel'><item-not-found {stanza_err}/>"
+                f"<text {stanza_err}>node '{NODE}' is not published</text></error></iq>",
+            ),
+            (
+                f"<iq type='set' id='s11'>{ps}<unsubscribe node='vpn-customer-name'/>"
+                "</pubsub></iq>",
+                "<iq type='result' id='s11'/>",
+            ),
+            (
+                f"<iq type='set' id='s12'>{ps}<unsubscribe node='vpn-customer-name'/>"
+                "</pubsub></iq>",
+                f"<iq type='error' id='s12'><error type='cancel'><item-not-found {stanza_err}/>"
+                f"<text {stanza_err}>not subscribed to VPN 'vpn-customer-name'</text>"
+                "</error></iq>",
+            ),
+            (
+                "<iq type='set' id='s13'>"
+                "<pubsub xmlns='http://jabber.org/protocol/pubsub#owner'>"
+                f"<delete node='{node3}'/></pubsub></iq>",
+                "<iq type='result' id='s13'/>",
+            ),
+        ]
+        for sent, expected in more:
+            await raw.send(sent)
+            assert await raw.xml() == expected, sent
+        assert sess.state == Advertised()
         # presence and chat messages are accepted silently; a spoofed from is a stream error
         await raw.send("<presence/><message to='x'><body>hi</body></message>")
         await raw.send("<iq type='get' id='p9' from='aabbccddeeff@fwd1.test/x'/>")
@@ -448,11 +511,19 @@ def test_exact_negotiation_and_replies(certs: Certs) -> None:
             b"'aabbccddeeff@fwd1.test/x' is not 01020304abcd@fwd1.test/vm-host</text>"
             b"</stream:error></stream:stream>"
         )
-        req = [e[2] for e in rec.log if e[0] == "request"]
+        vpn = "vpn-customer-name"
+        entry3 = dataclasses.replace(ENTRY, prefix=ip.ip_network("10.1.1.3/32"))
+        req = [e[2:] for e in rec.log if e[0] == "request"]
         assert req == [
-            d.Subscribe("vpn-customer-name", 100),
-            d.Publish(NODE, ENTRY),
-            d.Associate("vpn-customer-name", NODE),
+            (d.Subscribe(vpn, 100), (d.Subscribe(vpn, 100),)),
+            (d.Publish(NODE, ENTRY), (d.Publish(NODE, ENTRY),)),
+            (d.Associate(vpn, NODE), (d.Associate(vpn, NODE),)),
+            (d.Dissociate(vpn, NODE), (d.Dissociate(vpn, NODE),)),
+            (d.Publish(node3, entry3), (d.Publish(node3, entry3),)),
+            (d.Associate(vpn, node3), (d.Associate(vpn, node3),)),
+            (d.Retract(NODE), (d.Retract(NODE),)),
+            (d.Unsubscribe(vpn), (d.Dissociate(vpn, node3), d.Unsubscribe(vpn))),
+            (d.Retract(node3), (d.Retract(node3),)),
         ]
 
     run(certs, body)

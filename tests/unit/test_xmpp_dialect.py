@@ -101,7 +101,24 @@ def test_associate_dissociate_retract_exact() -> None:
         f"<delete node='{NODE}'/></pubsub></iq>"
     )
     assert parse(owner) == r
-    assert d.parse_request(ET.fromstring(req_xml(d.Unsubscribe("v")))) == d.Unsubscribe("v")
+    assert parse(wrap(f"<retract node='{NODE}'><item id='10.1.1.1/32'/></retract>")) == r
+
+
+def test_unsubscribe_exact() -> None:
+    u = d.Unsubscribe("vpn-customer-name")
+    assert req_xml(u) == (
+        f"<iq type='set' id='r1'>{PS}<unsubscribe node='vpn-customer-name'/></pubsub></iq>"
+    )
+    assert d.serialize(d.build_pubsub(u)) == (
+        f"{PS}<unsubscribe node='vpn-customer-name'/></pubsub>"
+    )
+    assert parse(wrap("<unsubscribe node='vpn-customer-name'/>")) == u
+    with pytest.raises(d.DialectError) as info:
+        parse(wrap("<unsubscribe/>"))
+    assert (info.value.condition, info.value.text) == (
+        "bad-request",
+        "unsubscribe: missing VPN name",
+    )
 
 
 def test_update_notification_exact() -> None:
