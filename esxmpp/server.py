@@ -22,7 +22,9 @@ certificate whose CN or a DNS subjectAltName is a system id, optionally
 binding (+ the legacy RFC 3921 session iq, answered for old clients). Then
 pubsub iqs go to the handler, XEP-0199 pings are answered, and the server
 pings a client idle ``ping_interval`` seconds, dropping it after
-``ping_misses`` unanswered pings. Presence and message stanzas from clients
+``ping_misses`` unanswered pings (idle = no complete stanza: bytes that do
+not finish one do not count, so a client stuck inside a stanza is dropped
+the same way, with ``connection-timeout``). Presence and message stanzas from clients
 are accepted and ignored; other iqs get ``service-unavailable``.
 
 The client's identity is its system id, derived from the JID localpart or the
@@ -410,12 +412,9 @@ class _Conn:
 
     # ----------------------------------------------------------------- input
 
-    async def _next(self, timeout: float | None = None) -> StreamEvent:
+    async def _next(self) -> StreamEvent:
         while not self.queue:
-            if timeout is None:
-                data = await self.reader.read(READ_CHUNK)
-            else:
-                data = await asyncio.wait_for(self.reader.read(READ_CHUNK), timeout)
+            data = await self.reader.read(READ_CHUNK)
             if not data:
                 raise _Closed("connection closed by peer")
             self.queue.extend(self.parser.feed(data))
@@ -614,7 +613,14 @@ class _Conn:
         sess = self.sess
         while sess.is_open:
             try:
-                ev = await self._next(timeout=interval)
+                # The timer runs until the next *complete* stanza, not the next byte:
+                # a client stuck (or trickling bytes) inside a stanza cannot answer
+                # pings either, so it is dropped like a silent one.
+                if self.queue:
+                    ev = self.queue.pop(0)
+                else:
+                    async with asyncio.timeout(interval):
+                        ev = await self._next()
             except TimeoutError:
                 if len(sess.pending_pings) >= self.cfg.ping_misses:
                     raise StreamError("connection-timeout", f"{misses} pings unanswered") from None

@@ -7,8 +7,10 @@ stanzas on the wire.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import ipaddress as ip
+import logging
 import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -622,6 +624,80 @@ def test_idle_client_is_pinged_then_dropped(certs: Certs) -> None:
             )
             await raw.send(f"<iq type='result' id='ping{n - 2}'/>")
         assert srv.session(SID) is not None
+        raw.close()
+
+    run(certs, body, ping_interval=0.15, ping_misses=2)
+
+
+def stream_error(condition: str, text: str) -> bytes:
+    """The exact bytes that end a stream closed with an RFC 6120 §4.9 stream error."""
+    ns = "xmlns='urn:ietf:params:xml:ns:xmpp-streams'"
+    return (
+        f"<stream:error><{condition} {ns}/><text {ns}>{text}</text></stream:error></stream:stream>"
+    ).encode()
+
+
+def violation_logs(caplog: pytest.LogCaptureFixture) -> list[tuple[int, str]]:
+    return [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "esxmpp.server"]
+
+
+HALF_STANZA = (
+    "<iq type='set' id='half'><pubsub xmlns='http://jabber.org/protocol/pubsub'>"
+    "<subscribe node='vpn1'/><options><x xmlns='jabber:x:data' type='submit'><field var='vpn#"
+)
+
+
+@pytest.mark.parametrize("trickle", [False, True], ids=["stopped", "trickling"])
+def test_client_stuck_mid_stanza_gets_connection_timeout(
+    certs: Certs, caplog: pytest.LogCaptureFixture, trickle: bool
+) -> None:
+    async def body(srv: XmppServer, rec: Recorder) -> None:
+        raw = await RawClient.open(srv.port)
+        jid = await raw.login(DOMAIN, client_ctx(certs, certs.client))
+        host, port = raw.writer.get_extra_info("sockname")[:2]
+        caplog.clear()
+        await raw.send(HALF_STANZA)
+
+        async def dribble() -> None:
+            # Load, not a wait: bytes inside the stanza, much faster than ping_interval.
+            # They never complete a stanza, so they must not keep the session alive.
+            while True:
+                await asyncio.sleep(0.03)
+                await raw.send("9")
+
+        feeder = asyncio.ensure_future(dribble()) if trickle else None
+        try:
+            assert [await raw.xml(), await raw.xml()] == [
+                f"<iq type='get' id='ping{n}' to='{jid}' from='{DOMAIN}'>"
+                "<ping xmlns='urn:xmpp:ping'/></iq>"
+                for n in (1, 2)
+            ]
+            got = await raw.closed()
+        finally:
+            if feeder is not None:
+                feeder.cancel()
+                with contextlib.suppress(asyncio.CancelledError, ConnectionError):
+                    await feeder
+        # after the bind result: the two pings, the stream error, nothing else
+        assert got.endswith(
+            "<iq type='result' id='bind1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>"
+            f"<jid>{jid}</jid></bind></iq>".encode()
+            + b"".join(
+                f"<iq type='get' id='ping{n}' to='{jid}' from='{DOMAIN}'>"
+                "<ping xmlns='urn:xmpp:ping'/></iq>".encode()
+                for n in (1, 2)
+            )
+            + stream_error("connection-timeout", "2 pings unanswered")
+        ), got[-400:]
+        closed = await rec.wait_for(lambda e: e[0] == "closed")
+        assert closed == ("closed", jid, "connection-timeout: 2 pings unanswered")
+        assert [e for e in rec.log if e[0] == "request"] == []
+        assert violation_logs(caplog) == [
+            (
+                logging.WARNING,
+                f"{host}:{port} {jid}: stream error connection-timeout: 2 pings unanswered",
+            )
+        ]
         raw.close()
 
     run(certs, body, ping_interval=0.15, ping_misses=2)
