@@ -163,13 +163,26 @@ def test_hostile_streams_leave_server_and_sessions_intact(
 
         await asyncio.gather(*(one(i) for i in range(2000)))
 
-        # Half-open connections: negotiation timeout closes them.
+        # Half-open connections (a prefix of a header, then nothing): the negotiation
+        # timeout closes each with the server's header and connection-timeout.
         half = [await asyncio.open_connection("127.0.0.1", srv.port) for _ in range(20)]
         for i, (_r, w) in enumerate(half):
             w.write(HDR[: i * 7])
+        timeout_tail = (
+            f"' from='{DOMAIN}' version='1.0' xml:lang='en'>"
+            "<stream:error><connection-timeout xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>"
+            "<text xmlns='urn:ietf:params:xml:ns:xmpp-streams'>negotiation took too long"
+            "</text></stream:error></stream:stream>"
+        ).encode()
         for r, _w in half:
             rest = await asyncio.wait_for(r.read(), 5)
-            assert rest == b"" or rest.endswith(b"</stream:stream>")
+            head, sep, tail = rest.partition(b" id='")
+            assert (head + sep, len(tail) - len(timeout_tail)) == (
+                b"<?xml version='1.0'?><stream:stream xmlns='jabber:client' "
+                b"xmlns:stream='http://etherx.jabber.org/streams' id='",
+                16,  # the stream id: 8 random bytes in hex
+            ), rest
+            assert tail.endswith(timeout_tail), rest
         for _r, w in half:
             w.transport.abort()
 
@@ -273,7 +286,9 @@ def test_hostile_content_inside_authenticated_sessions(
         await good.connect()
         for data, condition, text in cases:
             raw = await RawClient.open(srv.port)
-            await raw.login(DOMAIN, client_ctx(certs, certs.client))
+            jid = await raw.login(DOMAIN, client_ctx(certs, certs.client))
+            host, port = raw.writer.get_extra_info("sockname")[:2]
+            caplog.clear()
             await raw.send(data)
             escaped = text.replace("<", "&lt;").replace(">", "&gt;")
             tail = (
@@ -283,6 +298,13 @@ def test_hostile_content_inside_authenticated_sessions(
             ).encode()
             got = await raw.closed()
             assert got.endswith(tail), (data[:40], got[-300:])
+            # the violation is logged, once, with the peer, the JID and the condition
+            logged = [
+                (r.levelno, r.getMessage()) for r in caplog.records if r.name == "esxmpp.server"
+            ]
+            assert logged == [
+                (logging.WARNING, f"{host}:{port} {jid}: stream error {condition}: {text}")
+            ], logged
             assert await good.ping() >= 0
         await wait_connections(srv, 1)
         await good.subscribe("still-fine")
