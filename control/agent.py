@@ -145,7 +145,7 @@ class Agent:
                 (self.cfg.labels.min, self.cfg.labels.max),
             )
             scratch.restore(data["vrf"], self.clock())
-            NexthopIds().restore(data["nexthops"])
+            NexthopIds().restore(data["nexthops"], self.clock())
         except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError) as e:
             bad = path.with_suffix(path.suffix + ".bad")
             log.error(
@@ -159,13 +159,14 @@ class Agent:
                 os.replace(path, bad)
             return
         self.state.restore(data["vrf"], self.clock())
-        self.ids.restore(data["nexthops"])
+        self.ids.restore(data["nexthops"], self.clock())
         log.info("restored state from %s", path)
 
     def save(self) -> None:
         if self.cfg.state_file is None:
             return
-        text = json.dumps({"vrf": self.state.to_json(), "nexthops": self.ids.to_json()})
+        now = self.clock()
+        text = json.dumps({"vrf": self.state.to_json(now), "nexthops": self.ids.to_json(now)})
         if text == self._saved_json:
             return
         tmp = self.cfg.state_file.with_suffix(".tmp")

@@ -57,8 +57,12 @@ class NexthopIds:
         for t in set(self.members) - targets:
             self.member_pool.release(self.members.pop(t), now)
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, now: float) -> dict[str, Any]:
         return {
+            "pools": {
+                "member": self.member_pool.to_json(now),
+                "nexthop": self.nh_pool.to_json(now),
+            },
             "members": [[_tjson(t), i] for t, i in sorted(self.members.items(), key=_ikey)],
             "nexthops": [
                 [[_tjson(t) for t in sorted(s, key=_tkey)], i]
@@ -66,13 +70,17 @@ class NexthopIds:
             ],
         }
 
-    def restore(self, data: Mapping[str, Any]) -> None:
+    def restore(self, data: Mapping[str, Any], now: float) -> None:
         for t, i in data.get("members", []):
             self.member_pool.reserve(i)
             self.members[_tfrom(t)] = i
         for ts, i in data.get("nexthops", []):
             self.nh_pool.reserve(i)
             self.nexthops[frozenset(_tfrom(t) for t in ts)] = i
+        pools = data.get("pools", {})  # absent in files of older versions
+        for key, pool in (("member", self.member_pool), ("nexthop", self.nh_pool)):
+            if key in pools:
+                pool.restore_json(pools[key], now)
 
 
 def _ikey(kv: tuple[Any, int]) -> int:

@@ -282,17 +282,19 @@ class VrfState:
 
     def _add_interface(self, sid: bytes, vpn: str, vlan: int, now: float) -> Interface:
         vrf = self.vrfs.get(vpn)
-        allocated: list[tuple[IdPool, int]] = []
+        allocated: list[tuple[IdPool, int, int]] = []
         try:
             if vrf is None:
+                before = self.vrf_ids.next
                 vrf_id = self.vrf_ids.allocate(now)
-                allocated.append((self.vrf_ids, vrf_id))
+                allocated.append((self.vrf_ids, vrf_id, before))
+            before = self.vif_ids.next
             vif_id = self.vif_ids.allocate(now)
-            allocated.append((self.vif_ids, vif_id))
+            allocated.append((self.vif_ids, vif_id, before))
             label = self.labels.allocate(now)
         except ExhaustedError as e:
-            for pool, i in allocated:
-                pool.release(i, now - pool.hold)  # never handed out: no hold needed
+            for pool, i, before in allocated:
+                pool.cancel(i, before)  # never handed out: no hold, pointer back
             raise DialectError("resource-constraint", str(e)) from None
         if vrf is None:
             self.vrfs[vpn] = Vrf(vpn, vrf_id)
@@ -392,8 +394,14 @@ class VrfState:
         return removed
 
     # ------------------------------------------------------------ persistence
-    def to_json(self) -> dict[str, Any]:
+    def _pools(self) -> dict[str, IdPool]:
+        return {"label": self.labels, "vif_id": self.vif_ids, "vrf_id": self.vrf_ids}
+
+    def to_json(self, now: float) -> dict[str, Any]:
+        """Everything :meth:`restore` needs, including the id pools' hold-downs
+        (seconds left as of ``now``) and next-fit pointers."""
         return {
+            "pools": {k: p.to_json(now) for k, p in self._pools().items()},
             "vrfs": {v.name: v.vrf_id for v in self.vrfs.values()},
             "interfaces": [
                 {
@@ -440,6 +448,10 @@ class VrfState:
             sid = bytes.fromhex(sid_hex)
             self.published[sid] = {n: _entry_from(e) for n, e in nodes.items()}
             self.unconfirmed_published.update((sid, n) for n in nodes)
+        pools = data.get("pools", {})  # absent in files of older versions
+        for key, pool in self._pools().items():
+            if key in pools:
+                pool.restore_json(pools[key], now)
         for vpn, items in data.get("remote", {}).items():
             if vpn in self.remote:
                 self.remote[vpn] = {

@@ -450,7 +450,7 @@ def test_bad_input_is_refused_and_changes_nothing(tmp_path: Path) -> None:
         try:
             agent = await attach_and_learn(lab)
             calls = len(lab.engine.calls)
-            before = agent.state.to_json()
+            before = agent.state.to_json(0.0)
             cases = [
                 (
                     {"op": "subscribe", "vpn": "blue", "vlan": 10},
@@ -476,7 +476,7 @@ def test_bad_input_is_refused_and_changes_nothing(tmp_path: Path) -> None:
                 assert resp["ok"] is False, req
                 assert resp["error"].startswith(err), (req, resp)
             await agent.driver.wait_synced(10)
-            assert agent.state.to_json() == before
+            assert agent.state.to_json(0.0) == before
             assert len(lab.engine.calls) == calls  # the switch was not touched
         finally:
             await lab.close()

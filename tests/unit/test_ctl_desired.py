@@ -157,7 +157,7 @@ def test_ecmp_group_and_stable_ids() -> None:
     assert desired_entities(st, FABRIC, ids, 1.0) == first
     # ids survive a save/restore
     ids2 = NexthopIds()
-    ids2.restore(ids.to_json())
+    ids2.restore(ids.to_json(1.0), 1.0)
     assert desired_entities(st, FABRIC, ids2, 2.0) == first
 
 

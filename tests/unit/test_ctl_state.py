@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from typing import Any
 
 import pytest
 
@@ -50,8 +51,10 @@ def publish(st: VrfState, node: str, vpn: str = "red", version: int = 1) -> None
     st.end_system(SYS_A, [Associate(vpn, node)], 0.0)
 
 
-def snapshot(st: VrfState) -> object:
-    return (st.to_json(), st.labels.in_use, st.vif_ids.in_use, st.vrf_ids.in_use)
+def snapshot(
+    st: VrfState,
+) -> tuple[dict[str, Any], frozenset[int], frozenset[int], frozenset[int]]:
+    return (st.to_json(0.0), st.labels.in_use, st.vif_ids.in_use, st.vrf_ids.in_use)
 
 
 # ------------------------------------------------------------------ labels
@@ -73,6 +76,72 @@ def test_pool_next_fit() -> None:
     a = p.allocate(0)
     p.release(a, 0)
     assert p.allocate(0) == 2  # the freed id is the last to come back
+
+
+def test_pool_hold_and_pointer_survive_save_and_restore() -> None:
+    p = IdPool(16, 18, hold=10.0, name="label")
+    assert [p.allocate(0), p.allocate(0)] == [16, 17]
+    p.release(16, now=2.0)  # held until 12.0
+    saved = p.to_json(4.0)
+    assert saved == {"next": 18, "held": [[16, 8]]}
+    # a new process, another clock origin (monotonic clocks restart)
+    q = IdPool(16, 18, hold=10.0, name="label")
+    q.reserve(17)
+    q.restore_json(saved, 1000.0)
+    assert q.held(1000.0) == {16: 1008.0}
+    assert q.allocate(1000.0) == 18  # next-fit pointer kept
+    with pytest.raises(ExhaustedError, match=r"no free label in 16\.\.18"):
+        q.allocate(1007.9)  # 16 is still held: not handed out again
+    assert q.allocate(1008.0) == 16  # the hold ran out on the new clock
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"next": 19, "held": []}, "label pool: next 19 outside 16..18"),
+        ({"next": "16", "held": []}, "label pool: next '16' outside 16..18"),
+        ({"next": 16, "held": [[15, 1]]}, "label pool: held 15 outside 16..18"),
+        ({"next": 16, "held": [[17, 1]]}, "label pool: 17 both in use and held"),
+        ({"next": 16, "held": [[16, -1]]}, "label pool: hold of 16 is -1"),
+    ],
+)
+def test_pool_restore_refuses_bad_data_and_changes_nothing(
+    data: dict[str, object], message: str
+) -> None:
+    p = IdPool(16, 18, hold=10.0, name="label")
+    p.reserve(17)
+    with pytest.raises(ValueError) as exc:
+        p.restore_json(data, 0.0)
+    assert str(exc.value) == message
+    assert p.held(0.0) == {}
+    assert p.allocate(0.0) == 16
+
+
+def test_state_file_keeps_label_vif_and_vrf_hold_downs() -> None:
+    st = make()
+    attach(st)  # label 16, vif 1, vrf 1
+    attach(st, SYS_B, "blue", 30)  # label 17, vif 2, vrf 2
+    st.end_system(SYS_B, [Unsubscribe("blue")], 5.0)  # 17, 2, 2 held until 65.0
+    saved = st.to_json(5.0)
+    assert saved["pools"] == {
+        "label": {"next": 18, "held": [[17, 60]]},
+        "vif_id": {"next": 3, "held": [[2, 60]]},
+        "vrf_id": {"next": 3, "held": [[2, 60]]},
+    }
+    new = make()
+    new.restore(saved, 0.0)  # restarted; held until 60.0 on the new clock
+    new.end_system(SYS_B, [Subscribe("blue", 30)], 1.0)
+    itf = new.interface(SYS_B, "blue")
+    assert itf is not None
+    assert (itf.label, itf.vif_id, new.vrfs["blue"].vrf_id) == (18, 3, 3)
+    # labels 16..20: 16 and 18 in use, 17 held -> 19, 20, then exhausted until 17's hold ends
+    new.end_system(SYS_B, [Subscribe("green", 31)], 1.0)
+    new.end_system(SYS_B, [Subscribe("white", 32)], 1.0)
+    with pytest.raises(DialectError) as exc:
+        new.end_system(SYS_B, [Subscribe("black", 33)], 59.9)
+    assert str(exc.value) == "resource-constraint: no free label in 16..20"
+    new.end_system(SYS_B, [Subscribe("black", 33)], 60.0)
+    assert new.interface(SYS_B, "black").label == 17  # type: ignore[union-attr]
 
 
 # ------------------------------------------------------------- end-systems
@@ -161,7 +230,14 @@ def test_unsubscribe_and_retract_undo_exactly() -> None:
     assert st.published == {}
     st.end_system(SYS_A, [Unsubscribe("red")], 2.0)
     assert st.interfaces == {} and st.vrfs == {} and st.remote == {}
-    assert snapshot(st)[0] == empty[0]
+    after = st.to_json(2.0)
+    assert after["pools"] == {
+        "label": {"next": 17, "held": [[16, 60]]},
+        "vif_id": {"next": 2, "held": [[1, 60]]},
+        "vrf_id": {"next": 2, "held": [[1, 60]]},
+    }
+    del after["pools"]
+    assert after == {k: v for k, v in empty[0].items() if k != "pools"}
     assert st.labels.in_use == frozenset()
     # the label is held for the stale time, then reusable
     assert st.labels.held(2.0) == {16: 62.0}
@@ -253,11 +329,11 @@ def test_restore_keeps_everything_until_reannounced() -> None:
     attach(st, SYS_B, "red", 30)
     publish(st, NODE_A5)
     st.routes_update("red", [("a", entry("10.2.0.0/16", "192.0.2.2", 100))], 0.0)
-    saved = st.to_json()
+    saved = st.to_json(0.0)
 
     new = make()
     new.restore(saved, 100.0)
-    assert new.to_json() == saved
+    assert new.to_json(100.0) == saved
     assert new.exports() == st.exports()
     assert new.selected_routes("red") == st.selected_routes("red")
     # system A comes back and re-announces; system B does not
@@ -280,7 +356,7 @@ def test_restored_publication_not_republished_expires() -> None:
     publish(st, NODE_A5)
     st.end_system(SYS_A, [Publish(NODE_A6, entry("10.1.1.6/32"))], 0.0)
     new = make()
-    new.restore(st.to_json(), 0.0)
+    new.restore(st.to_json(0.0), 0.0)
     new.end_system(SYS_A, [Subscribe("red", 10)], 1.0)
     new.end_system(SYS_A, [Publish(NODE_A5, entry("10.1.1.5/32", version=1))], 1.0)
     new.end_system(SYS_A, [Associate("red", NODE_A5)], 1.0)
