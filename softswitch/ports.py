@@ -25,6 +25,7 @@ PACKET_OUTGOING = 4
 MAX_FRAME = 65535
 SOL_PACKET = 263
 PACKET_AUXDATA = 8
+PACKET_IGNORE_OUTGOING = 23  # Linux >= 4.20: no copy of our own sends
 TP_STATUS_VLAN_VALID = 1 << 4
 TP_STATUS_VLAN_TPID_VALID = 1 << 6
 _AUXDATA = struct.Struct("=IIIHHHH")  # struct tpacket_auxdata
@@ -139,6 +140,10 @@ class AfPacketPort(PortDriver):
         try:
             self.sock.bind((ifname, ETH_P_ALL))
             self.sock.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
+            # every frame sent would otherwise come back to this socket
+            # (PACKET_OUTGOING) and cost a receive; older kernels filter below
+            with contextlib.suppress(OSError):
+                self.sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
             self.sock.setblocking(False)
         except OSError:
             self.sock.close()

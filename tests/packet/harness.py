@@ -53,6 +53,7 @@ T = TypeVar("T")
 ETH_P_ALL = 0x0003
 SOL_PACKET = 263
 PACKET_AUXDATA = 8
+PACKET_IGNORE_OUTGOING = 23
 PACKET_OUTGOING = 4
 TP_STATUS_VLAN_VALID = 0x10
 TP_STATUS_VLAN_TPID_VALID = 0x40
@@ -226,6 +227,8 @@ class VethBackend:
             s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
             s.bind((self.tst[p], ETH_P_ALL))
             s.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
+            with contextlib.suppress(OSError):  # no copies of our own sends
+                s.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
             s.setblocking(False)
             self.socks[p] = s
         addr = f"127.0.0.1:{_free_tcp_port()}"
