@@ -15,6 +15,7 @@ from pathlib import Path
 
 BENCHES = (
     "engine_pps.py",
+    "dataplane_pps.py",
     "p4rt_writes.py",
     "agent_write_rate.py",
     "xmpp_load.py",

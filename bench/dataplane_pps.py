@@ -1,0 +1,173 @@
+"""Packets per second through the whole switch, embedded target and bmv2 side by side.
+
+Both targets run the compiled esvpn program (p4src/build/) as separate
+processes bound to veth pairs, programmed over P4Runtime with the same
+entries (the packet suite's topology: vifs, anti-spoofing, a VRF route to
+a remote forwarder over ECMP-free MPLS-in-GRE, underlay), and get the same
+frames from the same AF_PACKET sender:
+
+* ``encap``: tagged IPv4/UDP from an end-system port, routed and
+  encapsulated toward a remote forwarder (the main forwarding path);
+* ``decap``: MPLS-in-GRE from the fabric with a per-interface label,
+  delivered to a vif.
+
+The load is closed-loop with a window: at most ``--window`` frames are
+outstanding, every output frame is checked against the expected bytes, and
+the rate is delivered frames / elapsed time. A target that drops frames
+(bmv2's queues overflow) shows it in ``lost``. The goal (issue 4) is an
+embedded target at >= 25% of bmv2's rate on this program.
+
+    .venv/bin/python bench/dataplane_pps.py [--packets 20000] [--window 32] \
+        [--targets soft,bmv2] [--out bench/results]
+
+bmv2 runs when simple_switch_grpc is found (SIMPLE_SWITCH_GRPC, PATH, or
+/opt/p4/bin); otherwise only the embedded target is measured and the
+ratio is null. Needs root (veth pairs). Results: <out>/dataplane_pps.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from tests.packet import tables as t  # noqa: E402
+from tests.packet.harness import Dataplane  # noqa: E402
+from tests.packet.topo import (  # noqa: E402
+    ES1,
+    REMOTE_A,
+    VRF_A,
+    base,
+    from_remote_a,
+    from_vif,
+    to_remote_a,
+    to_vif,
+    udp4,
+    with_ttl,
+)
+
+GOAL = 0.25
+
+
+def bmv2_path() -> str | None:
+    exe = os.environ.get("SIMPLE_SWITCH_GRPC") or shutil.which("simple_switch_grpc")
+    exe = exe or "/opt/p4/bin/simple_switch_grpc"
+    return exe if Path(exe).exists() else None
+
+
+def program(dp: Dataplane) -> None:
+    base(dp)
+    t.nexthop(dp, 1, t.encap(30001, REMOTE_A))
+    t.ipv4_route(dp, VRF_A, "10.2.0.0/16", 1)
+    t.label_to_vif(dp, 40001, 1, 1, 10, ES1)
+
+
+def cases() -> dict[str, tuple[int, list[bytes], int, list[bytes]]]:
+    """name -> (in port, frames, out port, expected frames)."""
+    enc_in, enc_out, dec_in, dec_out = [], [], [], []
+    for i in range(64):
+        pkt = udp4(dst=f"10.2.{i}.5", sport=1000 + i)
+        enc_in.append(bytes(from_vif(ES1, 10, pkt)))
+        enc_out.append(bytes(to_remote_a(with_ttl(pkt, 63), 30001)))
+        inner = udp4(src=f"10.2.{i}.5", dst="10.1.0.1", sport=2000 + i)
+        dec_in.append(bytes(from_remote_a(inner, 40001)))
+        dec_out.append(bytes(to_vif(ES1, 10, with_ttl(inner, 63))))
+    return {"encap": (1, enc_in, 4, enc_out), "decap": (4, dec_in, 1, dec_out)}
+
+
+def measure(
+    dp: Dataplane, case: tuple[int, list[bytes], int, list[bytes]], n: int, window: int
+) -> dict[str, float]:
+    in_port, frames, out_port, want = case
+    backend = dp.backend
+    nf = len(frames)
+    # warm-up and correctness: one frame each, exact bytes
+    for i in range(nf):
+        backend.send(in_port, frames[i])
+        got = backend.recv(out_port, 3.0)
+        assert got == want[i], f"frame {i}: got {got!r:.80}, want {want[i].hex()[:80]}"
+    sent = received = bad = 0
+    t0 = time.perf_counter()
+    while received + (sent - received) < n or received < sent:
+        while sent < n and sent - received < window:
+            backend.send(in_port, frames[sent % nf])
+            sent += 1
+        got = backend.recv(out_port, 0.5)
+        if got is None:  # lost in the switch: stop waiting for the window
+            break
+        if got != want[received % nf]:
+            bad += 1
+        received += 1
+    elapsed = time.perf_counter() - t0
+    return {
+        "sent": sent,
+        "received": received,
+        "lost": sent - received,
+        "mismatched": bad,
+        "seconds": round(elapsed, 3),
+        "pps": round(received / elapsed),
+    }
+
+
+def run_target(target: str, n: int, window: int) -> dict[str, dict[str, float]]:
+    os.environ["ESVPN_SOFT_PORTS"] = "veth"  # the embedded target as a process, like bmv2
+    dp = Dataplane(target)
+    dp.start()
+    try:
+        dp.reset()
+        program(dp)
+        return {name: measure(dp, case, n, window) for name, case in cases().items()}
+    finally:
+        dp.stop()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--packets", type=int, default=20000)
+    ap.add_argument("--window", type=int, default=32)
+    ap.add_argument("--targets", default="soft,bmv2")
+    ap.add_argument("--out", default=str(ROOT / "bench/results"))
+    args = ap.parse_args()
+    targets = [x for x in args.targets.split(",") if x]
+    if "bmv2" in targets and bmv2_path() is None:
+        print("dataplane_pps: simple_switch_grpc not found; measuring the embedded target only")
+        targets.remove("bmv2")
+    results: dict[str, object] = {
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "packets": args.packets,
+        "window": args.window,
+        "goal_ratio_soft_over_bmv2": GOAL,
+        "date": time.strftime("%Y-%m-%d"),
+    }
+    per: dict[str, dict[str, dict[str, float]]] = {}
+    for target in targets:
+        per[target] = run_target(target, args.packets, args.window)
+        for name, r in per[target].items():
+            print(f"{target} {name}: {r['pps']:,} packets/s ({r['lost']} lost)")
+    results["targets"] = per
+    if "soft" in per and "bmv2" in per:
+        ratios = {
+            name: round(per["soft"][name]["pps"] / per["bmv2"][name]["pps"], 3)
+            for name in per["soft"]
+        }
+        results["ratio_soft_over_bmv2"] = ratios
+        results["meets_goal"] = all(r >= GOAL for r in ratios.values())
+        print(f"soft/bmv2: {ratios} (goal >= {GOAL})")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "dataplane_pps.json").write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
