@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from control.config import AgentConfig, ConfigError, load_config
-from control.desired import NexthopIds, desired_entities
+from control.desired import NexthopIds, desired_entities, label_entry
 from control.driver import SwitchDriver
 from control.p4rt import Entity, P4RuntimeError
 from control.routeservers import RouteServers
@@ -58,9 +58,10 @@ class Agent:
             cfg.timers.reconnect,
             on_synced=self._on_synced,
         )
-        # a route is advertised only once its label is on the switch: exports as
-        # of the last desired state the driver finished writing
-        self._pending_exports: set[Export] = set()
+        # a route is advertised only once its label is on the switch: the exports
+        # of the desired state being written, each with its mpls_label entry; after
+        # a sync, those whose entry the switch holds
+        self._pending_exports: dict[Export, Entity] = {}
         self._installed_exports: set[Export] = set()
         self.xmpp = XmppServer(cfg.xmpp, self, clock) if cfg.xmpp is not None else None
         self.rs = RouteServers(
@@ -122,13 +123,20 @@ class Agent:
         ents = desired_entities(
             self.state, self.cfg.fabric, self.ids, self.clock(), self.driver.full_name
         )
-        self._pending_exports = self.state.exports()
+        labels = {
+            key: label_entry(itf, self.driver.full_name)
+            for key, itf in self.state.interfaces.items()
+        }
+        self._pending_exports = {ex: labels[(ex.system_id, ex.vpn)] for ex in self.state.exports()}
         self._save_wakeup.set()
         return ents
 
     def _on_synced(self) -> None:
-        if self._installed_exports != self._pending_exports:
-            self._installed_exports = self._pending_exports
+        """After a sync (complete or with refused updates): export exactly the
+        routes whose label entry the switch holds."""
+        exports = {ex for ex, ent in self._pending_exports.items() if self.driver.holds(ent)}
+        if self._installed_exports != exports:
+            self._installed_exports = exports
             self.rs.kick()
 
     # --------------------------------------------------------- persistence

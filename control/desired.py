@@ -26,7 +26,7 @@ from control.p4rt import (
     Replica,
     TableEntry,
 )
-from control.vrf import LocalTarget, RemoteTarget, Target, VrfState
+from control.vrf import Interface, LocalTarget, RemoteTarget, Target, VrfState
 
 Names = Callable[[str], str]
 
@@ -152,6 +152,22 @@ def fabric_entities(fabric: FabricConfig, n: Names = _same) -> set[Entity]:
     return out
 
 
+def label_entry(itf: Interface, n: Names = _same) -> TableEntry:
+    """The mpls_label entry delivering ``itf``'s label to it: a route of the
+    interface may be advertised only once the switch holds exactly this."""
+    return TableEntry(
+        n(T.MPLS_LABEL),
+        {T.F_LABEL: Exact(itf.label)},
+        n(T.A_LABEL_TO_VIF),
+        {
+            T.P_VIF_ID: itf.vif_id,
+            T.P_PORT: itf.port,
+            T.P_VLAN_ID: itf.vlan,
+            T.P_DST_MAC: itf.mac,
+        },
+    )
+
+
 def desired_entities(
     state: VrfState, fabric: FabricConfig, ids: NexthopIds, now: float, n: Names = _same
 ) -> set[Entity]:
@@ -232,19 +248,7 @@ def desired_entities(
                 {T.P_VIF_ID: itf.vif_id, T.P_VRF_ID: vrf_id},
             )
         )
-        out.add(
-            TableEntry(
-                n(T.MPLS_LABEL),
-                {T.F_LABEL: Exact(itf.label)},
-                n(T.A_LABEL_TO_VIF),
-                {
-                    T.P_VIF_ID: itf.vif_id,
-                    T.P_PORT: itf.port,
-                    T.P_VLAN_ID: itf.vlan,
-                    T.P_DST_MAC: itf.mac,
-                },
-            )
-        )
+        out.add(label_entry(itf, n))
         for prefix in itf.addresses:
             table = n(T.IPV4_SOURCE) if prefix.version == 4 else n(T.IPV6_SOURCE)
             out.add(

@@ -158,6 +158,13 @@ class SwitchDriver:
             full = self._names[name] = self.p4info.full_name(name)
         return full
 
+    def holds(self, ent: Entity) -> bool:
+        """The switch holds exactly ``ent`` (as far as this connection wrote or read it)."""
+        c = self._canonical.get(ent)
+        if c is None:
+            c = self.p4info.canonical(ent)
+        return self.installed.get(c.key()) == c
+
     def desired(self) -> set[Entity]:
         out: set[Entity] = set()
         cache = self._canonical

@@ -600,6 +600,63 @@ def test_switch_refusals_are_reported_and_retried_when_room_is_made(tmp_path: Pa
     asyncio.run(scenario())
 
 
+def test_route_is_exported_only_once_the_switch_holds_its_label(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        program = write_stand_in_program(tmp_path / "small", sizes={"mpls_label": 1})
+        lab = Lab(tmp_path, program=program)
+        try:
+            agent = await attach_and_learn(lab)  # red: label 16 fills the label table
+            red_node = f"{HOST_SID}:10.1.1.5/32"
+            blue_node = f"{HOST_SID}:10.9.0.1/32"
+            assert await lab.host_cmd(op="subscribe", vpn="blue", vlan=20) == {"ok": True}
+            resp = await lab.host_cmd(op="publish", prefix="10.9.0.1/32", vpn="blue")
+            assert resp == {"ok": True}
+            blue = agent.state.interface(bytes.fromhex(HOST_SID), "blue")
+            assert blue is not None and blue.label == 17
+            await until(lambda: len(agent.state.exports()) == 2, what="blue address")
+            await agent.driver.wait_synced(10)
+            # the switch refused blue's label: everything else of blue is written,
+            # but its route is not advertised
+            (why,) = agent.driver.stats.failed.values()
+            assert why == "INSERT: RESOURCE_EXHAUSTED: table IngressPipe.mpls_label is full (1)"
+            assert not label_on_switch(lab, 17)
+            assert {(e.vpn, e.label) for e in agent._installed_exports} == {("red", 16)}
+            # a later red publish reaches the route server; blue's never did
+            resp = await lab.host_cmd(op="publish", prefix="10.1.1.6/32", vpn="red")
+            assert resp == {"ok": True}
+            await until(
+                lambda: any(
+                    isinstance(r, Associate) and r.node == f"{HOST_SID}:10.1.1.6/32"
+                    for _s, r in lab.rs_handler.requests
+                ),
+                what="red export",
+            )
+            published = [r.node for _s, r in lab.rs_handler.requests if isinstance(r, Publish)]
+            assert published == [red_node, f"{HOST_SID}:10.1.1.6/32"]
+            # red leaves: its label entry goes, blue's goes in, then (only then) blue is exported
+            assert await lab.host_cmd(op="unsubscribe", vpn="red") == {"ok": True}
+            await until(lambda: label_on_switch(lab, 17), what="blue label installed")
+            await until(
+                lambda: any(
+                    isinstance(r, Publish) and r.node == blue_node
+                    for _s, r in lab.rs_handler.requests
+                ),
+                what="blue export",
+            )
+            (pub,) = [
+                r
+                for _s, r in lab.rs_handler.requests
+                if isinstance(r, Publish) and r.node == blue_node
+            ]
+            assert isinstance(pub, Publish)
+            assert pub.entry == route("10.9.0.1/32", INFRA, 17)
+            assert not agent.driver.stats.failed
+        finally:
+            await lab.close()
+
+    asyncio.run(scenario())
+
+
 def test_broken_state_file_is_moved_aside(tmp_path: Path) -> None:
     async def scenario() -> None:
         lab = Lab(tmp_path)
