@@ -82,6 +82,13 @@ class CommandError(RuntimeError):
     """ExaBGP answered a command with ``error``."""
 
 
+class ChannelLost(CommandError):
+    """The command's fate is unknown: the API channel or ExaBGP went away first.
+
+    Not a refusal: a new ExaBGP gets everything the RIB advertises replayed.
+    """
+
+
 # ------------------------------------------------------------------- pure
 
 
@@ -375,6 +382,25 @@ def parse_message(line: str, opens: PeerOpen) -> list[Input]:
 # ---------------------------------------------------------------- daemon side
 
 
+async def _read_line(reader: asyncio.StreamReader) -> bytes | None:
+    """One line; b"" at end of stream; None for a line beyond the limit (skipped whole)."""
+    try:
+        return await reader.readuntil(b"\n")
+    except asyncio.IncompleteReadError as e:
+        return e.partial
+    except asyncio.LimitOverrunError as e:
+        consumed = e.consumed
+    while True:  # discard through the end of the over-long line
+        try:
+            await reader.readexactly(consumed)
+            await reader.readuntil(b"\n")
+            return None
+        except asyncio.IncompleteReadError:
+            return b""
+        except asyncio.LimitOverrunError as e:
+            consumed = e.consumed
+
+
 class ExaBgp:
     """ExaBGP child process + process-API channel; thin: JSON in, commands out.
 
@@ -404,14 +430,16 @@ class ExaBgp:
         self._tasks: list[asyncio.Task[None]] = []
         self._opens = PeerOpen({})
         self.commands_sent = 0
-        self.commands_failed = 0
+        self.commands_failed = 0  # answered 'error'
+        self.commands_lost = 0  # no answer: channel gone
         self.messages_in = 0
         self.bad_messages = 0
+        self.unexpected_acks = 0
 
     async def start(self, timeout: float = 20.0) -> None:
         self._dir = tempfile.TemporaryDirectory(prefix="esvpn-rs-")
         sock = os.path.join(self._dir.name, "api.sock")
-        self._server = await asyncio.start_unix_server(self._accept, path=sock)
+        self._server = await asyncio.start_unix_server(self._accept, path=sock, limit=1 << 20)
         run = f"{self.python} -m routeserver.exabgp_adapter relay {sock}"
         conf = Path(self._dir.name) / "exabgp.conf"
         conf.write_text(render_config(self.cfg, run))
@@ -456,10 +484,20 @@ class ExaBgp:
             log.info("exabgp exited with %s", rc)
         else:
             log.error("exabgp exited unexpectedly with status %s", rc)
-        self._fail_acks(CommandError(f"ExaBGP exited with status {rc}"))
+        self._fail_acks(ChannelLost(f"ExaBGP exited with status {rc}"))
         self.exited.set()
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await self.serve_channel(reader, writer)
+
+    async def serve_channel(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        """Run the process-API channel (the relay's connection) until it closes.
+
+        Called for the relay's connection; tests call it with the far end of a
+        socket pair to play a faulty API peer.
+        """
         if self._writer is not None:
             writer.close()
             return
@@ -467,12 +505,19 @@ class ExaBgp:
         self._connected.set()
         try:
             while True:
-                raw = await reader.readline()
+                try:
+                    raw = await _read_line(reader)
+                except OSError:
+                    break
+                if raw is None:
+                    self.bad_messages += 1
+                    self.on_bad_input(BgpInputError("line longer than the API read limit"))
+                    continue
                 if not raw:
                     break
                 self._line(raw.decode(errors="replace").strip())
         finally:
-            self._fail_acks(CommandError("ExaBGP API channel closed"))
+            self._fail_acks(ChannelLost("ExaBGP API channel closed"))
             self._writer = None
             writer.close()  # lets the relay (and so ExaBGP) finish promptly
 
@@ -487,6 +532,7 @@ class ExaBgp:
             return
         if line in ("done", "error"):
             if not self._acks:
+                self.unexpected_acks += 1
                 log.warning("exabgp: unexpected acknowledgement %r", line)
                 return
             fut = self._acks.popleft()
@@ -513,12 +559,15 @@ class ExaBgp:
     def submit(self, text: str) -> asyncio.Future[None]:
         """Write one command now; the future completes on its acknowledgement.
 
-        It fails with :class:`CommandError` on 'error' or when ExaBGP goes away.
-        Commands are written and acknowledged in order.
+        It fails with :class:`CommandError` on 'error', with :class:`ChannelLost`
+        when the channel is not connected or goes away before the answer.
+        Commands are written and acknowledged in order. Writes are buffered:
+        await :meth:`drain` for backpressure.
         """
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        if self._writer is None:
-            fut.set_exception(CommandError(f"ExaBGP API channel not connected: {text}"))
+        if self._writer is None or self._writer.is_closing():
+            fut.set_exception(ChannelLost("ExaBGP API channel not connected"))
+            self._acked(fut, text)
             return fut
         self._acks.append(fut)
         self._writer.write(text.encode() + b"\n")
@@ -530,9 +579,29 @@ class ExaBgp:
         if fut.cancelled():
             return
         err = fut.exception()
-        if err is not None:
+        if isinstance(err, ChannelLost):
+            self.commands_lost += 1
+            log.info("bgp command not acknowledged (%s): %s", err, text)
+        elif err is not None:
             self.commands_failed += 1
             log.error("bgp command failed (%s): %s", err, text)
+
+    def send(self, out: Output) -> asyncio.Future[None]:
+        """:meth:`submit` the command carrying out one BGP-side RIB output."""
+        return self.submit(command_for(out, self.cfg))
+
+    @property
+    def pending(self) -> int:
+        """Commands written and not yet acknowledged."""
+        return len(self._acks)
+
+    async def drain(self) -> None:
+        """Wait until the written commands have left our buffer (no-op when closed)."""
+        writer = self._writer
+        if writer is None:
+            return
+        with contextlib.suppress(ConnectionError, OSError):
+            await writer.drain()
 
     async def command(self, text: str) -> None:
         """Send one command and wait for its acknowledgement (CommandError on 'error')."""
@@ -542,17 +611,14 @@ class ExaBgp:
         except CommandError as e:
             raise CommandError(f"{e}: {text}") from None
 
-    def apply_nowait(self, outputs: Iterable[Output]) -> list[asyncio.Future[None]]:
-        """Write the commands for the BGP-side RIB outputs, in order; futures for the acks."""
-        return [
-            self.submit(command_for(out, self.cfg))
+    async def apply(self, outputs: Iterable[Output]) -> None:
+        """Carry out the BGP-side RIB outputs, pipelined; raise the first failure."""
+        futs = [
+            self.send(out)
             for out in outputs
             if isinstance(out, BgpAnnounce | BgpWithdraw | RtcAnnounce | RtcWithdraw)
         ]
-
-    async def apply(self, outputs: Iterable[Output]) -> None:
-        """Carry out the BGP-side RIB outputs, pipelined; raise the first failure."""
-        futs = self.apply_nowait(outputs)
+        await self.drain()
         results = await asyncio.gather(*futs, return_exceptions=True)
         for res in results:
             if isinstance(res, BaseException):

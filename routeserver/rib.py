@@ -27,6 +27,9 @@ Model
   reflector).
 * RT-Constraint: one RTC route per import target of every VRF with at least
   one subscribed forwarder, withdrawn with the last one.
+* Refused BGP commands (``BgpCommandFailed``): the adj-RIB-out entry the
+  command recorded is undone and every peer is resynced after a backoff
+  (``next_deadline`` / ``expire``).
 * Graceful restart (RFC 4724, helper side): when a peer that advertised the
   capability goes down, its paths are kept, marked stale, until it sends
   End-of-RIB for the family or the restart time runs out.
@@ -44,6 +47,10 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 ORIGIN_IGP, ORIGIN_EGP, ORIGIN_INCOMPLETE = 0, 1, 2
+
+# resync after a refused BGP command: first after 1 s, doubling up to 30 s; the
+# backoff starts over once no command has been refused for 60 s
+RESYNC_BACKOFF_MIN, RESYNC_BACKOFF_MAX, RESYNC_BACKOFF_RESET = 1.0, 30.0, 60.0
 
 
 class RibError(ValueError):
@@ -139,6 +146,19 @@ class BgpEndOfRib:
     family: str  # "vpnv4" | "vpnv6" | "rtc"
 
 
+@dataclass(frozen=True)
+class BgpCommandFailed:
+    """The BGP speaker refused to carry out one of our BGP outputs (ExaBGP ``error``).
+
+    The RIB forgets what that output recorded in the peer's adj-RIB-out (an
+    announcement not made, a withdrawal not done) and schedules a resync
+    after a backoff (see :meth:`Rib.expire`), which sends it again if it
+    still applies.
+    """
+
+    output: BgpAnnounce | BgpWithdraw | RtcAnnounce | RtcWithdraw
+
+
 Input = (
     XmppSubscribe
     | XmppUnsubscribe
@@ -151,6 +171,7 @@ Input = (
     | BgpPeerUp
     | BgpPeerDown
     | BgpEndOfRib
+    | BgpCommandFailed
 )
 
 # ----------------------------------------------------------------- outputs
@@ -303,6 +324,10 @@ class Rib:
         self._subscribers: dict[str, set[str]] = {}  # vrf name -> system ids
         self._exports: dict[tuple[str, IPNetwork], VpnRoute] = {}  # (rd, prefix)
         self.counters: dict[str, int] = {}
+        # resync after refused BGP commands: when, and the backoff for the next one
+        self._resync_at: float | None = None
+        self._backoff = RESYNC_BACKOFF_MIN
+        self._last_refusal: float | None = None
 
     # ------------------------------------------------------------ dispatch
 
@@ -331,22 +356,58 @@ class Rib:
                 out = self._peer_down(event, now)
             case BgpEndOfRib():
                 out = self._eor(event)
+            case BgpCommandFailed():
+                out = self._command_failed(event, now)
         name = type(event).__name__
         self.counters[name] = self.counters.get(name, 0) + 1
         return out
 
     def next_deadline(self) -> float | None:
         ds = [p.gr_deadline for p in self._peers.values() if p.gr_deadline is not None]
+        if self._resync_at is not None:
+            ds.append(self._resync_at)
         return min(ds) if ds else None
 
     def expire(self, now: float) -> list[Output]:
-        """Drop stale paths of peers whose graceful-restart time ran out."""
+        """Drop stale paths of peers whose graceful-restart time ran out; resync BGP if due."""
         out: list[Output] = []
         for peer in self._peers.values():
             if peer.gr_deadline is not None and peer.gr_deadline <= now:
                 peer.gr_deadline = None
                 out += self._sweep(peer, ("vpnv4", "vpnv6", "rtc"))
+        if self._resync_at is not None and self._resync_at <= now:
+            self._resync_at = None
+            self.counters["bgp_resync"] = self.counters.get("bgp_resync", 0) + 1
+            out += self._rtc_update()
+            for peer in self._peers.values():
+                out += self._readvertise(peer)
         return out
+
+    def _command_failed(self, ev: BgpCommandFailed, now: float) -> list[Output]:
+        """Undo in adj-RIB-out what a refused command recorded; a resync will retry it."""
+        cmd = ev.output
+        peer = self._peer(cmd.peer)
+        match cmd:
+            case BgpAnnounce(_, route):
+                key = (route.rd, route.prefix)
+                if peer.adj_out.get(key) == route:
+                    del peer.adj_out[key]
+            case BgpWithdraw(_, route):
+                key = (route.rd, route.prefix)
+                if key not in peer.adj_out:
+                    peer.adj_out[key] = route  # the speaker may still advertise it
+            case RtcAnnounce(_, target):
+                peer.rtc_out.discard(target)
+            case RtcWithdraw(_, target):
+                if peer.rtc:
+                    peer.rtc_out.add(target)
+        if self._last_refusal is not None and now - self._last_refusal > RESYNC_BACKOFF_RESET:
+            self._backoff = RESYNC_BACKOFF_MIN
+        self._last_refusal = now
+        if self._resync_at is None:
+            self._resync_at = now + self._backoff
+            self._backoff = min(self._backoff * 2, RESYNC_BACKOFF_MAX)
+        return []
 
     # -------------------------------------------------------------- lookup
 

@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ipaddress
 import json
 import logging
 import time
 import urllib.parse
+from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
@@ -43,9 +45,12 @@ from esxmpp.dialect import (
 )
 from esxmpp.server import ServerSession, XmppServer
 from routeserver.config import Config
-from routeserver.exabgp_adapter import BgpInputError, ExaBgp
+from routeserver.exabgp_adapter import BgpInputError, ChannelLost, CommandError, ExaBgp
 from routeserver.rib import (
+    BgpAnnounce,
+    BgpCommandFailed,
     BgpPeerDown,
+    BgpWithdraw,
     FwdEndOfRib,
     FwdRoutes,
     FwdWithdraw,
@@ -53,6 +58,8 @@ from routeserver.rib import (
     Output,
     Rib,
     RibError,
+    RtcAnnounce,
+    RtcWithdraw,
     XmppRouteAdd,
     XmppRouteDel,
     XmppSubscribe,
@@ -88,6 +95,8 @@ def setup_logging(level: str) -> None:
 
 
 MAX_ITEMS = 100  # items per notification, so no stanza grows past a client's limit
+BGP_WINDOW = 256  # ExaBGP commands written and not yet acknowledged, at most
+BgpOutput = BgpAnnounce | BgpWithdraw | RtcAnnounce | RtcWithdraw
 
 
 def to_notifications(out: Output, max_items: int = MAX_ITEMS) -> list[Notification]:
@@ -130,13 +139,19 @@ class RouteServer:
         self._control: asyncio.Server | None = None
         self._timer: asyncio.Task[None] | None = None
         self._supervisor: asyncio.Task[None] | None = None
+        self._sender: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        # BGP outputs not yet written to ExaBGP, and the commands awaiting their answer
+        self._bgp_out: deque[BgpOutput] = deque()
+        self._bgp_ready = asyncio.Event()
+        self._inflight: set[asyncio.Future[None]] = set()
         self.counters: dict[str, int] = {
             "xmpp_requests": 0,
             "xmpp_refused": 0,
             "xmpp_notifications": 0,
             "bgp_inputs": 0,
             "bgp_refused": 0,
+            "bgp_commands_refused": 0,
             "exabgp_restarts": 0,
         }
 
@@ -156,17 +171,38 @@ class RouteServer:
                 await self.xmpp.close()
             await self.bgp.stop()
             raise
-        self._timer = asyncio.create_task(self._timer_loop())
-        self._supervisor = asyncio.create_task(self._supervise())
+        self.start_tasks()
         log.info("route server %s started", self.cfg.router_id)
+
+    def start_tasks(self, supervise: bool = True) -> None:
+        """The timer, the BGP sender and (unless told not to) the ExaBGP supervisor."""
+        self._timer = asyncio.create_task(self._timer_loop())
+        self._sender = asyncio.create_task(self._send_loop())
+        if supervise:
+            self._supervisor = asyncio.create_task(self._supervise())
 
     @property
     def control_port(self) -> int:
         assert self._control is not None
         return int(self._control.sockets[0].getsockname()[1])
 
+    async def flush(self, timeout: float = 10.0) -> None:
+        """Wait (at most ``timeout``) until every queued BGP output has been answered."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self._bgp_out or self._inflight:
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                return
+            if self._inflight:
+                await asyncio.wait(set(self._inflight), timeout=left)
+            else:
+                self._bgp_ready.set()
+                await asyncio.sleep(0)
+
     async def stop(self) -> None:
-        for task in (self._supervisor, self._timer):
+        if self._sender is not None and not self._sender.done():
+            await self.flush(5.0)
+        for task in (self._supervisor, self._sender, self._timer):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -199,7 +235,10 @@ class RouteServer:
                     log.error("ExaBGP restart failed: %s; retrying in 1 s", e)
                     await asyncio.sleep(1.0)
             self.bgp = bgp
-            self.bgp.apply_nowait(self.rib.replay())
+            # the RIB's adj-RIB-out is the truth: what was queued for the old
+            # speaker is in it (or was withdrawn from it) already
+            self._bgp_out.clear()
+            self._queue(self.rib.replay())
             log.info("ExaBGP restarted; advertisements replayed")
 
     async def _timer_loop(self) -> None:
@@ -234,8 +273,49 @@ class RouteServer:
                 self._notify(out)
             else:
                 bgp.append(out)
-        if bgp:
-            self.bgp.apply_nowait(bgp)
+        self._queue(bgp)
+
+    def _queue(self, outputs: list[Output]) -> None:
+        for out in outputs:
+            if isinstance(out, BgpAnnounce | BgpWithdraw | RtcAnnounce | RtcWithdraw):
+                self._bgp_out.append(out)
+        if self._bgp_out:
+            self._bgp_ready.set()
+
+    async def _send_loop(self) -> None:
+        """Write queued BGP outputs to ExaBGP in order, at most BGP_WINDOW unanswered.
+
+        Every command's answer is awaited (:meth:`_answered`); the writer is
+        drained after each batch, so a slow ExaBGP slows us instead of
+        growing a buffer.
+        """
+        while True:
+            await self._bgp_ready.wait()
+            self._bgp_ready.clear()
+            while self._bgp_out:
+                while len(self._inflight) >= BGP_WINDOW:
+                    await asyncio.wait(set(self._inflight), return_when=asyncio.FIRST_COMPLETED)
+                bgp = self.bgp
+                while self._bgp_out and len(self._inflight) < BGP_WINDOW:
+                    out = self._bgp_out.popleft()
+                    fut = bgp.send(out)
+                    self._inflight.add(fut)
+                    fut.add_done_callback(functools.partial(self._answered, out))
+                await bgp.drain()
+
+    def _answered(self, out: BgpOutput, fut: asyncio.Future[None]) -> None:
+        """One command answered: a refusal is reconciled in the RIB (and retried)."""
+        self._inflight.discard(fut)
+        if fut.cancelled():
+            return
+        err = fut.exception()
+        if err is None or isinstance(err, ChannelLost):
+            return  # done, or ExaBGP is gone: the supervisor replays the RIB
+        if isinstance(err, CommandError):
+            self.counters["bgp_commands_refused"] += 1
+            log.error("ExaBGP refused %s; it will be retried", out)
+            self._emit(self.rib.handle(BgpCommandFailed(out), time.monotonic()))
+            self._wake.set()
 
     def _notify(self, out: FwdRoutes | FwdWithdraw | FwdEndOfRib) -> None:
         if self.xmpp is None:
@@ -395,8 +475,14 @@ class RouteServer:
         metric(
             "bgp_command_errors_total",
             "counter",
-            "ExaBGP commands refused",
+            "ExaBGP commands answered 'error' (by this ExaBGP child)",
             [("", self.bgp.commands_failed)],
+        )
+        metric(
+            "bgp_commands_pending",
+            "gauge",
+            "BGP outputs queued or awaiting ExaBGP's answer",
+            [("", float(len(self._bgp_out) + len(self._inflight)))],
         )
         metric(
             "bgp_peer_up",

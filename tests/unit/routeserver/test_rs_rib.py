@@ -349,3 +349,38 @@ def test_replay_lists_everything_advertised():
         BgpAnnounce(PE, route),
         BgpAnnounce(PE2, route),
     ]
+
+
+def test_refused_command_is_forgotten_and_resent_with_backoff():
+    from routeserver.rib import BgpCommandFailed
+
+    rib = Rib(cfg())
+    rib.handle(XmppSubscribe(H1, "red"), 0)
+    rib.handle(BgpRtcAdd(PE, "64512:100"), 0)
+    out = rib.handle(XmppRouteAdd(H1, "red", n("10.1.1.1/32"), a("192.0.2.11"), 16), 0)
+    route = VpnRoute(
+        "10.255.0.1:1", n("10.1.1.1/32"), 16, a("192.0.2.11"), frozenset({"64512:100"})
+    )
+    assert out[1:] == [BgpAnnounce(PE, route), BgpAnnounce(PE2, route)]
+    # ExaBGP refuses the announcement to PE: it leaves PE's adj-RIB-out, a resync is due in 1 s
+    assert rib.handle(BgpCommandFailed(BgpAnnounce(PE, route)), 5) == []
+    assert rib.show_rtc()["peers"][PE]["routes_out"] == 0  # type: ignore[index]
+    assert rib.next_deadline() == 6
+    assert rib.expire(5.9) == []
+    assert rib.expire(6) == [BgpAnnounce(PE, route)]
+    assert rib.next_deadline() is None
+    # refused again: the backoff doubled (2 s); a refused RTC announcement joins that resync
+    assert rib.handle(BgpCommandFailed(BgpAnnounce(PE, route)), 7) == []
+    assert rib.handle(BgpCommandFailed(RtcAnnounce(PE, "64512:100")), 7.5) == []
+    assert rib.next_deadline() == 9
+    assert rib.expire(9) == [RtcAnnounce(PE, "64512:100"), BgpAnnounce(PE, route)]
+    # a refused withdrawal is put back, so the resync withdraws again (4 s backoff now)
+    out = rib.handle(XmppRouteDel(H1, "red", n("10.1.1.1/32")), 10)
+    assert out[1:] == [BgpWithdraw(PE, route), BgpWithdraw(PE2, route)]
+    assert rib.handle(BgpCommandFailed(BgpWithdraw(PE2, route)), 10) == []
+    assert rib.expire(14) == [BgpWithdraw(PE2, route)]
+    # a refusal for a route replaced meanwhile changes nothing; after 60 s quiet, 1 s again
+    stale = VpnRoute("10.255.0.1:1", n("10.1.1.1/32"), 99, a("192.0.2.11"), frozenset())
+    assert rib.handle(BgpCommandFailed(BgpAnnounce(PE, stale)), 100) == []
+    assert rib.next_deadline() == 101
+    assert rib.expire(101) == []
