@@ -11,6 +11,8 @@ Model
 * A path is a candidate in VRF V when it is an XMPP path of V itself or its
   route targets intersect V's import targets (XMPP paths of other VRFs carry
   their VRF's export targets, as on a PE).
+* A BGP path whose label is reserved (< 16) is no candidate anywhere: a
+  forwarder could not use it, and it must not hide a usable path.
 * Best path per (VRF, prefix), first difference wins: higher interface
   version (the newest instantiation of a moving address; absent = 0), higher
   local preference, shorter AS path, lower origin, lower MED (same
@@ -47,6 +49,9 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 ORIGIN_IGP, ORIGIN_EGP, ORIGIN_INCOMPLETE = 0, 1, 2
+
+# labels 0..15 are reserved (RFC 3032); forwarders accept 16..2^20-1 (esxmpp)
+MIN_FORWARDER_LABEL = 16
 
 # resync after a refused BGP command: first after 1 s, doubling up to 30 s; the
 # backoff starts over once no command has been refused for 60 s
@@ -605,6 +610,8 @@ class Rib:
     def _candidate(self, p: Path, vrf: Vrf) -> bool:
         if p.source == "xmpp" and p.vrf == vrf.name:
             return True
+        if p.label < MIN_FORWARDER_LABEL:
+            return False  # a forwarder cannot use it: never selected, so never half-sent
         return bool(p.targets & vrf.import_targets)
 
     def _rank(self, p: Path) -> tuple[object, ...]:

@@ -384,3 +384,22 @@ def test_refused_command_is_forgotten_and_resent_with_backoff():
     assert rib.handle(BgpCommandFailed(BgpAnnounce(PE, stale)), 100) == []
     assert rib.next_deadline() == 101
     assert rib.expire(101) == []
+
+
+def test_bgp_path_with_a_reserved_label_is_never_selected():
+    rib = Rib(cfg())
+    rib.handle(XmppSubscribe(H1, "red"), 0)
+    rt = frozenset({"64512:100"})
+    good = BgpRouteAdd(PE2, "1:1", n("10.5.0.0/16"), 20000, a("192.0.2.101"), rt)
+    out = rib.handle(good, 0)
+    assert out == [FwdRoutes(H1, "red", (FwdRoute(n("10.5.0.0/16"), a("192.0.2.101"), 20000),))]
+    # better on LOCAL_PREF, but label 3 (implicit null): not a candidate, nothing changes
+    bad = BgpRouteAdd(PE, "2:2", n("10.5.0.0/16"), 3, a("192.0.2.102"), rt,
+                      attrs=BgpAttrs(local_pref=200))  # fmt: skip
+    assert rib.handle(bad, 0) == []
+    assert [(r["nexthop"], r["best"]) for r in rib.show_routes("red")] == [("192.0.2.101", True)]
+    # the usable path goes: the forwarder gets a withdrawal, not silence
+    assert rib.handle(BgpRouteDel(PE2, "1:1", n("10.5.0.0/16")), 0) == [
+        FwdWithdraw(H1, "red", (n("10.5.0.0/16"),))
+    ]
+    assert rib.table("red") == ()
