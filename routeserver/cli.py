@@ -24,7 +24,17 @@ SHOW = ("sessions", "vrfs", "routes", "rtc", "peers")
 
 _COLUMNS: dict[str, list[str]] = {
     "sessions": ["system_id", "jid", "peer", "mechanism", "subscriptions", "published"],
-    "vrfs": ["name", "vpn", "rd", "import", "export", "systems", "subscribers", "routes"],
+    "vrfs": [
+        "name",
+        "vpn",
+        "rd",
+        "import",
+        "export",
+        "systems",
+        "isolated",
+        "subscribers",
+        "routes",
+    ],
     "routes": [
         "vrf",
         "prefix",

@@ -38,12 +38,15 @@ Example::
     import_targets = ["64512:100"]
     export_targets = ["64512:100"]
     # rd = "64512:7"               # default: type 1, <router_id>:<index, from 1>
+    # isolated = true              # spokes: own forwarders' paths only via import_targets
 
 A (system id, VPN name) pair maps to the first ``[[vrf]]`` (in file order)
 whose ``vpn`` equals the name and one of whose ``systems`` patterns matches
 the system id. Symmetric VPNs import and export one target; hub-and-spoke
 uses two VRFs (spokes export S and import H, the hub exports H and imports
-S); extranets import several targets.
+S) and marks the spokes' VRF ``isolated = true``, so that spokes sharing it
+do not get each other's routes (each spoke behaves as if it had its own
+VRF); extranets import several targets.
 
 Errors name the key: ``vrf[2].import_targets[0]: route target 'x' is not ...``.
 """
@@ -129,6 +132,9 @@ class Vrf:
     import_targets: frozenset[str]
     export_targets: frozenset[str]
     systems: tuple[str, ...] = ("*",)
+    # spoke VRF: its forwarders' paths are candidates in it only through
+    # import_targets, like one VRF per forwarder (hub and spoke)
+    isolated: bool = False
 
     def matches(self, system_id: str, vpn: str) -> bool:
         return vpn == self.vpn and any(fnmatch.fnmatchcase(system_id, p) for p in self.systems)
@@ -257,7 +263,14 @@ def _vrf(d: Any, index: int, router_id: str) -> Vrf:
     where = f"vrf[{index}]"
     if not isinstance(d, Mapping):
         raise ConfigError(f"{where}: must be a table")
-    _unknown(d, {"name", "vpn", "rd", "systems", "import_targets", "export_targets"}, where)
+    _unknown(
+        d,
+        {"name", "vpn", "rd", "systems", "import_targets", "export_targets", "isolated"},
+        where,
+    )
+    isolated = d.get("isolated", False)
+    if not isinstance(isolated, bool):
+        raise ConfigError(f"{where}.isolated: must be true or false")
     vpn = _str(d, "vpn", where, None)
     if len(vpn) > 128:
         raise ConfigError(f"{where}.vpn: longer than 128 characters")
@@ -283,6 +296,7 @@ def _vrf(d: Any, index: int, router_id: str) -> Vrf:
         import_targets=imp,
         export_targets=exp,
         systems=tuple(systems),
+        isolated=isolated,
     )
 
 

@@ -9,8 +9,10 @@ Model
   BGP peers (key: peer, RD, prefix). A BGP path carries route targets and the
   attributes the decision process needs.
 * A path is a candidate in VRF V when it is an XMPP path of V itself or its
-  route targets intersect V's import targets (XMPP paths of other VRFs carry
-  their VRF's export targets, as on a PE).
+  route targets intersect V's import targets (XMPP paths carry their VRF's
+  export targets, as on a PE). In an *isolated* VRF (hub and spoke: the
+  spokes' VRF) only the second rule applies, so spokes sharing the VRF do
+  not see each other's paths, as if each had a VRF of its own.
 * A BGP path whose label is reserved (< 16) is no candidate anywhere: a
   forwarder could not use it, and it must not hide a usable path.
 * Best path per (VRF, prefix), first difference wins: higher interface
@@ -608,7 +610,7 @@ class Rib:
         return out
 
     def _candidate(self, p: Path, vrf: Vrf) -> bool:
-        if p.source == "xmpp" and p.vrf == vrf.name:
+        if p.source == "xmpp" and p.vrf == vrf.name and not vrf.isolated:
             return True
         if p.label < MIN_FORWARDER_LABEL:
             return False  # a forwarder cannot use it: never selected, so never half-sent
@@ -787,6 +789,7 @@ class Rib:
                 "import": sorted(v.import_targets),
                 "export": sorted(v.export_targets),
                 "systems": list(v.systems),
+                "isolated": v.isolated,
                 "subscribers": sorted(self._subscribers.get(v.name, ())),
                 "routes": sum(1 for (n, _) in self._selected if n == v.name),
             }

@@ -50,6 +50,7 @@ port = 17909
 [[vrf]]
 vpn = "tenant1"
 systems = ["0102*"]
+isolated = true
 import_targets = ["64512:201"]
 export_targets = ["64512:200"]
 
@@ -107,9 +108,11 @@ def test_run_show_and_stop(tmp_path: Path) -> None:
             time.sleep(0.1)
         assert json.loads(res.stdout) == [
             {"name": "tenant1", "vpn": "tenant1", "rd": "127.0.6.21:1", "import": ["64512:201"],
-             "export": ["64512:200"], "systems": ["0102*"], "subscribers": [], "routes": 0},
+             "export": ["64512:200"], "systems": ["0102*"], "isolated": True, "subscribers": [],
+             "routes": 0},
             {"name": "tenant1-hub", "vpn": "tenant1", "rd": "64512:77", "import": ["64512:200"],
-             "export": ["64512:201"], "systems": ["0a*"], "subscribers": [], "routes": 0},
+             "export": ["64512:201"], "systems": ["0a*"], "isolated": False, "subscribers": [],
+             "routes": 0},
         ]  # fmt: skip
         res = subprocess.run(
             [*CLI, "show", "peers", "--control", f"127.0.0.1:{port}"],

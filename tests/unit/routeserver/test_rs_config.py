@@ -41,6 +41,10 @@ def test_load_defaults_and_rd_assignment():
         ),
         ({"vrf": [{"vpn": "a"}]}, "vrf[0]: needs import_targets or export_targets"),
         (
+            {"vrf": [{"vpn": "a", "import_targets": ["1:1"], "isolated": "yes"}]},
+            "vrf[0].isolated: must be true or false",
+        ),
+        (
             {"vrf": [{"vpn": "a", "rd": "1:1", "import_targets": ["1:1"]}] * 2},
             "vrf[1].name: 'a' already used by vrf[0]",
         ),
@@ -82,4 +86,5 @@ def test_example_config_loads():
     ]
     assert cfg.vrf_for("0a0000000001", "tenant2") is cfg.vrfs[2]
     assert cfg.vrf_for("020000000001", "tenant2") is cfg.vrfs[1]
+    assert [v.isolated for v in cfg.vrfs] == [False, True, False, False]
     assert cfg.xmpp is not None and cfg.xmpp.retention == 60.0

@@ -51,6 +51,7 @@ def cfg(**bgp):
                 {
                     "vpn": "tenant1",
                     "systems": ["0102*"],
+                    "isolated": True,
                     "import_targets": ["64512:201"],
                     "export_targets": ["64512:200"],
                 },
@@ -129,17 +130,92 @@ def test_bgp_route_imported_by_target_only():
 
 def test_hub_and_spoke():
     rib = Rib(cfg())
-    rib.handle(XmppSubscribe(H1, "tenant1"), 0)
-    rib.handle(XmppSubscribe(H2, "tenant1"), 0)
-    rib.handle(XmppSubscribe(HUB, "tenant1"), 0)
-    out = rib.handle(XmppRouteAdd(H1, "tenant1", n("10.9.0.1/32"), a("192.0.2.11"), 100), 0)
-    # spoke route: in the spoke VRF itself (own VRF) and the hub VRF, not to the other spoke? The
-    # spoke VRF holds its own routes; spokes share a VRF here, so H2 sees it too.
-    fwd = [o for o in out if isinstance(o, FwdRoutes)]
-    assert [o.system_id for o in fwd] == [H1, H2, HUB]
-    out = rib.handle(XmppRouteAdd(HUB, "tenant1", n("0.0.0.0/0"), a("192.0.2.99"), 500), 0)
-    fwd = [o for o in out if isinstance(o, FwdRoutes)]
-    assert [o.system_id for o in fwd] == [H1, H2, HUB]
+    for sid in (H1, H2, HUB):
+        rib.handle(XmppSubscribe(sid, "tenant1"), 0)
+    rib.handle(BgpRtcAdd(PE, None), 0)
+    spoke = FwdRoute(n("10.9.0.1/32"), a("192.0.2.11"), 100)
+    out = rib.handle(XmppRouteAdd(H1, "tenant1", spoke.prefix, spoke.nexthop, 100), 0)
+    # a spoke's route goes to the hub (and to BGP with the spoke target), not to spoke H2
+    spoke_vpn = VpnRoute("10.255.0.1:2", spoke.prefix, 100, spoke.nexthop, frozenset({"64512:200"}))
+    assert out == [
+        BgpAnnounce(PE, spoke_vpn),
+        BgpAnnounce(PE2, spoke_vpn),
+        FwdRoutes(HUB, "tenant1", (spoke,)),
+    ]
+    spoke2 = FwdRoute(n("10.9.0.2/32"), a("192.0.2.12"), 200)
+    out = rib.handle(XmppRouteAdd(H2, "tenant1", spoke2.prefix, spoke2.nexthop, 200), 0)
+    assert [o for o in out if isinstance(o, FwdRoutes)] == [FwdRoutes(HUB, "tenant1", (spoke2,))]
+    # the hub's default route goes to both spokes (and the hub's own VRF)
+    hub = FwdRoute(n("0.0.0.0/0"), a("192.0.2.99"), 500)
+    out = rib.handle(XmppRouteAdd(HUB, "tenant1", hub.prefix, hub.nexthop, 500), 0)
+    assert [o for o in out if isinstance(o, FwdRoutes)] == [
+        FwdRoutes(H1, "tenant1", (hub,)),
+        FwdRoutes(H2, "tenant1", (hub,)),
+        FwdRoutes(HUB, "tenant1", (hub,)),
+    ]
+    assert rib.table("tenant1") == (hub,)  # the spokes' VRF
+    assert rib.table("tenant1-hub") == (hub, spoke, spoke2)
+    # another spoke's route from BGP (spoke target) stays away from the spokes too
+    out = rib.handle(
+        BgpRouteAdd(PE, "64512:5", n("10.9.0.3/32"), 300, a("192.0.2.13"),
+                    frozenset({"64512:200"})), 0,
+    )  # fmt: skip
+    assert out == [FwdRoutes(HUB, "tenant1", (FwdRoute(n("10.9.0.3/32"), a("192.0.2.13"), 300),))]
+
+
+def test_extranet_routes_flow_between_the_extranet_vrfs_only():
+    doc = {
+        "server": {"router_id": "10.255.0.1", "asn": 64512},
+        "bgp": {"neighbor": [{"address": PE2, "asn": 65001, "families": ["vpnv4"]}]},
+        "vrf": [
+            # two tenants, each also importing shared services; shared imports both
+            {"vpn": "t3", "systems": ["03*"], "import_targets": ["64512:300", "64512:999"],
+             "export_targets": ["64512:300"]},
+            {"vpn": "t4", "systems": ["04*"], "import_targets": ["64512:400", "64512:999"],
+             "export_targets": ["64512:400"]},
+            {"vpn": "shared", "systems": ["05*"], "import_targets": ["64512:300", "64512:400"],
+             "export_targets": ["64512:999"]},
+        ],
+    }  # fmt: skip
+    rib = Rib(load_dict(doc))
+    t3, t4, sh = "030000000001", "040000000001", "050000000001"
+    rib.handle(XmppSubscribe(t3, "t3"), 0)
+    rib.handle(XmppSubscribe(t4, "t4"), 0)
+    rib.handle(XmppSubscribe(sh, "shared"), 0)
+
+    def fwd(out):
+        return [(o.system_id, o.vpn, o.routes) for o in out if isinstance(o, FwdRoutes)]
+
+    r3 = FwdRoute(n("10.3.0.1/32"), a("192.0.2.3"), 300)
+    r4 = FwdRoute(n("10.4.0.1/32"), a("192.0.2.4"), 400)
+    rs = FwdRoute(n("10.99.0.1/32"), a("192.0.2.99"), 999)
+    # a tenant's route reaches shared services, never the other tenant
+    assert fwd(rib.handle(XmppRouteAdd(t3, "t3", r3.prefix, r3.nexthop, 300), 0)) == [
+        (t3, "t3", (r3,)),
+        (sh, "shared", (r3,)),
+    ]
+    assert fwd(rib.handle(XmppRouteAdd(t4, "t4", r4.prefix, r4.nexthop, 400), 0)) == [
+        (t4, "t4", (r4,)),
+        (sh, "shared", (r4,)),
+    ]
+    # shared services reach both tenants
+    assert fwd(rib.handle(XmppRouteAdd(sh, "shared", rs.prefix, rs.nexthop, 999), 0)) == [
+        (t3, "t3", (rs,)),
+        (t4, "t4", (rs,)),
+        (sh, "shared", (rs,)),
+    ]
+    # and so does a BGP route with the shared target; one with t4's target only t4 and shared
+    out = rib.handle(
+        BgpRouteAdd(PE2, "65001:1", n("10.99.0.2/32"), 1999, a("192.0.2.98"),
+                    frozenset({"64512:999"})), 0,
+    )  # fmt: skip
+    assert [o.system_id for o in out if isinstance(o, FwdRoutes)] == [t3, t4]
+    out = rib.handle(
+        BgpRouteAdd(PE2, "65001:1", n("10.4.0.2/32"), 1400, a("192.0.2.97"),
+                    frozenset({"64512:400"})), 0,
+    )  # fmt: skip
+    assert [o.system_id for o in out if isinstance(o, FwdRoutes)] == [t4, sh]
+    assert [r.prefix for r in rib.table("t3")] == [r3.prefix, rs.prefix, n("10.99.0.2/32")]
 
 
 def test_version_decides_moving_address():
