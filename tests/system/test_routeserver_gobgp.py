@@ -431,7 +431,8 @@ def test_xmpp_to_bgp_and_back_with_rtc(gobgpd: Any, pki: Pki) -> None:
 
 def test_two_route_servers_through_reflector_and_stale_timeout(gobgpd: Any, pki: Pki) -> None:
     async def body() -> None:
-        rs1 = RouteServer(rs_config(pki, RS1, retention=1.0))
+        retention = 3.0
+        rs1 = RouteServer(rs_config(pki, RS1, retention=retention))
         rs2 = RouteServer(rs_config(pki, RS2))
         await rs1.start()
         await rs2.start()
@@ -461,11 +462,19 @@ def test_two_route_servers_through_reflector_and_stale_timeout(gobgpd: Any, pki:
                 "red", (("10.1.1.1/32", entry("10.1.1.1/32", "192.0.2.13", 10013, 4)),)
             )
             await poll(lambda: newer in f1.notes, "moved address at F1")
-            # F1 goes away: its routes stay in BGP until its XMPP state expires (1 s)
-            await f1.client.close()
+            # F1 goes away: its routes stay in BGP until its XMPP state expires
             key = "127.0.6.1:1:10.1.1.1/32"
             assert key in vpn_paths("vpnv4")
+            await f1.client.close()
+            table = rs1.xmpp.table  # type: ignore[union-attr]
+            expiry = await poll(table.next_deadline, "RS1 noticed the close")
+            # half the retention later, by RS1's own expiry clock: still advertised
+            await poll(lambda: time.monotonic() >= expiry - retention / 2, "half the retention")
+            assert table.next_deadline() == expiry
+            assert key in vpn_paths("vpnv4")
+            assert rs1.rib.sizes()["xmpp_paths"] == 1
             await poll(lambda: key not in vpn_paths("vpnv4"), "F1 route withdrawn after expiry")
+            assert time.monotonic() >= expiry
             assert rs1.rib.sizes()["xmpp_paths"] == 0
         finally:
             await f1.client.close()
@@ -562,7 +571,19 @@ def test_two_route_servers_over_direct_ibgp(pki: Pki) -> None:
             await f1.client.subscribe("green")
             await f1.publish("green", entry("10.9.9.9/32", "192.0.2.11", 10009))
             await poll(lambda: rs1.rib.show_rtc()["peers"][RS2]["routes_out"] == 1, "filtered")
+            # a red route published after the green one must reach F3 through RS2: once
+            # it has, RS2 has processed whatever RS1 sent after the green publish
+            await f1.publish("red", entry("10.1.1.9/32", "192.0.2.11", 10019))
+            later = d.ItemsEvent(
+                "red", (("10.1.1.9/32", entry("10.1.1.9/32", "192.0.2.11", 10019)),)
+            )
+            await poll(lambda: later in f3.notes, "later red route at F3")
+            await rs1.flush()
+            assert rs1.rib.show_rtc()["peers"][RS2]["routes_out"] == 2  # type: ignore[index]
             assert [r["prefix"] for r in rs2.rib.show_routes("green")] == []
+            assert [r["prefix"] for r in rs2.rib.show_routes("red")] == [
+                "10.1.1.1/32", "10.1.1.3/32", "10.1.1.9/32"
+            ]  # fmt: skip
         finally:
             await f1.client.close()
             await f3.client.close()
