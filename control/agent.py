@@ -24,14 +24,22 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any
 
+from control import tables as T
 from control.config import AgentConfig, ConfigError, load_config
 from control.desired import NexthopIds, desired_entities, label_entry
 from control.driver import SwitchDriver
-from control.p4rt import Entity, P4RuntimeError
+from control.p4rt import (
+    ActionProfileGroup,
+    ActionProfileMember,
+    Entity,
+    Exact,
+    P4RuntimeError,
+    TableEntry,
+)
 from control.routeservers import RouteServers
 from control.vrf import Export, LocalTarget, VrfState
 from esxmpp.dialect import DialectError, Request, format_system_id
@@ -57,6 +65,8 @@ class Agent:
             cfg.timers.coalesce,
             cfg.timers.reconnect,
             on_synced=self._on_synced,
+            clock=clock,
+            on_inherited=self._inherited,
         )
         # a route is advertised only once its label is on the switch: the exports
         # of the desired state being written, each with its mpls_label entry; after
@@ -82,8 +92,13 @@ class Agent:
 
     # ------------------------------------------------------------ lifecycle
     async def start(self) -> None:
+        restored = False
         if self.cfg.state_file is not None and self.cfg.state_file.exists():
-            self._restore(self.cfg.state_file)
+            restored = self._restore(self.cfg.state_file)
+        if not restored:
+            # no record of what the switch holds: keep it forwarding while the
+            # end-systems and route servers re-announce (control.driver)
+            self.driver.keep_inherited(self.clock() + self.cfg.timers.stale)
         self.driver.start()
         if self.xmpp is not None:
             await self.xmpp.start()
@@ -128,7 +143,13 @@ class Agent:
             for key, itf in self.state.interfaces.items()
         }
         self._pending_exports = {ex: labels[(ex.system_id, ex.vpn)] for ex in self.state.exports()}
-        self._save_wakeup.set()
+        # saved before the driver writes what it depends on (ids, labels): a
+        # kill -9 after the switch write finds every id it used in the file
+        try:
+            self.save()
+        except OSError as e:
+            log.error("state file %s: %s", self.cfg.state_file, e)
+            self._save_wakeup.set()  # the save loop tries again
         return ents
 
     def _on_synced(self) -> None:
@@ -140,9 +161,32 @@ class Agent:
             self.rs.kick()
 
     # --------------------------------------------------------- persistence
-    def _restore(self, path: Path) -> None:
+    def _inherited(self, ents: Collection[Entity]) -> None:
+        """Started without state: the ids the switch still uses stay held until
+        the hold deadline, so no new interface or next hop takes one over
+        (a label of an old entry reused for another vif would misdeliver)."""
+        until = self.driver.hold_deadline
+        if until is None:
+            return
+        n = self.driver.full_name
+        label_t, vif_t = n(T.MPLS_LABEL), n(T.VIF)
+        for e in ents:
+            if isinstance(e, TableEntry):
+                m = e.match.get(T.F_LABEL)
+                if e.table == label_t and isinstance(m, Exact):
+                    self.state.labels.hold_until(m.value, until)
+                elif e.table == vif_t and e.action is not None:
+                    self.state.vif_ids.hold_until(e.params.get(T.P_VIF_ID, 0), until)
+                    self.state.vrf_ids.hold_until(e.params.get(T.P_VRF_ID, 0), until)
+            elif isinstance(e, ActionProfileMember):
+                self.ids.member_pool.hold_until(e.member_id, until)
+            elif isinstance(e, ActionProfileGroup):
+                self.ids.nh_pool.hold_until(e.group_id, until)
+
+    def _restore(self, path: Path) -> bool:
         """Load the state file; a broken one is moved aside (``.bad``) and the
-        agent starts empty (the end-systems and route servers re-announce)."""
+        agent starts empty (the end-systems and route servers re-announce).
+        True when the state was restored."""
         try:
             data = json.loads(path.read_text())
             # dry run first, so a bad file cannot leave half a state behind
@@ -165,10 +209,11 @@ class Agent:
             )
             with contextlib.suppress(OSError):
                 os.replace(path, bad)
-            return
+            return False
         self.state.restore(data["vrf"], self.clock())
         self.ids.restore(data["nexthops"], self.clock())
         log.info("restored state from %s", path)
+        return True
 
     def save(self) -> None:
         if self.cfg.state_file is None:
@@ -196,10 +241,16 @@ class Agent:
     async def _timer_loop(self) -> None:
         while True:
             self._timer_wakeup.clear()
-            deadline = self.state.next_deadline()
-            timeout = None if deadline is None else max(0.0, deadline - self.clock())
+            deadlines = [
+                d for d in (self.state.next_deadline(), self.driver.hold_deadline) if d is not None
+            ]
+            timeout = max(0.0, min(deadlines) - self.clock()) if deadlines else None
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._timer_wakeup.wait(), timeout)
+            hold = self.driver.hold_deadline
+            if hold is not None and hold <= self.clock():
+                log.info("restart hold over: entries nobody re-announced are removed")
+                self.driver.end_hold()
             removed = self.state.expire(self.clock())
             if removed:
                 log.info("stale state removed: %s", ", ".join(removed))
@@ -345,8 +396,6 @@ class Agent:
         return out
 
     async def view_counters(self) -> list[dict[str, Any]]:
-        from control import tables as T
-
         client = self.driver.client
         if client is None or not client.connected:
             raise P4RuntimeError("switch not connected")
@@ -391,6 +440,7 @@ class Agent:
             ("esvpn_switch_write_requests_total", st.writes),
             ("esvpn_switch_updates_total", st.updates),
             ("esvpn_switch_update_errors_total", st.update_errors),
+            ("esvpn_switch_held_deletes", st.held_deletes),
             ("esvpn_end_system_requests_accepted_total", self.requests_accepted),
             ("esvpn_end_system_requests_refused_total", self.requests_refused),
         ]

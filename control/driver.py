@@ -7,6 +7,16 @@ difference is written. Afterwards every :meth:`kick` (a state change)
 schedules a sync; kicks within ``coalesce`` seconds share one sync, and a
 sync sends each phase of the plan as one WriteRequest.
 
+Restart without state (:meth:`SwitchDriver.keep_inherited`): when the agent
+has lost its state file it starts empty, and a plain reconcile would delete
+every forwarding entry on the switch. Instead the entities found at the first
+connect are *inherited*: DELETEs of them are held back until the deadline
+(the agent passes now + ``timers.stale``, the time end-systems and route
+servers have to re-announce), or until :meth:`SwitchDriver.end_hold`. An
+inherited entity that becomes desired again is adopted (rewritten in place
+when it differs) and leaves the inherited set. Everything else (inserts,
+modifies, deletes of what this agent wrote) proceeds as usual.
+
 Per-update errors: INSERT of an existing entry is retried as MODIFY, MODIFY
 of a missing one as INSERT, DELETE of a missing one counts as done; anything
 else is logged, counted, and not retried until the desired entity changes or
@@ -20,7 +30,7 @@ import contextlib
 import gc
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,6 +72,7 @@ class DriverStats:
     updates: int = 0  # updates applied
     update_errors: int = 0
     last_reconcile_diff: int = -1  # updates written by the last (re)connect reconcile
+    held_deletes: int = 0  # DELETEs of inherited entities held back by the last sync
     failed: dict[tuple[Any, ...], str] = field(default_factory=dict)
 
 
@@ -87,9 +98,17 @@ class SwitchDriver:
         coalesce: float = 0.005,
         reconnect: float = 1.0,
         on_synced: Callable[[], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        on_inherited: Callable[[Collection[Entity]], None] | None = None,
     ) -> None:
         self.cfg = cfg
         self.on_synced = on_synced
+        self.clock = clock
+        self.on_inherited = on_inherited
+        self.keep_until: float | None = None
+        # keys of the entities found on the switch at the first connect and not
+        # desired since (None: no hold)
+        self._inherited: set[tuple[Any, ...]] | None = None
         try:
             self.p4info = P4Info.load(cfg.p4info)
         except (OSError, ValueError) as e:
@@ -136,6 +155,23 @@ class SwitchDriver:
         if self.client is not None:
             await self.client.close()
             self.client = None
+
+    def keep_inherited(self, until: float) -> None:
+        """Before :meth:`start`: hold back DELETEs of what the switch holds at the
+        first connect until ``until`` (on ``clock``). See the module docstring."""
+        self.keep_until = until
+
+    @property
+    def hold_deadline(self) -> float | None:
+        """When held-back DELETEs are due (None: no hold)."""
+        return self.keep_until
+
+    def end_hold(self) -> None:
+        """Stop holding back DELETEs of inherited entities; sync soon."""
+        self.keep_until = None
+        self._inherited = None
+        self.stats.held_deletes = 0
+        self.kick()
 
     def kick(self) -> None:
         """The desired state may have changed: sync soon."""
@@ -224,7 +260,12 @@ class SwitchDriver:
                 self.client = await self._connect()
                 self.stats.connects += 1
                 self._failed.clear()
-                self.installed = reconcile.index(await self.read_switch())
+                snapshot = await self.read_switch()
+                self.installed = reconcile.index(snapshot)
+                if self.keep_until is not None and self._inherited is None:
+                    self._inherited = set(self.installed)
+                    if self.on_inherited is not None:
+                        self.on_inherited(snapshot)
                 written = await self._sync()
                 self.stats.last_reconcile_diff = written
                 log.info("switch %s: reconciled, %d updates written", self.cfg.address, written)
@@ -273,6 +314,8 @@ class SwitchDriver:
         kicks = self._kicks
         desired = self.desired()
         batches = reconcile.plan(desired, self.installed.values())
+        if self._inherited is not None and self.keep_until is not None:
+            batches = self._hold_inherited(desired, batches)
         written = 0
         deleted = False
         for batch in batches:
@@ -312,6 +355,37 @@ class SwitchDriver:
         if kicks == self._kicks:
             self._synced.set()
         return written
+
+    def _hold_inherited(
+        self, desired: set[Entity], batches: list[list[Update]]
+    ) -> list[list[Update]]:
+        """``batches`` without the DELETEs of inherited entities while the hold lasts."""
+        assert self._inherited is not None and self.keep_until is not None
+        if self.clock() >= self.keep_until:
+            self._inherited = None
+            self.keep_until = None
+            self.stats.held_deletes = 0
+            log.info("switch %s: hold over, stale inherited entries go", self.cfg.address)
+            return batches
+        self._inherited -= {e.key() for e in desired}  # re-learned: adopted
+        out: list[list[Update]] = []
+        held = 0
+        for batch in batches:
+            keep = [
+                u for u in batch if u.type is not DELETE or u.entity.key() not in self._inherited
+            ]
+            held += len(batch) - len(keep)
+            if keep:
+                out.append(keep)
+        if held != self.stats.held_deletes:
+            log.info(
+                "switch %s: %d deletes of entries found on the switch held back for %.0fs",
+                self.cfg.address,
+                held,
+                self.keep_until - self.clock(),
+            )
+        self.stats.held_deletes = held
+        return out
 
     async def _write(self, client: P4RuntimeClient, updates: list[Update]) -> WriteResult:
         """One WriteRequest; when the switch fails it as a whole without per-update

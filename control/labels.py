@@ -79,6 +79,13 @@ class IdPool:
         self._held.pop(i, None)
         self._used.add(i)
 
+    def hold_until(self, i: int, until: float) -> None:
+        """Keep ``i`` from being handed out before ``until`` (an id the switch
+        still uses while the agent has lost its record of it); ids in use or
+        outside the range are left alone."""
+        if self.lo <= i <= self.hi and i not in self._used:
+            self._held[i] = max(self._held.get(i, until), until)
+
     def release(self, i: int, now: float) -> None:
         self._used.discard(i)
         if self.hold > 0:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
+import time
 import urllib.request
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -177,8 +178,8 @@ class Lab:
             "timers": {"stale": stale, "coalesce": 0.002, "reconnect": 0.1},
         }
 
-    async def start_agent(self, **kw: float) -> Agent:
-        self.agent = Agent(config_from_toml(self.agent_config(**kw)))
+    async def start_agent(self, clock: Callable[[], float] = time.monotonic, **kw: float) -> Agent:
+        self.agent = Agent(config_from_toml(self.agent_config(**kw)), clock)
         await self.agent.start()
         assert self.agent.xmpp is not None
         self.xmpp_port = self.agent.xmpp.port  # a restarted agent listens there again
@@ -651,6 +652,98 @@ def test_route_is_exported_only_once_the_switch_holds_its_label(tmp_path: Path) 
             assert isinstance(pub, Publish)
             assert pub.entry == route("10.9.0.1/32", INFRA, 17)
             assert not agent.driver.stats.failed
+        finally:
+            await lab.close()
+
+    asyncio.run(scenario())
+
+
+class StateFileWatchingEngine(RecordingFakeEngine):
+    """The recording fake engine, noting for every mpls_label entry it is given
+    which labels the agent's state file held at that moment (what an agent
+    killed right after this switch write would restore)."""
+
+    def __init__(self, state_file: Path | None = None) -> None:
+        super().__init__()  # load() calls this again without arguments: keep ours
+        if state_file is not None:
+            self.state_file = state_file
+            self.labels_saved: list[tuple[int, set[int]]] = []
+
+    def table_add(self, table: str, key: Any, target: Any, priority: int = 0) -> int:
+        if table.endswith(".mpls_label"):
+            saved = json.loads(self.state_file.read_text())["vrf"]["interfaces"]
+            self.labels_saved.append((key[0].value, {i["label"] for i in saved}))
+        return super().table_add(table, key, target, priority)
+
+
+def test_state_file_is_saved_before_the_switch_write(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        lab = Lab(
+            tmp_path, engine_factory=lambda: StateFileWatchingEngine(tmp_path / "agent-state.json")
+        )
+        try:
+            await attach_and_learn(lab)
+            assert await lab.host_cmd(op="subscribe", vpn="blue", vlan=20) == {"ok": True}
+            await until(lambda: label_on_switch(lab, 17), what="blue label")
+            assert isinstance(lab.engine, StateFileWatchingEngine)
+            assert lab.engine.labels_saved == [(16, {16}), (17, {16, 17})]
+        finally:
+            await lab.close()
+
+    asyncio.run(scenario())
+
+
+def test_agent_without_state_file_keeps_the_switch_forwarding_until_the_stale_deadline(
+    tmp_path: Path,
+) -> None:
+    async def scenario() -> None:
+        lab = Lab(tmp_path)
+        offset = [0.0]
+
+        def clock() -> float:
+            return time.monotonic() + offset[0]
+
+        try:
+            agent = await attach_and_learn(lab)
+            expected = await lab.switch_entities()
+            forwarding = expected - lab.canon(fabric_entities())
+            assert len(forwarding) == 11
+            assert lab.host is not None
+            await lab.host.close()
+            lab.host = None
+            await agent.close()
+            (tmp_path / "agent-state.json").unlink()  # the agent lost its state
+            calls = len(lab.engine.calls)
+            t0 = clock()
+            lab.agent = agent = await lab.start_agent(clock=clock, stale=30.0)
+            await agent.driver.wait_synced(10)
+            deadline = agent.driver.hold_deadline
+            assert deadline is not None and t0 <= deadline - 30.0 <= clock()
+            # right after the first sync: nothing deleted, nothing written
+            assert agent.state.interfaces == {}
+            assert agent.driver.stats.last_reconcile_diff == 0
+            assert agent.driver.stats.held_deletes == len(forwarding)
+            assert lab.engine.calls[calls:] == []
+            assert await lab.switch_entities() == expected
+            assert "esvpn_switch_held_deletes 11\n" in await http_get(agent, "/metrics")
+            # the ids the switch uses are not handed out meanwhile
+            now = clock()
+            assert agent.state.labels.held(now) == {16: deadline}
+            assert agent.state.vif_ids.held(now) == {1: deadline}
+            assert agent.state.vrf_ids.held(now) == {1: deadline}
+            assert agent.ids.member_pool.held(now) == {1: deadline}
+            assert agent.ids.nh_pool.held(now) == {1: deadline}
+            # a second before the deadline: still held back
+            offset[0] += deadline - clock() - 1.0
+            agent.changed()
+            await agent.driver.wait_synced(10)
+            assert await lab.switch_entities() == expected
+            # the deadline passes on the agent's clock: what nobody re-announced goes
+            await until(lambda: agent.driver.hold_deadline is None, what="hold over")
+            assert clock() >= deadline
+            await agent.driver.wait_synced(10)
+            assert agent.driver.stats.held_deletes == 0
+            assert await lab.switch_entities() == lab.canon(fabric_entities())
         finally:
             await lab.close()
 
