@@ -220,6 +220,9 @@ def _attrs(attr: Any) -> tuple[BgpAttrs, frozenset[str], int]:
     if not isinstance(lp, int) or not isinstance(med, int):
         raise BgpInputError("local-preference and med must be numbers")
     oid = attr.get("originator-id")
+    clusters = attr.get("cluster-list", [])
+    if not isinstance(clusters, list):
+        raise BgpInputError(f"cluster-list {clusters!r} is not a list")
     return (
         BgpAttrs(
             local_pref=lp,
@@ -227,6 +230,7 @@ def _attrs(attr: Any) -> tuple[BgpAttrs, frozenset[str], int]:
             origin=origin,
             med=med,
             originator_id=oid if isinstance(oid, str) else None,
+            cluster_list_len=len(clusters),
         ),
         frozenset(targets),
         version,

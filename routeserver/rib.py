@@ -16,10 +16,14 @@ Model
 * A BGP path whose label is reserved (< 16) is no candidate anywhere: a
   forwarder could not use it, and it must not hide a usable path.
 * Best path per (VRF, prefix), first difference wins: higher interface
-  version (the newest instantiation of a moving address; absent = 0), higher
+  version (the newest instantiation of a moving address; absent = 0);
+  locally learned (XMPP) over BGP-learned, whatever the BGP attributes (as
+  a PE prefers its attached routes: Cisco's weight 32768 for locally
+  originated routes, Junos' protocol preference; RFC 4271 §9.1.1 leaves
+  this to local policy); then RFC 4271 §9.1.2.2 between BGP paths: higher
   local preference, shorter AS path, lower origin, lower MED (same
-  neighbouring AS only), eBGP over iBGP, locally learned (XMPP) over iBGP,
-  lower router id (originator id when reflected), lower peer address.
+  neighbouring AS only), eBGP over iBGP, lower router id (ORIGINATOR_ID
+  when reflected, RFC 4456 §9), shorter CLUSTER_LIST, lower peer address.
 * Only the selected path goes to the forwarders subscribed to V (``FwdRoutes``
   / ``FwdWithdraw``), and a subscription starts with the whole table followed
   by ``FwdEndOfRib``.
@@ -103,6 +107,7 @@ class BgpAttrs:
     origin: int = ORIGIN_IGP
     med: int = 0
     originator_id: str | None = None
+    cluster_list_len: int = 0  # RFC 4456: 0 without a CLUSTER_LIST
 
 
 @dataclass(frozen=True)
@@ -624,12 +629,13 @@ class Rib:
             rid = a.originator_id or p.origin_id
         return (
             -p.version,
+            0 if p.source == "xmpp" else 1,
             -a.local_pref,
             len(a.as_path),
             a.origin,
             0 if p.ebgp else 1,
-            0 if p.source == "xmpp" else 1,
             _ip_key(rid),
+            a.cluster_list_len,
             _ip_key(p.origin_id) if p.source == "bgp" else (0, 0),
             p.origin_id,
             p.rd,
@@ -645,8 +651,8 @@ class Rib:
         # when everything before MED is equal.
         ranked = sorted(paths, key=self._rank)
         top = ranked[0]
-        pre = self._rank(top)[:4]
-        tied = [p for p in ranked if self._rank(p)[:4] == pre]
+        pre = self._rank(top)[:5]  # version, local, LOCAL_PREF, AS_PATH length, ORIGIN
+        tied = [p for p in ranked if self._rank(p)[:5] == pre]
         if len(tied) > 1:
             by_as: dict[int | None, int] = {}
             for p in tied:

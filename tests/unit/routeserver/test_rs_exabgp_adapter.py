@@ -165,6 +165,7 @@ def test_parse_updates():
             "med": 5,
             "local-preference": 200,
             "originator-id": "127.0.0.9",
+            "cluster-list": ["127.0.6.2", "127.0.6.4"],
             "extended-community": [{"value": rt100, "string": "target:64512:100"}, {"value": ver}],
         },
         "announce": {
@@ -189,7 +190,7 @@ def test_parse_updates():
         },
     }
     line = msg("update", f'"direction": "receive", "message": {{"update": {json.dumps(upd)}}}')
-    attrs = BgpAttrs(200, (65001, 65002), 2, 5, "127.0.0.9")
+    attrs = BgpAttrs(200, (65001, 65002), 2, 5, "127.0.0.9", 2)
     assert parse_message(line, PeerOpen({})) == [
         BgpRouteDel("127.0.0.2", "64512:8", ip_network("10.3.3.3/32")),
         BgpRtcDel("127.0.0.2", "64512:200"),

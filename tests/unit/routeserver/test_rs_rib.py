@@ -260,6 +260,21 @@ def route(peer, nh, **attrs):
             route(PE, "192.0.2.101", originator_id="1.1.1.1"),
             route(PE, "192.0.2.102", originator_id="2.2.2.2"),
         ),
+        # RFC 4456 §9: same ORIGINATOR_ID (router id), then the shorter CLUSTER_LIST...
+        (
+            route(PE, "192.0.2.101", originator_id="1.1.1.1", cluster_list_len=1),
+            route(PE, "192.0.2.102", originator_id="1.1.1.1", cluster_list_len=2),
+        ),
+        # ... which comes after the router id: a lower ORIGINATOR_ID wins on a longer list
+        (
+            route(PE, "192.0.2.101", originator_id="1.1.1.1", cluster_list_len=3),
+            route(PE, "192.0.2.102", originator_id="2.2.2.2", cluster_list_len=1),
+        ),
+        # eBGP over iBGP before the router id
+        (
+            route(PE2, "192.0.2.101", originator_id="9.9.9.9"),
+            route(PE, "192.0.2.102", originator_id="1.1.1.1"),
+        ),
     ],
 )
 def test_decision_process(r1, r2):
@@ -479,3 +494,29 @@ def test_bgp_path_with_a_reserved_label_is_never_selected():
         FwdWithdraw(H1, "red", (n("10.5.0.0/16"),))
     ]
     assert rib.table("red") == ()
+
+
+def test_local_path_wins_over_bgp_at_equal_version():
+    """Locally learned (XMPP) beats any BGP path of the same version, then version decides."""
+    rib = Rib(cfg())
+    rib.handle(XmppSubscribe(H1, "red"), 0)
+    local = FwdRoute(n("10.1.1.1/32"), a("192.0.2.11"), 100, 3)
+    rib.handle(XmppRouteAdd(H1, "red", local.prefix, local.nexthop, 100, 3), 0)
+    rt = frozenset({"64512:100"})
+    # same version, higher LOCAL_PREF and an empty AS_PATH, over iBGP and eBGP: local stays
+    for peer, rd in ((PE, "64512:7"), (PE2, "65001:7")):
+        bgp = BgpRouteAdd(peer, rd, local.prefix, 200, a("192.0.2.22"), rt, 3,
+                          BgpAttrs(local_pref=300))  # fmt: skip
+        assert rib.handle(bgp, 0) == []
+    assert [(r["source"], r["best"]) for r in rib.show_routes("red")] == [
+        ("xmpp", True),
+        ("bgp", False),
+        ("bgp", False),
+    ]
+    # a newer version from BGP wins (the address moved) ...
+    newer = BgpRouteAdd(PE2, "65001:7", local.prefix, 200, a("192.0.2.22"), rt, 4)
+    moved = FwdRoute(local.prefix, a("192.0.2.22"), 200, 4)
+    assert rib.handle(newer, 0) == [FwdRoutes(H1, "red", (moved,))]
+    # ... and the local path is back as soon as it is republished with a newer one
+    out = rib.handle(XmppRouteAdd(H1, "red", local.prefix, local.nexthop, 100, 5), 0)
+    assert out[0] == FwdRoutes(H1, "red", (FwdRoute(local.prefix, local.nexthop, 100, 5),))
