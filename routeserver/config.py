@@ -33,8 +33,8 @@ Example::
 
     [[vrf]]
     name = "tenant1"               # VRF name (defaults to the VPN name)
-    vpn = "tenant1"                # XMPP collection node the forwarders subscribe to
-    systems = ["*"]                # system id patterns (fnmatch, 12 hex digits)
+    vpn = "tenant1"                # XMPP collection node (printable ASCII, <= 128 octets)
+    systems = ["*"]                # system id patterns: hex digits, fnmatch * ? [0-9a-f]
     import_targets = ["64512:100"]
     export_targets = ["64512:100"]
     # rd = "64512:7"               # default: type 1, <router_id>:<index, from 1>
@@ -63,6 +63,7 @@ from typing import Any
 
 from esxmpp.config import ConfigError as XmppConfigError
 from esxmpp.config import ServerConfig, server_config_from_toml
+from esxmpp.dialect import DialectError, check_vpn_name
 
 FAMILIES = ("vpnv4", "vpnv6", "rtc")
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -232,6 +233,47 @@ def _targets(d: Mapping[str, Any], key: str, where: str) -> frozenset[str]:
     return frozenset(out)
 
 
+_HEX = frozenset("0123456789abcdef")
+
+
+def _system_pattern(text: str, where: str) -> str:
+    """A system id pattern: fnmatch over 12 hex digits (``*``, ``?``, ``[...]``); lowercased.
+
+    Refused: other characters, an unbalanced ``[``, and patterns that can
+    never match 12 digits.
+    """
+    p = text.lower()
+    positions = 0  # characters a match consumes, wildcards '*' aside
+    star = False
+    i = 0
+    while i < len(p):
+        c = p[i]
+        if c == "[":
+            end = p.find("]", i + 2 if p[i + 1 : i + 2] == "!" else i + 1)
+            body = p[i + 1 : end].removeprefix("!") if end > 0 else ""
+            if end < 0 or not body or set(body) - _HEX - {"-"}:
+                raise ConfigError(f"{where}: {text!r} has a bad or unbalanced [...] class")
+            positions += 1
+            i = end + 1
+            continue
+        if c == "*":
+            star = True
+        elif c in _HEX or c == "?":
+            positions += 1
+        else:
+            raise ConfigError(
+                f"{where}: {text!r} is not a system id pattern "
+                f"(hex digits and the fnmatch wildcards * ? [...] only)"
+            )
+        i += 1
+    if positions > 12 or (not star and positions != 12):
+        raise ConfigError(
+            f"{where}: {text!r} can never match: a system id has 12 hex digits, "
+            f"this pattern needs {'at least ' if star else ''}{positions}"
+        )
+    return p
+
+
 def _neighbor(d: Any, where: str) -> Neighbor:
     if not isinstance(d, Mapping):
         raise ConfigError(f"{where}: must be a table")
@@ -272,12 +314,14 @@ def _vrf(d: Any, index: int, router_id: str) -> Vrf:
     if not isinstance(isolated, bool):
         raise ConfigError(f"{where}.isolated: must be true or false")
     vpn = _str(d, "vpn", where, None)
-    if len(vpn) > 128:
-        raise ConfigError(f"{where}.vpn: longer than 128 characters")
+    try:
+        check_vpn_name(vpn, f"{where}.vpn")
+    except DialectError as e:
+        raise ConfigError(e.text) from None
     systems = _str_list(d, "systems", where, ["*"])
     if not systems:
         raise ConfigError(f"{where}.systems: must not be empty")
-    systems = [s.lower() for s in systems]
+    systems = [_system_pattern(p, f"{where}.systems[{i}]") for i, p in enumerate(systems)]
     if "rd" in d:
         try:
             rd = parse_rd(_str(d, "rd", where, None))

@@ -53,6 +53,37 @@ def test_load_defaults_and_rd_assignment():
             "bgp.neighbor[0].families[0]: 'evpn' is not one of vpnv4, vpnv6, rtc",
         ),
         ({"bgp": {"neighbor": [{"address": "1.1.1.1"}]}}, "bgp.neighbor[0].asn: required"),
+        (
+            {"vrf": [{"vpn": "caf\u00e9", "import_targets": ["1:1"]}]},
+            "vrf[0].vpn: VPN name must be printable ASCII",
+        ),
+        (
+            {"vrf": [{"vpn": "a\tb", "import_targets": ["1:1"]}]},
+            "vrf[0].vpn: VPN name must be printable ASCII",
+        ),
+        (
+            {"vrf": [{"vpn": "v" * 129, "import_targets": ["1:1"]}]},
+            "vrf[0].vpn: VPN name is 129 octets, max 128",
+        ),
+        (
+            {"vrf": [{"vpn": "a", "systems": ["01*", "0102-xyz*"], "import_targets": ["1:1"]}]},
+            "vrf[0].systems[1]: '0102-xyz*' is not a system id pattern (hex digits and the "
+            "fnmatch wildcards * ? [...] only)",
+        ),
+        (
+            {"vrf": [{"vpn": "a", "systems": ["0102030405"], "import_targets": ["1:1"]}]},
+            "vrf[0].systems[0]: '0102030405' can never match: a system id has 12 hex digits, "
+            "this pattern needs 10",
+        ),
+        (
+            {"vrf": [{"vpn": "a", "systems": ["0102030405a1b2*"], "import_targets": ["1:1"]}]},
+            "vrf[0].systems[0]: '0102030405a1b2*' can never match: a system id has 12 hex "
+            "digits, this pattern needs at least 14",
+        ),
+        (
+            {"vrf": [{"vpn": "a", "systems": ["01[0-3*"], "import_targets": ["1:1"]}]},
+            "vrf[0].systems[0]: '01[0-3*' has a bad or unbalanced [...] class",
+        ),
         ({"xmpp": {"domain": "rs.test"}}, "xmpp.certfile: required"),
         ({"xmpp": {"domian": "rs.test"}}, "xmpp.domian: unknown key"),
     ],
@@ -88,3 +119,20 @@ def test_example_config_loads():
     assert cfg.vrf_for("020000000001", "tenant2") is cfg.vrfs[1]
     assert [v.isolated for v in cfg.vrfs] == [False, True, False, False]
     assert cfg.xmpp is not None and cfg.xmpp.retention == 60.0
+
+
+def test_system_patterns_accepted_and_lowercased():
+    doc = {
+        **BASE,
+        "vrf": [
+            {"vpn": "a", "systems": ["0A*", "01020304050?", "01[0-3]*", "0102030405A1"],
+             "import_targets": ["1:1"]}
+        ],
+    }  # fmt: skip
+    cfg = load_dict(doc)
+    assert cfg.vrfs[0].systems == ("0a*", "01020304050?", "01[0-3]*", "0102030405a1")
+    for bad in ("01-2*", "01[]*", "01[x]*", "01[!0]0304050607080"):
+        with pytest.raises(ConfigError, match=r"^vrf\[0\]\.systems\[0\]: "):
+            load_dict({**BASE, "vrf": [{"vpn": "a", "systems": [bad], "import_targets": ["1:1"]}]})
+    assert cfg.vrf_for("0120000000ff", "a") is cfg.vrfs[0]
+    assert cfg.vrf_for("0140000000ff", "a") is None
