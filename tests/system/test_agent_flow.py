@@ -1,9 +1,10 @@
 """The agent end to end: an end-system over XMPP/TLS (esvpn host tool), a route
 source over XMPP/TLS, and the softswitch's P4Runtime server over real gRPC.
 
-The switch runs the stand-in program of test_agent_support with the
-softswitch's recording fake engine (the compiled p4src program is not built
-yet); what the engine was told is asserted exactly.
+The switch runs the program compiled by p4c (p4src/build) on the embedded
+target's real engine (test_agent_support.ObservedSoftEngine: SoftEngine, which
+also records the calls that change it); what the switch holds is read back
+over P4Runtime and asserted exactly.
 """
 
 from __future__ import annotations
@@ -46,8 +47,12 @@ from esxmpp.dialect import (
 from esxmpp.server import XmppServer
 from esxmpp.testing import Pki, make_pki
 from softswitch.p4runtime import P4RuntimeServer
-from tests.system.test_agent_support import EsxmppRouteSource, write_stand_in_program
-from tests.unit.softswitch_p4rt.fake_engine import RecordingFakeEngine
+from tests.system.test_agent_support import (
+    COMPILED,
+    EsxmppRouteSource,
+    ObservedSoftEngine,
+    write_sized_program,
+)
 
 HOST_SID = "0a0000000001"
 FWD_SID = "02aa00000001"
@@ -87,13 +92,13 @@ class Lab:
         host_sid: str = HOST_SID,
         infra: str = INFRA,
         program: tuple[Path, Path] | None = None,
-        engine_factory: Callable[[], Any] = RecordingFakeEngine,
+        engine_factory: Callable[[], Any] = ObservedSoftEngine,
     ) -> None:
         self.tmp = tmp
         self.pki: Pki = pki or make_pki(tmp / "pki")
         self.fwd_sid, self.host_sid, self.infra = fwd_sid, host_sid, infra
         self.rs_address: tuple[str, int] | None = None  # external route server
-        self.p4info_path, self.json_path = program or write_stand_in_program(tmp / "prog")
+        self.p4info_path, self.json_path = program or COMPILED
         self.info = P4Info.load(self.p4info_path)
         self.engine_factory = engine_factory
         self.engine = engine_factory()
@@ -320,10 +325,8 @@ async def http_get(agent: Agent, path: str) -> Any:
 
 def label_on_switch(lab: Lab, label: int) -> bool:
     """The engine holds the mpls_label entry for ``label``."""
-    from softswitch import api
-
-    entries = lab.engine.entries.get("IngressPipe.mpls_label", {})
-    return any(key == (api.Exact(label),) for key, _t, _p in entries.values())
+    assert isinstance(lab.engine, ObservedSoftEngine)
+    return label in lab.engine.labels
 
 
 async def attach_and_learn(lab: Lab, **agent_kw: float) -> Agent:
@@ -338,7 +341,7 @@ async def attach_and_learn(lab: Lab, **agent_kw: float) -> Agent:
         if isinstance(req, Publish):
             assert label_on_switch(lab, req.entry.label), "advertised before the label is set"
 
-    if isinstance(lab.engine, RecordingFakeEngine):
+    if isinstance(lab.engine, ObservedSoftEngine):
         lab.rs_handler.on_request = check
     agent = await lab.start_agent(**agent_kw)
     await agent.driver.wait_synced(10)
@@ -507,7 +510,7 @@ def test_agent_restart_leaves_switch_alone_and_switch_restart_is_refilled(tmp_pa
             # switch restart: a blank device gets everything back
             assert lab.switch is not None
             await lab.switch.stop(0)
-            await lab.start_switch(RecordingFakeEngine())
+            await lab.start_switch(ObservedSoftEngine())
             await until(lambda: agent.driver.stats.connects == 2, what="reconnect")
             await agent.driver.wait_synced(10)
             assert agent.driver.stats.pipeline_commits == 1
@@ -553,7 +556,7 @@ def test_stale_timeouts(tmp_path: Path) -> None:
 
 def test_switch_refusals_are_reported_and_retried_when_room_is_made(tmp_path: Path) -> None:
     async def scenario() -> None:
-        program = write_stand_in_program(tmp_path / "small", sizes={"ipv4_route": 2})
+        program = write_sized_program(tmp_path / "small", sizes={"ipv4_route": 2})
         lab = Lab(tmp_path, program=program)
         try:
             agent = await attach_and_learn(lab)  # 10.2.0.0/16: one route installed
@@ -573,12 +576,14 @@ def test_switch_refusals_are_reported_and_retried_when_room_is_made(tmp_path: Pa
             # the table holds 2: one of the three routes was refused, and said so
             assert agent.driver.stats.update_errors == 1
             (why,) = agent.driver.stats.failed.values()
-            assert why == "INSERT: RESOURCE_EXHAUSTED: table IngressPipe.ipv4_route is full (2)"
+            full = lab.info.full_name(T.IPV4_ROUTE)
+            assert full == "SwitchIngress.pipe.routing.ipv4_route"
+            assert why == f"INSERT: RESOURCE_EXHAUSTED: table {full} is full (2)"
             assert "esvpn_switch_update_errors_total 1\n" in await http_get(agent, "/metrics")
             routes = {
                 e.match["dst_addr"]
                 for e in await lab.switch_entities()
-                if isinstance(e, TableEntry) and e.table == "IngressPipe.ipv4_route"
+                if isinstance(e, TableEntry) and e.table == lab.info.full_name(T.IPV4_ROUTE)
             }
             assert len(routes) == 2
             # a withdrawal makes room: the refused route goes in
@@ -590,7 +595,7 @@ def test_switch_refusals_are_reported_and_retried_when_room_is_made(tmp_path: Pa
             routes = {
                 e.match["dst_addr"]
                 for e in await lab.switch_entities()
-                if isinstance(e, TableEntry) and e.table == "IngressPipe.ipv4_route"
+                if isinstance(e, TableEntry) and e.table == lab.info.full_name(T.IPV4_ROUTE)
             }
             assert routes == {Lpm(0x0A030000, 16), Lpm(0x0A040000, 16)}
             assert refused in routes
@@ -603,7 +608,7 @@ def test_switch_refusals_are_reported_and_retried_when_room_is_made(tmp_path: Pa
 
 def test_route_is_exported_only_once_the_switch_holds_its_label(tmp_path: Path) -> None:
     async def scenario() -> None:
-        program = write_stand_in_program(tmp_path / "small", sizes={"mpls_label": 1})
+        program = write_sized_program(tmp_path / "small", sizes={"mpls_label": 1})
         lab = Lab(tmp_path, program=program)
         try:
             agent = await attach_and_learn(lab)  # red: label 16 fills the label table
@@ -619,7 +624,9 @@ def test_route_is_exported_only_once_the_switch_holds_its_label(tmp_path: Path) 
             # the switch refused blue's label: everything else of blue is written,
             # but its route is not advertised
             (why,) = agent.driver.stats.failed.values()
-            assert why == "INSERT: RESOURCE_EXHAUSTED: table IngressPipe.mpls_label is full (1)"
+            full = lab.info.full_name(T.MPLS_LABEL)
+            assert full == "SwitchIngress.pipe.decap.mpls_label"
+            assert why == f"INSERT: RESOURCE_EXHAUSTED: table {full} is full (1)"
             assert not label_on_switch(lab, 17)
             assert {(e.vpn, e.label) for e in agent._installed_exports} == {("red", 16)}
             # a later red publish reaches the route server; blue's never did
@@ -658,16 +665,15 @@ def test_route_is_exported_only_once_the_switch_holds_its_label(tmp_path: Path) 
     asyncio.run(scenario())
 
 
-class StateFileWatchingEngine(RecordingFakeEngine):
-    """The recording fake engine, noting for every mpls_label entry it is given
+class StateFileWatchingEngine(ObservedSoftEngine):
+    """The observed engine, noting for every mpls_label entry it is given
     which labels the agent's state file held at that moment (what an agent
     killed right after this switch write would restore)."""
 
-    def __init__(self, state_file: Path | None = None) -> None:
-        super().__init__()  # load() calls this again without arguments: keep ours
-        if state_file is not None:
-            self.state_file = state_file
-            self.labels_saved: list[tuple[int, set[int]]] = []
+    def __init__(self, state_file: Path) -> None:
+        super().__init__()
+        self.state_file = state_file
+        self.labels_saved: list[tuple[int, set[int]]] = []
 
     def table_add(self, table: str, key: Any, target: Any, priority: int = 0) -> int:
         if table.endswith(".mpls_label"):
