@@ -301,8 +301,18 @@ class PeerOpen:
     gr: dict[str, int]
 
 
-def parse_message(line: str, opens: PeerOpen) -> list[Input]:
-    """RIB inputs from one ExaBGP JSON line; :class:`BgpInputError` if malformed."""
+def parse_message(
+    line: str, opens: PeerOpen, errors: list[BgpInputError] | None = None
+) -> list[Input]:
+    """RIB inputs from one ExaBGP JSON line.
+
+    A message that is malformed as a whole raises :class:`BgpInputError`.
+    Problems inside an UPDATE raise too unless ``errors`` is given: then
+    each is appended there and the rest of the UPDATE is used, RFC 7606
+    style: a bad attribute treats every route of the UPDATE as withdrawn, a
+    bad label or next hop that route; an NLRI without a usable RD and
+    prefix (nothing to withdraw) is skipped.
+    """
     try:
         msg = json.loads(line)
     except ValueError as e:
@@ -342,21 +352,37 @@ def parse_message(line: str, opens: PeerOpen) -> list[Input]:
     update = message.get("update")
     if not isinstance(update, dict):
         return []
+
+    def refuse(err: BgpInputError) -> None:
+        if errors is None:
+            raise err
+        errors.append(err)
+
     out: list[Input] = []
     for jfam, entries in (update.get("withdraw") or {}).items():
         fam = _JSON_FAMILY.get(jfam)
         if fam is None or not isinstance(entries, list):
             continue
         for nlri in entries:
-            if fam == "rtc":
-                out.append(BgpRtcDel(peer, _rtc_target(nlri)))
-            elif isinstance(nlri, dict):
-                out.append(BgpRouteDel(peer, _rd(nlri, fam), _prefix(nlri.get("nlri"), fam)))
-            else:
-                raise BgpInputError(f"{fam}: bad withdrawn NLRI {nlri!r}")
+            try:
+                if fam == "rtc":
+                    out.append(BgpRtcDel(peer, _rtc_target(nlri)))
+                elif isinstance(nlri, dict):
+                    out.append(BgpRouteDel(peer, _rd(nlri, fam), _prefix(nlri.get("nlri"), fam)))
+                else:
+                    raise BgpInputError(f"{fam}: bad withdrawn NLRI {nlri!r}")
+            except BgpInputError as e:
+                refuse(e)
     announce = update.get("announce") or {}
+    attr_error: BgpInputError | None = None
+    attrs, targets, version = BgpAttrs(), frozenset[str](), 0
     if announce:
-        attrs, targets, version = _attrs(update.get("attribute"))
+        try:
+            attrs, targets, version = _attrs(update.get("attribute"))
+        except BgpInputError as e:
+            # RFC 7606 treat-as-withdraw: every NLRI of this UPDATE is withdrawn
+            refuse(BgpInputError(f"{e}; its routes are treated as withdrawn (RFC 7606)"))
+            attr_error = e
     for jfam, by_nh in announce.items():
         fam = _JSON_FAMILY.get(jfam)
         if fam is None or not isinstance(by_nh, dict):
@@ -364,17 +390,36 @@ def parse_message(line: str, opens: PeerOpen) -> list[Input]:
         for nh_text, entries in by_nh.items():
             for nlri in entries if isinstance(entries, list) else ():
                 if fam == "rtc":
-                    out.append(BgpRtcAdd(peer, _rtc_target(nlri)))
+                    try:
+                        target = _rtc_target(nlri)
+                    except BgpInputError as e:
+                        refuse(e)
+                        continue
+                    out.append(BgpRtcDel(peer, target) if attr_error else BgpRtcAdd(peer, target))
                     continue
-                if not isinstance(nlri, dict):
-                    raise BgpInputError(f"{fam}: bad NLRI {nlri!r}")
+                try:
+                    if not isinstance(nlri, dict):
+                        raise BgpInputError(f"{fam}: bad NLRI {nlri!r}")
+                    rd, prefix = _rd(nlri, fam), _prefix(nlri.get("nlri"), fam)
+                except BgpInputError as e:
+                    refuse(e)  # nothing identifies a route to withdraw
+                    continue
+                if attr_error is not None:
+                    out.append(BgpRouteDel(peer, rd, prefix))
+                    continue
+                try:
+                    label, nexthop = _label(nlri, fam), _nexthop(nh_text, fam)
+                except BgpInputError as e:
+                    refuse(BgpInputError(f"{e}; {rd}:{prefix} treated as withdrawn (RFC 7606)"))
+                    out.append(BgpRouteDel(peer, rd, prefix))
+                    continue
                 out.append(
                     BgpRouteAdd(
                         peer=peer,
-                        rd=_rd(nlri, fam),
-                        prefix=_prefix(nlri.get("nlri"), fam),
-                        label=_label(nlri, fam),
-                        nexthop=_nexthop(nh_text, fam),
+                        rd=rd,
+                        prefix=prefix,
+                        label=label,
+                        nexthop=nexthop,
                         targets=targets,
                         version=version,
                         attrs=attrs,
@@ -548,12 +593,14 @@ class ExaBgp:
             return
         self.messages_in += 1
         log.debug("exabgp json: %s", line)
+        errors: list[BgpInputError] = []
         try:
-            inputs = parse_message(line, self._opens)
+            inputs = parse_message(line, self._opens, errors)
         except BgpInputError as e:
+            errors, inputs = [e], []
+        for err in errors:
             self.bad_messages += 1
-            self.on_bad_input(e)
-            return
+            self.on_bad_input(err)
         if inputs:
             try:
                 self.on_inputs(inputs)

@@ -245,3 +245,65 @@ def test_bad_messages_are_refused_precisely(body, error):
     with pytest.raises(BgpInputError) as ei:
         parse_message(body, PeerOpen({}))
     assert str(ei.value).startswith(error)
+
+
+def update_line(upd: dict) -> str:
+    return msg("update", f'"direction": "receive", "message": {{"update": {json.dumps(upd)}}}')
+
+
+def test_bad_route_in_an_update_is_treated_as_withdrawn():
+    """RFC 7606: the rest of the UPDATE is used; the bad route is withdrawn, not kept."""
+    rt100 = (0x0002 << 48) | (64512 << 32) | 100
+    upd = {
+        "attribute": {"origin": "igp", "extended-community": [{"value": rt100}]},
+        "announce": {
+            "ipv4 mpls-vpn": {
+                "192.0.2.22": [
+                    {"nlri": "10.2.2.2/32", "label": [[20000]], "rd": "64512:7"},
+                    {"nlri": "10.2.2.3/32", "label": [["x"]], "rd": "64512:7"},
+                    {"nlri": "10.2.2.4/33", "label": [[20002]], "rd": "64512:7"},
+                ]
+            }
+        },
+        "withdraw": {"ipv4 mpls-vpn": [{"nlri": "10.3.3.3/32", "rd": "junk"}]},
+    }
+    errors: list[BgpInputError] = []
+    assert parse_message(update_line(upd), PeerOpen({}), errors) == [
+        BgpRouteAdd("127.0.0.2", "64512:7", ip_network("10.2.2.2/32"), 20000,
+                    ip_address("192.0.2.22"), frozenset({"64512:100"})),
+        BgpRouteDel("127.0.0.2", "64512:7", ip_network("10.2.2.3/32")),
+    ]  # fmt: skip
+    assert [str(e) for e in errors] == [
+        "vpnv4: route distinguisher 'junk' is not 'ASN:number' or 'IPv4:number'",
+        "vpnv4: bad label [['x']]; 64512:7:10.2.2.3/32 treated as withdrawn (RFC 7606)",
+        "vpnv4: bad prefix '10.2.2.4/33'",
+    ]
+
+
+def test_bad_attribute_withdraws_every_route_of_the_update():
+    upd = {
+        "attribute": {"origin": "igp", "local-preference": "high"},
+        "announce": {
+            "ipv4 mpls-vpn": {
+                "192.0.2.22": [{"nlri": "10.2.2.2/32", "label": [[20000]], "rd": "64512:7"}]
+            },
+            "ipv6 mpls-vpn": {
+                "::ffff:192.0.2.22": [
+                    {"nlri": "2001:db8::2/128", "label": [[20001]], "rd": "1.2.3.4:7"}
+                ]
+            },
+            "ipv4 rtc": {"127.0.0.2": [{"origin": 64512, "route-target": "target:64512:100"}]},
+        },
+    }
+    errors: list[BgpInputError] = []
+    assert parse_message(update_line(upd), PeerOpen({}), errors) == [
+        BgpRouteDel("127.0.0.2", "64512:7", ip_network("10.2.2.2/32")),
+        BgpRouteDel("127.0.0.2", "1.2.3.4:7", ip_network("2001:db8::2/128")),
+        BgpRtcDel("127.0.0.2", "64512:100"),
+    ]
+    assert [str(e) for e in errors] == [
+        "local-preference and med must be numbers; its routes are treated as withdrawn (RFC 7606)"
+    ]
+    # without an error list the first problem is raised (strict parsing)
+    with pytest.raises(BgpInputError, match="local-preference and med must be numbers"):
+        parse_message(update_line(upd), PeerOpen({}))
