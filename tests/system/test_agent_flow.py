@@ -14,6 +14,7 @@ import ipaddress
 import json
 import time
 import urllib.request
+import xml.etree.ElementTree as ET
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,8 @@ from control.agent import Agent
 from control.config import config_from_toml
 from control.host import HostAgent, HostConfig, send_command
 from control.p4rt import (
+    INSERT,
+    MODIFY,
     ActionProfileGroup,
     ActionProfileMember,
     Entity,
@@ -33,16 +36,21 @@ from control.p4rt import (
     P4RuntimeClient,
     Replica,
     TableEntry,
+    Update,
 )
+from esxmpp.client import XmppClient
 from esxmpp.config import ClientConfig, ServerConfig
 from esxmpp.dialect import (
     Associate,
+    DialectError,
     EndOfRib,
     ItemsEvent,
     Publish,
+    Request,
     RetractEvent,
     RouteEntry,
     Subscribe,
+    build_notification,
 )
 from esxmpp.server import XmppServer
 from esxmpp.testing import Pki, make_pki
@@ -109,6 +117,7 @@ class Lab:
         self.agent: Agent | None = None
         self.host: HostAgent | None = None
         self.xmpp_port = 0
+        self.label_max: int | None = None  # [labels] max, when set
 
     async def start_switch(self, engine: Any = None, tls: Any = None) -> None:
         if engine is not None:
@@ -181,6 +190,7 @@ class Lab:
                 }
             ],
             "timers": {"stale": stale, "coalesce": 0.002, "reconnect": 0.1},
+            **({"labels": {"max": self.label_max}} if self.label_max is not None else {}),
         }
 
     async def start_agent(self, clock: Callable[[], float] = time.monotonic, **kw: float) -> Agent:
@@ -448,40 +458,159 @@ def test_attach_publish_export_and_encapsulate(tmp_path: Path) -> None:
     asyncio.run(scenario())
 
 
+def end_system_client(lab: Lab, sid: str) -> XmppClient:
+    """A raw esxmpp client for end-system ``sid`` (requests the host tool would not send)."""
+    assert lab.agent is not None and lab.agent.xmpp is not None
+    cli = lab.pki.client(sid)
+    return XmppClient(
+        ClientConfig(
+            jid=f"{sid}@tor.test",
+            host="127.0.0.1",
+            port=lab.agent.xmpp.port,
+            certfile=cli.certfile,
+            keyfile=cli.keyfile,
+            cafile=lab.pki.cafile,
+        )
+    )
+
+
+async def refused(client: XmppClient, req: Request) -> str:
+    try:
+        await client.request(req)
+    except DialectError as e:
+        return str(e)
+    raise AssertionError(f"{req} was accepted")
+
+
 def test_bad_input_is_refused_and_changes_nothing(tmp_path: Path) -> None:
     async def scenario() -> None:
         lab = Lab(tmp_path)
+        lab.label_max = 16  # one label: red's
         try:
             agent = await attach_and_learn(lab)
             calls = len(lab.engine.calls)
+            writes = agent.driver.stats.writes
+            on_switch = await lab.switch_entities()
             before = agent.state.to_json(0.0)
-            cases = [
+            rs_requests = list(lab.rs_handler.requests)
+            accepted = agent.requests_accepted
+            # through the host tool: requests it passes on, refused by the agent
+            host_cases = [
                 (
                     {"op": "subscribe", "vpn": "blue", "vlan": 10},
                     "conflict: vlan 10 is already used by VPN 'red'",
                 ),
                 (
-                    {"op": "subscribe", "vpn": "blue", "vlan": 5000},
-                    "vlan: must be an integer 1..4094",
+                    {"op": "subscribe", "vpn": "blue", "vlan": 20},
+                    "resource-constraint: no free label in 16..16",
                 ),
                 (
-                    {"op": "publish", "prefix": "10.1.1.0/16", "vpn": "red"},
-                    "prefix: 10.1.1.0/16 has host bits set",
+                    {"op": "retract", "prefix": "10.9.9.9/32"},
+                    f"item-not-found: node '{HOST_SID}:10.9.9.9/32' is not published",
                 ),
-                (
-                    {"op": "publish", "prefix": "10.1.1.9/32", "vpn": "green"},
-                    "item-not-found: not subscribed to VPN 'green'",
-                ),
-                ({"op": "retract", "prefix": "10.9.9.9/32"}, "item-not-found"),
-                ({"op": "frobnicate"}, "op: unknown operation 'frobnicate'"),
             ]
-            for req, err in cases:
-                resp = await lab.host_cmd(**req)
-                assert resp["ok"] is False, req
-                assert resp["error"].startswith(err), (req, resp)
+            for req, err in host_cases:
+                assert await lab.host_cmd(**req) == {"ok": False, "error": err}, req
+            # raw esxmpp requests the host tool never sends
+            assert lab.host is not None
+            await lab.host.close()  # the session ends; its state is retained
+            lab.host = None
+            host = end_system_client(lab, HOST_SID)
+            stranger = end_system_client(lab, "0a00000000ff")  # no port configured
+            await host.connect(timeout=10)
+            await stranger.connect(timeout=10)
+            try:
+                node = f"{HOST_SID}:10.1.1.5/32"
+                raw_cases = [
+                    (
+                        host,
+                        Subscribe("blue", None),
+                        "bad-request: subscribe 'blue': option vpn#vlan_id is required "
+                        "(this is an external forwarder)",
+                    ),
+                    (
+                        host,
+                        Associate("green", node),
+                        "item-not-found: not subscribed to VPN 'green'",
+                    ),
+                    (
+                        host,
+                        Publish(f"{HOST_SID}:10.1.1.7/32", route("10.1.1.8/32", INFRA, 16)),
+                        f"bad-request: publish: node '{HOST_SID}:10.1.1.7/32' does not match nlri "
+                        "10.1.1.8/32",
+                    ),
+                    (
+                        stranger,
+                        Subscribe("red", 10),
+                        "forbidden: system 0a00000000ff has no end-system port configured",
+                    ),
+                ]
+                for client, req, err in raw_cases:
+                    assert await refused(client, req) == err, req
+            finally:
+                await host.close()
+                await stranger.close()
+            # the agent's esxmpp sessions refuse the vlan conflict, the unknown
+            # retract, the associate and the node mismatch; the VRF state the
+            # label exhaustion, the missing vlan id and the unconfigured system
+            assert agent.requests_refused == 3
+            assert agent.requests_accepted == accepted
             await agent.driver.wait_synced(10)
             assert agent.state.to_json(0.0) == before
-            assert len(lab.engine.calls) == calls  # the switch was not touched
+            assert lab.rs_handler.requests == rs_requests  # nothing exported or withdrawn
+            assert lab.engine.calls[calls:] == []  # the switch was not touched
+            assert agent.driver.stats.writes == writes
+            assert await lab.switch_entities() == on_switch
+        finally:
+            await lab.close()
+
+    asyncio.run(scenario())
+
+
+def test_bad_route_server_input_changes_nothing(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        lab = Lab(tmp_path)
+        try:
+            agent = await attach_and_learn(lab)
+            fwd = bytes.fromhex(FWD_SID)
+            on_switch = await lab.switch_entities()
+            remote_before = dict(agent.state.remote)
+            assert lab.rs is not None
+            session = lab.rs.session(fwd)
+            assert session is not None
+            rs_client = agent.rs.servers[0].client
+            assert rs_client is not None and rs_client.bad_notifications == 0
+
+            def broken(label_text: str) -> ET.Element:
+                note = ItemsEvent("red", (("10.5.0.0/16", route("10.5.0.0/16", REMOTE, 100)),))
+                el = build_notification(note, session.jid, "rs.test")
+                (label,) = [e for e in el.iter() if e.tag.endswith("}label")]
+                label.text = label_text
+                return el
+
+            session.send_element(broken("abc"))  # malformed: not a number
+            session.send_element(broken("3"))  # a reserved label
+            # well-formed but unknown: a VPN not subscribed, an item never sent
+            lab.rs_handler.send(
+                fwd, ItemsEvent("green", (("10.6.0.0/16", route("10.6.0.0/16", REMOTE, 100)),))
+            )
+            lab.rs_handler.send(fwd, RetractEvent("red", ("10.99.0.0/16",)))
+            # a good route last: once it is in, everything before it was handled
+            lab.rs_handler.send(
+                fwd, ItemsEvent("red", (("10.7.0.0/16", route("10.7.0.0/16", REMOTE, 100)),))
+            )
+            await until(lambda: "10.7.0.0/16" in agent.state.remote["red"], what="marker route")
+            await agent.driver.wait_synced(10)
+            assert rs_client.bad_notifications == 2
+            assert set(agent.state.remote) == set(remote_before) == {"red"}
+            assert sorted(agent.state.remote["red"]) == ["10.2.0.0/16", "10.7.0.0/16"]
+            marker = TableEntry(
+                T.IPV4_ROUTE,
+                {"vrf_id": Exact(1), "dst_addr": Lpm(0x0A070000, 16)},
+                T.A_SET_NEXTHOP,
+                {"nexthop_id": 1},  # same next hop as 10.2.0.0/16
+            )
+            assert await lab.switch_entities() == on_switch | lab.canon({marker})
         finally:
             await lab.close()
 
@@ -506,7 +635,12 @@ def test_agent_restart_leaves_switch_alone_and_switch_restart_is_refilled(tmp_pa
             # the host's session comes back by itself and re-announces
             assert lab.host is not None
             await until(lambda: lab.host is not None and lab.host.connected.is_set())
-            await until(lambda: not any(i.unconfirmed for i in agent.state.interfaces.values()))
+            assert set(agent.state.interfaces) == {(bytes.fromhex(HOST_SID), "red")}
+            await until(
+                lambda: not any(i.unconfirmed for i in agent.state.interfaces.values()),
+                what="re-announced",
+            )
+            assert set(agent.state.interfaces) == {(bytes.fromhex(HOST_SID), "red")}
             # switch restart: a blank device gets everything back
             assert lab.switch is not None
             await lab.switch.stop(0)
@@ -515,6 +649,83 @@ def test_agent_restart_leaves_switch_alone_and_switch_restart_is_refilled(tmp_pa
             await agent.driver.wait_synced(10)
             assert agent.driver.stats.pipeline_commits == 1
             assert await lab.switch_entities() == expected
+        finally:
+            await lab.close()
+
+    asyncio.run(scenario())
+
+
+def test_reconcile_fixes_exactly_what_diverged_on_the_switch(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        lab = Lab(tmp_path)
+        try:
+            agent = await attach_and_learn(lab)
+            expected = await lab.switch_entities()
+            await agent.close()
+            # meanwhile another controller adds an entry and changes one
+            extra = TableEntry(
+                lab.info.full_name(T.IPV4_ROUTE),
+                {"vrf_id": Exact(1), "dst_addr": Lpm(0x0A630000, 16)},
+                lab.info.full_name(T.A_SET_NEXTHOP),
+                {"nexthop_id": 1},
+            )
+            vif_key = {"ingress_port": Exact(3), "src_mac": Exact(HOST_MAC), "vlan_id": Exact(10)}
+            changed = TableEntry(
+                lab.info.full_name(T.VIF),
+                vif_key,
+                lab.info.full_name(T.A_SET_VIF),
+                {"vif_id": 9, "vrf_id": 1},
+            )
+            other = await P4RuntimeClient.connect(
+                f"127.0.0.1:{lab.switch_port}", lab.info, device_id=1, election_id=20
+            )
+            try:
+                await other.wait_primary(timeout=5)
+                res = await other.write([Update(INSERT, extra), Update(MODIFY, changed)])
+                res.raise_on_error()
+            finally:
+                await other.close()
+            assert await lab.switch_entities() == (
+                expected
+                - lab.canon({TableEntry(T.VIF, vif_key, T.A_SET_VIF, {"vif_id": 1, "vrf_id": 1})})
+            ) | {extra, changed}
+            calls = len(lab.engine.calls)
+            lab.agent = agent = await lab.start_agent()
+            await agent.driver.wait_synced(10)
+            # exactly those two are put right, nothing else is written
+            assert agent.driver.stats.last_reconcile_diff == 2
+            assert agent.driver.stats.pipeline_commits == 0
+            ops = sorted((c[0], c[1]) for c in lab.engine.calls[calls:])
+            assert ops == [
+                ("table_delete", lab.info.full_name(T.IPV4_ROUTE)),
+                ("table_modify", lab.info.full_name(T.VIF)),
+            ]
+            assert await lab.switch_entities() == expected
+            assert await agent.driver.diff() == []
+        finally:
+            await lab.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_burst_of_routes_is_written_in_one_request(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        lab = Lab(tmp_path)
+        try:
+            agent = await attach_and_learn(lab)
+            st = agent.driver.stats
+            writes, updates = st.writes, st.updates
+            items = tuple(
+                (f"10.3.{i}.0/24", route(f"10.3.{i}.0/24", REMOTE, 100)) for i in range(250)
+            )
+            lab.rs_handler.send(bytes.fromhex(FWD_SID), ItemsEvent("red", items))
+            await until(lambda: len(agent.state.remote["red"]) == 251, what="routes learned")
+            await agent.driver.wait_synced(10)
+            # 250 route entries (same next hop as 10.2.0.0/16): one WriteRequest
+            assert (st.writes - writes, st.updates - updates) == (1, 250)
+            metrics = await http_get(agent, "/metrics")
+            assert f"esvpn_switch_write_requests_total {st.writes}\n" in metrics
+            assert f"esvpn_switch_updates_total {st.updates}\n" in metrics
         finally:
             await lab.close()
 
