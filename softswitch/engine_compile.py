@@ -42,6 +42,7 @@ from softswitch.engine import (
     _trunc_div,
     _trunc_mod,
 )
+from softswitch.engine_gen import SourceGen, generate_pipeline
 
 if TYPE_CHECKING:
     from softswitch.engine import SoftEngine
@@ -110,6 +111,13 @@ class _Compiler:
         self.aliases: dict[str, tuple[str, str]] = {}
         self.union_of: dict[int, list[int]] = {}  # hid -> other members' valid slots
         self.calc_payload: set[str] = set()
+        self.gen = SourceGen(self)
+        self.has_exit = False  # an exit primitive anywhere: pipelines check after tables
+        # what engine_gen needs: per action (without jumps) its primitives and
+        # closures; per conditional its JSON; per table its next-node list
+        self.action_parts: dict[int, tuple[list[Any], list[Prim]]] = {}
+        self.conds: dict[str, Mapping[str, Any]] = {}
+        self.table_hm: dict[str, tuple[_Table, list[Any]]] = {}
 
     # ------------------------------------------------------------- layout
     def _new_slot(self, width: int, signed: bool = False, init: int = 0) -> int:
@@ -642,18 +650,9 @@ class _Compiler:
 
             run = run_jumps
         else:
-            fns = tuple(x for _, x in compiled)
-            if not fns:
-                run = _noop
-            elif len(fns) == 1:
-                run = fns[0]
-            else:
-
-                def run_all(phv: PHV, args: Args) -> None:
-                    for f in fns:
-                        f(phv, args)
-
-                run = run_all
+            fns = [x for _, x in compiled]
+            self.action_parts[index] = (list(prims), fns)
+            run = self.gen.action(a["name"], prims, fns) if fns else _noop
         return _Action(a["name"], index, widths, run)
 
     def _hdr_target(self, pj: Any) -> tuple[int, HdrExpr | None]:
@@ -784,6 +783,7 @@ class _Compiler:
             return mark_to_drop
         if op == "exit":
             ex = s.exit
+            self.has_exit = True
 
             def do_exit(phv: PHV, a: Args) -> None:
                 phv[ex] = 1
@@ -1233,7 +1233,32 @@ class _Compiler:
         for pname, attr in (("ingress", "_ingress"), ("egress", "_egress")):
             p = pipes.get(pname)
             init = p.get("init_table") if p else None
-            setattr(self.e, attr, nodes[init] if init else None)
+            if not init:
+                setattr(self.e, attr, None)
+                continue
+            first = generate_pipeline(
+                self.gen,
+                nodes,
+                init,
+                self.conds,
+                self.table_hm,
+                self._keyless_body,
+                self.has_exit,
+                f"{pname} pipeline",
+                pname[0],
+            )
+            setattr(self.e, attr, first)
+
+    def _keyless_body(self, t: _Table) -> list[str] | None:
+        """Statements of a keyless table's const default action, its action
+        data inlined (None: the action has jumps; call the table)."""
+        act, args = t.json_default
+        if act < 0:
+            return []
+        parts = self.action_parts.get(act)
+        if parts is None:
+            return None
+        return self.gen.action_body(parts[0], parts[1], (args, self.gen.const(args, "args")))
 
     def _profile(self, ap: Mapping[str, Any]) -> None:
         sel = ap.get("selector")
@@ -1250,6 +1275,7 @@ class _Compiler:
         self, c: Mapping[str, Any], nodes: dict[str, Any], links: list[Callable[[], None]]
     ) -> Any:
         cond = self.expr(c["expression"])
+        self.conds[c["name"]] = c
         nxt: list[Any] = [None, None]
 
         def link() -> None:
@@ -1389,6 +1415,7 @@ class _Compiler:
                 hm[1] = node(next_tables.get("__MISS__", base_default))
 
         links.append(link)
+        self.table_hm[t.name] = (t, hm)
         return self._apply_fn(t, hm, meter, mstore)
 
     def _const_match(self, m: Mapping[str, Any], w: int) -> FieldMatch | None:

@@ -1,0 +1,463 @@
+"""Python source for the engine's per-packet path, compiled once at load.
+
+``engine_compile`` builds a closure for every construct (and refuses what it
+cannot run); this module turns the common shapes into generated Python
+source instead, so a packet runs straight-line code over ``phv[slot]``
+rather than a tree of nested closure calls:
+
+* an expression becomes one Python expression over ``phv[...]`` slots and
+  ``a[i]`` action data, with the closures' exact semantics (no masking where
+  the closures do none, ``int(...)``-valued booleans, truncating ``/`` and
+  ``%``, ``two_comp_mod`` and saturating casts through the same helpers);
+  in an ``if`` it is rendered as a Python truth value instead of 0/1;
+* an action becomes one ``def`` of straight-line statements;
+* a pipeline becomes a few functions of nested ``if``s: conditionals inline,
+  tables called in place, the next node chosen by branching on what the
+  table returned, joins recovered from post-dominators so shared tails are
+  emitted once. ``_run_pipeline`` still drives them (a function returns the
+  next one to run, or None), so ``exit`` is checked between nodes as before.
+
+Anything without a generated form is called as its closure, held as a
+named constant of the generated code; nothing here refuses a construct
+(the closures were compiled first and refused it already).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from softswitch.engine import DROP_PORT, Prim, _hexint, _signed, _trunc_div, _trunc_mod
+
+if TYPE_CHECKING:
+    from softswitch.engine import _Table
+    from softswitch.engine_compile import _Compiler
+
+_ARITH = {"+", "-", "*", "<<", ">>", "&", "|", "^"}
+_CMP = {"==", "!=", ">", "<", ">=", "<="}
+_HELPERS = {"/": "_trunc_div", "%": "_trunc_mod", "two_comp_mod": "_signed"}
+_NOOPS = {"no_op", "log_msg", "assert", "assume"}
+
+#: Literal action data of an inlined action body: (values, env name of the tuple).
+ArgLits = tuple[tuple[int, ...], str] | None
+
+#: Deepest indentation of generated pipeline code (Python allows 100 levels).
+_MAX_DEPTH = 40
+
+
+class SourceGen:
+    def __init__(self, c: _Compiler) -> None:
+        from softswitch.engine_compile import _sat, _usat
+
+        self.c = c
+        self.env: dict[str, Any] = {
+            "_trunc_div": _trunc_div,
+            "_trunc_mod": _trunc_mod,
+            "_signed": _signed,
+            "_usat": _usat,
+            "_sat": _sat,
+            "a": (),  # conditionals and parser code run with no action data
+        }
+        self._names: dict[int, str] = {}
+
+    def const(self, obj: Any, prefix: str = "k") -> str:
+        """A name the generated code reads ``obj`` by (a global of its module)."""
+        name = self._names.get(id(obj))
+        if name is None:
+            name = f"_{prefix}{len(self.env)}"
+            self.env[name] = obj
+            self._names[id(obj)] = name
+        return name
+
+    def compile(self, src: str, name: str, where: str) -> Any:
+        exec(compile(src, f"<softswitch {where}>", "exec"), self.env)
+        return self.env.pop(name)
+
+    # ---------------------------------------------------------- expressions
+    def _fallback(self, j: Any, ar: ArgLits) -> str:
+        fn = self.const(self.c.expr(j), "x")
+        return f"{fn}(phv, {ar[1] if ar else 'a'})"
+
+    def _arg(self, i: int, ar: ArgLits) -> str:
+        if ar is None:
+            return f"a[{i}]"
+        vals, name = ar
+        return f"({vals[i]})" if 0 <= i < len(vals) else f"{name}[{i}]"
+
+    def lit(self, j: Any, ar: ArgLits) -> int | None:
+        """The value of a constant operand (literal, or inlined action data)."""
+        t = j["type"]
+        if t == "hexstr":
+            return _hexint(j["value"])
+        if t == "bool":
+            return int(bool(j["value"]))
+        if t in ("local", "runtime_data") and ar is not None:
+            i = int(j["value"])
+            if 0 <= i < len(ar[0]):
+                return ar[0][i]
+        if t == "expression" and "op" not in j["value"]:
+            return self.lit(j["value"], ar)
+        return None
+
+    def value(self, j: Any, ar: ArgLits = None) -> str:
+        """A Python expression with the closure's int value (always a primary)."""
+        return self._src(j, ar, False)
+
+    def truth(self, j: Any, ar: ArgLits = None) -> str:
+        """A Python expression true exactly when the closure's value is nonzero."""
+        return self._src(j, ar, True)
+
+    def _src(self, j: Any, ar: ArgLits, truth: bool) -> str:
+        t = j["type"]
+        v = j["value"]
+        if t == "field":
+            return f"phv[{self.c._field_slot(v[0], v[1])}]"
+        if t == "hexstr":
+            return f"({_hexint(v)})"
+        if t == "bool":
+            if truth:
+                return "True" if v else "False"
+            return "1" if v else "0"
+        if t in ("local", "runtime_data"):
+            return self._arg(int(v), ar)
+        if t == "expression":
+            if "op" not in v:
+                return self._src(v, ar, truth)
+            return self._op(j, v, ar, truth)
+        return self._fallback(j, ar)
+
+    def _op(self, j: Any, v: Mapping[str, Any], ar: ArgLits, truth: bool) -> str:
+        c = self.c
+        op = v["op"]
+        lj: Any = v.get("left")
+        rj: Any = v.get("right")
+
+        def as_value(cond: str) -> str:
+            return cond if truth else f"(1 if {cond} else 0)"
+
+        if op == "?":
+            cond = self.truth(v["cond"], ar)
+            return f"({self._src(lj, ar, truth)} if {cond} else {self._src(rj, ar, truth)})"
+        if op == "valid":
+            hid, hf = c.hexpr(rj)
+            if hf is None:
+                return f"phv[{c.e._headers[hid].valid}]"
+            return self._fallback(j, ar)
+        if op == "valid_union":
+            un, _ = c.uexpr(rj)
+            slots = [c.e._headers[h].valid for h in c.e._unions[un]]
+            if not slots:
+                return "False" if truth else "0"
+            return as_value("(" + " or ".join(f"phv[{s}]" for s in slots) + ")")
+        if op == "access_field":
+            hid, hf = c.hexpr(lj)
+            if hf is None:
+                return f"phv[{c.e._headers[hid].slots[int(rj)]}]"
+            return self._fallback(j, ar)
+        if op in ("last_stack_index", "size_stack"):
+            cs = c._stack(rj["value"]).count_slot
+            return f"phv[{cs}]" if op == "size_stack" else f"(phv[{cs}] - 1)"
+        if op in ("==", "!=") and lj is not None and c._kind(lj) != "data":
+            return self._fallback(j, ar)  # header (in)equality
+        if op == "not":
+            r = self.truth(rj, ar)
+            return f"(not {r})" if truth else f"(0 if {r} else 1)"
+        if op in ("d2b", "b2d"):
+            return as_value(self.truth(rj, ar))
+        if op == "~":
+            return f"(~{self.value(rj, ar)})"
+        if lj is None:
+            if op == "-":
+                return f"(-{self.value(rj, ar)})"
+            if op == "+":
+                return self._src(rj, ar, truth)
+            return self._fallback(j, ar)
+        if op in ("and", "or"):
+            return as_value(f"({self.truth(lj, ar)} {op} {self.truth(rj, ar)})")
+        if op in _ARITH:
+            return f"({self.value(lj, ar)} {op} {self.value(rj, ar)})"
+        if op in _CMP:
+            return as_value(f"({self.value(lj, ar)} {op} {self.value(rj, ar)})")
+        helper = _HELPERS.get(op) or {"usat_cast": "_usat", "sat_cast": "_sat"}.get(op)
+        if helper is not None:
+            return f"{helper}({self.value(lj, ar)}, {self.value(rj, ar)})"
+        return self._fallback(j, ar)
+
+    # ----------------------------------------------------------- statements
+    def _store(self, slot: int, x: str) -> list[str]:
+        """``phv[slot] = x`` with engine_compile._store's masking."""
+        w = self.c.slot_width[slot]
+        m = (1 << w) - 1
+        if not self.c.slot_signed[slot]:
+            return [f"phv[{slot}] = {x} & {m}"]
+        return [f"_v = {x} & {m}", f"phv[{slot}] = _v - {1 << w} if _v >> {w - 1} else _v"]
+
+    def _set_valid(self, hid: int) -> list[str]:
+        h = self.c.e._headers[hid]
+        return [f"phv[{h.valid}] = 1"] + [f"phv[{o}] = 0" for o in self.c.union_of.get(hid, [])]
+
+    def primitive(self, p: Mapping[str, Any], closure: Prim, ar: ArgLits) -> list[str]:
+        """Statements doing what ``closure`` (the compiled primitive) does."""
+        c = self.c
+        op = p["op"]
+        ps = p.get("parameters", [])
+        s = c.s
+        hs = c.e._headers
+        fallback = [f"{self.const(closure, 'p')}(phv, {ar[1] if ar else 'a'})"]
+        if op in _NOOPS:
+            return []
+        if op in ("assign", "modify_field") and ps[0]["type"] == "header":
+            return self._assign_header(ps[0], ps[1]) or fallback
+        if op in ("assign", "modify_field") and ps[0]["type"] == "field":
+            d = c._field_slot(*ps[0]["value"])
+            src = ps[1]
+            if src["type"] == "field":
+                sslot = c._field_slot(*src["value"])
+                if c.slot_width[d] >= c.slot_width[sslot] and not (
+                    c.slot_signed[d] or c.slot_signed[sslot]
+                ):
+                    return [f"phv[{d}] = phv[{sslot}]"]
+            k = self.lit(src, ar)
+            w = c.slot_width[d]
+            if k is not None and w > 0:
+                return [f"phv[{d}] = {_signed(k, w) if c.slot_signed[d] else k & ((1 << w) - 1)}"]
+            return self._store(d, self.value(src, ar))
+        if op in ("assign_header", "copy_header"):
+            return self._assign_header(ps[0], ps[1]) or fallback
+        if op in ("add_header", "remove_header"):
+            hid, hf = c.hexpr(ps[0])
+            if hf is not None:
+                return fallback
+            h = hs[hid]
+            lr = s.pkt_len_reg
+            if op == "remove_header":
+                return [
+                    f"if phv[{h.valid}]:",
+                    f"    phv[{h.valid}] = 0",
+                    f"    phv[{lr}] -= {h.nbytes}",
+                ]
+            return [
+                f"if not phv[{h.valid}]:",
+                *(f"    phv[{slot}] = 0" for slot in h.slots),
+                *("    " + x for x in self._set_valid(hid)),
+                f"    phv[{lr}] += {h.nbytes}",
+            ]
+        if op in ("mark_to_drop", "drop"):
+            out = [f"phv[{s.egress_spec}] = {DROP_PORT}"]
+            if s.mcast_grp >= 0:
+                out.append(f"phv[{s.mcast_grp}] = 0")
+            return out
+        if op == "exit":
+            return [f"phv[{s.exit}] = 1"]
+        if op == "count":
+            cells = c.e._counters[ps[0]["value"]]
+            return [
+                f"_i = {self.value(ps[1], ar)}",
+                f"if 0 <= _i < {len(cells)}:",
+                f"    _c = {self.const(cells, 'cnt')}[_i]",
+                "    _c[0] += 1",
+                f"    _c[1] += phv[{s.ingress_length}]",
+            ]
+        return fallback
+
+    def _assign_header(self, dj: Any, sj: Any) -> list[str] | None:
+        dh, df = self.c.hexpr(dj)
+        sh, sf = self.c.hexpr(sj)
+        if df is not None or sf is not None:
+            return None
+        d, src = self.c.e._headers[dh], self.c.e._headers[sh]
+        if len(d.slots) != len(src.slots):
+            return None  # the closure's zip(strict=True) raises per packet
+        return [
+            f"if phv[{src.valid}]:",
+            *(f"    phv[{ds}] = phv[{ss}]" for ds, ss in zip(d.slots, src.slots, strict=True)),
+            *("    " + x for x in self._set_valid(d.hid)),
+            "else:",
+            f"    phv[{d.valid}] = 0",
+        ]
+
+    def action_body(
+        self, prims: Sequence[Mapping[str, Any]], closures: Sequence[Prim], ar: ArgLits
+    ) -> list[str]:
+        lines: list[str] = []
+        for p, fn in zip(prims, closures, strict=True):
+            lines.extend(self.primitive(p, fn, ar))
+        return lines
+
+    def action(
+        self, name: str, prims: Sequence[Mapping[str, Any]], closures: Sequence[Prim]
+    ) -> Prim:
+        body = self.action_body(prims, closures, None) or ["pass"]
+        src = "def action(phv, a):\n" + "".join(f"    {x}\n" for x in body)
+        fn: Prim = self.compile(src, "action", f"action {name}")
+        return fn
+
+
+_END = None  # the end of a pipeline, as a node name
+
+
+class _Node:
+    """A pipeline node as the generator sees it."""
+
+    def __init__(self, name: str, fn: Any) -> None:
+        self.name = name
+        self.fn = fn  # the closure engine_compile made (returns the next closure)
+        self.cond: Any = None  # conditional: its expression
+        self.table: _Table | None = None
+        self.inline: list[str] | None = None  # table: statements instead of calling fn
+        self.succ: list[str | None] = []  # successor names, in branch order
+        self.succ_fn: list[Any] = []  # tables: the closures fn returns for them
+
+
+def generate_pipeline(
+    gen: SourceGen,
+    nodes: Mapping[str, Any],
+    init: str,
+    conds: Mapping[str, Mapping[str, Any]],
+    tables: Mapping[str, tuple[_Table, list[Any]]],
+    keyless_body: Callable[[_Table], list[str] | None],
+    check_exit: bool,
+    where: str,
+    prefix: str,
+) -> Any:
+    """One generated function per pipeline root, the init node's returned.
+
+    ``tables`` maps a table node to its _Table and [hit, miss, base default]
+    next closures; ``keyless_body`` gives the statements of a keyless table
+    whose default action is const (None: call the table closure).
+    """
+    name_of = {id(fn): n for n, fn in nodes.items()}
+    graph: dict[str, _Node] = {}
+
+    def node(n: str) -> _Node:
+        g = graph.get(n)
+        if g is not None:
+            return g
+        g = _Node(n, nodes[n])
+        graph[n] = g
+        if n in conds:
+            cj = conds[n]
+            g.cond = cj["expression"]
+            g.succ = [cj.get("true_next") or _END, cj.get("false_next") or _END]
+            return g
+        t, hm = tables[n]
+        g.table = t
+        nba = t.next_by_action
+        if t.use_hit_miss:
+            outs = [hm[0], hm[1]]
+        else:
+            outs = [nba[i] for i in sorted(t.action_ids)] + [hm[2]]
+        if t.mode == "keyless" and t.default_const:
+            g.inline = keyless_body(t)
+            act = t.default_action
+            if g.inline is not None:
+                outs = [hm[1] if t.use_hit_miss else (nba[act] if act >= 0 else hm[2])]
+        for o in outs:
+            if not any(o is x for x in g.succ_fn):
+                g.succ_fn.append(o)
+                g.succ.append(_END if o is None else name_of[id(o)])
+        return g
+
+    # reachable nodes, topological order (a cycle: keep the closures)
+    order: list[str] = []
+    state: dict[str, int] = {}
+    stack: list[tuple[str, int]] = [(init, 0)]
+    while stack:
+        n, i = stack.pop()
+        g = node(n)
+        if i == 0:
+            if state.get(n) == 2:
+                continue
+            if state.get(n) == 1:
+                return nodes[init]
+            state[n] = 1
+        if i < len(g.succ):
+            stack.append((n, i + 1))
+            s = g.succ[i]
+            if s is not _END:
+                if state.get(s) == 1:
+                    return nodes[init]
+                if state.get(s) != 2:
+                    stack.append((s, 0))
+        else:
+            state[n] = 2
+            order.append(n)
+    # post-dominators (the DAG's nodes in reverse topological order = order)
+    pdom: dict[str | None, frozenset[str | None]] = {_END: frozenset([_END])}
+    for n in order:
+        sets = [pdom[s] for s in graph[n].succ]
+        pdom[n] = frozenset.intersection(*sets) | {n}
+    ipdom: dict[str, str | None] = {}
+    for n in order:
+        ps = pdom[n] - {n}
+        ipdom[n] = max(ps, key=lambda x: len(pdom[x]))
+
+    roots: dict[str, str] = {}
+    pending: list[str] = []
+
+    def root(n: str) -> str:
+        r = roots.get(n)
+        if r is None:
+            r = roots[n] = f"_{prefix}{len(roots)}"
+            pending.append(n)
+        return r
+
+    def emit(x: str | None, stop: str | None, depth: int, out: list[str], seen: set[str]) -> None:
+        ind = "    " * depth
+        start = len(out)
+        while x != stop:
+            if x is _END:
+                out.append(f"{ind}return None")
+                break
+            if x in seen or depth > _MAX_DEPTH:
+                out.append(f"{ind}return {root(x)}")
+                break
+            seen.add(x)
+            g = graph[x]
+            j = ipdom[x]
+            if g.cond is not None:
+                cond = gen.truth(g.cond)
+                t, f = g.succ
+                if f == j:
+                    out.append(f"{ind}if {cond}:")
+                    emit(t, j, depth + 1, out, seen)
+                elif t == j:
+                    out.append(f"{ind}if not {cond}:")
+                    emit(f, j, depth + 1, out, seen)
+                else:
+                    out.append(f"{ind}if {cond}:")
+                    emit(t, j, depth + 1, out, seen)
+                    out.append(f"{ind}else:")
+                    emit(f, j, depth + 1, out, seen)
+                x = j
+                continue
+            if g.inline is not None:
+                out.extend(ind + s for s in g.inline)
+            elif len(g.succ) == 1:
+                out.append(f"{ind}{gen.const(g.fn, 't')}(phv)")
+            else:
+                out.append(f"{ind}_n = {gen.const(g.fn, 't')}(phv)")
+            if check_exit:
+                out.append(f"{ind}if phv[{gen.c.s.exit}]:")
+                out.append(f"{ind}    return None")
+            if len(g.succ) == 1:
+                x = g.succ[0]
+                continue
+            for k, (s, o) in enumerate(zip(g.succ, g.succ_fn, strict=True)):
+                test = "_n is None" if o is None else f"_n is {gen.const(o, 'o')}"
+                out.append(f"{ind}{'if' if k == 0 else 'elif'} {test}:")
+                emit(s, j, depth + 1, out, seen)
+            out.append(f"{ind}else:")
+            out.append(f"{ind}    return _n")
+            x = j
+        if len(out) == start:
+            out.append(f"{ind}pass")
+
+    first = root(init)
+    src: list[str] = []
+    while pending:
+        n = pending.pop()
+        src.append(f"def {roots[n]}(phv):")
+        emit(n, _END, 1, src, set())
+    exec(compile("\n".join(src) + "\n", f"<softswitch {where}>", "exec"), gen.env)
+    return gen.env[first]
