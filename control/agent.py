@@ -73,7 +73,7 @@ class Agent:
         # a sync, those whose entry the switch holds
         self._pending_exports: dict[Export, Entity] = {}
         self._installed_exports: set[Export] = set()
-        self.xmpp = XmppServer(cfg.xmpp, self, clock) if cfg.xmpp is not None else None
+        self.xmpp = XmppServer(cfg.xmpp, self, clock)
         self.rs = RouteServers(
             cfg.route_servers,
             self.state,
@@ -100,8 +100,7 @@ class Agent:
             # end-systems and route servers re-announce (control.driver)
             self.driver.keep_inherited(self.clock() + self.cfg.timers.stale)
         self.driver.start()
-        if self.xmpp is not None:
-            await self.xmpp.start()
+        await self.xmpp.start()
         self.rs.start()
         host, port = self.cfg.control
         self._control = await asyncio.start_server(self._http, host, port)
@@ -117,8 +116,7 @@ class Agent:
     async def close(self) -> None:
         if self._control is not None:
             self._control.close()
-        if self.xmpp is not None:
-            await self.xmpp.close()
+        await self.xmpp.close()
         await self.rs.close()
         for t in self._tasks:
             t.cancel()
@@ -291,18 +289,17 @@ class Agent:
     # ------------------------------------------------------ operator views
     def view_sessions(self) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
-        if self.xmpp is not None:
-            for s in self.xmpp.sessions():
-                out.append(
-                    {
-                        "kind": "end-system",
-                        "system_id": format_system_id(s.system_id),
-                        "jid": s.jid,
-                        "peer": s.peer,
-                        "subscriptions": dict(s.state.subscriptions),
-                        "published": len(s.state.published),
-                    }
-                )
+        for s in self.xmpp.sessions():
+            out.append(
+                {
+                    "kind": "end-system",
+                    "system_id": format_system_id(s.system_id),
+                    "jid": s.jid,
+                    "peer": s.peer,
+                    "subscriptions": dict(s.state.subscriptions),
+                    "published": len(s.state.published),
+                }
+            )
         for rs in self.rs.servers:
             out.append(
                 {
@@ -427,7 +424,7 @@ class Agent:
     def metrics(self) -> str:
         st = self.driver.stats
         lines = [
-            ("esvpn_end_system_sessions", len(self.xmpp.sessions()) if self.xmpp else 0),
+            ("esvpn_end_system_sessions", len(self.xmpp.sessions())),
             ("esvpn_vrfs", len(self.state.vrfs)),
             ("esvpn_interfaces", len(self.state.interfaces)),
             ("esvpn_exported_routes", len(self.state.exports())),

@@ -30,11 +30,11 @@ Example (every key shown; those with a value in brackets are optional)::
     [end_systems.ports]                 # system id -> switch port it is attached to
     "0a0000000001" = 3
 
-    [xmpp]                              # end-system side: esxmpp ServerConfig keys
+    [xmpp]                              # required; end-system side: esxmpp ServerConfig keys
     domain = "tor1.example.net"
     ...
 
-    [[route_servers]]                   # esxmpp ClientConfig keys
+    [[route_servers]]                   # at least one; esxmpp ClientConfig keys
     jid = "02aa00000001@rs1.example.net"
     host = "10.0.0.10"
     ...
@@ -130,8 +130,8 @@ class AgentConfig:
     switch: SwitchConfig
     fabric: FabricConfig
     end_system_ports: Mapping[bytes, int]
-    xmpp: ServerConfig | None
-    route_servers: tuple[ClientConfig, ...]
+    xmpp: ServerConfig
+    route_servers: tuple[ClientConfig, ...]  # at least one
     timers: Timers = field(default_factory=Timers)
     labels: LabelRange = field(default_factory=LabelRange)
     state_file: Path | None = None
@@ -314,15 +314,22 @@ def config_from_toml(data: Mapping[str, Any]) -> AgentConfig:
             raise ConfigError(f"{w}: port {port} is a fabric port")
         es_ports[key] = port
 
-    xmpp = None
-    if "xmpp" in data:
-        try:
-            xmpp = server_config_from_toml(_table(data, "xmpp", ""), "xmpp")
-        except XmppConfigError as e:
-            raise ConfigError(str(e)) from None
-    rs_raw = data.get("route_servers", [])
+    # Both are required: without [xmpp] no end-system can attach (the agent
+    # would only program the fabric entries), without a route server nothing
+    # is exported or learned. A missing one is a mistake, not a mode.
+    if "xmpp" not in data:
+        raise ConfigError("xmpp: required (the end-systems' XMPP server)")
+    try:
+        xmpp = server_config_from_toml(_table(data, "xmpp", ""), "xmpp")
+    except XmppConfigError as e:
+        raise ConfigError(str(e)) from None
+    if "route_servers" not in data:
+        raise ConfigError("route_servers: required (at least one [[route_servers]])")
+    rs_raw = data["route_servers"]
     if not isinstance(rs_raw, list):
         raise ConfigError("route_servers: must be an array of tables")
+    if not rs_raw:
+        raise ConfigError("route_servers: must name at least one route server")
     rss = []
     for i, r in enumerate(rs_raw):
         if not isinstance(r, dict):

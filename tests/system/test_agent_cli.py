@@ -47,6 +47,10 @@ def test_agent_config_check(tmp_path: Path) -> None:
                 '[fabric]\ninfra_address = "192.0.2.1"\nports = [1]\n'
                 '[[fabric.underlay]]\nprefix = "192.0.2.0/24"\nport = 1\n'
                 'src_mac = "02:00:00:00:00:01"\ndst_mac = "02:00:00:00:00:fe"\n'
+                '[xmpp]\ndomain = "tor.test"\ncertfile = "tor.pem"\nkeyfile = "tor.key"\n'
+                'cafile = "ca.pem"\n'
+                '[[route_servers]]\njid = "02aa00000001@rs.test"\nhost = "rs.test"\n'
+                'certfile = "fwd.pem"\nkeyfile = "fwd.key"\ncafile = "ca.pem"\n'
             )
             return path
 
