@@ -11,8 +11,14 @@ client load), for Prosody:
   process), the server's RSS with all of them up, and a ping round over all
   of them (each session answered, none dropped);
 * ``pings``: K sessions each pipelining R XEP-0199 pings; iqs per second;
-* ``routes`` (esxmpp only; Prosody does not speak the dialect): K sessions each
-  pipelining R (publish + associate) pairs; routes per second.
+* ``publishes``: K sessions each pipelining R XEP-0060 publishes of distinct
+  §6 route entries, byte for byte the same stanzas to both servers (no
+  ``to``: the publisher's own service; on Prosody that is its PEP service,
+  mod_pep, which creates each node on first publish and keeps nodes and items
+  in memory here, ``default_storage = "memory"``, as esxmpp does); publishes
+  per second;
+* ``routes`` (esxmpp only; Prosody has no collections to associate to): K
+  sessions each pipelining R (publish + associate) pairs; routes per second.
 
     .venv/bin/python bench/xmpp_load.py [--sessions 10000] [--publishers 50] \
         [--routes-per-session 200] [--reference prosody|none] [--out bench/results]
@@ -25,6 +31,15 @@ all answering a ping round; 22,000 pipelined iqs/s; 2,600 routes/s (publish +
 associate) from 50 publishers. Prosody 0.12 (epoll) under the same load: 68 s,
 46 KiB per session, 2,800 pipelined iqs/s. Ratios esxmpp/Prosody: session
 setup 0.74, memory per session 1.54, pipelined iq rate 7.8.
+
+Publish comparison, 2026-12-01, same box (load average above 4 from the
+background build, so single runs vary by 2-3x), small scale: ``--sessions 200
+--publishers 10 --routes-per-session 100`` (1,000 publishes, each a new node),
+Prosody 0.12.3 (Debian 12). Two runs: esxmpp 2,280 and 858 publishes/s,
+Prosody 43 and 51 publishes/s; ratio esxmpp/Prosody 53 and 17. One Prosody
+session alone publishing 100 new nodes reached about 150/s (about 500/s when
+republishing to one node): its PEP node creation is what costs. Not yet run at
+10,000 sessions.
 """
 
 from __future__ import annotations
@@ -179,6 +194,53 @@ async def publisher(port: int, ctx: ssl.SSLContext, i: int, routes: int) -> RawC
     return raw
 
 
+def publish_stanzas(me: bytes, j: int, per: int, tag: str) -> list[tuple[str, bytes]]:
+    """``per`` XEP-0060 publishes of distinct §6 route entries for system ``me``:
+    (node, stanza) pairs, iq ids ``<tag><n>``."""
+    out = []
+    for r in range(per):
+        prefix = ipaddress.ip_network(f"{ipaddress.IPv4Address(0x0A000000 + j * 65536 + r)}/32")
+        node = d.item_node_name(me, prefix)
+        entry = d.RouteEntry(prefix, ipaddress.ip_address("192.0.2.1"), 16 + r, 1)
+        out.append((node, d.to_bytes(d.build_request(d.Publish(node, entry), f"{tag}{r}"))))
+    return out
+
+
+async def bench_publishes(
+    port: int, ctx: ssl.SSLContext, k: int, per: int, base: int
+) -> dict[str, object]:
+    """K sessions each pipelining R publishes, the same bytes to every server.
+
+    A publish without ``to`` goes to the publisher's own service: esxmpp's
+    dialect, and on Prosody the account's PEP service (XEP-0163), which
+    creates the node on first publish; each publish here creates a new node.
+    """
+    clients = [await login(port, ctx, base + i, asyncio.Semaphore(1)) for i in range(k)]
+
+    async def run(j: int, raw: RawClient) -> None:
+        pubs = publish_stanzas(bytes.fromhex(sid(base + j)), j, per, "u")
+        await raw.send(b"".join(stanza for _node, stanza in pubs))
+        got: set[str] = set()
+        for _ in range(per):
+            el = await raw.element(60)
+            assert el.get("type") == "result", d.serialize(el)
+            got.add(el.get("id", ""))
+        assert got == {f"u{r}" for r in range(per)}
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(run(j, c) for j, c in enumerate(clients)))
+    dt = time.perf_counter() - t0
+    for c in clients:
+        c.close()
+    n = k * per
+    return {
+        "publishers": k,
+        "publishes": n,
+        "seconds": round(dt, 3),
+        "publishes_per_second": round(n / dt, 1),
+    }
+
+
 async def bench_routes(
     port: int, ctx: ssl.SSLContext, k: int, per: int, base: int
 ) -> dict[str, object]:
@@ -187,11 +249,8 @@ async def bench_routes(
     async def run(j: int, raw: RawClient) -> None:
         me = bytes.fromhex(sid(base + j))
         out = []
-        for r in range(per):
-            prefix = ipaddress.ip_network(f"{ipaddress.IPv4Address(0x0A000000 + j * 65536 + r)}/32")
-            node = d.item_node_name(me, prefix)
-            entry = d.RouteEntry(prefix, ipaddress.ip_address("192.0.2.1"), 16 + r, 1)
-            out.append(d.to_bytes(d.build_request(d.Publish(node, entry), f"p{r}")))
+        for r, (node, pub) in enumerate(publish_stanzas(me, j, per, "p")):
+            out.append(pub)
             out.append(d.to_bytes(d.build_request(d.Associate("vpn-bench", node), f"a{r}")))
         await raw.send(b"".join(out))
         for _ in range(2 * per):
@@ -285,11 +344,14 @@ s2s_ports = {{}}
 component_ports = {{}}
 http_ports = {{}}
 https_ports = {{}}
-modules_enabled = {{ "roster"; "saslauth"; "tls"; "disco"; "ping"; "posix"; }}
+modules_enabled = {{ "roster"; "saslauth"; "tls"; "disco"; "ping"; "pep"; "posix"; }}
 modules_disabled = {{ "s2s"; "offline"; "c2s_limits"; "limits"; }}
 c2s_require_encryption = true
 authentication = "internal_plain"
-storage = "internal"
+-- accounts from the files written above; everything else (PEP nodes and items)
+-- in memory, as esxmpp keeps its state
+default_storage = "memory"
+storage = {{ accounts = "internal"; }}
 VirtualHost "{DOMAIN}"
   ssl = {{ certificate = "{self.tmp}/server-{DOMAIN}.pem";
           key = "{self.tmp}/server-{DOMAIN}.key"; }}
@@ -323,6 +385,13 @@ async def measure(
             "pings": await bench_pings(
                 target.port, ctx, args.publishers, args.routes_per_session * 2, args.sessions
             ),
+            "publishes": await bench_publishes(
+                target.port,
+                ctx,
+                args.publishers,
+                args.routes_per_session,
+                args.sessions + args.publishers,
+            ),
         }
         if routes:
             out["routes"] = await bench_routes(
@@ -330,7 +399,7 @@ async def measure(
                 ctx,
                 args.publishers,
                 args.routes_per_session,
-                args.sessions + args.publishers,
+                args.sessions + 2 * args.publishers,
             )
         return out
     finally:
@@ -344,7 +413,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, object]:
     pki = make_pki(tmp)
     pki.server(DOMAIN)
     ctx = ssl.create_default_context(cafile=str(pki.cafile))
-    users = args.sessions + 2 * args.publishers
+    users = args.sessions + 3 * args.publishers
     ours = await measure(Ours(tmp, users), ctx, args, routes=True)
     result: dict[str, object] = {
         "bench": "xmpp_load",
@@ -367,6 +436,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, object]:
             "kib_per_session": ratio("sessions", "kib_per_session"),
             "pings_per_second_all_sessions": ratio("sessions", "pings_per_second"),
             "pipelined_iqs_per_second": ratio("pings", "iqs_per_second"),
+            "publishes_per_second": ratio("publishes", "publishes_per_second"),
         }
     elif args.reference == "prosody":
         result["prosody"] = "not installed (apt-get install prosody)"
