@@ -475,7 +475,7 @@ class ExaBgp:
         self._connected = asyncio.Event()
         self.exited = asyncio.Event()  # set when the ExaBGP child is gone
         self._stopping = False
-        self._acks: deque[asyncio.Future[None]] = deque()
+        self._acks: deque[tuple[asyncio.Future[None], str]] = deque()  # (future, command)
         self._tasks: list[asyncio.Task[None]] = []
         self._opens = PeerOpen({})
         self.commands_sent = 0
@@ -572,9 +572,23 @@ class ExaBgp:
 
     def _fail_acks(self, err: Exception) -> None:
         while self._acks:
-            fut = self._acks.popleft()
-            if not fut.done():
-                fut.set_exception(err)
+            fut, text = self._acks.popleft()
+            self._resolve(fut, text, err)
+
+    def _resolve(self, fut: asyncio.Future[None], text: str, err: Exception | None) -> None:
+        """Complete one command's future, counting (and logging) a failure at once."""
+        if isinstance(err, ChannelLost):
+            self.commands_lost += 1
+            log.info("bgp command not acknowledged (%s): %s", err, text)
+        elif err is not None:
+            self.commands_failed += 1
+            log.error("bgp command failed (%s): %s", err, text)
+        if fut.done():  # cancelled by its awaiter
+            return
+        if err is None:
+            fut.set_result(None)
+        else:
+            fut.set_exception(err)
 
     def _line(self, line: str) -> None:
         if not line:
@@ -584,12 +598,10 @@ class ExaBgp:
                 self.unexpected_acks += 1
                 log.warning("exabgp: unexpected acknowledgement %r", line)
                 return
-            fut = self._acks.popleft()
-            if not fut.done():
-                if line == "done":
-                    fut.set_result(None)
-                else:
-                    fut.set_exception(CommandError("ExaBGP refused the command"))
+            fut, text = self._acks.popleft()
+            self._resolve(
+                fut, text, None if line == "done" else CommandError("ExaBGP refused the command")
+            )
             return
         self.messages_in += 1
         log.debug("exabgp json: %s", line)
@@ -617,25 +629,12 @@ class ExaBgp:
         """
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         if self._writer is None or self._writer.is_closing():
-            fut.set_exception(ChannelLost("ExaBGP API channel not connected"))
-            self._acked(fut, text)
+            self._resolve(fut, text, ChannelLost("ExaBGP API channel not connected"))
             return fut
-        self._acks.append(fut)
+        self._acks.append((fut, text))
         self._writer.write(text.encode() + b"\n")
         self.commands_sent += 1
-        fut.add_done_callback(lambda f: self._acked(f, text))
         return fut
-
-    def _acked(self, fut: asyncio.Future[None], text: str) -> None:
-        if fut.cancelled():
-            return
-        err = fut.exception()
-        if isinstance(err, ChannelLost):
-            self.commands_lost += 1
-            log.info("bgp command not acknowledged (%s): %s", err, text)
-        elif err is not None:
-            self.commands_failed += 1
-            log.error("bgp command failed (%s): %s", err, text)
 
     def send(self, out: Output) -> asyncio.Future[None]:
         """:meth:`submit` the command carrying out one BGP-side RIB output."""

@@ -145,6 +145,8 @@ class RouteServer:
         self._bgp_out: deque[BgpOutput] = deque()
         self._bgp_ready = asyncio.Event()
         self._inflight: set[asyncio.Future[None]] = set()
+        self._bgp_idle = asyncio.Event()  # nothing queued, nothing awaiting an answer
+        self._bgp_idle.set()
         self.counters: dict[str, int] = {
             "xmpp_requests": 0,
             "xmpp_refused": 0,
@@ -188,16 +190,8 @@ class RouteServer:
 
     async def flush(self, timeout: float = 10.0) -> None:
         """Wait (at most ``timeout``) until every queued BGP output has been answered."""
-        deadline = asyncio.get_running_loop().time() + timeout
-        while self._bgp_out or self._inflight:
-            left = deadline - asyncio.get_running_loop().time()
-            if left <= 0:
-                return
-            if self._inflight:
-                await asyncio.wait(set(self._inflight), timeout=left)
-            else:
-                self._bgp_ready.set()
-                await asyncio.sleep(0)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._bgp_idle.wait(), timeout)
 
     async def stop(self) -> None:
         if self._sender is not None and not self._sender.done():
@@ -238,6 +232,8 @@ class RouteServer:
             # the RIB's adj-RIB-out is the truth: what was queued for the old
             # speaker is in it (or was withdrawn from it) already
             self._bgp_out.clear()
+            if not self._inflight:
+                self._bgp_idle.set()
             self._queue(self.rib.replay())
             log.info("ExaBGP restarted; advertisements replayed")
 
@@ -280,6 +276,7 @@ class RouteServer:
             if isinstance(out, BgpAnnounce | BgpWithdraw | RtcAnnounce | RtcWithdraw):
                 self._bgp_out.append(out)
         if self._bgp_out:
+            self._bgp_idle.clear()
             self._bgp_ready.set()
 
     async def _send_loop(self) -> None:
@@ -306,6 +303,8 @@ class RouteServer:
     def _answered(self, out: BgpOutput, fut: asyncio.Future[None]) -> None:
         """One command answered: a refusal is reconciled in the RIB (and retried)."""
         self._inflight.discard(fut)
+        if not self._inflight and not self._bgp_out:
+            self._bgp_idle.set()
         if fut.cancelled():
             return
         err = fut.exception()
