@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import tomllib
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -66,8 +68,12 @@ cafile = "{certs.pki.cafile}"
             await b.subscribe("blue", 10)  # same VLAN on another system is fine
             await a.close()
             await b.close()
+
+            def expired_for(sid: bytes) -> Callable[[tuple[Any, ...]], bool]:
+                return lambda e: e[0] == "expired" and e[1] == sid
+
             expired = [
-                await rec.wait_for(lambda e, sid=sid: e[0] == "expired" and e[1] == sid)
+                await rec.wait_for(expired_for(sid))
                 for sid in (bytes.fromhex("01020304abcd"), bytes.fromhex("0a0b0c0d0e0f"))
             ]
             assert [e[2] for e in expired] == [(d.Unsubscribe("blue"),), (d.Unsubscribe("blue"),)]

@@ -202,7 +202,12 @@ def test_hostile_streams_leave_server_and_sessions_intact(
 
 def random_pubsub(rng: random.Random, i: int) -> bytes:
     """Well-formed iqs with random pubsub content: each must get exactly one answer."""
-    req = rng.choice([d.Subscribe("vpn1", 100), d.Publish(NODE, ENTRY), d.Associate("vpn1", NODE)])
+    choices: list[d.Request] = [
+        d.Subscribe("vpn1", 100),
+        d.Publish(NODE, ENTRY),
+        d.Associate("vpn1", NODE),
+    ]
+    req = rng.choice(choices)
     el = d.build_request(req, "x")
     el.set("id", f"f{i}")
     nodes = list(el.iter())
