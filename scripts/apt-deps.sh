@@ -2,12 +2,13 @@
 # Install the Debian packages the test suite needs, only when missing.
 # `apt-deps.sh bench` also installs the reference daemons benchmarks run
 # side by side (Prosody).
-# Real peers: gobgpd (BGP VPNv4/v6 + RTC), XMPP clients from other projects,
+# Real peers: gobgpd (BGP VPNv4/v6 + RTC), frr (bgpd as an L3VPN PE), XMPP clients from other projects,
 # iproute2 for veth/netns packet ports.
 set -euo pipefail
 need=()
 have() { command -v "$1" >/dev/null 2>&1; }
 have gobgpd || need+=(gobgpd)
+[ -x /usr/lib/frr/bgpd ] || need+=(frr)
 have go-sendxmpp || need+=(go-sendxmpp)
 have sendxmpp || need+=(sendxmpp)
 have ip || need+=(iproute2)

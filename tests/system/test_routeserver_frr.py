@@ -27,11 +27,8 @@ from routeserver.server import RouteServer
 from tests.system.test_routeserver_gobgp import ASN, F1, RS1, Forwarder, entry, poll, rs_config, run
 
 BGPD = "/usr/lib/frr/bgpd"
-# Debian package frr; scripts/apt-deps.sh does not install it yet, so skip (loudly) without it
-pytestmark = pytest.mark.skipif(
-    not (Path(BGPD).exists() and shutil.which("vtysh")),
-    reason="FRR not installed: apt-get install frr (not yet in scripts/apt-deps.sh)",
-)
+# Debian package frr, installed by scripts/apt-deps.sh; no skip when missing.
+assert Path(BGPD).exists() and shutil.which("vtysh"), "install frr: scripts/apt-deps.sh"
 
 FRR = "127.0.6.5"
 FRR_PORT = 17911
