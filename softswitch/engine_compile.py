@@ -42,7 +42,7 @@ from softswitch.engine import (
     _trunc_div,
     _trunc_mod,
 )
-from softswitch.engine_gen import SourceGen, generate_pipeline
+from softswitch.engine_gen import ArgLits, SourceGen, generate_pipeline
 
 if TYPE_CHECKING:
     from softswitch.engine import SoftEngine
@@ -118,6 +118,8 @@ class _Compiler:
         self.action_parts: dict[int, tuple[list[Any], list[Prim]]] = {}
         self.conds: dict[str, Mapping[str, Any]] = {}
         self.table_hm: dict[str, tuple[_Table, list[Any]]] = {}
+        self.table_keys: dict[str, list[tuple[int, int]]] = {}  # (slot, mask) per key
+        self.table_meter: dict[str, tuple[_Meters, Setter]] = {}
 
     # ------------------------------------------------------------- layout
     def _new_slot(self, width: int, signed: bool = False, init: int = 0) -> int:
@@ -1242,23 +1244,43 @@ class _Compiler:
                 init,
                 self.conds,
                 self.table_hm,
-                self._keyless_body,
+                self._table_code,
                 self.has_exit,
                 f"{pname} pipeline",
                 pname[0],
             )
             setattr(self.e, attr, first)
 
-    def _keyless_body(self, t: _Table) -> list[str] | None:
-        """Statements of a keyless table's const default action, its action
-        data inlined (None: the action has jumps; call the table)."""
-        act, args = t.json_default
-        if act < 0:
-            return []
-        parts = self.action_parts.get(act)
-        if parts is None:
-            return None
-        return self.gen.action_body(parts[0], parts[1], (args, self.gen.const(args, "args")))
+    def _table_code(self, t: _Table, hm: list[Any]) -> tuple[list[str], list[Any]] | None:
+        runs = [a.run for a in self.e._actions]
+
+        def body(act: int, ar: ArgLits) -> list[str] | None:
+            parts = self.action_parts.get(act)
+            return None if parts is None else self.gen.action_body(parts[0], parts[1], ar)
+
+        resolve = None
+        prof = t.profile
+        if prof is not None:
+
+            def resolve(phv: PHV, e: Any) -> Any:  # hit's member choice; None: miss
+                tgt = e.target
+                if hasattr(tgt, "member_id"):
+                    return prof.members[tgt.member_id]
+                grp = prof.groups.get(tgt.group_id)
+                if not grp or prof.selector is None:
+                    return None
+                return prof.members[grp[prof.selector(phv) % len(grp)]]
+
+        return self.gen.table(
+            t,
+            hm,
+            self.table_keys.get(t.name, []),
+            runs,
+            body,
+            self.table_meter.get(t.name),
+            resolve,
+            self.s.ingress_length,
+        )
 
     def _profile(self, ap: Mapping[str, Any]) -> None:
         sel = ap.get("selector")
@@ -1309,6 +1331,7 @@ class _Compiler:
             t.kinds.append(mt)
             t.widths.append(w)
             getters.append(_getter(slot, m))
+            self.table_keys.setdefault(t.name, []).append((slot, m))
         if not keys:
             t.mode = "keyless"
             return
@@ -1371,6 +1394,7 @@ class _Compiler:
             mj = next(m for m in self.j["meter_arrays"] if m["name"] == meter_name)
             rt = mj["result_target"]
             mstore = self.setter({"type": "field", "value": rt})
+            self.table_meter[t.name] = (meter, mstore)
         de = tj.get("default_entry")
         if de is not None:
             aidx = self.action_by_id[de["action_id"]]

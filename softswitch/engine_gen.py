@@ -38,8 +38,17 @@ _CMP = {"==", "!=", ">", "<", ">=", "<="}
 _HELPERS = {"/": "_trunc_div", "%": "_trunc_mod", "two_comp_mod": "_signed"}
 _NOOPS = {"no_op", "log_msg", "assert", "assume"}
 
-#: Literal action data of an inlined action body: (values, env name of the tuple).
-ArgLits = tuple[tuple[int, ...], str] | None
+
+class ArgLits:
+    """Where generated code finds action data: the variable (or global)
+    ``name`` holding the tuple, and its values when known at load."""
+
+    def __init__(self, name: str, vals: tuple[int, ...] | None = None) -> None:
+        self.name = name
+        self.vals = vals
+
+
+_ACTION_ARGS = ArgLits("a")
 
 #: Deepest indentation of generated pipeline code (Python allows 100 levels).
 _MAX_DEPTH = 40
@@ -75,14 +84,13 @@ class SourceGen:
 
     # ---------------------------------------------------------- expressions
     def _fallback(self, j: Any, ar: ArgLits) -> str:
-        fn = self.const(self.c.expr(j), "x")
-        return f"{fn}(phv, {ar[1] if ar else 'a'})"
+        return f"{self.const(self.c.expr(j), 'x')}(phv, {ar.name})"
 
     def _arg(self, i: int, ar: ArgLits) -> str:
-        if ar is None:
-            return f"a[{i}]"
-        vals, name = ar
-        return f"({vals[i]})" if 0 <= i < len(vals) else f"{name}[{i}]"
+        vals = ar.vals
+        if vals is not None and 0 <= i < len(vals):
+            return f"({vals[i]})"
+        return f"{ar.name}[{i}]"
 
     def lit(self, j: Any, ar: ArgLits) -> int | None:
         """The value of a constant operand (literal, or inlined action data)."""
@@ -91,19 +99,19 @@ class SourceGen:
             return _hexint(j["value"])
         if t == "bool":
             return int(bool(j["value"]))
-        if t in ("local", "runtime_data") and ar is not None:
+        if t in ("local", "runtime_data") and ar.vals is not None:
             i = int(j["value"])
-            if 0 <= i < len(ar[0]):
-                return ar[0][i]
+            if 0 <= i < len(ar.vals):
+                return ar.vals[i]
         if t == "expression" and "op" not in j["value"]:
             return self.lit(j["value"], ar)
         return None
 
-    def value(self, j: Any, ar: ArgLits = None) -> str:
+    def value(self, j: Any, ar: ArgLits = _ACTION_ARGS) -> str:
         """A Python expression with the closure's int value (always a primary)."""
         return self._src(j, ar, False)
 
-    def truth(self, j: Any, ar: ArgLits = None) -> str:
+    def truth(self, j: Any, ar: ArgLits = _ACTION_ARGS) -> str:
         """A Python expression true exactly when the closure's value is nonzero."""
         return self._src(j, ar, True)
 
@@ -203,7 +211,7 @@ class SourceGen:
         ps = p.get("parameters", [])
         s = c.s
         hs = c.e._headers
-        fallback = [f"{self.const(closure, 'p')}(phv, {ar[1] if ar else 'a'})"]
+        fallback = [f"{self.const(closure, 'p')}(phv, {ar.name})"]
         if op in _NOOPS:
             return []
         if op in ("assign", "modify_field") and ps[0]["type"] == "header":
@@ -287,10 +295,131 @@ class SourceGen:
     def action(
         self, name: str, prims: Sequence[Mapping[str, Any]], closures: Sequence[Prim]
     ) -> Prim:
-        body = self.action_body(prims, closures, None) or ["pass"]
+        body = self.action_body(prims, closures, _ACTION_ARGS) or ["pass"]
         src = "def action(phv, a):\n" + "".join(f"    {x}\n" for x in body)
         fn: Prim = self.compile(src, "action", f"action {name}")
         return fn
+
+    # --------------------------------------------------------------- tables
+    def table(
+        self,
+        t: _Table,
+        hm: Sequence[Any],
+        keys: Sequence[tuple[int, int]],
+        runs: Sequence[Prim],
+        body: Callable[[int, ArgLits], list[str] | None],
+        meter: tuple[Any, Any] | None,
+        resolve: Callable[[Any, Any], Any] | None,
+        il: int,
+    ) -> tuple[list[str], list[Any]] | None:
+        """Statements applying an exact, lpm or keyless table as the
+        engine_compile apply closure does, and the next-node closures they
+        may lead to; with more than one, ``_s`` is left holding the index of
+        the one taken. None: call the closure instead.
+
+        ``hm``: [hit, miss, base default] next closures; ``keys``: (slot,
+        mask) per key field; ``body``: an action's statements for the given
+        action data (None: call it); ``meter``: (direct meter, result store);
+        ``resolve``: action profile member of an entry (None: group miss).
+        """
+        if t.mode not in ("exact", "lpm", "keyless"):
+            return None
+        nba = t.next_by_action
+        use_hm = t.use_hit_miss
+        keyless = t.mode == "keyless"
+        by_action = [*(nba[i] for i in sorted(t.action_ids)), hm[2]]
+        if t.default_const:
+            dact = t.default_action
+            miss_next = [hm[1] if use_hm else (nba[dact] if dact >= 0 else hm[2])]
+        else:
+            miss_next = [hm[1]] if use_hm else by_action
+        hit_next = [] if keyless else ([hm[0]] if use_hm else by_action)
+        succ: list[Any] = []
+        for o in hit_next + miss_next:
+            if not any(o is x for x in succ):
+                succ.append(o)
+        multi = len(succ) > 1
+
+        def sidx(o: Any) -> int:
+            return next(i for i, x in enumerate(succ) if x is o)
+
+        def set_s(x: str | int) -> list[str]:
+            return [f"_s = {x}"] if multi else []
+
+        def by_act() -> str:  # _s for the action index in _x (-1: base default)
+            return f"{self.const([sidx(o) for o in nba] + [sidx(hm[2])], 'sidx')}[_x]"
+
+        tn = self.const(t, "T")
+        rn = self.const(runs, "runs")
+
+        def run(act: int, ar: ArgLits) -> list[str]:
+            b = body(act, ar)
+            return b if b is not None else [f"{rn}[{act}](phv, {ar.name})"]
+
+        def indent(lines: list[str]) -> list[str]:
+            return ["    " + x for x in lines] or ["    pass"]
+
+        if t.default_const:
+            dargs = t.default_args
+            miss = run(dact, ArgLits(self.const(dargs, "args"), dargs)) if dact >= 0 else []
+            miss += set_s(sidx(miss_next[0]))
+        else:
+            miss = [
+                f"_x = {tn}.default_action",
+                "if _x >= 0:",
+                f"    {rn}[_x](phv, {tn}.default_args)",
+                *set_s(sidx(hm[1]) if use_hm else by_act()),
+            ]
+        if keyless:
+            return miss, succ
+        if t.mode == "exact":
+            parts = [f"(phv[{sl}] & {m})" for sl, m in keys]
+            key = parts[0] if len(parts) == 1 else "(" + ", ".join(parts) + ")"
+            lookup = [f"_e = {self.const(t.exact, 'exact')}.get({key})"]
+        else:
+            pos = t.kinds.index("lpm")
+            w = t.widths[pos]
+            full = (1 << w) - 1
+            pm = self.const([full ^ ((1 << (w - n)) - 1) for n in range(w + 1)], "plen")
+            lookup = [f"_k{i} = phv[{sl}] & {m}" for i, (sl, m) in enumerate(keys)]
+            parts = [f"_k{i} & {pm}[_p]" if i == pos else f"_k{i}" for i in range(len(keys))]
+            tup = "(" + ", ".join(parts) + ("," if len(parts) == 1 else "") + ")"
+            lookup += [
+                "_e = None",
+                f"for _p in {tn}.lpm_lens:",
+                f"    _e = {self.const(t.lpm, 'lpm')}[_p].get({tup})",
+                "    if _e is not None:",
+                "        break",
+            ]
+        hit: list[str] = []
+        if t.direct_counter is not None:
+            hit += ["_e.packets += 1", f"_e.bytes += phv[{il}]"]
+        if meter is not None:
+            mstore, mname = self.const(meter[1], "mstore"), self.const(meter[0], "meter")
+            hit.append(f"{mstore}(phv, (), {mname}.execute(_e.handle, phv[{il}]))")
+        hit += ["_x = _e.action", "_a = _e.args"]
+        dispatch: list[str] = []
+        dyn = ArgLits("_a")
+        for k, act in enumerate(sorted(t.action_ids)):
+            dispatch.append(f"{'if' if k == 0 else 'elif'} _x == {act}:")
+            dispatch += indent(run(act, dyn) + set_s(sidx(hm[0] if use_hm else nba[act])))
+        other = [f"{rn}[_x](phv, _a)", *set_s(sidx(hm[0]) if use_hm else by_act())]
+        dispatch += ["else:", *indent(other)] if dispatch else other
+        if t.profile is not None and resolve is not None:
+            hit += [
+                "if _x < 0:",
+                f"    _m = {self.const(resolve, 'resolve')}(phv, _e)",
+                "    if _m is not None:",
+                "        _x = _m.action",
+                "        _a = _m.args",
+                "if _x < 0:",
+                *indent(miss),
+                "else:",
+                *indent(dispatch),
+            ]
+        else:
+            hit += dispatch
+        return [*lookup, "if _e is None:", *indent(miss), "else:", *indent(hit)], succ
 
 
 _END = None  # the end of a pipeline, as a node name
@@ -306,7 +435,7 @@ class _Node:
         self.table: _Table | None = None
         self.inline: list[str] | None = None  # table: statements instead of calling fn
         self.succ: list[str | None] = []  # successor names, in branch order
-        self.succ_fn: list[Any] = []  # tables: the closures fn returns for them
+        self.succ_fn: list[Any] = []  # tables: the next-node closures for them
 
 
 def generate_pipeline(
@@ -315,7 +444,7 @@ def generate_pipeline(
     init: str,
     conds: Mapping[str, Mapping[str, Any]],
     tables: Mapping[str, tuple[_Table, list[Any]]],
-    keyless_body: Callable[[_Table], list[str] | None],
+    table_code: Callable[[_Table, list[Any]], tuple[list[str], list[Any]] | None],
     check_exit: bool,
     where: str,
     prefix: str,
@@ -323,8 +452,8 @@ def generate_pipeline(
     """One generated function per pipeline root, the init node's returned.
 
     ``tables`` maps a table node to its _Table and [hit, miss, base default]
-    next closures; ``keyless_body`` gives the statements of a keyless table
-    whose default action is const (None: call the table closure).
+    next closures; ``table_code`` gives a table's statements and successors
+    (SourceGen.table), None to call its closure.
     """
     name_of = {id(fn): n for n, fn in nodes.items()}
     graph: dict[str, _Node] = {}
@@ -347,11 +476,9 @@ def generate_pipeline(
             outs = [hm[0], hm[1]]
         else:
             outs = [nba[i] for i in sorted(t.action_ids)] + [hm[2]]
-        if t.mode == "keyless" and t.default_const:
-            g.inline = keyless_body(t)
-            act = t.default_action
-            if g.inline is not None:
-                outs = [hm[1] if t.use_hit_miss else (nba[act] if act >= 0 else hm[2])]
+        code = table_code(t, hm)
+        if code is not None:
+            g.inline, outs = code
         for o in outs:
             if not any(o is x for x in g.succ_fn):
                 g.succ_fn.append(o)
@@ -443,12 +570,21 @@ def generate_pipeline(
             if len(g.succ) == 1:
                 x = g.succ[0]
                 continue
+            last = len(g.succ) - 1
             for k, (s, o) in enumerate(zip(g.succ, g.succ_fn, strict=True)):
-                test = "_n is None" if o is None else f"_n is {gen.const(o, 'o')}"
+                if g.inline is not None:  # _s is the index of the successor
+                    test = f"_s == {k}"
+                    if k == last:
+                        out.append(f"{ind}else:")
+                        emit(s, j, depth + 1, out, seen)
+                        break
+                else:
+                    test = "_n is None" if o is None else f"_n is {gen.const(o, 'o')}"
                 out.append(f"{ind}{'if' if k == 0 else 'elif'} {test}:")
                 emit(s, j, depth + 1, out, seen)
-            out.append(f"{ind}else:")
-            out.append(f"{ind}    return _n")
+            if g.inline is None:
+                out.append(f"{ind}else:")
+                out.append(f"{ind}    return _n")
             x = j
         if len(out) == start:
             out.append(f"{ind}pass")
