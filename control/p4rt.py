@@ -53,6 +53,8 @@ from google.protobuf import text_format
 from google.rpc import code_pb2, status_pb2
 from p4.config.v1 import p4info_pb2
 from p4.v1 import p4runtime_pb2, p4runtime_pb2_grpc
+from p4runtime_sh import bytes_utils
+from p4runtime_sh.context import Context, P4Type
 
 log = logging.getLogger(__name__)
 
@@ -284,7 +286,17 @@ class TlsOptions:
 
 
 def encode_int(value: int, bitwidth: int) -> bytes:
-    """P4Runtime canonical byte string: big-endian, no leading zero bytes."""
+    """P4Runtime canonical byte string: big-endian, no leading zero bytes
+    (p4runtime-shell's bytes_utils canonicalization; WireEncoder has its own
+    fast copy, checked against this by tests/unit/test_ctl_p4rt.py)."""
+    if value < 0 or (bitwidth and value >= 1 << bitwidth):
+        raise ValueError(f"value {value} does not fit in {bitwidth} bits")
+    raw = value.to_bytes(max(1, (max(bitwidth, value.bit_length()) + 7) // 8), "big")
+    return bytes(bytes_utils.to_canonical_bytes(raw))
+
+
+def _encode_int(value: int, bitwidth: int) -> bytes:
+    """encode_int for the hot path (no library round trip)."""
     if value < 0 or (bitwidth and value >= 1 << bitwidth):
         raise ValueError(f"value {value} does not fit in {bitwidth} bits")
     return value.to_bytes(max(1, (value.bit_length() + 7) // 8), "big")
@@ -303,57 +315,62 @@ class _Obj:
     fields_by_id: Mapping[int, tuple[str, int, int]]
 
 
+# our kinds -> p4runtime-shell's P4Info object types
+_KINDS: dict[str, tuple[P4Type, ...]] = {
+    "table": (P4Type.table,),
+    "action": (P4Type.action,),
+    "profile": (P4Type.action_profile,),
+    "counter": (P4Type.counter, P4Type.direct_counter),
+    "packet": (P4Type.controller_packet_metadata,),
+}
+
+
 class P4Info:
-    """Name <-> id lookups over a P4Info (full names and aliases)."""
+    """Name <-> id lookups over a P4Info (full names, unique dotted suffixes
+    such as ``vif`` for ``SwitchIngress.pipe.classifier.vif``, and aliases).
+
+    Names are resolved by p4runtime-shell's ``Context`` (the same rules as
+    its CLI); each resolved object is kept as an ``_Obj`` (ids and widths of
+    its fields) for the encoders.
+    """
 
     def __init__(self, info: p4info_pb2.P4Info) -> None:
         self.proto = info
-        self._by_kind: dict[str, dict[str, _Obj]] = {}
+        self.ctx = Context()
+        self.ctx.set_p4info(info)
+        self._objs: dict[tuple[str, str], _Obj] = {}  # (kind, any name) -> object
         self._by_id: dict[int, _Obj] = {}
-        self._suffixes: dict[str, dict[str, set[str]]] = {}
-        for t in info.tables:
-            self._add(
-                "table",
-                t.preamble,
-                {f.name: (f.id, f.bitwidth, f.match_type) for f in t.match_fields},
-            )
-        for a in info.actions:
-            self._add("action", a.preamble, {p.name: (p.id, p.bitwidth, 0) for p in a.params})
-        for ap in info.action_profiles:
-            self._add("profile", ap.preamble, {})
-        for c in info.counters:
-            self._add("counter", c.preamble, {})
-        for dc in info.direct_counters:
-            self._add("counter", dc.preamble, {})
-        for cpm in info.controller_packet_metadata:
-            self._add("packet", cpm.preamble, {m.name: (m.id, m.bitwidth, 0) for m in cpm.metadata})
-        self._index_suffixes()
+        # aliases that are not also a unique suffix (e.g. set by @name)
+        self._aliases: dict[tuple[str, str], tuple[P4Type, str]] = {}
+        for kind, types in _KINDS.items():
+            for t in types:
+                for full, obj in self.ctx.get_objs(t):
+                    alias = obj.preamble.alias
+                    if alias and self.ctx.get_obj(t, alias) is None:
+                        self._aliases.setdefault((kind, alias), (t, full))
 
-    def _add(self, kind: str, pre: Any, fields: dict[str, tuple[int, int, int]]) -> None:
-        obj = _Obj(
-            pre.id,
-            pre.name,
+    @staticmethod
+    def _make(obj: Any) -> _Obj:
+        kind = obj.DESCRIPTOR.name
+        fields: dict[str, tuple[int, int, int]] = {}
+        if kind == "Table":
+            fields = {f.name: (f.id, f.bitwidth, f.match_type) for f in obj.match_fields}
+        elif kind == "Action":
+            fields = {p.name: (p.id, p.bitwidth, 0) for p in obj.params}
+        elif kind == "ControllerPacketMetadata":
+            fields = {m.name: (m.id, m.bitwidth, 0) for m in obj.metadata}
+        return _Obj(
+            obj.preamble.id,
+            obj.preamble.name,
             fields,
             {fid: (name, bw, mt) for name, (fid, bw, mt) in fields.items()},
         )
-        d = self._by_kind.setdefault(kind, {})
-        d[pre.name] = obj
-        if pre.alias and pre.alias not in d:
-            d[pre.alias] = obj
-        self._by_id[pre.id] = obj
-        # every dotted suffix that names one object of this kind works too
-        # ("vif" for "SwitchIngress.pipe.classifier.vif")
-        parts = pre.name.split(".")
-        suffixes = self._suffixes.setdefault(kind, {})
-        for i in range(1, len(parts)):
-            suffixes.setdefault(".".join(parts[i:]), set()).add(pre.name)
 
-    def _index_suffixes(self) -> None:
-        for kind, suffixes in self._suffixes.items():
-            d = self._by_kind[kind]
-            for suffix, names in suffixes.items():
-                if len(names) == 1 and suffix not in d:
-                    d[suffix] = d[next(iter(names))]
+    def _intern(self, obj: Any) -> _Obj:
+        o = self._by_id.get(obj.preamble.id)
+        if o is None:
+            o = self._by_id[obj.preamble.id] = self._make(obj)
+        return o
 
     @classmethod
     def load(cls, path: str | Path) -> P4Info:
@@ -367,32 +384,48 @@ class P4Info:
         return cls(info)
 
     def get(self, kind: str, name: str) -> _Obj:
-        try:
-            return self._by_kind.get(kind, {})[name]
-        except KeyError:
-            raise KeyError(f"no {kind} named {name!r} in the P4Info") from None
+        o = self._objs.get((kind, name))
+        if o is not None:
+            return o
+        found = None
+        for t in _KINDS.get(kind, ()):
+            found = self.ctx.get_obj(t, name)
+            if found is not None:
+                break
+        else:
+            alias = self._aliases.get((kind, name))
+            if alias is not None:
+                found = self.ctx.get_obj(*alias)
+        if found is None:
+            raise KeyError(f"no {kind} named {name!r} in the P4Info")
+        o = self._objs[(kind, name)] = self._intern(found)
+        return o
 
     def names(self, kind: str) -> list[str]:
-        return sorted({o.name for o in self._by_kind.get(kind, {}).values()})
+        return sorted(full for t in _KINDS.get(kind, ()) for full, _obj in self.ctx.get_objs(t))
 
     def id(self, kind: str, name: str) -> int:
         return self.get(kind, name).id
 
     def name(self, obj_id: int) -> str:
-        return self._by_id[obj_id].name
+        return self.by_id(obj_id).name
 
     def by_id(self, obj_id: int) -> _Obj:
+        o = self._by_id.get(obj_id)
+        if o is not None:
+            return o
         try:
-            return self._by_id[obj_id]
+            return self._intern(self.ctx.get_obj_by_id(obj_id))
         except KeyError:
             raise KeyError(f"no P4Info object with id {obj_id}") from None
 
     def full_name(self, name: str) -> str:
-        """Full name of a table, action or action profile given by either name."""
+        """Full name of a table, action or action profile given by any of its names."""
         for kind in ("table", "action", "profile"):
-            obj = self._by_kind.get(kind, {}).get(name)
-            if obj is not None:
-                return obj.name
+            try:
+                return self.get(kind, name).name
+            except KeyError:
+                continue
         raise KeyError(f"no table, action or profile named {name!r} in the P4Info")
 
     def canonical(self, ent: Entity) -> Entity:
@@ -652,7 +685,7 @@ class WireEncoder:
             raise ValueError(f"action {name}: params {sorted(params)} != {want}")
         parts = [head]
         for n, phead, bw in fields:
-            parts.append(_ld(4, phead + _ld(3, encode_int(params[n], bw))))
+            parts.append(_ld(4, phead + _ld(3, _encode_int(params[n], bw))))
         return b"".join(parts)
 
     def _table(self, table: str) -> tuple[str, bytes, dict[str, tuple[bytes, int]]]:
@@ -684,17 +717,19 @@ class WireEncoder:
                     raise KeyError(f"table {tname} has no match field {fname!r}")
                 fhead, bw = f
                 if type(m) is Exact:
-                    body = _ld(2, _ld(1, encode_int(m.value, bw)))
+                    body = _ld(2, _ld(1, _encode_int(m.value, bw)))
                 elif isinstance(m, Lpm):
                     if m.prefix_len == 0:
                         continue
-                    body = _ld(4, _ld(1, encode_int(m.value, bw)) + _u(2, m.prefix_len))
+                    body = _ld(4, _ld(1, _encode_int(m.value, bw)) + _u(2, m.prefix_len))
                 elif isinstance(m, Ternary):
-                    body = _ld(3, _ld(1, encode_int(m.value, bw)) + _ld(2, encode_int(m.mask, bw)))
+                    body = _ld(
+                        3, _ld(1, _encode_int(m.value, bw)) + _ld(2, _encode_int(m.mask, bw))
+                    )
                 elif isinstance(m, Range):
-                    body = _ld(6, _ld(1, encode_int(m.low, bw)) + _ld(2, encode_int(m.high, bw)))
+                    body = _ld(6, _ld(1, _encode_int(m.low, bw)) + _ld(2, _encode_int(m.high, bw)))
                 else:
-                    body = _ld(7, _ld(1, encode_int(m.value, bw)))
+                    body = _ld(7, _ld(1, _encode_int(m.value, bw)))
                 out += _ld(2, fhead + body)
             if ent.action is not None:
                 out += _ld(3, _ld(1, self._action(ent.action, ent.params)))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from google.protobuf import text_format
 from p4.config.v1 import p4info_pb2
+from p4runtime_sh.context import P4Type
 
 from control.p4rt import (
     ActionProfileGroup,
@@ -86,6 +87,42 @@ def test_names_and_aliases(info: P4Info) -> None:
         "IngressPipe.acl",
         "IngressPipe.classifier.vif",
         "IngressPipe.routing.ipv4_route",
+    ]
+
+
+def test_names_follow_p4runtime_shell_and_aliases_that_are_no_suffix() -> None:
+    pb = p4info_pb2.P4Info()
+    text_format.Parse(
+        """
+tables { preamble { id: 1 name: "Ingress.a.route" alias: "route" } }
+tables { preamble { id: 2 name: "Ingress.b.route" alias: "b_route" } }
+tables { preamble { id: 4 name: "Ingress.x.acl" alias: "x_acl" } }
+tables { preamble { id: 5 name: "Ingress.y.acl" alias: "y_acl" } }
+actions { preamble { id: 3 name: "Ingress.fwd" alias: "go" } }
+""",
+        pb,
+    )
+    info = P4Info(pb)
+    # p4runtime-shell's Context resolves full names and unique suffixes
+    assert info.ctx.get_obj(P4Type.table, "a.route").preamble.id == 1
+    assert info.id("table", "a.route") == 1
+    assert info.id("table", "Ingress.b.route") == 2
+    # "acl" is the suffix of two tables and nobody's alias: neither
+    assert info.ctx.get_obj(P4Type.table, "acl") is None
+    with pytest.raises(KeyError, match="no table named 'acl'"):
+        info.id("table", "acl")
+    # an alias names its object even where it is no unique suffix
+    assert info.id("table", "route") == 1
+    assert info.id("table", "b_route") == 2
+    assert info.full_name("go") == "Ingress.fwd"
+    assert info.name(3) == "Ingress.fwd"
+    with pytest.raises(KeyError, match="no P4Info object with id 9"):
+        info.by_id(9)
+    assert info.names("table") == [
+        "Ingress.a.route",
+        "Ingress.b.route",
+        "Ingress.x.acl",
+        "Ingress.y.acl",
     ]
 
 
