@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.system.test_agent_flow import HOST_SID, Lab, until
-from tests.system.test_agent_support import write_stand_in_program
+from tests.system.test_agent_support import COMPILED
 
 BIN = Path(sys.executable).parent
 
@@ -36,7 +36,7 @@ def test_agent_config_check(tmp_path: Path) -> None:
         assert err == (
             f"esvpn-agent: {bad}: switch.device_id: must be an integer 0..18446744073709551615\n"
         )
-        p4info, js = write_stand_in_program(tmp_path / "prog")
+        p4info, js = COMPILED
 
         def config(p4info: Path, js: Path) -> Path:
             path = tmp_path / "agent.toml"
@@ -66,7 +66,7 @@ def test_agent_config_check(tmp_path: Path) -> None:
         )
         # a program without the flood table
         text = p4info.read_text()
-        start = text.index('tables {\n  preamble { id: 33554444 name: "IngressPipe.flood"')
+        start = text.rindex("tables {\n", 0, text.index('alias: "flood"\n'))
         end = text.index("\ntables {", start) + 1
         lacking = tmp_path / "lacking.p4info.txtpb"
         lacking.write_text(text[:start] + text[end:])
