@@ -42,7 +42,13 @@ from softswitch.engine import (
     _trunc_div,
     _trunc_mod,
 )
-from softswitch.engine_gen import ArgLits, SourceGen, generate_pipeline
+from softswitch.engine_gen import (
+    ArgLits,
+    ParseState,
+    SourceGen,
+    generate_parser,
+    generate_pipeline,
+)
 
 if TYPE_CHECKING:
     from softswitch.engine import SoftEngine
@@ -120,6 +126,9 @@ class _Compiler:
         self.table_hm: dict[str, tuple[_Table, list[Any]]] = {}
         self.table_keys: dict[str, list[tuple[int, int]]] = {}  # (slot, mask) per key
         self.table_meter: dict[str, tuple[_Meters, Setter]] = {}
+        self.parse_info: dict[str, ParseState] = {}
+        self.gen_extract: dict[int, list[str]] = {}  # id(extract closure) -> statements
+        self._keep: list[Any] = []  # keeps those closures (and their ids) alive
 
     # ------------------------------------------------------------- layout
     def _new_slot(self, width: int, signed: bool = False, init: int = 0) -> int:
@@ -963,8 +972,12 @@ class _Compiler:
             ops = [self._parse_op(o) for o in st.get("parser_ops", [])]
             states[st["name"]][0] = ops
             states[st["name"]][1] = self._transitions(st, states)
+            self.parse_info[st["name"]].ops = [self.gen_extract.get(id(op)) or op for op in ops]
         init = states[pj["init_state"]] if pj.get("init_state") else None
         parsed = self.s.parsed
+        if init is not None:
+            self.e._parse = generate_parser(self.gen, pj["init_state"], self.parse_info, parsed)
+            return
 
         def parse(phv: PHV, data: bytes) -> int:
             off = 0
@@ -981,29 +994,37 @@ class _Compiler:
 
         self.e._parse = parse
 
-    def _extract_fn(self, h: _Header) -> ParseOp:
-        # Generated straight-line code: one int.from_bytes, then one shift and
-        # mask per field with the constants inlined.
+    def _extract_body(self, h: _Header) -> list[str]:
+        """Extracting h at off into the PHV, as statements leaving the end in
+        _end: one int.from_bytes, then one shift and mask per field with the
+        constants inlined."""
         lines = [
-            "def extract(phv, data, off):",
-            f"    end = off + {h.nbytes}",
-            "    if end > len(data):",
-            "        raise _ParserError(too_short)",
-            "    v = int.from_bytes(data[off:end], 'big')",
+            f"_end = off + {h.nbytes}",
+            "if _end > len(data):",
+            f"    raise _ParserError({self._errors_short()})",
+            "_v = int.from_bytes(data[off:_end], 'big')",
         ]
         for slot, shift, mask, sw in h.unpack:
-            lines.append(f"    x = (v >> {shift}) & {mask}" if shift else f"    x = v & {mask}")
+            lines.append(f"_x = (_v >> {shift}) & {mask}" if shift else f"_x = _v & {mask}")
             if sw:
-                lines.append(f"    phv[{slot}] = x - {1 << sw} if x >> {sw - 1} else x")
+                lines.append(f"phv[{slot}] = _x - {1 << sw} if _x >> {sw - 1} else _x")
             else:
-                lines.append(f"    phv[{slot}] = x")
-        others = self.union_of.get(h.hid, [])
-        lines.append(f"    phv[{h.valid}] = 1")
-        lines.extend(f"    phv[{o}] = 0" for o in others)
-        lines.append("    return end")
-        env = {"_ParserError": _ParserError, "too_short": self.e._errors["PacketTooShort"]}
-        fn: ParseOp = _gen("\n".join(lines), "extract", env)
+                lines.append(f"phv[{slot}] = _x")
+        lines.append(f"phv[{h.valid}] = 1")
+        lines.extend(f"phv[{o}] = 0" for o in self.union_of.get(h.hid, []))
+        return lines
+
+    def _extract_fn(self, h: _Header) -> ParseOp:
+        body = self._extract_body(h)
+        src = "def extract(phv, data, off):\n" + "".join(f"    {x}\n" for x in body)
+        fn: ParseOp = _gen(src + "    return _end\n", "extract", {"_ParserError": _ParserError})
+        # a generated parser runs the statements in place (off advanced last)
+        self.gen_extract[id(fn)] = [*body, "off = _end"]
+        self._keep.append(fn)
         return fn
+
+    def _errors_short(self) -> int:
+        return self.e._errors["PacketTooShort"]
 
     def _parse_op(self, o: Mapping[str, Any]) -> ParseOp:
         op = o["op"]
@@ -1097,6 +1118,7 @@ class _Compiler:
         self, st: Mapping[str, Any], states: dict[str, list[Any]]
     ) -> Callable[[PHV, bytes, int], Any]:
         keyparts: list[Callable[[PHV, bytes, int], int]] = []
+        keysrc: list[str] = []  # the same key parts as generated source
         widths: list[int] = []
         for k in st.get("transition_key", []):
             t, v = k["type"], k["value"]
@@ -1105,31 +1127,42 @@ class _Compiler:
                 w = self.slot_width[slot]
                 m = (1 << w) - 1
                 keyparts.append(_kp_field(slot, m))
+                keysrc.append(f"(phv[{slot}] & {m})")
             elif t == "stack_field":
                 ex = self.expr(k)
                 first = self.e._headers[self._stack(v[0]).headers[0]]
                 w = first.widths[first.names.index(v[1])]
                 m = (1 << w) - 1
                 keyparts.append(_kp_expr(ex, m))
+                keysrc.append(f"{self.gen.const(keyparts[-1], 'kp')}(phv, data, off)")
             elif t == "lookahead":
                 boff, w = int(v[0]), int(v[1])
                 keyparts.append(_kp_lookahead(boff, w))
+                keysrc.append(f"{self.gen.const(_peek, 'peek')}(data, off, {boff}, {w})")
             else:
                 raise _refuse(f"parser transition key {t!r}")
             widths.append(((w + 7) // 8) * 8)
         cases: list[tuple[int, int, Any]] = []
+        case_names: list[tuple[int, int, str | None]] = []
         default: Any = None
+        default_name: str | None = None
         for tr in st.get("transitions", []):
             t = tr.get("type", "hexstr")
             nxt = states[tr["next_state"]] if tr.get("next_state") else None
+            nname = tr["next_state"] if tr.get("next_state") else None
             if t == "default" or tr.get("value") == "default":
                 default = nxt
+                default_name = nname
                 break
             if t != "hexstr":
                 raise _refuse(f"parser transition type {t!r}")
             val = _hexint(tr["value"])
             mask = _hexint(tr["mask"]) if tr.get("mask") else (1 << sum(widths)) - 1
             cases.append((val & mask, mask, nxt))
+            case_names.append((val & mask, mask, nname))
+        self.parse_info[st["name"]] = ParseState(
+            [], keysrc if keyparts and cases else [], widths, case_names, default_name
+        )
         if not keyparts or not cases:
             return lambda phv, data, off: default
         if len(keyparts) == 1:

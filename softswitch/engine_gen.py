@@ -27,7 +27,16 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from softswitch.engine import DROP_PORT, Prim, _hexint, _signed, _trunc_div, _trunc_mod
+from softswitch.engine import (
+    DROP_PORT,
+    PHV,
+    Prim,
+    _hexint,
+    _ParserError,
+    _signed,
+    _trunc_div,
+    _trunc_mod,
+)
 
 if TYPE_CHECKING:
     from softswitch.engine import _Table
@@ -65,6 +74,7 @@ class SourceGen:
             "_signed": _signed,
             "_usat": _usat,
             "_sat": _sat,
+            "_ParserError": _ParserError,
             "a": (),  # conditionals and parser code run with no action data
         }
         self._names: dict[int, str] = {}
@@ -597,3 +607,113 @@ def generate_pipeline(
         emit(n, _END, 1, src, set())
     exec(compile("\n".join(src) + "\n", f"<softswitch {where}>", "exec"), gen.env)
     return gen.env[first]
+
+
+class ParseState:
+    """A parser state as the generator sees it: its ops (statements, or the
+    op closure to call as ``off = op(phv, data, off)``), its select key parts
+    as source (none: always the default), their byte-rounded widths, the
+    (value, mask, next) cases and the default next state (None: accept)."""
+
+    def __init__(
+        self,
+        ops: list[Any],
+        keys: list[str],
+        widths: list[int],
+        cases: list[tuple[int, int, str | None]],
+        default: str | None,
+    ) -> None:
+        self.ops = ops
+        self.keys = keys
+        self.widths = widths
+        self.cases = cases
+        self.default = default
+
+
+def generate_parser(
+    gen: SourceGen, init: str, states: Mapping[str, ParseState], parsed_slot: int
+) -> Callable[[PHV, bytes], int]:
+    """The parser as one function: states reached from one place inline,
+    the others (joins, loops) as branches of a dispatch loop on ``st``; a
+    _ParserError leaves the offset after the last op that completed in
+    phv[parsed_slot], as the closure parser does."""
+    indeg: dict[str, int] = {init: 1}
+    todo = [init]
+    while todo:
+        n = todo.pop()
+        st = states[n]
+        nexts = [c[2] for i, c in enumerate(st.cases) if not i or c[2] != st.cases[i - 1][2]]
+        for x in [*(nexts if st.keys else []), st.default]:
+            if x is not None:
+                indeg[x] = indeg.get(x, 0) + 1
+                if indeg[x] == 1:
+                    todo.append(x)
+    roots: dict[str, int] = {}
+    pending: list[str] = []
+
+    def root(n: str) -> int:
+        if n not in roots:
+            roots[n] = len(roots)
+            pending.append(n)
+        return roots[n]
+
+    def goto(n: str | None, depth: int, out: list[str], seen: set[str]) -> None:
+        ind = "    " * depth
+        if n is None:
+            out.append(f"{ind}return off")
+        elif n in roots or indeg[n] > 1 or n in seen or depth > _MAX_DEPTH:
+            out.append(f"{ind}st = {root(n)}")
+            out.append(f"{ind}continue")
+        else:
+            body(n, depth, out, seen)
+
+    def body(n: str, depth: int, out: list[str], seen: set[str]) -> None:
+        seen.add(n)
+        ind = "    " * depth
+        st = states[n]
+        for op in st.ops:
+            if isinstance(op, list):
+                out.extend(ind + x for x in op)
+            else:
+                out.append(f"{ind}off = {gen.const(op, 'pop')}(phv, data, off)")
+        if not st.keys:
+            goto(st.default, depth, out, seen)
+            return
+        key = st.keys[0]
+        for k, w in zip(st.keys[1:], st.widths[1:], strict=True):
+            key = f"(({key} << {w}) | {k})"
+        out.append(f"{ind}_key = {key}")
+        full = (1 << sum(st.widths)) - 1
+        # first match wins; neighbouring cases with one next state share a branch
+        groups: list[tuple[list[str], str | None]] = []
+        for val, mask, nxt in st.cases:
+            test = f"_key == {val}" if mask == full else f"(_key & {mask}) == {val}"
+            if groups and groups[-1][1] == nxt:
+                groups[-1][0].append(test)
+            else:
+                groups.append(([test], nxt))
+        for i, (tests, nxt) in enumerate(groups):
+            out.append(f"{ind}{'if' if i == 0 else 'elif'} {' or '.join(tests)}:")
+            goto(nxt, depth + 1, out, seen)
+        out.append(f"{ind}else:")
+        goto(st.default, depth + 1, out, seen)
+
+    root(init)
+    chain: list[str] = []
+    while pending:
+        n = pending.pop(0)
+        chain.append(f"            {'if' if roots[n] == 0 else 'elif'} st == {roots[n]}:")
+        body(n, 4, chain, set())
+    src = [
+        "def parse(phv, data):",
+        "    off = 0",
+        "    st = 0",
+        "    try:",
+        "        while True:",
+        *chain,
+        "    except _ParserError:",
+        f"        phv[{parsed_slot}] = off",
+        "        raise",
+    ]
+    fn: Callable[[PHV, bytes], int] = gen.compile("\n".join(src) + "\n", "parse", "parser")
+    return fn
