@@ -967,6 +967,79 @@ def test_agent_without_state_file_keeps_the_switch_forwarding_until_the_stale_de
     asyncio.run(scenario())
 
 
+def test_end_system_back_during_the_hold_gets_new_ids_while_the_old_label_forwards(
+    tmp_path: Path,
+) -> None:
+    async def scenario() -> None:
+        lab = Lab(tmp_path)
+        offset = [0.0]
+
+        def clock() -> float:
+            return time.monotonic() + offset[0]
+
+        try:
+            agent = await attach_and_learn(lab)  # label 16, vif 1, vrf 1
+            assert lab.host is not None
+            await lab.host.close()
+            await agent.close()
+            (tmp_path / "agent-state.json").unlink()
+            lab.agent = agent = await lab.start_agent(clock=clock, stale=30.0)
+            await agent.driver.wait_synced(10)
+            deadline = agent.driver.hold_deadline
+            assert deadline is not None
+            # the end-system comes back and re-announces
+            await lab.start_host()
+            assert await lab.host_cmd(op="subscribe", vpn="red", vlan=10) == {"ok": True}
+            resp = await lab.host_cmd(op="publish", prefix="10.1.1.5/32", vpn="red", version=3)
+            assert resp == {"ok": True}
+            node = f"{HOST_SID}:10.1.1.5/32"
+            await until(
+                lambda: (
+                    (FWD_SID, Publish(node, route("10.1.1.5/32", INFRA, 17, 3)))
+                    in lab.rs_handler.requests
+                ),
+                what="re-export with the new label",
+            )
+            itf = agent.state.interface(bytes.fromhex(HOST_SID), "red")
+            assert itf is not None
+            assert (itf.label, itf.vif_id, agent.state.vrfs["red"].vrf_id) == (17, 2, 2)
+            await agent.driver.wait_synced(10)
+            # the old label still delivers (remote forwarders may not have the
+            # new route yet); the vif entry of (port, mac, vlan) was adopted
+            assert label_on_switch(lab, 16) and label_on_switch(lab, 17)
+            vifs = {
+                e
+                for e in await lab.switch_entities()
+                if isinstance(e, TableEntry) and e.table == lab.info.full_name(T.VIF)
+            }
+            assert vifs == lab.canon(
+                {
+                    TableEntry(
+                        T.VIF,
+                        {
+                            "ingress_port": Exact(3),
+                            "src_mac": Exact(HOST_MAC),
+                            "vlan_id": Exact(10),
+                        },
+                        T.A_SET_VIF,
+                        {"vif_id": 2, "vrf_id": 2},
+                    )
+                }
+            )
+            # the hold ends: what is left of the old state goes, the new stays
+            offset[0] += deadline - clock()
+            agent.changed()
+            await until(lambda: agent.driver.hold_deadline is None, what="hold over")
+            await agent.driver.wait_synced(10)
+            assert lab.engine.labels == {17}
+            assert await agent.driver.diff() == []
+            assert agent.driver.stats.held_deletes == 0
+        finally:
+            await lab.close()
+
+    asyncio.run(scenario())
+
+
 def test_broken_state_file_is_moved_aside(tmp_path: Path) -> None:
     async def scenario() -> None:
         lab = Lab(tmp_path)
