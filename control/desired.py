@@ -21,6 +21,7 @@ from control.p4rt import (
     ActionProfileMember,
     Entity,
     Exact,
+    FrozenMap,
     Lpm,
     MulticastGroup,
     Replica,
@@ -177,11 +178,13 @@ def desired_entities(
     names, so the driver's canonical form costs nothing); identity by default.
     """
     out = fabric_entities(fabric, n)
-    routes: dict[tuple[int, ipaddress.IPv4Network | ipaddress.IPv6Network], frozenset[Target]] = {}
-    for vpn, vrf in sorted(state.vrfs.items()):
-        for prefix, targets in state.selected_routes(vpn).items():
-            routes[(vrf.vrf_id, prefix)] = targets
-    ids.assign(routes.values(), now)
+    # (vrf id, prefix, targets); (vrf id, prefix) unique: selected_routes is a dict
+    routes: list[tuple[int, ipaddress.IPv4Network | ipaddress.IPv6Network, frozenset[Target]]] = [
+        (vrf.vrf_id, prefix, targets)
+        for vpn, vrf in sorted(state.vrfs.items())
+        for prefix, targets in state.selected_routes(vpn).items()
+    ]
+    ids.assign((r[2] for r in routes), now)
 
     peers = set(fabric.peers)
     for t, mid in ids.members.items():
@@ -195,17 +198,31 @@ def desired_entities(
             ActionProfileGroup(n(T.NEXTHOP_SELECTOR), nh, frozenset((ids.members[t], 1) for t in s))
         )
         out.add(TableEntry(n(T.NEXTHOP), {T.F_NEXTHOP_ID: Exact(nh)}, group_id=nh))
-    for (vrf_id, prefix), targets in routes.items():
-        table = n(T.IPV4_ROUTE) if prefix.version == 4 else n(T.IPV6_ROUTE)
+    # the hot loop (one entry per route): names, vrf matches and next hop
+    # params are shared between entries (all immutable)
+    v4, v6, set_nh = n(T.IPV4_ROUTE), n(T.IPV6_ROUTE), n(T.A_SET_NEXTHOP)
+    vrf_match: dict[int, Exact] = {}
+    nh_params: dict[int, FrozenMap[str, int]] = {}
+    nexthops = ids.nexthops
+    for vrf_id, prefix, targets in routes:
+        vm = vrf_match.get(vrf_id)
+        if vm is None:
+            vm = vrf_match[vrf_id] = Exact(vrf_id)
+        nh = nexthops[targets]
+        params = nh_params.get(nh)
+        if params is None:
+            params = nh_params[nh] = FrozenMap({T.P_NEXTHOP_ID: nh})
         out.add(
             TableEntry(
-                table,
-                {
-                    T.F_VRF_ID: Exact(vrf_id),
-                    T.F_DST: Lpm(int(prefix.network_address), prefix.prefixlen),
-                },
-                n(T.A_SET_NEXTHOP),
-                {T.P_NEXTHOP_ID: ids.nexthops[targets]},
+                v4 if prefix.version == 4 else v6,
+                FrozenMap(
+                    {
+                        T.F_VRF_ID: vm,
+                        T.F_DST: Lpm(int(prefix.network_address), prefix.prefixlen),
+                    }
+                ),
+                set_nh,
+                params,
             )
         )
 
