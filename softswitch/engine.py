@@ -300,6 +300,9 @@ class SoftEngine:
         self._update_cksums: list[Callable[[PHV, bytes], None]] = []
         self._deparse_order: list[_Header] = []
         self._deparse_fns: list[tuple[int, Callable[[PHV], bytes]]] = []
+        # the generated forms of _deparse and of the checksum loop in _run_parser
+        self._deparse_fn: Callable[[PHV, bytes], bytes] = self._deparse
+        self._verify_fn: Callable[[PHV, bytes], int] = self._verify
         self._ingress: Any = None
         self._egress: Any = None
         self._slots = _Slots()
@@ -734,15 +737,19 @@ class SoftEngine:
             err = exc.code
             consumed = phv[s.parsed]
         payload = data[consumed:]
-        cerr = 0
-        for verify in self._verify_cksums:
-            if not verify(phv, payload):
-                cerr = 1
+        cerr = self._verify_fn(phv, payload)
         if s.parser_error >= 0:
             phv[s.parser_error] = err
         if s.checksum_error >= 0:
             phv[s.checksum_error] = cerr
         return payload
+
+    def _verify(self, phv: PHV, payload: bytes) -> int:
+        cerr = 0
+        for verify in self._verify_cksums:
+            if not verify(phv, payload):
+                cerr = 1
+        return cerr
 
     def _ingress_one(
         self, phv: PHV, data: bytes, inputs: list[tuple[PHV, bytes]], out: Output
@@ -838,7 +845,7 @@ class SoftEngine:
                 self._replicate(cp, payload, session, inputs, out)
         if phv[s.egress_spec] == DROP_PORT:
             return
-        frame = self._deparse(phv, payload)
+        frame = self._deparse_fn(phv, payload)
         recirc = phv[s.recirc]
         if recirc:
             cp = self._template.copy()

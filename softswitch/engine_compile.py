@@ -127,6 +127,9 @@ class _Compiler:
         self.table_keys: dict[str, list[tuple[int, int]]] = {}  # (slot, mask) per key
         self.table_meter: dict[str, tuple[_Meters, Setter]] = {}
         self.parse_info: dict[str, ParseState] = {}
+        self.calc_parts: dict[
+            str, tuple[Callable[[bytes], int], Callable[[PHV, bytes], bytes]]
+        ] = {}
         self.gen_extract: dict[int, list[str]] = {}  # id(extract closure) -> statements
         self._keep: list[Any] = []  # keeps those closures (and their ids) alive
 
@@ -541,6 +544,7 @@ class _Compiler:
         if fn is None:
             raise _refuse(f"hash algorithm {algo!r} (calculation {name})")
         build = self._buf_builder(inputs, name)
+        self.calc_parts[name] = (fn, build)
         return lambda phv, payload: fn(build(phv, payload))
 
     def _buf_builder(self, inputs: Sequence[Any], name: str) -> Callable[[PHV, bytes], bytes]:
@@ -1200,23 +1204,70 @@ class _Compiler:
             self.e._deparse_order = [self._header(self._hname(n)) for n in deps[0]["order"]]
             self.e._deparse_fns = [(h.valid, self._pack_fn(h)) for h in self.e._deparse_order]
 
-    def _pack_fn(self, h: _Header) -> Callable[[PHV], bytes]:
+    def _pack_src(self, h: _Header) -> str:
+        """The bytes of h from its fields, as a Python expression."""
         expr = "0"
         for sl, fw in zip(h.slots, h.widths, strict=True):
             val = f"(phv[{sl}] & {(1 << fw) - 1})" if self.slot_signed[sl] else f"phv[{sl}]"
             expr = f"(({expr}) << {fw}) | {val}"
-        src = f"def pack(phv):\n    return ({expr}).to_bytes({h.nbytes}, 'big')"
+        return f"({expr}).to_bytes({h.nbytes}, 'big')"
+
+    def _pack_fn(self, h: _Header) -> Callable[[PHV], bytes]:
+        src = f"def pack(phv):\n    return {self._pack_src(h)}"
         fn: Callable[[PHV], bytes] = _gen(src, "pack", {})
         return fn
 
+    def _gen_deparse(self, updates: list[tuple[Any, int, str]]) -> None:
+        """Checksum updates, then the valid headers packed in deparser order
+        and the payload, as one generated function (_deparse's steps)."""
+        g = self.gen
+        lines = ["def deparse(phv, payload):"]
+        for cond, tslot, calc in updates:
+            fn, build = self.calc_parts[calc]
+            value = f"{g.const(fn, 'hash')}({g.const(build, 'build')}(phv, payload))"
+            ind = "    "
+            if cond is not None:
+                lines.append(f"    if {g.truth(cond)}:")
+                ind = "        "
+            lines.extend(ind + x for x in g._store(tslot, value))
+        lines.append("    out = []")
+        for h in self.e._deparse_order:
+            lines.append(f"    if phv[{h.valid}]:")
+            lines.append(f"        out.append({self._pack_src(h)})")
+        lines.append("    out.append(payload)")
+        lines.append("    return b''.join(out)")
+        self.e._deparse_fn = g.compile("\n".join(lines) + "\n", "deparse", "deparse")
+
+    def _gen_verify(self, verifies: list[tuple[Any, int, str]]) -> None:
+        """The checksum verifications as one generated function returning the
+        checksum_error bit (every one evaluated, in order, as _run_parser did)."""
+        g = self.gen
+        lines = ["def verify(phv, payload):", "    cerr = 0"]
+        for cond, tslot, calc in verifies:
+            fn, build = self.calc_parts[calc]
+            tm = (1 << self.slot_width[tslot]) - 1
+            value = f"{g.const(fn, 'hash')}({g.const(build, 'build')}(phv, payload))"
+            ind = "    "
+            if cond is not None:
+                lines.append(f"    if {g.truth(cond)}:")
+                ind = "        "
+            lines.append(f"{ind}if not {value} == phv[{tslot}] & {tm}:")
+            lines.append(f"{ind}    cerr = 1")
+        lines.append("    return cerr")
+        self.e._verify_fn = g.compile("\n".join(lines) + "\n", "verify", "verify checksums")
+
     def _checksums(self) -> None:
+        verifies: list[tuple[Any, int, str]] = []  # (if_cond JSON or None, target, calc)
+        updates: list[tuple[Any, int, str]] = []
         for c in self.j.get("checksums", []):
             if c.get("type", "generic") != "generic":
                 raise _refuse(f"checksum type {c.get('type')!r} ({c['name']})")
             calc = self.e._calcs[c["calculation"]]
             tslot = self._field_slot(c["target"][0], c["target"][1])
             cond = self.expr(c["if_cond"]) if c.get("if_cond") else (lambda phv, a: 1)
+            gen = (c["if_cond"] if c.get("if_cond") else None, tslot, c["calculation"])
             if c.get("verify", True):
+                verifies.append(gen)
 
                 def verify(
                     phv: PHV,
@@ -1232,6 +1283,7 @@ class _Compiler:
 
                 self.e._verify_cksums.append(verify)
             if c.get("update", True):
+                updates.append(gen)
                 store = _store(tslot, self.slot_width[tslot], self.slot_signed[tslot])
 
                 def update(
@@ -1245,6 +1297,8 @@ class _Compiler:
                         store(phv, (), calc(phv, payload))
 
                 self.e._update_cksums.append(update)
+        self._gen_verify(verifies)
+        self._gen_deparse(updates)
 
     # ------------------------------------------------------------ pipelines
     def _pipelines(self) -> None:
