@@ -89,6 +89,7 @@ class Agent:
         self._tasks: list[asyncio.Task[None]] = []
         self._control: asyncio.Server | None = None
         self._saved_json = ""
+        self._saved_ids: tuple[int, ...] = ()
 
     # ------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -141,14 +142,30 @@ class Agent:
             for key, itf in self.state.interfaces.items()
         }
         self._pending_exports = {ex: labels[(ex.system_id, ex.vpn)] for ex in self.state.exports()}
-        # saved before the driver writes what it depends on (ids, labels): a
-        # kill -9 after the switch write finds every id it used in the file
-        try:
-            self.save()
-        except OSError as e:
-            log.error("state file %s: %s", self.cfg.state_file, e)
-            self._save_wakeup.set()  # the save loop tries again
+        # ids allocated or released since the last save: saved now, before the
+        # driver writes what uses them, so a kill -9 after the switch write
+        # finds every id the switch holds in the file. Anything else (routes,
+        # addresses: re-announced by their sources) is left to the save loop,
+        # which keeps a sync from serializing a large state each time.
+        mark = self._ids_mark()
+        if mark != self._saved_ids:
+            try:
+                self.save()
+                self._saved_ids = mark
+            except OSError as e:
+                log.error("state file %s: %s", self.cfg.state_file, e)
+        self._save_wakeup.set()
         return ents
+
+    def _ids_mark(self) -> tuple[int, ...]:
+        pools = (
+            self.state.labels,
+            self.state.vif_ids,
+            self.state.vrf_ids,
+            self.ids.member_pool,
+            self.ids.nh_pool,
+        )
+        return tuple(p.changes for p in pools)
 
     def _on_synced(self) -> None:
         """After a sync (complete or with refused updates): export exactly the

@@ -31,6 +31,7 @@ class IdPool:
         self._used: set[int] = set()
         self._held: dict[int, float] = {}  # id -> free again at
         self._next = lo
+        self.changes = 0  # bumped by every call that changes what to save
 
     def __contains__(self, i: object) -> bool:
         return i in self._used
@@ -57,6 +58,7 @@ class IdPool:
             i = self.lo if i >= self.hi else i + 1
         self._used.add(i)
         self._next = self.lo if i >= self.hi else i + 1
+        self.changes += 1
         return i
 
     @property
@@ -69,6 +71,7 @@ class IdPool:
         ``next_before`` (the id was never handed out: no hold)."""
         self._used.discard(i)
         self._next = next_before
+        self.changes += 1
 
     def reserve(self, i: int) -> None:
         """Mark ``i`` in use (state restored after a restart)."""
@@ -78,6 +81,7 @@ class IdPool:
             raise ValueError(f"{self.name} {i} already in use")
         self._held.pop(i, None)
         self._used.add(i)
+        self.changes += 1
 
     def hold_until(self, i: int, until: float) -> None:
         """Keep ``i`` from being handed out before ``until`` (an id the switch
@@ -85,11 +89,13 @@ class IdPool:
         outside the range are left alone."""
         if self.lo <= i <= self.hi and i not in self._used:
             self._held[i] = max(self._held.get(i, until), until)
+            self.changes += 1
 
     def release(self, i: int, now: float) -> None:
         self._used.discard(i)
         if self.hold > 0:
             self._held[i] = now + self.hold
+        self.changes += 1
 
     # ------------------------------------------------------------ persistence
     def to_json(self, now: float) -> dict[str, Any]:
@@ -120,3 +126,4 @@ class IdPool:
             held[i] = now + left
         self._next = nxt
         self._held.update(held)
+        self.changes += 1
