@@ -976,7 +976,10 @@ class _Compiler:
             ops = [self._parse_op(o) for o in st.get("parser_ops", [])]
             states[st["name"]][0] = ops
             states[st["name"]][1] = self._transitions(st, states)
-            self.parse_info[st["name"]].ops = [self.gen_extract.get(id(op)) or op for op in ops]
+            self.parse_info[st["name"]].ops = [
+                self.gen_extract.get(id(op)) or self.gen.parse_op(o, self._errors_short()) or op
+                for o, op in zip(st.get("parser_ops", []), ops, strict=True)
+            ]
         init = states[pj["init_state"]] if pj.get("init_state") else None
         parsed = self.s.parsed
         if init is not None:

@@ -117,6 +117,34 @@ class SourceGen:
             return self.lit(j["value"], ar)
         return None
 
+    def fits(self, j: Any, ar: ArgLits, m: int) -> bool:
+        """The value is in 0..m (m all ones) whatever the operands hold, so
+        masking it with m changes nothing."""
+        k = self.lit(j, ar)
+        if k is not None:
+            return 0 <= k <= m
+        if j["type"] != "expression":
+            return False
+        v = j["value"]
+        if "op" not in v:
+            return self.fits(v, ar, m)
+        op = v["op"]
+        if op in _CMP or op in ("and", "or", "not", "d2b", "b2d"):
+            return m >= 1  # 0 or 1
+        lj: Any = v.get("left")
+        rj: Any = v.get("right")
+        if lj is None or rj is None:
+            return False
+        if op == "&":  # x & y lies in 0..y for any x when y >= 0
+            return self.fits(lj, ar, m) or self.fits(rj, ar, m)
+        if op in ("|", "^"):
+            return self.fits(lj, ar, m) and self.fits(rj, ar, m)
+        if op == ">>":
+            return self.fits(lj, ar, m)
+        if op == "?":
+            return self.fits(lj, ar, m) and self.fits(rj, ar, m)
+        return False
+
     def value(self, j: Any, ar: ArgLits = _ACTION_ARGS) -> str:
         """A Python expression with the closure's int value (always a primary)."""
         return self._src(j, ar, False)
@@ -210,6 +238,50 @@ class SourceGen:
             return [f"phv[{slot}] = {x} & {m}"]
         return [f"_v = {x} & {m}", f"phv[{slot}] = _v - {1 << w} if _v >> {w - 1} else _v"]
 
+    def assign_field(self, d: int, src: Any, ar: ArgLits) -> list[str]:
+        """``phv[d] = src`` through engine_compile._store (constants folded,
+        no mask where the value cannot have other bits)."""
+        c = self.c
+        k = self.lit(src, ar)
+        w = c.slot_width[d]
+        if k is not None and w > 0:
+            return [f"phv[{d}] = {_signed(k, w) if c.slot_signed[d] else k & ((1 << w) - 1)}"]
+        if not c.slot_signed[d] and self.fits(src, ar, (1 << w) - 1):
+            return [f"phv[{d}] = {self.value(src, ar)}"]
+        return self._store(d, self.value(src, ar))
+
+    def parse_op(self, o: Mapping[str, Any], short: int) -> list[str] | None:
+        """Statements for a parser op other than extract (None: call its
+        closure); ``short`` is the PacketTooShort error code."""
+        c = self.c
+        op = o["op"]
+        ps = o.get("parameters", [])
+        if op == "set" and ps[0]["type"] == "field":
+            d = c._field_slot(*ps[0]["value"])
+            src = ps[1]
+            if src["type"] != "lookahead":
+                return self.assign_field(d, src, _ACTION_ARGS)
+            boff, bw = int(src["value"][0]), int(src["value"][1])
+            nb = (boff + bw + 7) // 8
+            first, r = boff // 8, boff % 8
+            shift = (nb - first) * 8 - r - bw  # _peek's, the bytes being there
+            out = [
+                f"if len(data) - off < {nb}:",
+                f"    raise _ParserError({short})",
+                f"_x = (int.from_bytes(data[off + {first}:off + {nb}], 'big') >> {shift})"
+                f" & {(1 << bw) - 1}",
+            ]
+            w = c.slot_width[d]
+            if c.slot_signed[d] or (1 << bw) - 1 > (1 << w) - 1:
+                return out + self._store(d, "_x")
+            return [*out, f"phv[{d}] = _x"]
+        if op == "verify":
+            return [
+                f"if not {self.truth(ps[0])}:",
+                f"    raise _ParserError({self.value(ps[1])})",
+            ]
+        return None
+
     def _set_valid(self, hid: int) -> list[str]:
         h = self.c.e._headers[hid]
         return [f"phv[{h.valid}] = 1"] + [f"phv[{o}] = 0" for o in self.c.union_of.get(hid, [])]
@@ -234,12 +306,8 @@ class SourceGen:
                 if c.slot_width[d] >= c.slot_width[sslot] and not (
                     c.slot_signed[d] or c.slot_signed[sslot]
                 ):
-                    return [f"phv[{d}] = phv[{sslot}]"]
-            k = self.lit(src, ar)
-            w = c.slot_width[d]
-            if k is not None and w > 0:
-                return [f"phv[{d}] = {_signed(k, w) if c.slot_signed[d] else k & ((1 << w) - 1)}"]
-            return self._store(d, self.value(src, ar))
+                    return [f"phv[{d}] = phv[{sslot}]"]  # the closure's copy
+            return self.assign_field(d, src, ar)
         if op in ("assign_header", "copy_header"):
             return self._assign_header(ps[0], ps[1]) or fallback
         if op in ("add_header", "remove_header"):
