@@ -757,8 +757,11 @@ class SoftEngine:
         s = self._slots
         ingress_size = phv[s.pkt_len_reg]
         payload = self._run_parser(phv, data)
-        _run_pipeline(self._ingress, phv, s.exit)
-        phv[s.exit] = 0
+        node = self._ingress  # _run_pipeline, inline
+        ex = s.exit
+        while node is not None and not phv[ex]:
+            node = node(phv)
+        phv[ex] = 0
         egress_spec = phv[s.egress_spec]
         mgid = phv[s.mcast_grp] if s.mcast_grp >= 0 else 0
         clone = phv[s.clone_session]
@@ -826,8 +829,11 @@ class SoftEngine:
         phv[s.packet_length] = phv[s.pkt_len_reg]
         if s.egress_ts >= 0:
             phv[s.egress_ts] = self._micros()
-        _run_pipeline(self._egress, phv, s.exit)
-        phv[s.exit] = 0
+        node = self._egress  # _run_pipeline, inline
+        ex = s.exit
+        while node is not None and not phv[ex]:
+            node = node(phv)
+        phv[ex] = 0
         clone = phv[s.clone_session]
         if clone:
             fl = phv[s.clone_fl]

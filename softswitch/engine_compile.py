@@ -130,6 +130,7 @@ class _Compiler:
         self.calc_parts: dict[
             str, tuple[Callable[[bytes], int], Callable[[PHV, bytes], bytes]]
         ] = {}
+        self.calc_csum16: dict[str, Callable[[PHV, bytes], int]] = {}  # csum16 without bytes
         self.gen_extract: dict[int, list[str]] = {}  # id(extract closure) -> statements
         self._keep: list[Any] = []  # keeps those closures (and their ids) alive
 
@@ -545,11 +546,17 @@ class _Compiler:
             raise _refuse(f"hash algorithm {algo!r} (calculation {name})")
         build = self._buf_builder(inputs, name)
         self.calc_parts[name] = (fn, build)
+        if fn is engine_hash.csum16:
+            self.calc_csum16[name] = self._buf_builder(inputs, name, csum=True)
         return lambda phv, payload: fn(build(phv, payload))
 
-    def _buf_builder(self, inputs: Sequence[Any], name: str) -> Callable[[PHV, bytes], bytes]:
+    def _buf_builder(
+        self, inputs: Sequence[Any], name: str, csum: bool = False
+    ) -> Callable[[PHV, bytes], Any]:
         # bmv2 BufBuilder: fields packed bit by bit; fields of invalid headers
         # are skipped; whole headers only when valid; payload appended.
+        # csum: instead of the bytes, engine_hash.csum16 of them, computed
+        # from the fields (the buffer's value modulo 0xffff, 2**16 being 1).
         parts: list[tuple[int, Any, int]] = []  # (kind, a, b)
         with_payload = False
         valid_of: dict[int, int] = {}
@@ -580,7 +587,10 @@ class _Compiler:
         while i < len(parts):
             kind, a, w = parts[i]
             if kind == 1:
-                lines.append(f"    acc = (acc << {w}) | {a}")
+                if csum:  # acc stays congruent to the buffer's value, and 0 iff it is
+                    lines.append(f"    acc = (acc << {w % 16}) + {a}")
+                else:
+                    lines.append(f"    acc = (acc << {w}) | {a}")
                 lines.append(f"    n += {w}")
                 i += 1
                 continue
@@ -595,10 +605,16 @@ class _Compiler:
                     terms.append((parts[i][1][1], parts[i][2]))
                     i += 1
             expr = "acc"
+            total = sum(fw for _, fw in terms)
+            below = total  # bits of the block after the current field
+            sums: list[str] = []
             for sl, fw in terms:
                 val = f"(phv[{sl}] & {(1 << fw) - 1})" if self.slot_signed[sl] else f"phv[{sl}]"
                 expr = f"(({expr}) << {fw}) | {val}"
-            total = sum(fw for _, fw in terms)
+                below -= fw
+                sums.append(f"({val} << {below % 16})" if below % 16 else val)
+            if csum:
+                expr = f"(acc << {total % 16}) + " + " + ".join(sums) if sums else "acc"
             ind = "    "
             if vs >= 0 and not self.template[vs]:
                 lines.append(f"    if phv[{vs}]:")
@@ -606,6 +622,23 @@ class _Compiler:
             lines.append(f"{ind}acc = {expr}")
             lines.append(f"{ind}n += {total}")
         lines.append("    pad = -n % 8")
+        if csum:
+            lines += ["    acc <<= pad", "    nb = (n + pad) >> 3"]
+            if with_payload:
+                lines += [
+                    "    acc = (acc << (len(payload) & 1) * 8) + int.from_bytes(payload, 'big')",
+                    "    nb += len(payload)",
+                ]
+            lines += [
+                "    if nb & 1:",  # csum16 pads an odd buffer with a zero byte
+                "        acc <<= 8",
+                "    r = acc % 65535",
+                "    if r == 0 and acc:",
+                "        r = 65535",
+                "    return ~r & 65535",
+            ]
+            csum16: Callable[[PHV, bytes], int] = _gen("\n".join(lines), "build", {})
+            return csum16
         tail = " + payload" if with_payload else ""
         lines.append(f"    return (acc << pad).to_bytes((n + pad) >> 3, 'big'){tail}")
         build: Callable[[PHV, bytes], bytes] = _gen("\n".join(lines), "build", {})
@@ -1220,14 +1253,21 @@ class _Compiler:
         fn: Callable[[PHV], bytes] = _gen(src, "pack", {})
         return fn
 
+    def _calc_src(self, calc: str) -> str:
+        g = self.gen
+        direct = self.calc_csum16.get(calc)
+        if direct is not None:
+            return f"{g.const(direct, 'csum16')}(phv, payload)"
+        fn, build = self.calc_parts[calc]
+        return f"{g.const(fn, 'hash')}({g.const(build, 'build')}(phv, payload))"
+
     def _gen_deparse(self, updates: list[tuple[Any, int, str]]) -> None:
         """Checksum updates, then the valid headers packed in deparser order
         and the payload, as one generated function (_deparse's steps)."""
         g = self.gen
         lines = ["def deparse(phv, payload):"]
         for cond, tslot, calc in updates:
-            fn, build = self.calc_parts[calc]
-            value = f"{g.const(fn, 'hash')}({g.const(build, 'build')}(phv, payload))"
+            value = self._calc_src(calc)
             ind = "    "
             if cond is not None:
                 lines.append(f"    if {g.truth(cond)}:")
@@ -1247,9 +1287,8 @@ class _Compiler:
         g = self.gen
         lines = ["def verify(phv, payload):", "    cerr = 0"]
         for cond, tslot, calc in verifies:
-            fn, build = self.calc_parts[calc]
             tm = (1 << self.slot_width[tslot]) - 1
-            value = f"{g.const(fn, 'hash')}({g.const(build, 'build')}(phv, payload))"
+            value = self._calc_src(calc)
             ind = "    "
             if cond is not None:
                 lines.append(f"    if {g.truth(cond)}:")
