@@ -1045,11 +1045,20 @@ class _Compiler:
             "_v = int.from_bytes(data[off:_end], 'big')",
         ]
         for slot, shift, mask, sw in h.unpack:
-            lines.append(f"_x = (_v >> {shift}) & {mask}" if shift else f"_x = _v & {mask}")
+            # _v < 2**(8 * nbytes): the topmost field needs no mask
+            top = shift + mask.bit_length() == 8 * h.nbytes
+            x = (
+                f"_v >> {shift}"
+                if top
+                else f"(_v >> {shift}) & {mask}"
+                if shift
+                else f"_v & {mask}"
+            )
             if sw:
+                lines.append(f"_x = {x}")
                 lines.append(f"phv[{slot}] = _x - {1 << sw} if _x >> {sw - 1} else _x")
             else:
-                lines.append(f"phv[{slot}] = _x")
+                lines.append(f"phv[{slot}] = {x}")
         lines.append(f"phv[{h.valid}] = 1")
         lines.extend(f"phv[{o}] = 0" for o in self.union_of.get(h.hid, []))
         return lines
@@ -1242,11 +1251,11 @@ class _Compiler:
 
     def _pack_src(self, h: _Header) -> str:
         """The bytes of h from its fields, as a Python expression."""
-        expr = "0"
+        expr = ""  # (0 << w) | x is x
         for sl, fw in zip(h.slots, h.widths, strict=True):
             val = f"(phv[{sl}] & {(1 << fw) - 1})" if self.slot_signed[sl] else f"phv[{sl}]"
-            expr = f"(({expr}) << {fw}) | {val}"
-        return f"({expr}).to_bytes({h.nbytes}, 'big')"
+            expr = f"(({expr}) << {fw}) | {val}" if expr else val
+        return f"({expr or 0}).to_bytes({h.nbytes}, 'big')"
 
     def _pack_fn(self, h: _Header) -> Callable[[PHV], bytes]:
         src = f"def pack(phv):\n    return {self._pack_src(h)}"
