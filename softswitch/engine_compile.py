@@ -6,6 +6,7 @@ what has no mapping here raises UnsupportedConstruct naming it.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +44,7 @@ from softswitch.engine import (
     _trunc_mod,
 )
 from softswitch.engine_gen import (
+    GEN_LIMITS,
     ArgLits,
     ParseState,
     SourceGen,
@@ -164,6 +166,7 @@ class _Compiler:
             self.e._calcs[c["name"]] = self._calculation(c["name"], c["algo"], c["input"])
         self._stateful()
         self.e._actions = [self._action(a, i) for i, a in enumerate(j.get("actions", []))]
+        self.runs = [a.run for a in self.e._actions]  # one list for all generated tables
         self.e._action_by_name = {}
         self.action_by_id: dict[int, int] = {}
         for i, a in enumerate(j.get("actions", [])):
@@ -547,7 +550,8 @@ class _Compiler:
         build = self._buf_builder(inputs, name)
         self.calc_parts[name] = (fn, build)
         if fn is engine_hash.csum16:
-            self.calc_csum16[name] = self._buf_builder(inputs, name, csum=True)
+            with contextlib.suppress(*GEN_LIMITS):  # else the bytes and csum16
+                self.calc_csum16[name] = self._buf_builder(inputs, name, csum=True)
         return lambda phv, payload: fn(build(phv, payload))
 
     def _buf_builder(
@@ -700,7 +704,13 @@ class _Compiler:
         else:
             fns = [x for _, x in compiled]
             self.action_parts[index] = (list(prims), fns)
-            run = self.gen.action(a["name"], prims, fns) if fns else _noop
+            run = _noop
+            if fns:
+                try:
+                    run = self.gen.action(a["name"], prims, fns)
+                except GEN_LIMITS:
+                    del self.action_parts[index]
+                    run = _run_all(fns)
         return _Action(a["name"], index, widths, run)
 
     def _hdr_target(self, pj: Any) -> tuple[int, HdrExpr | None]:
@@ -1010,14 +1020,17 @@ class _Compiler:
             states[st["name"]][0] = ops
             states[st["name"]][1] = self._transitions(st, states)
             self.parse_info[st["name"]].ops = [
-                self.gen_extract.get(id(op)) or self.gen.parse_op(o, self._errors_short()) or op
+                self._parse_op_src(o, op)
                 for o, op in zip(st.get("parser_ops", []), ops, strict=True)
             ]
         init = states[pj["init_state"]] if pj.get("init_state") else None
         parsed = self.s.parsed
         if init is not None:
-            self.e._parse = generate_parser(self.gen, pj["init_state"], self.parse_info, parsed)
-            return
+            try:
+                self.e._parse = generate_parser(self.gen, pj["init_state"], self.parse_info, parsed)
+                return
+            except GEN_LIMITS:
+                pass  # the closure parser below
 
         def parse(phv: PHV, data: bytes) -> int:
             off = 0
@@ -1033,6 +1046,16 @@ class _Compiler:
             return off
 
         self.e._parse = parse
+
+    def _parse_op_src(self, o: Mapping[str, Any], op: ParseOp) -> list[str] | ParseOp:
+        """A parser op's statements for generate_parser, or its closure."""
+        lines = self.gen_extract.get(id(op))
+        if lines is None:
+            try:
+                lines = self.gen.parse_op(o, self._errors_short())
+            except GEN_LIMITS:
+                lines = None
+        return op if lines is None else lines
 
     def _extract_body(self, h: _Header) -> list[str]:
         """Extracting h at off into the PHV, as statements leaving the end in
@@ -1348,8 +1371,9 @@ class _Compiler:
                         store(phv, (), calc(phv, payload))
 
                 self.e._update_cksums.append(update)
-        self._gen_verify(verifies)
-        self._gen_deparse(updates)
+        with contextlib.suppress(*GEN_LIMITS):  # else SoftEngine._verify, _deparse
+            self._gen_verify(verifies)
+            self._gen_deparse(updates)
 
     # ------------------------------------------------------------ pipelines
     def _pipelines(self) -> None:
@@ -1376,21 +1400,24 @@ class _Compiler:
             if not init:
                 setattr(self.e, attr, None)
                 continue
-            first = generate_pipeline(
-                self.gen,
-                nodes,
-                init,
-                self.conds,
-                self.table_hm,
-                self._table_code,
-                self.has_exit,
-                f"{pname} pipeline",
-                pname[0],
-            )
+            try:
+                first = generate_pipeline(
+                    self.gen,
+                    nodes,
+                    init,
+                    self.conds,
+                    self.table_hm,
+                    self._table_code,
+                    self.has_exit,
+                    f"{pname} pipeline",
+                    pname[0],
+                )
+            except GEN_LIMITS:
+                first = nodes[init]  # the closures, node by node
             setattr(self.e, attr, first)
 
     def _table_code(self, t: _Table, hm: list[Any]) -> tuple[list[str], list[Any]] | None:
-        runs = [a.run for a in self.e._actions]
+        runs = self.runs
 
         def body(act: int, ar: ArgLits) -> list[str] | None:
             parts = self.action_parts.get(act)
@@ -1697,6 +1724,14 @@ class _Compiler:
 
 def _noop(phv: PHV, a: Args) -> None:
     return None
+
+
+def _run_all(fns: Sequence[Prim]) -> Prim:
+    def run_all(phv: PHV, args: Args) -> None:
+        for f in fns:
+            f(phv, args)
+
+    return run_all
 
 
 def _usat(v: int, w: int) -> int:

@@ -42,6 +42,10 @@ if TYPE_CHECKING:
     from softswitch.engine import _Table
     from softswitch.engine_compile import _Compiler
 
+#: What generating or compiling source can raise where the closures work
+#: (Python's limits on nesting and recursion): the caller keeps the closures.
+GEN_LIMITS = (SyntaxError, RecursionError)
+
 _ARITH = {"+", "-", "*", "<<", ">>", "&", "|", "^"}
 _CMP = {"==", "!=", ">", "<", ">=", "<="}
 _HELPERS = {"/": "_trunc_div", "%": "_trunc_mod", "two_comp_mod": "_signed"}
@@ -61,6 +65,9 @@ _ACTION_ARGS = ArgLits("a")
 
 #: Deepest indentation of generated pipeline code (Python allows 100 levels).
 _MAX_DEPTH = 40
+#: Deepest expression generated as source (each level adds up to two
+#: parentheses); deeper subexpressions call their closure.
+_MAX_NESTING = 60
 
 
 class SourceGen:
@@ -78,6 +85,7 @@ class SourceGen:
             "a": (),  # conditionals and parser code run with no action data
         }
         self._names: dict[int, str] = {}
+        self._nesting = 0
 
     def const(self, obj: Any, prefix: str = "k") -> str:
         """A name the generated code reads ``obj`` by (a global of its module)."""
@@ -154,6 +162,15 @@ class SourceGen:
         return self._src(j, ar, True)
 
     def _src(self, j: Any, ar: ArgLits, truth: bool) -> str:
+        if self._nesting >= _MAX_NESTING:  # Python's parser allows 200 parentheses
+            return self._fallback(j, ar)
+        self._nesting += 1
+        try:
+            return self._src1(j, ar, truth)
+        finally:
+            self._nesting -= 1
+
+    def _src1(self, j: Any, ar: ArgLits, truth: bool) -> str:
         t = j["type"]
         v = j["value"]
         if t == "field":
