@@ -4,7 +4,11 @@ Semantics follow bmv2's simple_switch (targets/simple_switch/simple_switch.cpp
 and src/bm_sim). At load time the JSON is compiled into Python closures over
 one flat list of ints per packet (the PHV): every header field, every header's
 validity bit, and a few per-packet registers (clone/resubmit/recirculate flags,
-packet length...) have a fixed slot. Nothing walks the JSON per packet.
+packet length...) have a fixed slot. Nothing walks the JSON per packet. The
+per-packet path (parser, pipelines with their tables and actions, checksums,
+deparser) is then generated as Python source over those slots and compiled
+once (``softswitch.engine_gen``), calling a closure only for what has no
+generated form.
 
 Anything in the JSON this engine does not implement raises
 ``UnsupportedConstruct`` naming it when the program is loaded: varbit fields,
@@ -264,7 +268,7 @@ class _Pkt:
 
 
 class SoftEngine:
-    """bmv2 simple_switch semantics over compiled closures."""
+    """bmv2 simple_switch semantics over compiled closures and generated code."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic, seed: int = 0) -> None:
         self._clock = clock
@@ -757,7 +761,7 @@ class SoftEngine:
         s = self._slots
         ingress_size = phv[s.pkt_len_reg]
         payload = self._run_parser(phv, data)
-        node = self._ingress  # _run_pipeline, inline
+        node = self._ingress  # each node returns the next; exit ends the pipeline
         ex = s.exit
         while node is not None and not phv[ex]:
             node = node(phv)
@@ -829,7 +833,7 @@ class SoftEngine:
         phv[s.packet_length] = phv[s.pkt_len_reg]
         if s.egress_ts >= 0:
             phv[s.egress_ts] = self._micros()
-        node = self._egress  # _run_pipeline, inline
+        node = self._egress
         ex = s.exit
         while node is not None and not phv[ex]:
             node = node(phv)
@@ -879,13 +883,6 @@ class SoftEngine:
 
 def _ternary_order(e: _Entry) -> tuple[int, int]:
     return (-e.priority, e.seq)
-
-
-def _run_pipeline(node: Any, phv: PHV, exit_slot: int) -> None:
-    while node is not None:
-        if phv[exit_slot]:
-            return
-        node = node(phv)
 
 
 @dataclass(slots=True)

@@ -1,7 +1,11 @@
 """Compiles p4c's bmv2 JSON into the closures ``SoftEngine`` runs.
 
 Each JSON construct maps to bmv2 code (src/bm_sim, targets/simple_switch);
-what has no mapping here raises UnsupportedConstruct naming it.
+what has no mapping here raises UnsupportedConstruct naming it. Everything is
+compiled to closures first (so refusals do not depend on code generation);
+then ``engine_gen`` turns actions, the parser, the pipelines and the
+checksum/deparse step into generated source, with those closures as the
+fallback for the shapes it does not generate.
 """
 
 from __future__ import annotations

@@ -12,10 +12,14 @@ rather than a tree of nested closure calls:
   in an ``if`` it is rendered as a Python truth value instead of 0/1;
 * an action becomes one ``def`` of straight-line statements;
 * a pipeline becomes a few functions of nested ``if``s: conditionals inline,
-  tables called in place, the next node chosen by branching on what the
-  table returned, joins recovered from post-dominators so shared tails are
-  emitted once. ``_run_pipeline`` still drives them (a function returns the
-  next one to run, or None), so ``exit`` is checked between nodes as before.
+  exact/lpm/keyless tables applied in place (key expression, dict lookup,
+  action bodies inlined per action index), other tables called as their
+  closure, the next node chosen by branching on the outcome, joins recovered
+  from post-dominators so shared tails are emitted once. The engine's loop
+  still drives them (a function returns the next one to run, or None), and
+  ``exit`` is checked after every table when the program can exit;
+* the parser becomes one function (states inline, joins and loops through
+  a dispatch loop); checksum verification and the deparser one each.
 
 Anything without a generated form is called as its closure, held as a
 named constant of the generated code; nothing here refuses a construct
