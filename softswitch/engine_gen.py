@@ -458,6 +458,19 @@ class SourceGen:
         def indent(lines: list[str]) -> list[str]:
             return ["    " + x for x in lines] or ["    pass"]
 
+        dyn = ArgLits("_a")
+
+        def dispatch(next_of: Callable[[int], list[str]], other: list[str]) -> list[str]:
+            """Run action _x with data _a: the table's actions inline, any other
+            (a member of a shared profile) called; then the lines next_of(act)
+            or ``other`` give."""
+            out: list[str] = []
+            for k, act in enumerate(sorted(t.action_ids)):
+                out.append(f"{'if' if k == 0 else 'elif'} _x == {act}:")
+                out += indent(run(act, dyn) + next_of(act))
+            tail = [f"{rn}[_x](phv, _a)", *other]
+            return [*out, "else:", *indent(tail)] if out else tail
+
         if t.default_const:
             dargs = t.default_args
             miss = run(dact, ArgLits(self.const(dargs, "args"), dargs)) if dact >= 0 else []
@@ -466,7 +479,7 @@ class SourceGen:
             miss = [
                 f"_x = {tn}.default_action",
                 "if _x >= 0:",
-                f"    {rn}[_x](phv, {tn}.default_args)",
+                *indent([f"_a = {tn}.default_args", *dispatch(lambda act: [], [])]),
                 *set_s(sidx(hm[1]) if use_hm else by_act()),
             ]
         if keyless:
@@ -497,13 +510,10 @@ class SourceGen:
             mstore, mname = self.const(meter[1], "mstore"), self.const(meter[0], "meter")
             hit.append(f"{mstore}(phv, (), {mname}.execute(_e.handle, phv[{il}]))")
         hit += ["_x = _e.action", "_a = _e.args"]
-        dispatch: list[str] = []
-        dyn = ArgLits("_a")
-        for k, act in enumerate(sorted(t.action_ids)):
-            dispatch.append(f"{'if' if k == 0 else 'elif'} _x == {act}:")
-            dispatch += indent(run(act, dyn) + set_s(sidx(hm[0] if use_hm else nba[act])))
-        other = [f"{rn}[_x](phv, _a)", *set_s(sidx(hm[0]) if use_hm else by_act())]
-        dispatch += ["else:", *indent(other)] if dispatch else other
+        run_hit = dispatch(
+            lambda act: set_s(sidx(hm[0] if use_hm else nba[act])),
+            set_s(sidx(hm[0]) if use_hm else by_act()),
+        )
         if t.profile is not None and resolve is not None:
             hit += [
                 "if _x < 0:",
@@ -514,10 +524,10 @@ class SourceGen:
                 "if _x < 0:",
                 *indent(miss),
                 "else:",
-                *indent(dispatch),
+                *indent(run_hit),
             ]
         else:
-            hit += dispatch
+            hit += run_hit
         return [*lookup, "if _e is None:", *indent(miss), "else:", *indent(hit)], succ
 
 
