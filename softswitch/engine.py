@@ -270,7 +270,12 @@ class _Pkt:
 class SoftEngine:
     """bmv2 simple_switch semantics over compiled closures and generated code."""
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic, seed: int = 0) -> None:
+    def __init__(
+        self, clock: Callable[[], float] = time.monotonic, seed: int = 0, generate: bool = True
+    ) -> None:
+        """``generate=False`` runs the closures only (no generated code): the
+        reference the generated code must match, for differential tests."""
+        self._generate = generate
         self._clock = clock
         self._t0 = clock()
         self._rng = random.Random(seed)

@@ -124,6 +124,7 @@ class _Compiler:
         self.union_of: dict[int, list[int]] = {}  # hid -> other members' valid slots
         self.calc_payload: set[str] = set()
         self.gen = SourceGen(self)
+        self.generate = eng._generate  # False: closures only (SoftEngine(generate=False))
         self.has_exit = False  # an exit primitive anywhere: pipelines check after tables
         # what engine_gen needs: per action (without jumps) its primitives and
         # closures; per conditional its JSON; per table its next-node list
@@ -553,7 +554,7 @@ class _Compiler:
             raise _refuse(f"hash algorithm {algo!r} (calculation {name})")
         build = self._buf_builder(inputs, name)
         self.calc_parts[name] = (fn, build)
-        if fn is engine_hash.csum16:
+        if fn is engine_hash.csum16 and self.generate:
             with contextlib.suppress(*GEN_LIMITS):  # else the bytes and csum16
                 self.calc_csum16[name] = self._buf_builder(inputs, name, csum=True)
         return lambda phv, payload: fn(build(phv, payload))
@@ -709,7 +710,9 @@ class _Compiler:
             fns = [x for _, x in compiled]
             self.action_parts[index] = (list(prims), fns)
             run = _noop
-            if fns:
+            if fns and not self.generate:
+                run = fns[0] if len(fns) == 1 else _run_all(fns)
+            elif fns:
                 try:
                     run = self.gen.action(a["name"], prims, fns)
                 except GEN_LIMITS:
@@ -1029,7 +1032,7 @@ class _Compiler:
             ]
         init = states[pj["init_state"]] if pj.get("init_state") else None
         parsed = self.s.parsed
-        if init is not None:
+        if init is not None and self.generate:
             try:
                 self.e._parse = generate_parser(self.gen, pj["init_state"], self.parse_info, parsed)
                 return
@@ -1053,6 +1056,8 @@ class _Compiler:
 
     def _parse_op_src(self, o: Mapping[str, Any], op: ParseOp) -> list[str] | ParseOp:
         """A parser op's statements for generate_parser, or its closure."""
+        if not self.generate:
+            return op
         lines = self.gen_extract.get(id(op))
         if lines is None:
             try:
@@ -1375,9 +1380,10 @@ class _Compiler:
                         store(phv, (), calc(phv, payload))
 
                 self.e._update_cksums.append(update)
-        with contextlib.suppress(*GEN_LIMITS):  # else SoftEngine._verify, _deparse
-            self._gen_verify(verifies)
-            self._gen_deparse(updates)
+        if self.generate:
+            with contextlib.suppress(*GEN_LIMITS):  # else SoftEngine._verify, _deparse
+                self._gen_verify(verifies)
+                self._gen_deparse(updates)
 
     # ------------------------------------------------------------ pipelines
     def _pipelines(self) -> None:
@@ -1401,8 +1407,8 @@ class _Compiler:
         for pname, attr in (("ingress", "_ingress"), ("egress", "_egress")):
             p = pipes.get(pname)
             init = p.get("init_table") if p else None
-            if not init:
-                setattr(self.e, attr, None)
+            if not init or not self.generate:
+                setattr(self.e, attr, nodes[init] if init else None)
                 continue
             try:
                 first = generate_pipeline(
