@@ -28,6 +28,7 @@ named constant of the generated code; nothing here refuses a construct
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -50,6 +51,7 @@ if TYPE_CHECKING:
 #: (Python's limits on nesting and recursion): the caller keeps the closures.
 GEN_LIMITS = (SyntaxError, RecursionError)
 
+_SLOT = re.compile(r"phv\[\d+\]")
 _ARITH = {"+", "-", "*", "<<", ">>", "&", "|", "^"}
 _CMP = {"==", "!=", ">", "<", ">=", "<="}
 _HELPERS = {"/": "_trunc_div", "%": "_trunc_mod", "two_comp_mod": "_signed"}
@@ -386,10 +388,37 @@ class SourceGen:
     def action_body(
         self, prims: Sequence[Mapping[str, Any]], closures: Sequence[Prim], ar: ArgLits
     ) -> list[str]:
-        lines: list[str] = []
-        for p, fn in zip(prims, closures, strict=True):
-            lines.extend(self.primitive(p, fn, ar))
-        return lines
+        per = [self.primitive(p, fn, ar) for p, fn in zip(prims, closures, strict=True)]
+        for i, p in enumerate(prims):
+            if p["op"] == "add_header" and per[i] and per[i][0].startswith("if not phv["):
+                dead = self._overwritten(prims, per, i)
+                if dead:
+                    per[i] = [x for x in per[i] if x.split(" = ")[0].strip() not in dead]
+        return [x for lines in per for x in lines]
+
+    def _overwritten(
+        self, prims: Sequence[Mapping[str, Any]], per: list[list[str]], i: int
+    ) -> set[str]:
+        """The ``phv[slot]`` of the header prims[i] adds whose zeroing is dead:
+        the statements right after it assign them before anything could read
+        them (field assignments without closure calls; the scan stops at the
+        first other primitive or at a read of a still-zeroed field)."""
+        hid, _ = self.c.hexpr(prims[i]["parameters"][0])
+        pending = {f"phv[{s}]" for s in self.c.e._headers[hid].slots}
+        dead: set[str] = set()
+        for p, lines in zip(prims[i + 1 :], per[i + 1 :], strict=True):
+            if p["op"] not in ("assign", "modify_field") or p["parameters"][0]["type"] != "field":
+                break
+            if any("(phv, " in x for x in lines):
+                break  # a closure may read anything
+            target = lines[-1].split(" = ")[0]
+            reads = {m for x in lines for m in _SLOT.findall(x.split(" = ", 1)[1])}
+            if reads & pending:
+                break
+            if target in pending:
+                pending.discard(target)
+                dead.add(target)
+        return dead
 
     def action(
         self, name: str, prims: Sequence[Mapping[str, Any]], closures: Sequence[Prim]
