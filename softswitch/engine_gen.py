@@ -60,11 +60,16 @@ _NOOPS = {"no_op", "log_msg", "assert", "assume"}
 
 class ArgLits:
     """Where generated code finds action data: the variable (or global)
-    ``name`` holding the tuple, and its values when known at load."""
+    ``name`` holding the tuple, its values when known at load, and the
+    widths its values are known to fit (entry and member data, which
+    SoftEngine._action_call checked; not a JSON default's)."""
 
-    def __init__(self, name: str, vals: tuple[int, ...] | None = None) -> None:
+    def __init__(
+        self, name: str, vals: tuple[int, ...] | None = None, widths: list[int] | None = None
+    ) -> None:
         self.name = name
         self.vals = vals
+        self.widths = widths
 
 
 _ACTION_ARGS = ArgLits("a")
@@ -137,6 +142,9 @@ class SourceGen:
         k = self.lit(j, ar)
         if k is not None:
             return 0 <= k <= m
+        if j["type"] in ("local", "runtime_data") and ar.widths is not None:
+            i = int(j["value"])
+            return 0 <= i < len(ar.widths) and (1 << ar.widths[i]) - 1 <= m
         if j["type"] != "expression":
             return False
         v = j["value"]
@@ -487,16 +495,18 @@ class SourceGen:
         def indent(lines: list[str]) -> list[str]:
             return ["    " + x for x in lines] or ["    pass"]
 
-        dyn = ArgLits("_a")
-
-        def dispatch(next_of: Callable[[int], list[str]], other: list[str]) -> list[str]:
-            """Run action _x with data _a: the table's actions inline, any other
-            (a member of a shared profile) called; then the lines next_of(act)
-            or ``other`` give."""
+        def dispatch(
+            next_of: Callable[[int], list[str]], other: list[str], checked: bool
+        ) -> list[str]:
+            """Run action _x with data _a (checked: an entry's or member's, known
+            to fit the action's parameter widths): the table's actions inline,
+            any other (a member of a shared profile) called; then the lines
+            next_of(act) or ``other`` give."""
             out: list[str] = []
             for k, act in enumerate(sorted(t.action_ids)):
+                widths = self.c.e._actions[act].widths if checked else None
                 out.append(f"{'if' if k == 0 else 'elif'} _x == {act}:")
-                out += indent(run(act, dyn) + next_of(act))
+                out += indent(run(act, ArgLits("_a", None, widths)) + next_of(act))
             tail = [f"{rn}[_x](phv, _a)", *other]
             return [*out, "else:", *indent(tail)] if out else tail
 
@@ -508,7 +518,7 @@ class SourceGen:
             miss = [
                 f"_x = {tn}.default_action",
                 "if _x >= 0:",
-                *indent([f"_a = {tn}.default_args", *dispatch(lambda act: [], [])]),
+                *indent([f"_a = {tn}.default_args", *dispatch(lambda act: [], [], False)]),
                 *set_s(sidx(hm[1]) if use_hm else by_act()),
             ]
         if keyless:
@@ -542,6 +552,7 @@ class SourceGen:
         run_hit = dispatch(
             lambda act: set_s(sidx(hm[0] if use_hm else nba[act])),
             set_s(sidx(hm[0]) if use_hm else by_act()),
+            True,
         )
         if t.profile is not None and resolve is not None:
             hit += [
