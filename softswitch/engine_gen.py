@@ -102,7 +102,7 @@ class SourceGen:
         """A name the generated code reads ``obj`` by (a global of its module)."""
         name = self._names.get(id(obj))
         if name is None:
-            name = f"_{prefix}{len(self.env)}"
+            name = f"_{prefix}{len(self._names)}"
             self.env[name] = obj
             self._names[id(obj)] = name
         return name
