@@ -20,8 +20,12 @@ packets per second for:
 The goal is >= 25% of bmv2's rate on the same program; pass bmv2's measured
 rate with --bmv2-pps NAME=PPS to record the ratio side by side. Each case is
 timed --repeat times and the median reported (all runs are recorded).
+--closures also times SoftEngine(generate=False), the engine without
+generated code, alternating with the default one (after checking both emit
+the same bytes for every frame): the before/after of code generation under
+the same machine load.
 
-    .venv/bin/python bench/engine_pps.py [--packets 20000] [--repeat 3] \
+    .venv/bin/python bench/engine_pps.py [--packets 20000] [--repeat 3] [--closures] \
         [--out bench/results] [--only esvpn_encap] [--bmv2-pps esvpn_encap=40000]
 
 Results go to <out>/engine_pps.json.
@@ -63,8 +67,12 @@ def _ipv4_frame(dst: bytes) -> bytes:
     return eth + ip + bytes.fromhex("0035003500120000") + bytes(18)
 
 
-def bench_simple_router(n: int, repeat: int) -> list[float]:
-    e = SoftEngine()
+#: A case made ready to time: (engine, frames, ingress port).
+Setup = tuple[SoftEngine, list[bytes], int]
+
+
+def setup_simple_router(generate: bool) -> Setup:
+    e = SoftEngine(generate=generate)
     e.load(json.loads(SIMPLE_ROUTER.read_text()))
     for i in range(256):
         e.table_add(
@@ -77,7 +85,7 @@ def bench_simple_router(n: int, repeat: int) -> list[float]:
         )
     frames = [_ipv4_frame(bytes([10, i, 1, 1])) for i in range(64)]
     assert e.process(1, frames[3]), "simple_router must forward the bench frame"
-    return _rate(e, frames, n, 1, repeat)
+    return e, frames, 1
 
 
 class _EngineDataplane:
@@ -156,9 +164,9 @@ def _esvpn_cases() -> dict[str, Case]:
     return {"encap": (1, enc_in, 4, enc_out), "decap": (4, dec_in, 1, dec_out)}
 
 
-def _esvpn_engine(entries: bool) -> SoftEngine:
+def _esvpn_engine(entries: bool, generate: bool = True) -> SoftEngine:
     j = json.loads(ESVPN.read_text())
-    e = SoftEngine()
+    e = SoftEngine(generate=generate)
     e.load(j)
     if entries:
         from tests.packet import tables as t
@@ -172,40 +180,38 @@ def _esvpn_engine(entries: bool) -> SoftEngine:
     return e
 
 
-def bench_esvpn_case(name: str) -> Callable[[int, int], list[float] | None]:
-    def run(n: int, repeat: int) -> list[float] | None:
+def setup_esvpn_case(name: str) -> Callable[[bool], Setup | None]:
+    def setup(generate: bool) -> Setup | None:
         if not ESVPN.exists():
             return None
-        e = _esvpn_engine(entries=True)
+        e = _esvpn_engine(entries=True, generate=generate)
         in_port, frames, out_port, want = _esvpn_cases()[name]
         for i, f in enumerate(frames):
             got = e.process(in_port, f)
             assert got == [(out_port, want[i])], f"esvpn {name} frame {i}: {got!r:.200}"
-        return _rate(e, frames, n, in_port, repeat)
+        return e, frames, in_port
 
-    return run
+    return setup
 
 
-def bench_esvpn_miss(n: int, repeat: int) -> list[float] | None:
+def setup_esvpn_miss(generate: bool) -> Setup | None:
     if not ESVPN.exists():
         return None
-    e = _esvpn_engine(entries=False)
+    e = _esvpn_engine(entries=False, generate=generate)
     frames = [_ipv4_frame(bytes([10, i, 1, 1])) for i in range(64)]
     assert e.process(1, frames[0]) == [], "esvpn without entries must drop"
-    return _rate(e, frames, n, 1, repeat)
+    return e, frames, 1
 
 
-def _rate(e: SoftEngine, frames: list[bytes], n: int, port: int, repeat: int) -> list[float]:
-    """packets/s of ``repeat`` runs of n frames each."""
+def _rate(case: Setup, n: int) -> float:
+    """packets/s of one run of n frames."""
+    e, frames, port = case
     process = e.process
     nf = len(frames)
-    rates = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        for i in range(n):
-            process(port, frames[i % nf])
-        rates.append(n / (time.perf_counter() - t0))
-    return rates
+    t0 = time.perf_counter()
+    for i in range(n):
+        process(port, frames[i % nf])
+    return n / (time.perf_counter() - t0)
 
 
 def main() -> int:
@@ -216,6 +222,11 @@ def main() -> int:
     ap.add_argument("--only", action="append", default=[], metavar="NAME", help="one case")
     ap.add_argument(
         "--repeat", type=int, default=3, help="timed runs per case; the median is reported"
+    )
+    ap.add_argument(
+        "--closures",
+        action="store_true",
+        help="also time SoftEngine(generate=False), the closure-only engine, alternating",
     )
     args = ap.parse_args()
     ref = {k: float(v) for k, v in (x.split("=", 1) for x in args.bmv2_pps)}
@@ -228,18 +239,27 @@ def main() -> int:
         "programs": {},
     }
     programs: dict[str, dict[str, Any]] = {}
-    benches: dict[str, Callable[[int, int], list[float] | None]] = {
-        "simple_router": bench_simple_router,
-        "esvpn_encap": bench_esvpn_case("encap"),
-        "esvpn_decap": bench_esvpn_case("decap"),
-        "esvpn_miss": bench_esvpn_miss,
+    setups: dict[str, Callable[[bool], Setup | None]] = {
+        "simple_router": setup_simple_router,
+        "esvpn_encap": setup_esvpn_case("encap"),
+        "esvpn_decap": setup_esvpn_case("decap"),
+        "esvpn_miss": setup_esvpn_miss,
     }
-    for name, fn in benches.items():
+    for name, setup in setups.items():
         if args.only and name not in args.only:
             continue
-        runs = fn(args.packets, args.repeat)
-        if runs is None:
+        case = setup(True)
+        if case is None:
             continue
+        ref_case = setup(False) if args.closures else None
+        if ref_case is not None:  # the same bytes out of both engines
+            for f in case[1]:
+                assert case[0].process(case[2], f) == ref_case[0].process(case[2], f), name
+        runs, ref_runs = [], []
+        for _ in range(args.repeat):  # alternating, so both see the same load
+            runs.append(_rate(case, args.packets))
+            if ref_case is not None:
+                ref_runs.append(_rate(ref_case, args.packets))
         pps = statistics.median(runs)
         bmv2 = ref.get(name)
         programs[name] = {
@@ -248,7 +268,13 @@ def main() -> int:
             "bmv2_pps": bmv2,
             "ratio": round(pps / bmv2, 3) if bmv2 else None,
         }
-        print(f"{name}: {pps:,.0f} packets/s" + (f" ({pps / bmv2:.0%} of bmv2)" if bmv2 else ""))
+        line = f"{name}: {pps:,.0f} packets/s" + (f" ({pps / bmv2:.0%} of bmv2)" if bmv2 else "")
+        if ref_runs:
+            closure_pps = statistics.median(ref_runs)
+            programs[name]["closures_pps"] = round(closure_pps)
+            programs[name]["closures_pps_runs"] = [round(x) for x in ref_runs]
+            line += f"; closures only {closure_pps:,.0f} (x{pps / closure_pps:.1f})"
+        print(line)
     results["programs"] = programs
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
