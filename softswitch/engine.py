@@ -311,6 +311,7 @@ class SoftEngine:
         self._deparse_fns: list[tuple[int, Callable[[PHV], bytes]]] = []
         # the generated forms of _deparse and of the checksum loop in _run_parser
         self._deparse_fn: Callable[[PHV, bytes], bytes] = self._deparse
+        self._first_fn: Callable[[int, bytes, list[tuple[PHV, bytes]], Output], None] = self._first
         self._verify_fn: Callable[[PHV, bytes], int] = self._verify
         self._ingress: Any = None
         self._egress: Any = None
@@ -713,7 +714,24 @@ class SoftEngine:
         if not 0 <= ingress_port < DROP_PORT:
             raise EngineError(f"ingress port {ingress_port} out of range 0..510")
         out: Output = []
-        frame = bytes(frame)
+        inputs: list[tuple[PHV, bytes]] = []
+        self._first_fn(ingress_port, bytes(frame), inputs, out)
+        rounds = 1
+        while inputs:
+            phv, data = inputs.pop()
+            rounds += 1
+            if rounds > MAX_REINJECT:
+                break
+            self._ingress_one(phv, data, inputs, out)
+        return out
+
+    def _first(
+        self, ingress_port: int, frame: bytes, inputs: list[tuple[PHV, bytes]], out: Output
+    ) -> None:
+        """The received frame's pass through ingress (and on to egress); its
+        generated form (_first_fn) runs the same steps with the slots inlined,
+        handing every case but a plain unicast on to _ingress_one /
+        _egress_one from the same state."""
         s = self._slots
         phv = self._template.copy()
         phv[s.ingress_port] = ingress_port
@@ -722,15 +740,7 @@ class SoftEngine:
         phv[s.ingress_length] = len(frame)
         if s.ingress_ts >= 0:
             phv[s.ingress_ts] = self._micros()
-        inputs: list[tuple[PHV, bytes]] = [(phv, frame)]
-        rounds = 0
-        while inputs:
-            phv, data = inputs.pop()
-            rounds += 1
-            if rounds > MAX_REINJECT:
-                break
-            self._ingress_one(phv, data, inputs, out)
-        return out
+        self._ingress_one(phv, frame, inputs, out)
 
     def _micros(self) -> int:
         """bmv2's get_ts(): microseconds since the switch started (48 bits)."""
@@ -761,16 +771,26 @@ class SoftEngine:
         return cerr
 
     def _ingress_one(
-        self, phv: PHV, data: bytes, inputs: list[tuple[PHV, bytes]], out: Output
+        self,
+        phv: PHV,
+        data: bytes,
+        inputs: list[tuple[PHV, bytes]],
+        out: Output,
+        parsed: tuple[bytes, int] | None = None,
     ) -> None:
+        """Parser and ingress pipeline, then clone, resubmit, multicast, drop
+        or egress; ``parsed`` (payload, ingress size): the first two are done."""
         s = self._slots
-        ingress_size = phv[s.pkt_len_reg]
-        payload = self._run_parser(phv, data)
-        node = self._ingress  # each node returns the next; exit ends the pipeline
-        ex = s.exit
-        while node is not None and not phv[ex]:
-            node = node(phv)
-        phv[ex] = 0
+        if parsed is None:
+            ingress_size = phv[s.pkt_len_reg]
+            payload = self._run_parser(phv, data)
+            node = self._ingress  # each node returns the next; exit ends the pipeline
+            ex = s.exit
+            while node is not None and not phv[ex]:
+                node = node(phv)
+            phv[ex] = 0
+        else:
+            payload, ingress_size = parsed
         egress_spec = phv[s.egress_spec]
         mgid = phv[s.mcast_grp] if s.mcast_grp >= 0 else 0
         clone = phv[s.clone_session]
@@ -830,19 +850,28 @@ class SoftEngine:
             self._egress_one(port, cp, payload, inputs, out)
 
     def _egress_one(
-        self, port: int, phv: PHV, payload: bytes, inputs: list[tuple[PHV, bytes]], out: Output
+        self,
+        port: int,
+        phv: PHV,
+        payload: bytes,
+        inputs: list[tuple[PHV, bytes]],
+        out: Output,
+        done: bool = False,
     ) -> None:
+        """Egress pipeline, then clone, drop, deparse, recirculate or send;
+        ``done``: the pipeline has run."""
         s = self._slots
-        phv[s.egress_port] = port
-        phv[s.egress_spec] = self._egress_spec_init
-        phv[s.packet_length] = phv[s.pkt_len_reg]
-        if s.egress_ts >= 0:
-            phv[s.egress_ts] = self._micros()
-        node = self._egress
-        ex = s.exit
-        while node is not None and not phv[ex]:
-            node = node(phv)
-        phv[ex] = 0
+        if not done:
+            phv[s.egress_port] = port
+            phv[s.egress_spec] = self._egress_spec_init
+            phv[s.packet_length] = phv[s.pkt_len_reg]
+            if s.egress_ts >= 0:
+                phv[s.egress_ts] = self._micros()
+            node = self._egress
+            ex = s.exit
+            while node is not None and not phv[ex]:
+                node = node(phv)
+            phv[ex] = 0
         clone = phv[s.clone_session]
         if clone:
             fl = phv[s.clone_fl]

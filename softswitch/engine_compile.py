@@ -29,6 +29,7 @@ from softswitch.api import (
 from softswitch.engine import (
     DROP_PORT,
     PHV,
+    PKT_INSTANCE_TYPE_NORMAL,
     Args,
     Expr,
     HdrExpr,
@@ -182,6 +183,73 @@ class _Compiler:
         self._checksums()
         self._pipelines()
         self.e._template = self.template
+        if self.generate:
+            with contextlib.suppress(*GEN_LIMITS):  # else SoftEngine._first
+                self._gen_first()
+
+    def _gen_first(self) -> None:
+        """SoftEngine._first with _ingress_one, _run_parser and _egress_one
+        inline, slots as constants: the received frame's pass; anything but
+        a plain unicast (clone, resubmit, multicast, recirculate) continues
+        in the engine's _ingress_one / _egress_one after their pipelines."""
+        e, s, g = self.e, self.s, self.gen
+        micros = g.const(e._micros, "micros")
+
+        def run(pipe: Any) -> list[str]:
+            return [
+                f"    node = {g.const(pipe, 'pipe')}",
+                f"    while node is not None and not phv[{s.exit}]:",
+                "        node = node(phv)",
+                f"    phv[{s.exit}] = 0",
+            ]
+
+        mgid = f" or phv[{s.mcast_grp}]" if s.mcast_grp >= 0 else ""
+        lines = [
+            "def first(port, frame, inputs, out):",
+            f"    phv = {g.const(e._template, 'template')}.copy()",
+            "    n = len(frame)",
+            f"    phv[{s.ingress_port}] = port",
+            f"    phv[{s.packet_length}] = n",
+            f"    phv[{s.pkt_len_reg}] = n",
+            f"    phv[{s.ingress_length}] = n",
+            *([f"    phv[{s.ingress_ts}] = {micros}()"] if s.ingress_ts >= 0 else []),
+            f"    ingress_size = phv[{s.pkt_len_reg}]",
+            "    try:",
+            f"        consumed = {g.const(e._parse, 'parse')}(phv, frame)",
+            f"        err = {e._no_error}",
+            "    except _ParserError as exc:",
+            "        err = exc.code",
+            f"        consumed = phv[{s.parsed}]",
+            "    payload = frame[consumed:]",
+            f"    cerr = {g.const(e._verify_fn, 'verify')}(phv, payload)",
+            *([f"    phv[{s.parser_error}] = err"] if s.parser_error >= 0 else []),
+            *([f"    phv[{s.checksum_error}] = cerr"] if s.checksum_error >= 0 else []),
+            *run(e._ingress),
+            f"    if phv[{s.clone_session}] or phv[{s.resubmit}]{mgid}:",
+            f"        {g.const(e._ingress_one, 'ingress_one')}"
+            "(phv, frame, inputs, out, (payload, ingress_size))",
+            "        return",
+            f"    es = phv[{s.egress_spec}]",
+            f"    if es == {DROP_PORT}:",
+            "        return",
+            f"    phv[{s.instance_type}] = {PKT_INSTANCE_TYPE_NORMAL}",
+            f"    phv[{s.egress_port}] = es",
+            f"    phv[{s.egress_spec}] = {e._egress_spec_init}",
+            f"    phv[{s.packet_length}] = phv[{s.pkt_len_reg}]",
+            *([f"    phv[{s.egress_ts}] = {micros}()"] if s.egress_ts >= 0 else []),
+            *run(e._egress),
+            f"    if phv[{s.clone_session}] or phv[{s.recirc}]:",
+            f"        {g.const(e._egress_one, 'egress_one')}(es, phv, payload, inputs, out, True)",
+            "        return",
+            f"    if phv[{s.egress_spec}] == {DROP_PORT}:",
+            "        return",
+            f"    frame = {g.const(e._deparse_fn, 'deparse')}(phv, payload)",
+            f"    trunc = phv[{s.truncate}]",
+            "    if trunc and trunc < len(frame):",
+            "        frame = frame[:trunc]",
+            "    out.append((es, frame))",
+        ]
+        e._first_fn = g.compile("\n".join(lines) + "\n", "first", "first pass")
 
     def _layout(self) -> None:
         j = self.j
