@@ -40,20 +40,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tests.packet import tables as t  # noqa: E402
 from tests.packet.harness import Dataplane  # noqa: E402
-from tests.packet.topo import (  # noqa: E402
-    ES1,
-    REMOTE_A,
-    VRF_A,
-    base,
-    from_remote_a,
-    from_vif,
-    to_remote_a,
-    to_vif,
-    udp4,
-    with_ttl,
-)
+from tests.packet.topo import bench_cases, bench_program  # noqa: E402
 
 GOAL = 0.25
 
@@ -62,26 +50,6 @@ def bmv2_path() -> str | None:
     exe = os.environ.get("SIMPLE_SWITCH_GRPC") or shutil.which("simple_switch_grpc")
     exe = exe or "/opt/p4/bin/simple_switch_grpc"
     return exe if Path(exe).exists() else None
-
-
-def program(dp: Dataplane) -> None:
-    base(dp)
-    t.nexthop(dp, 1, t.encap(30001, REMOTE_A))
-    t.ipv4_route(dp, VRF_A, "10.2.0.0/16", 1)
-    t.label_to_vif(dp, 40001, 1, 1, 10, ES1)
-
-
-def cases() -> dict[str, tuple[int, list[bytes], int, list[bytes]]]:
-    """name -> (in port, frames, out port, expected frames)."""
-    enc_in, enc_out, dec_in, dec_out = [], [], [], []
-    for i in range(64):
-        pkt = udp4(dst=f"10.2.{i}.5", sport=1000 + i)
-        enc_in.append(bytes(from_vif(ES1, 10, pkt)))
-        enc_out.append(bytes(to_remote_a(with_ttl(pkt, 63), 30001)))
-        inner = udp4(src=f"10.2.{i}.5", dst="10.1.0.1", sport=2000 + i)
-        dec_in.append(bytes(from_remote_a(inner, 40001)))
-        dec_out.append(bytes(to_vif(ES1, 10, with_ttl(inner, 63))))
-    return {"encap": (1, enc_in, 4, enc_out), "decap": (4, dec_in, 1, dec_out)}
 
 
 def measure(
@@ -124,8 +92,8 @@ def run_target(target: str, n: int, window: int) -> dict[str, dict[str, float]]:
     dp.start()
     try:
         dp.reset()
-        program(dp)
-        return {name: measure(dp, case, n, window) for name, case in cases().items()}
+        bench_program(dp)
+        return {name: measure(dp, case, n, window) for name, case in bench_cases().items()}
     finally:
         dp.stop()
 

@@ -149,19 +149,10 @@ class _EngineDataplane:
 Case = tuple[int, list[bytes], int, list[bytes]]
 
 
-def _esvpn_cases() -> dict[str, Case]:
-    """The frames bench/dataplane_pps.py sends, with the expected outputs."""
-    from tests.packet.topo import ES1, from_remote_a, from_vif, to_remote_a, to_vif, udp4, with_ttl
+def _bench_cases() -> dict[str, Case]:
+    from tests.packet.topo import bench_cases
 
-    enc_in, enc_out, dec_in, dec_out = [], [], [], []
-    for i in range(64):
-        pkt = udp4(dst=f"10.2.{i}.5", sport=1000 + i)
-        enc_in.append(bytes(from_vif(ES1, 10, pkt)))
-        enc_out.append(bytes(to_remote_a(with_ttl(pkt, 63), 30001)))
-        inner = udp4(src=f"10.2.{i}.5", dst="10.1.0.1", sport=2000 + i)
-        dec_in.append(bytes(from_remote_a(inner, 40001)))
-        dec_out.append(bytes(to_vif(ES1, 10, with_ttl(inner, 63))))
-    return {"encap": (1, enc_in, 4, enc_out), "decap": (4, dec_in, 1, dec_out)}
+    return bench_cases()
 
 
 def _esvpn_engine(entries: bool, generate: bool = True) -> SoftEngine:
@@ -169,14 +160,10 @@ def _esvpn_engine(entries: bool, generate: bool = True) -> SoftEngine:
     e = SoftEngine(generate=generate)
     e.load(j)
     if entries:
-        from tests.packet import tables as t
-        from tests.packet.topo import ES1, REMOTE_A, VRF_A, base
+        from tests.packet.topo import bench_program
 
         dp: Any = _EngineDataplane(e, j)
-        base(dp)
-        t.nexthop(dp, 1, t.encap(30001, REMOTE_A))
-        t.ipv4_route(dp, VRF_A, "10.2.0.0/16", 1)
-        t.label_to_vif(dp, 40001, 1, 1, 10, ES1)
+        bench_program(dp)
     return e
 
 
@@ -185,7 +172,7 @@ def setup_esvpn_case(name: str) -> Callable[[bool], Setup | None]:
         if not ESVPN.exists():
             return None
         e = _esvpn_engine(entries=True, generate=generate)
-        in_port, frames, out_port, want = _esvpn_cases()[name]
+        in_port, frames, out_port, want = _bench_cases()[name]
         for i, f in enumerate(frames):
             got = e.process(in_port, f)
             assert got == [(out_port, want[i])], f"esvpn {name} frame {i}: {got!r:.200}"

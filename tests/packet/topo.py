@@ -183,3 +183,29 @@ def from_remote_a(inner: Packet, label: int, **kw: object) -> Packet:
     }
     args.update(kw)
     return mpls_gre(inner, label, **args)  # type: ignore[arg-type]
+
+
+BenchCase = tuple[int, list[bytes], int, list[bytes]]
+
+
+def bench_program(dp: Dataplane) -> None:
+    """The entries the benchmarks run (bench/engine_pps.py in-process,
+    bench/dataplane_pps.py over veths): base(), one route to REMOTE_A over
+    MPLS-in-GRE, one per-interface label delivering to vif 1."""
+    base(dp)
+    t.nexthop(dp, 1, t.encap(30001, REMOTE_A))
+    t.ipv4_route(dp, VRF_A, "10.2.0.0/16", 1)
+    t.label_to_vif(dp, 40001, 1, 1, 10, ES1)
+
+
+def bench_cases() -> dict[str, BenchCase]:
+    """name -> (in port, frames, out port, expected frames) on bench_program."""
+    enc_in, enc_out, dec_in, dec_out = [], [], [], []
+    for i in range(64):
+        pkt = udp4(dst=f"10.2.{i}.5", sport=1000 + i)
+        enc_in.append(bytes(from_vif(ES1, 10, pkt)))
+        enc_out.append(bytes(to_remote_a(with_ttl(pkt, 63), 30001)))
+        inner = udp4(src=f"10.2.{i}.5", dst="10.1.0.1", sport=2000 + i)
+        dec_in.append(bytes(from_remote_a(inner, 40001)))
+        dec_out.append(bytes(to_vif(ES1, 10, with_ttl(inner, 63))))
+    return {"encap": (1, enc_in, 4, enc_out), "decap": (4, dec_in, 1, dec_out)}
