@@ -113,8 +113,9 @@ class SoftBackend:
 
     synchronous = True
 
-    def __init__(self, loop: LoopThread) -> None:
+    def __init__(self, loop: LoopThread, generate: bool = True) -> None:
         self.loop = loop
+        self.generate = generate
         self.queues: dict[int, queue.Queue[bytes]] = {p: queue.Queue() for p in PORTS}
         self._server: Any = None
         self._hub: Any = None
@@ -125,7 +126,7 @@ class SoftBackend:
             from softswitch.p4runtime import P4RuntimeServer
             from softswitch.ports import PortHub
 
-            engine = SoftEngine()
+            engine = SoftEngine(generate=self.generate)
             hub = PortHub(engine, CPU_PORT)
             for p in PORTS:
                 hub.attach(p, _QueuePort(self.queues[p]))
@@ -290,6 +291,8 @@ def _retag(frame: bytes, anc: Iterable[tuple[int, int, bytes]]) -> bytes:
 
 
 def make_backend(target: str, loop: LoopThread) -> Backend:
+    if target == "soft-closures":  # the engine without generated code (reference)
+        return SoftBackend(loop, generate=False)
     if target == "soft" and os.environ.get("ESVPN_SOFT_PORTS", "memory") == "memory":
         return SoftBackend(loop)
     return VethBackend("bmv2" if target == "bmv2" else "soft")
