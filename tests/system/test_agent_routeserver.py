@@ -1,12 +1,18 @@
 """Two forwarders (agents) and the project's route server (routeserver/, no BGP
 peers): each end-system's route reaches the other forwarder as an
-encapsulation route, and comes back to its own forwarder as local delivery."""
+encapsulation route, and comes back to its own forwarder as local delivery;
+an end-system's packet crosses both switches (the compiled program on the
+embedded target's engine): MPLS-in-GRE out of A, delivered on B's vif."""
 
 from __future__ import annotations
 
 import asyncio
 import ipaddress
 from pathlib import Path
+
+from scapy.contrib.mpls import MPLS
+from scapy.layers.inet import GRE, IP, UDP
+from scapy.layers.l2 import Dot1Q, Ether
 
 from control.vrf import LocalTarget, RemoteTarget
 from esxmpp.testing import make_pki
@@ -15,6 +21,31 @@ from routeserver.server import RouteServer
 from tests.system.test_agent_flow import Lab, until
 
 NET = ipaddress.ip_network
+VRRP_MAC = "00:00:5e:00:01:01"
+FABRIC_SRC, FABRIC_DST = "02:00:00:00:00:01", "02:00:00:00:00:fe"  # Lab's underlay
+
+
+def host_packet(src: str, dst: str, ttl: int) -> IP:
+    return IP(bytes(IP(src=src, dst=dst, ttl=ttl, id=5) / UDP(sport=4000, dport=80) / b"hi"))
+
+
+def tunnelled(inner: IP, src: str, dst: str, label: int) -> bytes:
+    """What the Lab's switch sends its fabric port (agent config: underlay)."""
+    return bytes(
+        Ether(src=FABRIC_SRC, dst=FABRIC_DST)
+        / IP(src=src, dst=dst, ttl=64, id=0, flags="DF", proto=47)
+        / GRE(proto=0x8847)
+        / MPLS(label=label, cos=0, s=1, ttl=inner.ttl)
+        / inner
+    )
+
+
+def as_received(frame: bytes) -> bytes:
+    """The fabric frame as the other switch receives it (MACs swapped by the
+    underlay in between; our Lab switches share one underlay MAC pair)."""
+    eth = Ether(frame)
+    eth.src, eth.dst = FABRIC_DST, FABRIC_SRC
+    return bytes(eth)
 
 
 def test_two_forwarders_through_the_route_server(tmp_path: Path) -> None:
@@ -79,12 +110,53 @@ def test_two_forwarders_through_the_route_server(tmp_path: Path) -> None:
                 assert lab.agent is not None
                 await lab.agent.driver.wait_synced(10)
                 assert await lab.agent.driver.diff() == []
+            # traffic: A's end-system -> 10.1.2.7 behind B, and back
+            from_a = bytes(
+                Ether(src="0a:00:00:00:00:01", dst=VRRP_MAC)
+                / Dot1Q(vlan=10)
+                / host_packet("10.1.1.5", "10.1.2.7", 64)
+            )
+            out_a = a.engine.process(3, from_a)
+            to_b = tunnelled(host_packet("10.1.1.5", "10.1.2.7", 63), "192.0.2.1", "192.0.2.2", 16)
+            assert out_a == [(1, to_b)]
+            assert b.engine.process(1, as_received(to_b)) == [
+                (
+                    3,
+                    bytes(
+                        Ether(src=VRRP_MAC, dst="0a:00:00:00:00:02")
+                        / Dot1Q(vlan=20)
+                        / host_packet("10.1.1.5", "10.1.2.7", 62)
+                    ),
+                )
+            ]
+            out_b = b.engine.process(
+                3,
+                bytes(
+                    Ether(src="0a:00:00:00:00:02", dst=VRRP_MAC)
+                    / Dot1Q(vlan=20)
+                    / host_packet("10.1.2.7", "10.1.1.5", 30)
+                ),
+            )
+            to_a = tunnelled(host_packet("10.1.2.7", "10.1.1.5", 29), "192.0.2.2", "192.0.2.1", 16)
+            assert out_b == [(1, to_a)]
+            assert a.engine.process(1, as_received(to_a)) == [
+                (
+                    3,
+                    bytes(
+                        Ether(src=VRRP_MAC, dst="0a:00:00:00:00:01")
+                        / Dot1Q(vlan=10)
+                        / host_packet("10.1.2.7", "10.1.1.5", 28)
+                    ),
+                )
+            ]
             # B's end-system leaves: A loses the route to it
             assert await b.host_cmd(op="retract", prefix="10.1.2.7/32") == {"ok": True}
             await until(
                 lambda: NET("10.1.2.7/32") not in sa.selected_routes("red"), what="withdrawal"
             )
             assert sa.selected_routes("red") == {NET("10.1.1.5/32"): want_a[NET("10.1.1.5/32")]}
+            await a.agent.driver.wait_synced(10)
+            assert a.engine.process(3, from_a) == []  # no route any more: dropped
         finally:
             await a.close()
             await b.close()
