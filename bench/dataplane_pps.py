@@ -28,9 +28,8 @@ frames, three runs, nothing else running (medians, packets/s):
     decap        20,900              3,560          5.9
 
 simple_switch_grpc 1.15 was built from source with its default configure
-(-O2, logging macros compiled in, no --log-console), which is how the
-p4lang packages ship it; a build with --disable-logging-macros is faster
-and was not measured. With a compiler running beside them both rates drop
+(-O2, logging macros compiled in; run without --log-console); a build
+with --disable-logging-macros is faster and was not measured. With a compiler running beside them both rates drop
 (soft about 10,000, bmv2 about 2,000: bmv2's ingress, egress and transmit
 threads suffer more from sharing two cores).
 
