@@ -29,9 +29,10 @@ frames, three runs, nothing else running (medians, packets/s):
 
 simple_switch_grpc 1.15 was built from source with its default configure
 (-O2, logging macros compiled in; run without --log-console); a build
-with --disable-logging-macros is faster and was not measured. With a compiler running beside them both rates drop
-(soft about 10,000, bmv2 about 2,000: bmv2's ingress, egress and transmit
-threads suffer more from sharing two cores).
+with --disable-logging-macros is faster and was not measured. With a
+compiler running beside them both rates drop (soft about 10,000, bmv2
+about 2,000: bmv2's ingress, egress and transmit threads suffer more from
+sharing two cores).
 
 bmv2 runs when simple_switch_grpc is found (SIMPLE_SWITCH_GRPC, PATH, or
 /opt/p4/bin); otherwise only the embedded target is measured and the
