@@ -224,6 +224,30 @@ class _Meters:
         return 0
 
 
+def _exact_ikey(key: Key, widths: list[int]) -> Any:
+    """The exact-table index key of a well-formed all-Exact key; None otherwise
+    (then the general path reports what is wrong)."""
+    if len(key) != len(widths):
+        return None
+    if len(key) == 1:
+        m = key[0]
+        if type(m) is not Exact:
+            return None
+        v = m.value
+        if type(v) is not int or v < 0 or v >> widths[0]:
+            return None
+        return v
+    vals = []
+    for m, w in zip(key, widths, strict=True):
+        if type(m) is not Exact:
+            return None
+        v = m.value
+        if type(v) is not int or v < 0 or v >> w:
+            return None
+        vals.append(v)
+    return tuple(vals)
+
+
 class _Table:
     def __init__(self, name: str) -> None:
         self.name = name
@@ -353,21 +377,24 @@ class SoftEngine:
             raise EngineError(f"no action named {call.action!r}")
         # p4c may emit several actions of one name (e.g. NoAction): pick the
         # one this table lists.
-        ok = [i for i in cands if allowed is None or i in allowed]
-        if not ok:
-            raise EngineError(f"action {call.action!r} is not an action of this table")
-        idx = ok[0]
+        if len(cands) == 1:
+            idx = cands[0]
+            if allowed is not None and idx not in allowed:
+                raise EngineError(f"action {call.action!r} is not an action of this table")
+        else:
+            ok = [i for i in cands if allowed is None or i in allowed]
+            if not ok:
+                raise EngineError(f"action {call.action!r} is not an action of this table")
+            idx = ok[0]
         act = self._actions[idx]
         if len(call.args) != len(act.widths):
             raise EngineError(
                 f"action {call.action!r} takes {len(act.widths)} arguments, got {len(call.args)}"
             )
-        args = []
         for i, (a, w) in enumerate(zip(call.args, act.widths, strict=True)):
             if a < 0 or a >> w:
                 raise EngineError(f"action {call.action!r} argument {i} does not fit in {w} bits")
-            args.append(a)
-        return idx, tuple(args)
+        return idx, tuple(call.args)
 
     # ----------------------------------------------------------- tables
     def table_add(self, table: str, key: Key, target: EntryTarget, priority: int = 0) -> int:
@@ -376,6 +403,21 @@ class SoftEngine:
             raise EngineError(f"table {table!r} has no key; set its default action instead")
         if t.max_size and len(t.entries) >= t.max_size:
             raise EngineError(f"table {table!r} is full ({t.max_size} entries)")
+        if t.mode == "exact":
+            # Fast path, all-exact key: the checks of _normalize_key and the
+            # indexing of _index_entry, without the intermediate (value, mask) tuples.
+            ik = _exact_ikey(key, t.widths)
+            if ik is not None:
+                action, args = self._resolve_target(t, target)
+                if ik in t.exact:
+                    raise EngineError(f"table {t.name!r}: an entry with this key exists")
+                entry = _Entry(t.next_handle, key, priority, t.seq, target, action, args)
+                t.exact[ik] = entry
+                entry.ikey = ik
+                t.entries[entry.handle] = entry
+                t.next_handle += 1
+                t.seq += 1
+                return entry.handle
         norm = self._normalize_key(t, key)
         action, args = self._resolve_target(t, target)
         entry = _Entry(t.next_handle, key, priority, t.seq, target, action, args)

@@ -29,6 +29,7 @@ Rules follow the P4Runtime specification (v1.4) and what simple_switch_grpc
 from __future__ import annotations
 
 import gc
+import itertools
 import json
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -125,6 +126,7 @@ class ActionInfo:
     id: int
     name: str
     params: tuple[tuple[int, str, int], ...]  # (id, name, bitwidth) in order
+    distinct_ids: bool = True  # no param id appears twice
 
 
 @dataclass(frozen=True)
@@ -141,6 +143,11 @@ class TableInfo:
     size: int
     is_const: bool
     needs_priority: bool
+    #: all-exact key with distinct field ids: (id, bitwidth, bytes) per field in key
+    #: order, for the fast path of DeviceState._match_key; None otherwise
+    exact_plan: tuple[tuple[int, int, int], ...] | None = None
+    #: the key's field ids are in increasing order (the canonical key needs no sort)
+    ids_sorted: bool = False
 
 
 @dataclass(frozen=True)
@@ -185,6 +192,7 @@ class P4InfoIndex:
                 a.preamble.id,
                 a.preamble.name,
                 tuple((p.id, p.name, p.bitwidth) for p in a.params),
+                len({p.id for p in a.params}) == len(a.params),
             )
         self.direct_counters: dict[int, IndexedInfo] = {}
         direct_counter_of: dict[int, int] = {}
@@ -220,6 +228,12 @@ class P4InfoIndex:
                 needs_priority=any(
                     f.match_type in (_MF.TERNARY, _MF.RANGE, _MF.OPTIONAL) for f in fields
                 ),
+                exact_plan=tuple((f.id, f.bitwidth, (f.bitwidth + 7) >> 3) for f in fields)
+                if fields
+                and all(f.match_type == _MF.EXACT for f in fields)
+                and len({f.id for f in fields}) == len(fields)
+                else None,
+                ids_sorted=all(a.id < b.id for a, b in itertools.pairwise(fields)),
             )
         self.profiles: dict[int, ProfileInfo] = {}
         for ap in p4info.action_profiles:
@@ -546,6 +560,29 @@ class DeviceState:
     def _match_key(
         self, table: TableInfo, entry: RawTableEntry
     ) -> tuple[MatchKey, api.Key, list[RawMatch]]:
+        plan = table.exact_plan
+        if plan is not None and len(entry.matches) == len(plan):
+            # Fast path: every exact field given once, in key order, well-formed.
+            # Anything else goes the general way below, which reports the error.
+            fkey: list[api.FieldMatch | None] = []
+            fcanon: list[tuple[int, tuple[int, ...]]] = []
+            fout: list[RawMatch] = []
+            for fm, (pfid, pbw, pnb) in zip(entry.matches, plan, strict=True):
+                if fm[0] != pfid or fm[1] != "exact":
+                    break
+                fa = fm[2]
+                fv = int.from_bytes(fa, "big")
+                if not fa or len(fa) > pnb or fv >> pbw:
+                    break
+                fkey.append(api.Exact(fv))
+                fcanon.append((pfid, (fv,)))
+                fout.append(
+                    (pfid, "exact", fa if len(fa) == 1 or fa[0] else encode_bytes(fv), b"", 0)
+                )
+            else:
+                if not table.ids_sorted:
+                    fcanon.sort()
+                return tuple(fcanon), tuple(fkey), fout
         given: dict[int, RawMatch] = {}
         for given_match in entry.matches:
             fid = given_match[0]
@@ -663,6 +700,21 @@ class DeviceState:
                 INVALID_ARGUMENT,
                 f"{where}: action {info.name} takes {len(info.params)} params, got {len(params)}",
             )
+        if info.distinct_ids:
+            # Fast path: params given in P4Info order and well-formed (else the
+            # general way below reports the error).
+            fargs: list[int] = []
+            fout: list[tuple[int, bytes]] = []
+            for (fpid, fdata), (ipid, _, fbw) in zip(params, info.params, strict=True):
+                if fpid != ipid:
+                    break
+                fv = int.from_bytes(fdata, "big")
+                if not fdata or len(fdata) > (fbw + 7) >> 3 or fv >> fbw:
+                    break
+                fargs.append(fv)
+                fout.append((fpid, fdata if len(fdata) == 1 or fdata[0] else encode_bytes(fv)))
+            else:
+                return api.ActionCall(info.name, tuple(fargs)), fout
         given = dict(params)
         if len(given) != len(params):
             raise _err(INVALID_ARGUMENT, f"{where}: a param of {info.name} is given twice")
