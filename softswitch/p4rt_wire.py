@@ -228,6 +228,15 @@ _MATCH_BY_TAG = {0x12: "exact", 0x1A: "ternary", 0x22: "lpm", 0x32: "range", 0x3
 
 
 def _field_match(buf: bytes, pos: int, end: int) -> RawMatch:
+    # The common form, an exact match with one-byte field id and lengths:
+    # 08 <fid> 12 <n> 0A <len> <value>; the general loop below handles the rest.
+    if end - pos >= 6 and buf[pos] == 0x08 and buf[pos + 2] == 0x12:
+        fid = buf[pos + 1]
+        n = buf[pos + 3]
+        if fid < 0x80 and n < 0x80 and pos + 4 + n == end and buf[pos + 4] == 0x0A:
+            ln = buf[pos + 5]
+            if ln < 0x80 and pos + 6 + ln == end:
+                return (fid, "exact", buf[pos + 6 : end], b"", 0)
     fid = 0
     kind = ""
     a = b = b""
@@ -263,6 +272,12 @@ def _field_match(buf: bytes, pos: int, end: int) -> RawMatch:
 
 
 def _param(buf: bytes, pos: int, end: int) -> tuple[int, bytes]:
+    # The common form: 10 <pid> 1A <len> <value>, all one-byte varints.
+    if end - pos >= 4 and buf[pos] == 0x10 and buf[pos + 2] == 0x1A:
+        pid = buf[pos + 1]
+        ln = buf[pos + 3]
+        if pid < 0x80 and ln < 0x80 and pos + 4 + ln == end:
+            return pid, buf[pos + 4 : end]
     pid = 0
     value = b""
     while pos < end:
@@ -298,7 +313,11 @@ def _table_action(buf: bytes, pos: int, end: int, raw: RawTableEntry) -> None:
             raise _Fallback
         seen = True
         if key == 0x0A:  # 1: action
-            n, pos = _varint(buf, pos)
+            n = buf[pos]
+            if n < 0x80:
+                pos += 1
+            else:
+                n, pos = _varint(buf, pos)
             aend = pos + n
             raw.action_kind = "action"
             params = raw.params
@@ -306,7 +325,12 @@ def _table_action(buf: bytes, pos: int, end: int, raw: RawTableEntry) -> None:
                 k2 = buf[pos]
                 pos += 1
                 if k2 == 0x08:
-                    raw.action_id, pos = _varint(buf, pos)
+                    aid = buf[pos]
+                    if aid < 0x80:
+                        raw.action_id = aid
+                        pos += 1
+                    else:
+                        raw.action_id, pos = _varint(buf, pos)
                 elif k2 == 0x22:
                     n2 = buf[pos]
                     if n2 < 0x80:
@@ -395,11 +419,19 @@ def _update(buf: bytes, pos: int, end: int) -> tuple[int, Any]:
     utype = 0
     entity: Any = None
     while pos < end:
-        key, pos = _varint(buf, pos)
+        key = buf[pos]
+        if key < 0x80:
+            pos += 1
+        else:
+            key, pos = _varint(buf, pos)
         if key == 0x08:
             utype, pos = _varint(buf, pos)
         elif key == 0x12 and entity is None:
-            n, pos = _varint(buf, pos)
+            n = buf[pos]
+            if n < 0x80:
+                pos += 1
+            else:
+                n, pos = _varint(buf, pos)
             sub_end = pos + n
             if n and buf[pos] == 0x12:  # Entity.table_entry, alone?
                 k, p2 = _varint(buf, pos + 1)
@@ -427,8 +459,13 @@ def _decode_fast(buf: bytes) -> WriteBatch:
     pos = 0
     end = len(buf)
     seen_eid = False
+    updates = batch.updates
     while pos < end:
-        key, pos = _varint(buf, pos)
+        key = buf[pos]
+        if key < 0x80:
+            pos += 1
+        else:
+            key, pos = _varint(buf, pos)
         if key == 0x08:
             batch.device_id, pos = _varint(buf, pos)
         elif key == 0x10:
@@ -450,8 +487,12 @@ def _decode_fast(buf: bytes) -> WriteBatch:
                 raise _Fallback
             batch.election_id = (high << 64) | low
         elif key == 0x22:
-            n, pos = _varint(buf, pos)
-            batch.updates.append(_update(buf, pos, pos + n))
+            n = buf[pos]
+            if n < 0x80:
+                pos += 1
+            else:
+                n, pos = _varint(buf, pos)
+            updates.append(_update(buf, pos, pos + n))
             pos += n
         elif key == 0x28:
             batch.atomicity, pos = _varint(buf, pos)
