@@ -115,6 +115,16 @@ def _carried_by_veth(frame: bytes) -> bool:
     return not (frame[12:14] in (b"\x81\x00", b"\x88\xa8") and len(frame) < 18)
 
 
+def counter_differences(a: Dataplane, b: Dataplane) -> list[str]:
+    """Every drop and vif counter cell that differs between two switches."""
+    return [
+        f"{name}[{i}]: {a.target} {ca} {b.target} {cb}"
+        for name, cells in COUNTERS + VIF_COUNTERS
+        for i in cells
+        if (ca := a.counter(name, i)) != (cb := b.counter(name, i))
+    ]
+
+
 def _outputs(dp: Dataplane, expected_counts: dict[int, int] | None) -> dict[int, list[bytes]]:
     """Frames out of every port: drained on the synchronous target; on bmv2,
     as many per port as the soft target emitted (each awaited with a deadline)."""
@@ -153,10 +163,5 @@ def test_soft_and_bmv2_emit_the_same_bytes(dp: Dataplane, soft: Dataplane) -> No
                 f"  soft {[f.hex() for f in want[p]]}\n  bmv2 {[f.hex() for f in got[p]]}"
             )
     dp.expect_nothing()
-    differ = [
-        f"{name}[{i}]: bmv2 {dp.counter(name, i)} soft {soft.counter(name, i)}"
-        for name, cells in COUNTERS + VIF_COUNTERS
-        for i in cells
-        if dp.counter(name, i) != soft.counter(name, i)
-    ]
+    differ = counter_differences(dp, soft)
     assert not differ, "\n".join(differ)

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.packet.harness import PORTS, Dataplane
-from tests.packet.test_differential import COUNTERS, VIF_COUNTERS, _corpus, _program
+from tests.packet.test_differential import _corpus, _program, counter_differences
 
 
 @pytest.fixture(scope="module")
@@ -54,10 +54,5 @@ def test_generated_code_emits_what_the_closures_emit(pair: tuple[Dataplane, Data
         emitted += sum(map(len, want.values()))
     # the corpus is not all drops: forwarding, replication and replies happened
     assert emitted > len(frames) // 4
-    differ = [
-        f"{name}[{i}]: generated {gen.counter(name, i)} closures {ref.counter(name, i)}"
-        for name, cells in COUNTERS + VIF_COUNTERS
-        for i in cells
-        if gen.counter(name, i) != ref.counter(name, i)
-    ]
+    differ = counter_differences(gen, ref)
     assert not differ, "\n".join(differ)
