@@ -40,6 +40,36 @@ def tunnelled(inner: IP, src: str, dst: str, label: int) -> bytes:
     )
 
 
+A_HOST, B_HOST = "0a:00:00:00:00:01", "0a:00:00:00:00:02"
+#: (infrastructure address, end-system MAC, VLAN) of each forwarder's end
+A_END, B_END = ("192.0.2.1", A_HOST, 10), ("192.0.2.2", B_HOST, 20)
+
+
+def end_system_frame(mac: str, vlan: int, pkt: IP) -> bytes:
+    return bytes(Ether(src=mac, dst=VRRP_MAC) / Dot1Q(vlan=vlan) / pkt)
+
+
+def across(
+    src: Lab,
+    dst: Lab,
+    frame: bytes,
+    src_end: tuple[str, str, int],
+    dst_end: tuple[str, str, int],
+    label: int,
+) -> None:
+    """``frame`` from src's end-system port (3) leaves src's fabric port (1)
+    MPLS-in-GRE toward dst with ``label``, and dst delivers it on its vif,
+    TTL decremented once by each switch."""
+    inner = IP(bytes(Ether(frame)[IP]))
+    sent = tunnelled(
+        host_packet(inner.src, inner.dst, inner.ttl - 1), src_end[0], dst_end[0], label
+    )
+    assert src.engine.process(3, frame) == [(1, sent)]
+    delivered = Ether(src=VRRP_MAC, dst=dst_end[1]) / Dot1Q(vlan=dst_end[2])
+    delivered = delivered / host_packet(inner.src, inner.dst, inner.ttl - 2)
+    assert dst.engine.process(1, as_received(sent)) == [(3, bytes(delivered))]
+
+
 def as_received(frame: bytes) -> bytes:
     """The fabric frame as the other switch receives it (MACs swapped by the
     underlay in between; our Lab switches share one underlay MAC pair)."""
@@ -111,44 +141,16 @@ def test_two_forwarders_through_the_route_server(tmp_path: Path) -> None:
                 await lab.agent.driver.wait_synced(10)
                 assert await lab.agent.driver.diff() == []
             # traffic: A's end-system -> 10.1.2.7 behind B, and back
-            from_a = bytes(
-                Ether(src="0a:00:00:00:00:01", dst=VRRP_MAC)
-                / Dot1Q(vlan=10)
-                / host_packet("10.1.1.5", "10.1.2.7", 64)
+            from_a = end_system_frame(A_HOST, 10, host_packet("10.1.1.5", "10.1.2.7", 64))
+            across(a, b, from_a, A_END, B_END, 16)
+            across(
+                b,
+                a,
+                end_system_frame(B_HOST, 20, host_packet("10.1.2.7", "10.1.1.5", 30)),
+                B_END,
+                A_END,
+                16,
             )
-            out_a = a.engine.process(3, from_a)
-            to_b = tunnelled(host_packet("10.1.1.5", "10.1.2.7", 63), "192.0.2.1", "192.0.2.2", 16)
-            assert out_a == [(1, to_b)]
-            assert b.engine.process(1, as_received(to_b)) == [
-                (
-                    3,
-                    bytes(
-                        Ether(src=VRRP_MAC, dst="0a:00:00:00:00:02")
-                        / Dot1Q(vlan=20)
-                        / host_packet("10.1.1.5", "10.1.2.7", 62)
-                    ),
-                )
-            ]
-            out_b = b.engine.process(
-                3,
-                bytes(
-                    Ether(src="0a:00:00:00:00:02", dst=VRRP_MAC)
-                    / Dot1Q(vlan=20)
-                    / host_packet("10.1.2.7", "10.1.1.5", 30)
-                ),
-            )
-            to_a = tunnelled(host_packet("10.1.2.7", "10.1.1.5", 29), "192.0.2.2", "192.0.2.1", 16)
-            assert out_b == [(1, to_a)]
-            assert a.engine.process(1, as_received(to_a)) == [
-                (
-                    3,
-                    bytes(
-                        Ether(src=VRRP_MAC, dst="0a:00:00:00:00:01")
-                        / Dot1Q(vlan=10)
-                        / host_packet("10.1.2.7", "10.1.1.5", 28)
-                    ),
-                )
-            ]
             # B's end-system leaves: A loses the route to it
             assert await b.host_cmd(op="retract", prefix="10.1.2.7/32") == {"ok": True}
             await until(
