@@ -291,7 +291,7 @@ class P4InfoIndex:
 MatchKey = tuple[tuple[int, tuple[int, ...]], ...]  # ((field id, values...), ...) by field id
 
 
-@dataclass
+@dataclass(slots=True)
 class _Entry:
     raw: RawTableEntry
     handle: int
