@@ -10,7 +10,6 @@ against it unchanged").
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import shutil
@@ -24,62 +23,35 @@ from pathlib import Path
 import grpc
 import pytest
 
+from tests.packet.harness import VethBackend
+
 REPO = Path(__file__).resolve().parents[2]
 BUILD = REPO / "p4src" / "build"
 PTF_DIR = Path(__file__).resolve().parent / "ptf"
-PORTS = (1, 2, 4)
-
-
-def _ip(*args: str) -> None:
-    subprocess.run(["ip", *args], check=True, capture_output=True)
+PORTS = (1, 2, 4)  # of the backend's 1..5: two end-system ports, one fabric port
 
 
 @pytest.fixture
 def switch() -> Iterator[tuple[str, dict[int, str]]]:
-    tag = f"{os.getpid() % 10000:04d}"
-    sw = {p: f"pf{tag}s{p}" for p in PORTS}
-    tst = {p: f"pf{tag}t{p}" for p in PORTS}
-    for p in PORTS:
-        with contextlib.suppress(subprocess.CalledProcessError):
-            _ip("link", "del", sw[p])
-        _ip("link", "add", sw[p], "type", "veth", "peer", "name", tst[p])
-        for ifname in (sw[p], tst[p]):
-            # no router solicitations or MLD reports in the way of exact checks
-            Path(f"/proc/sys/net/ipv6/conf/{ifname}/disable_ipv6").write_text("1")
-            _ip("link", "set", ifname, "up")
-    with socketless_port() as port:
-        addr = f"127.0.0.1:{port}"
-    log = tempfile.NamedTemporaryFile(prefix="esvpn-ptf-switch-", suffix=".log", delete=False)  # noqa: SIM115
-    cmd = [sys.executable, "-m", "softswitch", "--no-p4", "--device-id", "0"]
-    cmd += [a for p in PORTS for a in ("-i", f"{p}@{sw[p]}")]
-    cmd += ["--grpc-server-addr", addr, "--cpu-port", "255"]
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+    """The softswitch daemon on veth pairs (the packet suite's VethBackend);
+    the test side of each pair is left to PTF."""
+    backend = VethBackend("soft")
     try:
+        addr = backend.start()
+        for sock in backend.socks.values():  # PTF opens its own
+            sock.close()
         deadline = time.monotonic() + 60
         while True:  # readiness: the gRPC channel connects
-            assert proc.poll() is None, Path(log.name).read_text()
+            backend.check_alive()
             with grpc.insecure_channel(addr) as ch:
                 try:
                     grpc.channel_ready_future(ch).result(timeout=1)
                     break
                 except grpc.FutureTimeoutError:
                     assert time.monotonic() < deadline, "softswitch never listened"
-        yield addr, tst
+        yield addr, backend.tst
     finally:
-        proc.terminate()
-        proc.wait(10)
-        for p in PORTS:
-            with contextlib.suppress(subprocess.CalledProcessError):
-                _ip("link", "del", sw[p])
-
-
-@contextlib.contextmanager
-def socketless_port() -> Iterator[int]:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        yield int(s.getsockname()[1])
+        backend.stop()
 
 
 def test_ptf_tool_with_p4runtime_shell(switch: tuple[str, dict[int, str]]) -> None:
