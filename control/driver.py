@@ -105,7 +105,7 @@ class SwitchDriver:
         self.on_synced = on_synced
         self.clock = clock
         self.on_inherited = on_inherited
-        self.keep_until: float | None = None
+        self._keep_until: float | None = None
         # keys of the entities found on the switch at the first connect and not
         # desired since (None: no hold)
         self._inherited: set[tuple[Any, ...]] | None = None
@@ -159,16 +159,16 @@ class SwitchDriver:
     def keep_inherited(self, until: float) -> None:
         """Before :meth:`start`: hold back DELETEs of what the switch holds at the
         first connect until ``until`` (on ``clock``). See the module docstring."""
-        self.keep_until = until
+        self._keep_until = until
 
     @property
     def hold_deadline(self) -> float | None:
         """When held-back DELETEs are due (None: no hold)."""
-        return self.keep_until
+        return self._keep_until
 
     def end_hold(self) -> None:
         """Stop holding back DELETEs of inherited entities; sync soon."""
-        self.keep_until = None
+        self._keep_until = None
         self._inherited = None
         self.stats.held_deletes = 0
         self.kick()
@@ -262,7 +262,7 @@ class SwitchDriver:
                 self._failed.clear()
                 snapshot = await self.read_switch()
                 self.installed = reconcile.index(snapshot)
-                if self.keep_until is not None and self._inherited is None:
+                if self._keep_until is not None and self._inherited is None:
                     self._inherited = set(self.installed)
                     if self.on_inherited is not None:
                         self.on_inherited(snapshot)
@@ -314,7 +314,7 @@ class SwitchDriver:
         kicks = self._kicks
         desired = self.desired()
         batches = reconcile.plan(desired, self.installed.values())
-        if self._inherited is not None and self.keep_until is not None:
+        if self._inherited is not None and self._keep_until is not None:
             batches = self._hold_inherited(desired, batches)
         written = 0
         deleted = False
@@ -360,13 +360,8 @@ class SwitchDriver:
         self, desired: set[Entity], batches: list[list[Update]]
     ) -> list[list[Update]]:
         """``batches`` without the DELETEs of inherited entities while the hold lasts."""
-        assert self._inherited is not None and self.keep_until is not None
-        if self.clock() >= self.keep_until:
-            self._inherited = None
-            self.keep_until = None
-            self.stats.held_deletes = 0
-            log.info("switch %s: hold over, stale inherited entries go", self.cfg.address)
-            return batches
+        # the hold ends in one place: end_hold(), called by the agent's timer
+        assert self._inherited is not None and self._keep_until is not None
         self._inherited -= {e.key() for e in desired}  # re-learned: adopted
         out: list[list[Update]] = []
         held = 0
@@ -382,7 +377,7 @@ class SwitchDriver:
                 "switch %s: %d deletes of entries found on the switch held back for %.0fs",
                 self.cfg.address,
                 held,
-                self.keep_until - self.clock(),
+                self._keep_until - self.clock(),
             )
         self.stats.held_deletes = held
         return out

@@ -53,7 +53,6 @@ from google.protobuf import text_format
 from google.rpc import code_pb2, status_pb2
 from p4.config.v1 import p4info_pb2
 from p4.v1 import p4runtime_pb2, p4runtime_pb2_grpc
-from p4runtime_sh import bytes_utils
 from p4runtime_sh.context import Context, P4Type
 
 log = logging.getLogger(__name__)
@@ -286,17 +285,7 @@ class TlsOptions:
 
 
 def encode_int(value: int, bitwidth: int) -> bytes:
-    """P4Runtime canonical byte string: big-endian, no leading zero bytes
-    (p4runtime-shell's bytes_utils canonicalization; WireEncoder has its own
-    fast copy, checked against this by tests/unit/test_ctl_p4rt.py)."""
-    if value < 0 or (bitwidth and value >= 1 << bitwidth):
-        raise ValueError(f"value {value} does not fit in {bitwidth} bits")
-    raw = value.to_bytes(max(1, (max(bitwidth, value.bit_length()) + 7) // 8), "big")
-    return bytes(bytes_utils.to_canonical_bytes(raw))
-
-
-def _encode_int(value: int, bitwidth: int) -> bytes:
-    """encode_int for the hot path (no library round trip)."""
+    """P4Runtime canonical byte string: big-endian, no leading zero bytes."""
     if value < 0 or (bitwidth and value >= 1 << bitwidth):
         raise ValueError(f"value {value} does not fit in {bitwidth} bits")
     return value.to_bytes(max(1, (value.bit_length() + 7) // 8), "big")
@@ -685,7 +674,7 @@ class WireEncoder:
             raise ValueError(f"action {name}: params {sorted(params)} != {want}")
         parts = [head]
         for n, phead, bw in fields:
-            parts.append(_ld(4, phead + _ld(3, _encode_int(params[n], bw))))
+            parts.append(_ld(4, phead + _ld(3, encode_int(params[n], bw))))
         return b"".join(parts)
 
     def _table(self, table: str) -> tuple[str, bytes, dict[str, tuple[bytes, int]]]:
@@ -717,19 +706,17 @@ class WireEncoder:
                     raise KeyError(f"table {tname} has no match field {fname!r}")
                 fhead, bw = f
                 if type(m) is Exact:
-                    body = _ld(2, _ld(1, _encode_int(m.value, bw)))
+                    body = _ld(2, _ld(1, encode_int(m.value, bw)))
                 elif isinstance(m, Lpm):
                     if m.prefix_len == 0:
                         continue
-                    body = _ld(4, _ld(1, _encode_int(m.value, bw)) + _u(2, m.prefix_len))
+                    body = _ld(4, _ld(1, encode_int(m.value, bw)) + _u(2, m.prefix_len))
                 elif isinstance(m, Ternary):
-                    body = _ld(
-                        3, _ld(1, _encode_int(m.value, bw)) + _ld(2, _encode_int(m.mask, bw))
-                    )
+                    body = _ld(3, _ld(1, encode_int(m.value, bw)) + _ld(2, encode_int(m.mask, bw)))
                 elif isinstance(m, Range):
-                    body = _ld(6, _ld(1, _encode_int(m.low, bw)) + _ld(2, _encode_int(m.high, bw)))
+                    body = _ld(6, _ld(1, encode_int(m.low, bw)) + _ld(2, encode_int(m.high, bw)))
                 else:
-                    body = _ld(7, _ld(1, _encode_int(m.value, bw)))
+                    body = _ld(7, _ld(1, encode_int(m.value, bw)))
                 out += _ld(2, fhead + body)
             if ent.action is not None:
                 out += _ld(3, _ld(1, self._action(ent.action, ent.params)))
