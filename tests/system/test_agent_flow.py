@@ -740,9 +740,8 @@ def test_stale_timeouts(tmp_path: Path) -> None:
             loop = asyncio.get_running_loop()
             # route server gone: routes keep forwarding for the stale time, then go
             assert lab.rs is not None
-            rs_port = lab.rs.port
+            t0 = loop.time()  # before: the agent may see the loss while close() runs
             await lab.rs.close()
-            t0 = loop.time()
             await until(lambda: not agent.rs.servers[0].connected, what="rs down")
             assert len(agent.state.remote["red"]) == 1
             await until(lambda: agent.state.remote["red"] == {}, what="stale routes removed")
@@ -751,14 +750,13 @@ def test_stale_timeouts(tmp_path: Path) -> None:
             assert await lab.switch_entities() == lab.canon(attached_entities())
             # end-system gone: its interface stays for the retention time, then all of it goes
             assert lab.host is not None
+            t1 = loop.time()
             await lab.host.close()
             lab.host = None
-            t1 = loop.time()
             await until(lambda: agent.state.interfaces == {}, what="retention expiry")
             assert loop.time() - t1 >= 0.5
             await agent.driver.wait_synced(10)
             assert await lab.switch_entities() == lab.canon(fabric_entities())
-            del rs_port
         finally:
             await lab.close()
 
@@ -910,30 +908,43 @@ def test_state_file_is_saved_before_the_switch_write(tmp_path: Path) -> None:
     asyncio.run(scenario())
 
 
+class MovableClock:
+    """time.monotonic, plus whatever a test moves it forward by."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.monotonic() + self.offset
+
+
+async def restart_without_state(lab: Lab, clock: MovableClock) -> Agent:
+    """The end-system and the agent go away, the agent's state file is lost,
+    and the agent starts again (stale 30 s) and syncs once with the switch."""
+    assert lab.host is not None and lab.agent is not None
+    await lab.host.close()
+    lab.host = None
+    await lab.agent.close()
+    (lab.tmp / "agent-state.json").unlink()
+    lab.agent = agent = await lab.start_agent(clock=clock, stale=30.0)
+    await agent.driver.wait_synced(10)
+    return agent
+
+
 def test_agent_without_state_file_keeps_the_switch_forwarding_until_the_stale_deadline(
     tmp_path: Path,
 ) -> None:
     async def scenario() -> None:
         lab = Lab(tmp_path)
-        offset = [0.0]
-
-        def clock() -> float:
-            return time.monotonic() + offset[0]
-
+        clock = MovableClock()
         try:
-            agent = await attach_and_learn(lab)
+            await attach_and_learn(lab)
             expected = await lab.switch_entities()
             forwarding = expected - lab.canon(fabric_entities())
             assert len(forwarding) == 11
-            assert lab.host is not None
-            await lab.host.close()
-            lab.host = None
-            await agent.close()
-            (tmp_path / "agent-state.json").unlink()  # the agent lost its state
             calls = len(lab.engine.calls)
             t0 = clock()
-            lab.agent = agent = await lab.start_agent(clock=clock, stale=30.0)
-            await agent.driver.wait_synced(10)
+            agent = await restart_without_state(lab, clock)
             deadline = agent.driver.hold_deadline
             assert deadline is not None and t0 <= deadline - 30.0 <= clock()
             # right after the first sync: nothing deleted, nothing written
@@ -951,13 +962,14 @@ def test_agent_without_state_file_keeps_the_switch_forwarding_until_the_stale_de
             assert agent.ids.member_pool.held(now) == {1: deadline}
             assert agent.ids.nh_pool.held(now) == {1: deadline}
             # a second before the deadline: still held back
-            offset[0] += deadline - clock() - 1.0
+            clock.offset += deadline - clock() - 1.0
             agent.changed()
             await agent.driver.wait_synced(10)
             assert await lab.switch_entities() == expected
             # the deadline passes on the agent's clock: what nobody re-announced goes
+            clock.offset += 1.0
+            agent.changed()  # wakes the timer, which reads the moved clock
             await until(lambda: agent.driver.hold_deadline is None, what="hold over")
-            assert clock() >= deadline
             await agent.driver.wait_synced(10)
             assert agent.driver.stats.held_deletes == 0
             assert await lab.switch_entities() == lab.canon(fabric_entities())
@@ -972,19 +984,10 @@ def test_end_system_back_during_the_hold_gets_new_ids_while_the_old_label_forwar
 ) -> None:
     async def scenario() -> None:
         lab = Lab(tmp_path)
-        offset = [0.0]
-
-        def clock() -> float:
-            return time.monotonic() + offset[0]
-
+        clock = MovableClock()
         try:
-            agent = await attach_and_learn(lab)  # label 16, vif 1, vrf 1
-            assert lab.host is not None
-            await lab.host.close()
-            await agent.close()
-            (tmp_path / "agent-state.json").unlink()
-            lab.agent = agent = await lab.start_agent(clock=clock, stale=30.0)
-            await agent.driver.wait_synced(10)
+            await attach_and_learn(lab)  # label 16, vif 1, vrf 1
+            agent = await restart_without_state(lab, clock)
             deadline = agent.driver.hold_deadline
             assert deadline is not None
             # the end-system comes back and re-announces
@@ -1027,7 +1030,7 @@ def test_end_system_back_during_the_hold_gets_new_ids_while_the_old_label_forwar
                 }
             )
             # the hold ends: what is left of the old state goes, the new stays
-            offset[0] += deadline - clock()
+            clock.offset += deadline - clock()
             agent.changed()
             await until(lambda: agent.driver.hold_deadline is None, what="hold over")
             await agent.driver.wait_synced(10)

@@ -20,8 +20,6 @@ from scapy.layers.l2 import GRE, Dot1Q, Ether
 from softswitch.engine import SoftEngine
 from tests.system.test_agent_flow import Lab, attach_and_learn
 
-REPO = Path(__file__).resolve().parents[2]
-PROGRAM = (REPO / "p4src/build/esvpn.p4info.txtpb", REPO / "p4src/build/esvpn.json")
 HOST_MAC = "0a:00:00:00:00:01"
 VRRP_MAC = "00:00:5e:00:01:01"
 FABRIC_SRC, FABRIC_DST = "02:00:00:00:00:01", "02:00:00:00:00:fe"
@@ -75,7 +73,7 @@ def delivered() -> bytes:
 
 def test_encapsulation_decapsulation_and_lossless_agent_restart(tmp_path: Path) -> None:
     async def scenario() -> None:
-        lab = Lab(tmp_path, program=PROGRAM, engine_factory=SoftEngine)
+        lab = Lab(tmp_path, engine_factory=SoftEngine)  # the compiled program
         try:
             agent = await attach_and_learn(lab)
             engine = lab.engine
