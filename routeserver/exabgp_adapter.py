@@ -36,7 +36,7 @@ import os
 import sys
 import tempfile
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -660,19 +660,6 @@ class ExaBgp:
             await fut
         except CommandError as e:
             raise CommandError(f"{e}: {text}") from None
-
-    async def apply(self, outputs: Iterable[Output]) -> None:
-        """Carry out the BGP-side RIB outputs, pipelined; raise the first failure."""
-        futs = [
-            self.send(out)
-            for out in outputs
-            if isinstance(out, BgpAnnounce | BgpWithdraw | RtcAnnounce | RtcWithdraw)
-        ]
-        await self.drain()
-        results = await asyncio.gather(*futs, return_exceptions=True)
-        for res in results:
-            if isinstance(res, BaseException):
-                raise res
 
     @property
     def pid(self) -> int | None:

@@ -49,15 +49,13 @@ import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
+from esxmpp.dialect import LABEL_MIN
 from routeserver.config import Config, Vrf
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 ORIGIN_IGP, ORIGIN_EGP, ORIGIN_INCOMPLETE = 0, 1, 2
-
-# labels 0..15 are reserved (RFC 3032); forwarders accept 16..2^20-1 (esxmpp)
-MIN_FORWARDER_LABEL = 16
 
 # resync after a refused BGP command: first after 1 s, doubling up to 30 s; the
 # backoff starts over once no command has been refused for 60 s
@@ -617,7 +615,7 @@ class Rib:
     def _candidate(self, p: Path, vrf: Vrf) -> bool:
         if p.source == "xmpp" and p.vrf == vrf.name and not vrf.isolated:
             return True
-        if p.label < MIN_FORWARDER_LABEL:
+        if p.label < LABEL_MIN:  # 0..15 reserved (RFC 3032): forwarders refuse them
             return False  # a forwarder cannot use it: never selected, so never half-sent
         return bool(p.targets & vrf.import_targets)
 
