@@ -98,7 +98,7 @@ class SourceGen:
         self._names: dict[int, str] = {}
         self._nesting = 0
 
-    def const(self, obj: Any, prefix: str = "k") -> str:
+    def const(self, obj: Any, prefix: str) -> str:
         """A name the generated code reads ``obj`` by (a global of its module)."""
         name = self._names.get(id(obj))
         if name is None:
