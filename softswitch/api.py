@@ -85,6 +85,9 @@ class GroupRef:
 
 EntryTarget = ActionCall | MemberRef | GroupRef
 
+#: add(ikey, plen, args) -> handle; see Engine.fast_adder.
+FastAdd = Callable[[Any, int, tuple[int, ...]], int]
+
 
 @dataclass(frozen=True, slots=True)
 class Replica:
@@ -116,6 +119,23 @@ class Engine(Protocol):
     def table_add(self, table: str, key: Key, target: EntryTarget, priority: int = 0) -> int:
         """Add an entry; returns an engine handle. Higher priority wins for
         ternary/range/optional tables (P4Runtime convention)."""
+
+    def fast_adder(
+        self, table: str, action: str, key_widths: Sequence[int], arg_widths: Sequence[int]
+    ) -> FastAdd | None:
+        """A cheaper ``table_add`` for callers that validate values themselves
+        (the P4Runtime server's batched-write fast path), or None.
+
+        The function adds an entry whose target is ``action`` with the given
+        args, and returns its handle; it raises EngineError if the key exists
+        or the table is full, and checks nothing else: every key value fits
+        in its ``key_widths`` entry and every arg in its ``arg_widths`` entry,
+        which the engine has compared with its own widths. ``ikey`` is the key
+        as the table indexes it: for an all-exact key, the value of a
+        one-field key, else the tuple of values; for a key with one lpm field
+        (the others exact), the tuple of values, the lpm one masked to its
+        prefix, and ``plen`` the prefix length (0 for exact tables). Engines
+        without such a path, and tables of other kinds, give None."""
 
     def table_modify(self, table: str, handle: int, target: EntryTarget) -> None: ...
 

@@ -41,6 +41,7 @@ from softswitch.api import (
     EngineError,
     EntryTarget,
     Exact,
+    FastAdd,
     GroupRef,
     Key,
     Lpm,
@@ -167,10 +168,9 @@ class _Profile:
 @dataclass(slots=True)
 class _Entry:
     handle: int
-    key: Key
     priority: int
     seq: int
-    target: EntryTarget
+    target: EntryTarget | None  # None: a direct action added by a fast adder
     action: int  # action index, -1 for member/group refs
     args: tuple[int, ...]
     packets: int = 0
@@ -281,6 +281,37 @@ class _Table:
         self.miss_next: Any = None
         self.use_hit_miss = False
 
+    def check_room(self) -> None:
+        if self.max_size and len(self.entries) >= self.max_size:
+            raise EngineError(f"table {self.name!r} is full ({self.max_size} entries)")
+
+    def index_exact(self, e: _Entry, ikey: Any, plen: int = 0) -> None:
+        """Index an entry of an exact table under ikey: the value of a
+        one-field key, else the tuple of values."""
+        if ikey in self.exact:
+            raise EngineError(f"table {self.name!r}: an entry with this key exists")
+        self.exact[ikey] = e
+        e.ikey = ikey
+
+    def index_lpm(self, e: _Entry, ikey: Any, plen: int) -> None:
+        """Index an entry of an lpm table: ikey is the tuple of values (the
+        lpm one masked to its prefix), plen the prefix length."""
+        d = self.lpm.get(plen)
+        if d is None:
+            d = self.lpm[plen] = {}
+            self.lpm_lens = sorted(self.lpm, reverse=True)
+        elif ikey in d:
+            raise EngineError(f"table {self.name!r}: an entry with this key exists")
+        d[ikey] = e
+        e.ikey, e.plen = ikey, plen
+
+    def register(self, e: _Entry) -> int:
+        """Record an indexed entry under its handle; returns the handle."""
+        self.entries[e.handle] = e
+        self.next_handle += 1
+        self.seq += 1
+        return e.handle
+
 
 @dataclass(slots=True)
 class _Pkt:
@@ -369,23 +400,21 @@ class SoftEngine:
             raise EngineError(f"no table named {name!r}")
         return t
 
+    def _action_index(self, name: str, allowed: set[int] | None) -> int:
+        cands = self._action_by_name.get(name)
+        if not cands:
+            raise EngineError(f"no action named {name!r}")
+        # p4c may emit several actions of one name (e.g. NoAction): pick the
+        # one this table lists.
+        for idx in cands:
+            if allowed is None or idx in allowed:
+                return idx
+        raise EngineError(f"action {name!r} is not an action of this table")
+
     def _action_call(
         self, call: ActionCall, allowed: set[int] | None
     ) -> tuple[int, tuple[int, ...]]:
-        cands = self._action_by_name.get(call.action)
-        if not cands:
-            raise EngineError(f"no action named {call.action!r}")
-        # p4c may emit several actions of one name (e.g. NoAction): pick the
-        # one this table lists.
-        if len(cands) == 1:
-            idx = cands[0]
-            if allowed is not None and idx not in allowed:
-                raise EngineError(f"action {call.action!r} is not an action of this table")
-        else:
-            ok = [i for i in cands if allowed is None or i in allowed]
-            if not ok:
-                raise EngineError(f"action {call.action!r} is not an action of this table")
-            idx = ok[0]
+        idx = self._action_index(call.action, allowed)
         act = self._actions[idx]
         if len(call.args) != len(act.widths):
             raise EngineError(
@@ -401,31 +430,53 @@ class SoftEngine:
         t = self._table(table)
         if t.mode == "keyless":
             raise EngineError(f"table {table!r} has no key; set its default action instead")
-        if t.max_size and len(t.entries) >= t.max_size:
-            raise EngineError(f"table {table!r} is full ({t.max_size} entries)")
+        t.check_room()
         if t.mode == "exact":
             # Fast path, all-exact key: the checks of _normalize_key and the
             # indexing of _index_entry, without the intermediate (value, mask) tuples.
             ik = _exact_ikey(key, t.widths)
             if ik is not None:
                 action, args = self._resolve_target(t, target)
-                if ik in t.exact:
-                    raise EngineError(f"table {t.name!r}: an entry with this key exists")
-                entry = _Entry(t.next_handle, key, priority, t.seq, target, action, args)
-                t.exact[ik] = entry
-                entry.ikey = ik
-                t.entries[entry.handle] = entry
-                t.next_handle += 1
-                t.seq += 1
-                return entry.handle
+                entry = _Entry(t.next_handle, priority, t.seq, target, action, args)
+                t.index_exact(entry, ik)
+                return t.register(entry)
         norm = self._normalize_key(t, key)
         action, args = self._resolve_target(t, target)
-        entry = _Entry(t.next_handle, key, priority, t.seq, target, action, args)
+        entry = _Entry(t.next_handle, priority, t.seq, target, action, args)
         self._index_entry(t, entry, norm)
-        t.entries[entry.handle] = entry
-        t.next_handle += 1
-        t.seq += 1
-        return entry.handle
+        return t.register(entry)
+
+    def fast_adder(
+        self, table: str, action: str, key_widths: Sequence[int], arg_widths: Sequence[int]
+    ) -> FastAdd | None:
+        """See api.Engine.fast_adder: an add(ikey, plen, args) for direct-action
+        entries of an exact or lpm table, or None where the table, the action
+        or the widths the caller checks do not allow one."""
+        t = self._tables.get(table)
+        if t is None or t.mode not in ("exact", "lpm") or t.profile is not None:
+            return None
+        if len(key_widths) != len(t.widths) or any(
+            w > tw for w, tw in zip(key_widths, t.widths, strict=True)
+        ):
+            return None
+        try:
+            idx = self._action_index(action, t.action_ids)
+        except EngineError:
+            return None
+        widths = self._actions[idx].widths
+        if len(arg_widths) != len(widths) or any(
+            w > aw for w, aw in zip(arg_widths, widths, strict=True)
+        ):
+            return None
+        index = t.index_exact if t.mode == "exact" else t.index_lpm
+
+        def add(ikey: Any, plen: int, args: tuple[int, ...]) -> int:
+            t.check_room()
+            entry = _Entry(t.next_handle, 0, t.seq, None, idx, args)
+            index(entry, ikey, plen)
+            return t.register(entry)
+
+        return add
 
     def _resolve_target(self, t: _Table, target: EntryTarget) -> tuple[int, tuple[int, ...]]:
         if isinstance(target, ActionCall):
@@ -502,12 +553,7 @@ class SoftEngine:
     def _index_entry(self, t: _Table, e: _Entry, norm: tuple[Any, ...]) -> None:
         if t.mode == "exact":
             k: Any = tuple(v for v, _ in norm)
-            if len(k) == 1:
-                k = k[0]
-            if k in t.exact:
-                raise EngineError(f"table {t.name!r}: an entry with this key exists")
-            t.exact[k] = e
-            e.ikey = k
+            t.index_exact(e, k[0] if len(k) == 1 else k)
         elif t.mode == "lpm":
             plen = 0
             vals = []
@@ -515,14 +561,7 @@ class SoftEngine:
                 vals.append(v)
                 if kind == "lpm":
                     plen = m.bit_count()
-            k = tuple(vals)
-            d = t.lpm.setdefault(plen, {})
-            if k in d:
-                raise EngineError(f"table {t.name!r}: an entry with this key exists")
-            d[k] = e
-            e.ikey, e.plen = k, plen
-            if len(d) == 1:
-                t.lpm_lens = sorted(t.lpm, reverse=True)
+            t.index_lpm(e, tuple(vals), plen)
         else:
             tv = tm = 0
             ranges: list[tuple[int, int]] = []

@@ -41,7 +41,19 @@ from p4.config.v1 import p4info_pb2
 from p4.v1 import p4runtime_pb2
 
 from softswitch import api
-from softswitch.p4rt_wire import RawMatch, RawTableEntry, raw_from_proto, raw_to_proto
+from softswitch.p4rt_wire import (
+    ActionSpec,
+    FastInsert,
+    FieldSpec,
+    InsertParser,
+    RawMatch,
+    RawTableEntry,
+    compile_insert_parser,
+    decode_table_entry,
+    raw_from_proto,
+    raw_to_proto,
+    table_entry_prefix,
+)
 
 log = logging.getLogger(__name__)
 
@@ -291,12 +303,56 @@ class P4InfoIndex:
 MatchKey = tuple[tuple[int, tuple[int, ...]], ...]  # ((field id, values...), ...) by field id
 
 
-@dataclass(slots=True)
 class _Entry:
-    raw: RawTableEntry
-    handle: int
-    refs: tuple[tuple[str, int], ...]  # ("member"|"group", id) it references
-    oneshot: _OneShot | None = None
+    """A stored table entry: its canonical RawTableEntry, or, for an entry a
+    compiled insert parser took, the TableEntry bytes it is decoded from
+    when first needed (most entries are never read back)."""
+
+    __slots__ = ("_raw", "_wire", "handle", "oneshot", "refs")
+
+    def __init__(
+        self,
+        raw: RawTableEntry | None,
+        handle: int,
+        refs: tuple[tuple[str, int], ...],  # ("member"|"group", id) it references
+        wire: bytes = b"",
+    ) -> None:
+        self._raw = raw
+        self._wire = wire
+        self.handle = handle
+        self.refs = refs
+        self.oneshot: _OneShot | None = None
+
+    @property
+    def raw(self) -> RawTableEntry:
+        if self._raw is None:
+            raw = decode_table_entry(self._wire)
+            # canonical values (as the general path stores them): the parser
+            # took only exact and lpm matches and direct-action params
+            raw.matches = [
+                (fid, kind, encode_bytes(int.from_bytes(a, "big")), b, plen)
+                for fid, kind, a, b, plen in raw.matches
+            ]
+            raw.params = [(pid, encode_bytes(int.from_bytes(v, "big"))) for pid, v in raw.params]
+            self._raw, self._wire = raw, b""
+        return self._raw
+
+    @raw.setter
+    def raw(self, raw: RawTableEntry) -> None:
+        self._raw, self._wire = raw, b""
+
+
+class _Full(Exception):
+    """A fast insert into a full table: the general path reports it."""
+
+
+@dataclass(frozen=True, eq=False)
+class _FastTable:
+    """What a table's compiled insert parser hands back to the store."""
+
+    table_id: int
+    size: int
+    pipeline: object = field(repr=False)  # the _Pipeline it was compiled for
 
 
 @dataclass(frozen=True)
@@ -390,6 +446,7 @@ class DeviceState:
         self._pipeline: _Pipeline | None = None
         self._saved: _Pipeline | None = None
         self._state = _State()
+        self._parsers: dict[bytes, InsertParser] = {}
         # engine ids for one-shot members/groups: above P4Runtime's uint32 ids
         self._oneshot_next = 1 << 32
 
@@ -448,6 +505,43 @@ class DeviceState:
             raise _err(INVALID_ARGUMENT, f"device config refused by the engine: {exc}") from None
         self._pipeline = pipe
         self._state = _State()
+        self._parsers = self._compile_parsers(pipe)
+
+    def _compile_parsers(self, pipe: _Pipeline) -> dict[bytes, InsertParser]:
+        """The compiled insert parsers of the tables whose common entries
+        (direct actions, exact and lpm keys) the engine can add cheaply."""
+        parsers: dict[bytes, InsertParser] = {}
+        for t in pipe.index.tables.values():
+            prefix = table_entry_prefix(t.id)
+            if t.is_const or not t.fields or t.implementation_id or t.needs_priority:
+                continue
+            if prefix is None:
+                continue
+            kinds = {_MF.EXACT: "exact", _MF.LPM: "lpm"}
+            if any(f.match_type not in kinds for f in t.fields):
+                continue
+            fields = [FieldSpec(f.id, kinds[f.match_type], f.bitwidth) for f in t.fields]
+            key_widths = [f.bitwidth for f in t.fields]
+            actions = []
+            for aid, scope in t.actions.items():
+                info = pipe.index.actions[aid]
+                if scope == _SCOPE.DEFAULT_ONLY or not info.distinct_ids:
+                    continue
+                arg_widths = [bw for _, _, bw in info.params]
+                add = self.engine.fast_adder(t.name, info.name, key_widths, arg_widths)
+                if add is not None:
+                    params = tuple((pid, bw) for pid, _, bw in info.params)
+                    actions.append(ActionSpec(aid, params, add))
+            plan = _FastTable(t.id, t.size, pipe)
+            parser = compile_insert_parser(t.name, plan, fields, actions)
+            if parser is not None:
+                parsers[prefix] = parser
+        return parsers
+
+    @property
+    def insert_parsers(self) -> Mapping[bytes, InsertParser]:
+        """For `softswitch.p4rt_wire.decode_write_request`."""
+        return self._parsers
 
     def set_pipeline(self, action: int, config: p4runtime_pb2.ForwardingPipelineConfig) -> None:
         if action == _CFG.VERIFY:
@@ -525,8 +619,14 @@ class DeviceState:
         gc_was_enabled = gc.isenabled()
         gc.disable()
         try:
-            for utype, entity in updates:
+            for utype, given in updates:
                 try:
+                    entity = given
+                    if type(given) is FastInsert:
+                        if utype == _UPD.INSERT and self._fast_insert(given):
+                            results.append(None)
+                            continue
+                        entity = decode_table_entry(given.wire)
                     self.write_one(utype, entity)
                 except P4RTError as exc:
                     results.append(exc)
@@ -541,6 +641,29 @@ class DeviceState:
             if gc_was_enabled:
                 gc.enable()
         return results
+
+    def _fast_insert(self, fi: FastInsert) -> bool:
+        """Insert what a compiled parser checked; False (nothing done) when
+        the general path must decide (an existing key, a full table...)."""
+        plan = fi.plan
+        if plan.pipeline is not self._pipeline:
+            return False
+        entries = self._state.entries.get(plan.table_id)
+        if entries is None:
+            entries = self._state.entries[plan.table_id] = {}
+        new = _Entry(None, -1, (), fi.wire)
+        if entries.setdefault(fi.full_key, new) is not new:
+            return False  # the key exists
+        try:
+            if plan.size and len(entries) > plan.size:
+                raise _Full
+            new.handle = fi.add(fi.ikey, fi.plen, fi.args)
+        except BaseException as exc:
+            del entries[fi.full_key]
+            if isinstance(exc, _Full):
+                return False
+            raise
+        return True
 
     def write_one(self, utype: int, entity: Any) -> None:
         if utype not in (_UPD.INSERT, _UPD.MODIFY, _UPD.DELETE):

@@ -12,12 +12,19 @@ what protobuf would have produced.
 
 `RawTableEntry` is also the store's canonical form of a table entry
 (`raw_from_proto` / `raw_to_proto` convert).
+
+For the bulk of a batch — INSERTs of direct-action entries into exact and lpm
+tables, in canonical form — the store compiles one parser per table
+(`compile_insert_parser`) that decodes and checks an entry in one pass and
+hands the store a `FastInsert`; whatever such a parser does not accept is
+decoded the general way, so errors always come from the general path.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from p4.v1 import p4runtime_pb2
 
@@ -405,17 +412,42 @@ def _table_entry(buf: bytes, pos: int, end: int) -> RawTableEntry:
     return raw
 
 
+def decode_table_entry(data: bytes) -> RawTableEntry:
+    """A serialized TableEntry as a RawTableEntry (what the store keeps)."""
+    try:
+        return _table_entry(data, 0, len(data))
+    except (_Fallback, IndexError):
+        return raw_from_proto(p4runtime_pb2.TableEntry.FromString(data))
+
+
 @dataclass(slots=True)
 class WriteBatch:
     device_id: int = 0
     role: str = ""
     election_id: int = 0
     atomicity: int = 0
-    #: (update type, RawTableEntry for table entries / p4runtime_pb2.Entity otherwise)
+    #: (update type, FastInsert or RawTableEntry for table entries /
+    #: p4runtime_pb2.Entity otherwise)
     updates: list[tuple[int, Any]] = field(default_factory=list)
 
 
-def _update(buf: bytes, pos: int, end: int) -> tuple[int, Any]:
+def _update(
+    buf: bytes, pos: int, end: int, parsers: Mapping[bytes, InsertParser] | None
+) -> tuple[int, Any]:
+    if parsers and end - pos > 11 and buf[pos] == 0x08 and buf[pos + 2] == 0x12:
+        # The common form, 08 <type> 12 <n> 12 <n-2> <table entry>, with
+        # one-byte lengths, to the compiled parser of its table if it has one
+        n = buf[pos + 3]
+        if (
+            buf[pos + 1] < 0x80
+            and pos + 4 + n == end
+            and buf[pos + 4] == 0x12
+            and buf[pos + 5] == n - 2
+            and (parser := parsers.get(buf[pos + 6 : pos + 11]))
+        ):
+            fast = parser(buf, pos + 11, pos + 6, end)
+            if fast is not None:
+                return buf[pos + 1], fast
     utype = 0
     entity: Any = None
     while pos < end:
@@ -454,7 +486,7 @@ def _update(buf: bytes, pos: int, end: int) -> tuple[int, Any]:
     return utype, entity
 
 
-def _decode_fast(buf: bytes) -> WriteBatch:
+def _decode_fast(buf: bytes, parsers: Mapping[bytes, InsertParser] | None = None) -> WriteBatch:
     batch = WriteBatch()
     pos = 0
     end = len(buf)
@@ -466,7 +498,15 @@ def _decode_fast(buf: bytes) -> WriteBatch:
             pos += 1
         else:
             key, pos = _varint(buf, pos)
-        if key == 0x08:
+        if key == 0x22:  # the updates, most of a request: first
+            n = buf[pos]
+            if n < 0x80:
+                pos += 1
+            else:
+                n, pos = _varint(buf, pos)
+            updates.append(_update(buf, pos, pos + n, parsers))
+            pos += n
+        elif key == 0x08:
             batch.device_id, pos = _varint(buf, pos)
         elif key == 0x10:
             _, pos = _varint(buf, pos)  # role_id (deprecated)
@@ -486,14 +526,6 @@ def _decode_fast(buf: bytes) -> WriteBatch:
             if pos != sub_end:
                 raise _Fallback
             batch.election_id = (high << 64) | low
-        elif key == 0x22:
-            n = buf[pos]
-            if n < 0x80:
-                pos += 1
-            else:
-                n, pos = _varint(buf, pos)
-            updates.append(_update(buf, pos, pos + n))
-            pos += n
         elif key == 0x28:
             batch.atomicity, pos = _varint(buf, pos)
         elif key == 0x32:
@@ -522,15 +554,202 @@ def batch_from_proto(req: p4runtime_pb2.WriteRequest) -> WriteBatch:
     return batch
 
 
-def decode_write_request(data: bytes) -> WriteBatch:
+def decode_write_request(
+    data: bytes, parsers: Mapping[bytes, InsertParser] | None = None
+) -> WriteBatch:
     """Decode a serialized WriteRequest; raises google.protobuf DecodeError if malformed.
 
-    P4RuntimeServer.Write calls this with the cyclic GC off (decoding
-    allocates many objects and creates no cycles)."""
+    ``parsers`` (from the store, by `table_entry_prefix`) turn the entries
+    they accept into `FastInsert`s. P4RuntimeServer.Write calls this with the cyclic GC
+    off (decoding allocates many objects and creates no cycles)."""
     try:
-        return _decode_fast(data)
+        return _decode_fast(data, parsers)
     except (_Fallback, IndexError, UnicodeDecodeError):
         pass
     except Exception:  # protobuf rejecting an entity slice: decide on the whole request
         pass
     return batch_from_proto(p4runtime_pb2.WriteRequest.FromString(data))
+
+
+# --- compiled insert parsers -----------------------------------------------------
+
+
+class FastInsert(NamedTuple):
+    """A table entry its table's compiled parser decoded and checked: what
+    the store needs to insert it without the general path."""
+
+    plan: Any  # the store's object the parser was compiled for
+    full_key: tuple[tuple[int, tuple[int, ...]], ...]  # the store's canonical key
+    ikey: Any  # the engine's index key (api.Engine.fast_adder)
+    plen: int
+    add: Callable[[Any, int, tuple[int, ...]], int]
+    args: tuple[int, ...]
+    wire: bytes  # the TableEntry as sent (its values maybe zero-padded)
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    field_id: int
+    kind: str  # "exact" or "lpm"
+    bitwidth: int
+
+
+@dataclass(frozen=True)
+class ActionSpec:
+    action_id: int
+    params: tuple[tuple[int, int], ...]  # (param id, bitwidth) in P4Info order
+    add: Callable[[Any, int, tuple[int, ...]], int]
+
+
+#: parser(buf, pos, start, end): the TableEntry is buf[start:end] and its
+#: table_id ends at pos; None when the entry is not of the parser's shape.
+InsertParser = Callable[[bytes, int, int, int], FastInsert | None]
+
+
+def table_entry_prefix(table_id: int) -> bytes | None:
+    """The bytes a TableEntry of this table starts with, 08 <table id>, by
+    which decode_write_request finds a table's parser; None for an id
+    whose varint is not 4 bytes (P4Runtime table ids, 0x02 in their top
+    byte, all have 4-byte varints)."""
+    prefix = b"\x08" + encode_varint(table_id)
+    return prefix if len(prefix) == 5 else None
+
+
+#: widest field or param the compiled parsers take (lengths stay one-byte varints)
+_FAST_MAX_BYTES = 64
+
+
+def encode_varint(v: int) -> bytes:
+    out = bytearray()
+    while v >= 0x80:
+        out.append((v & 0x7F) | 0x80)
+        v >>= 7
+    out.append(v)
+    return bytes(out)
+
+
+def compile_insert_parser(
+    name: str, plan: Any, fields: Sequence[FieldSpec], actions: Sequence[ActionSpec]
+) -> InsertParser | None:
+    """Generate the parser of one table's common entry: its match fields in
+    P4Info order, each once, then a direct action of ``actions`` with its
+    params in order, all values within their widths (canonical or padded
+    with zero bytes up to the width); nothing else (priority, metadata, counter data...). The
+    parser checks what the store's general path checks for such an entry
+    and returns None for anything else. ``fields``: all exact, or exact
+    and one lpm. None if the table's shape has no compiled form."""
+    lpm = [f for f in fields if f.kind == "lpm"]
+    if not fields or len(lpm) > 1 or any(f.kind not in ("exact", "lpm") for f in fields):
+        return None
+    if len({f.field_id for f in fields}) != len(fields) or not actions:
+        return None
+    widths = [f.bitwidth for f in fields] + [bw for a in actions for _, bw in a.params]
+    if any(not 0 < bw <= _FAST_MAX_BYTES * 8 for bw in widths):
+        return None
+    consts: dict[str, Any] = {
+        "_PLAN": plan,
+        "_new": tuple.__new__,
+        "_FI": FastInsert,
+        "_int": int.from_bytes,
+    }
+    lines = ["def parse(buf, pos, start, end):", " try:"]
+    emit = lines.append
+
+    def value(var: str, at: str, nbytes: int, bitwidth: int) -> None:
+        # the value of length l at `at`, within its width
+        emit(f"  {var} = _int(buf[{at}:{at} + l], 'big')")
+        if bitwidth % 8:
+            emit(f"  if {var} >> {bitwidth}: return None")
+
+    for i, f in enumerate(fields):
+        nbytes = (f.bitwidth + 7) >> 3
+        fid = encode_varint(f.field_id)
+        if f.kind == "exact":
+            # 12 <n> 08 <fid> 12 <m> 0A <l> <value>: one header per length l
+            k = 7 + len(fid)
+            consts[f"_H{i}"] = (
+                b"",
+                *(
+                    bytes([0x12, n + 5 + len(fid), 0x08]) + fid + bytes([0x12, n + 2, 0x0A, n])
+                    for n in range(1, nbytes + 1)
+                ),
+            )
+            emit(f"  l = buf[pos + {k - 1}]")
+            emit(f"  if l > {nbytes} or buf[pos:pos + {k}] != _H{i}[l]: return None")
+            value(f"x{i}", f"pos + {k}", nbytes, f.bitwidth)
+            emit(f"  pos += {k} + l")
+        else:
+            # 12 <n> 08 <fid> 22 <m> 0A <l> <value> 10 <prefix_len>
+            consts[f"_F{i}"] = b"\x08" + fid + b"\x22"
+            lf = len(fid) + 2
+            emit("  n = buf[pos + 1]")
+            emit(f"  if buf[pos] != 0x12 or buf[pos + 2:pos + {2 + lf}] != _F{i}: return None")
+            emit(f"  q = pos + {2 + lf}")
+            emit("  m = buf[q]")
+            emit(f"  if n != m + {lf + 1} or buf[q + 1] != 0x0A: return None")
+            emit("  l = buf[q + 2]")
+            emit(f"  if not 0 < l <= {nbytes}: return None")
+            value(f"x{i}", "q + 3", nbytes, f.bitwidth)
+            emit("  r = q + 3 + l")
+            emit("  if buf[r] != 0x10: return None")
+            emit("  pl = buf[r + 1]")
+            emit("  if pl < 0x80: r += 2")
+            emit("  elif buf[r + 2] == 1: r += 3")
+            emit("  else: return None")
+            emit(f"  if r != q + 1 + m or not 0 < pl <= {f.bitwidth}: return None")
+            emit(f"  if x{i} & ((1 << ({f.bitwidth} - pl)) - 1): return None")
+            emit("  pos = r")
+    by_id = sorted(range(len(fields)), key=lambda i: fields[i].field_id)
+    key = ", ".join(
+        f"({fields[i].field_id}, (x{i}, pl))"
+        if fields[i].kind == "lpm"
+        else f"({fields[i].field_id}, (x{i},))"
+        for i in by_id
+    )
+    full_key = f"({key}, (-1, (0,)))"
+    xs = ", ".join(f"x{i}" for i in range(len(fields)))
+    if lpm:
+        ikey, plen = f"({xs},)", "pl"
+    else:
+        ikey, plen = (xs if len(fields) == 1 else f"({xs})"), "0"
+    # 1A <n> 0A <n-2> 08 <action id> (22 <k> 10 <pid> 1A <l> <value>)*
+    emit("  n = buf[pos + 1]")
+    emit("  if buf[pos] != 0x1A or n >= 0x80 or pos + 2 + n != end: return None")
+    emit("  if buf[pos + 2] != 0x0A or buf[pos + 3] != n - 2: return None")
+    emit("  pos += 4")
+    for a_i, a in enumerate(actions):
+        aid = b"\x08" + encode_varint(a.action_id)
+        consts[f"_A{a_i}"] = aid
+        consts[f"_ADD{a_i}"] = a.add
+        emit(f"  {'if' if a_i == 0 else 'elif'} buf[pos:pos + {len(aid)}] == _A{a_i}:")
+        emit(f"   pos += {len(aid)}")
+        for j, (pid_, bw) in enumerate(a.params):
+            nbytes = (bw + 7) >> 3
+            pid = encode_varint(pid_)
+            k = 5 + len(pid)
+            consts[f"_P{a_i}_{j}"] = (
+                b"",
+                *(
+                    bytes([0x22, n + 3 + len(pid), 0x10]) + pid + bytes([0x1A, n])
+                    for n in range(1, nbytes + 1)
+                ),
+            )
+            emit(f"   l = buf[pos + {k - 1}]")
+            emit(f"   if l > {nbytes} or buf[pos:pos + {k}] != _P{a_i}_{j}[l]: return None")
+            emit(f"   y{j} = _int(buf[pos + {k}:pos + {k} + l], 'big')")
+            if bw % 8:
+                emit(f"   if y{j} >> {bw}: return None")
+            emit(f"   pos += {k} + l")
+        args = "".join(f"y{j}, " for j in range(len(a.params)))
+        emit("   if pos != end: return None")
+        emit(
+            f"   return _new(_FI, (_PLAN, {full_key}, {ikey}, {plen}, _ADD{a_i}, "
+            f"({args}), buf[start:end]))"
+        )
+    emit("  return None")
+    emit(" except IndexError:")
+    emit("  return None")
+    namespace = dict(consts)
+    exec(compile("\n".join(lines), f"<insert parser of {name}>", "exec"), namespace)
+    parser: InsertParser = namespace["parse"]
+    return parser

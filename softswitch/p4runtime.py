@@ -258,7 +258,7 @@ class P4RuntimeServer(p4runtime_pb2_grpc.P4RuntimeServicer):  # type: ignore[mis
         error: P4RTError | None = None
         try:
             try:
-                batch = decode_write_request(request)
+                batch = decode_write_request(request, self.device.insert_parsers)
             except DecodeError as exc:
                 raise P4RTError(INVALID_ARGUMENT, f"malformed WriteRequest: {exc}") from None
             self._check_device(batch.device_id)

@@ -52,6 +52,11 @@ class RecordingFakeEngine:
         self.direct_counters[(table, handle)] = api.CounterValue(0, 0)
         return handle
 
+    def fast_adder(
+        self, table: str, action: str, key_widths: Sequence[int], arg_widths: Sequence[int]
+    ) -> api.FastAdd | None:
+        return None  # every add is recorded through table_add
+
     def table_modify(self, table: str, handle: int, target: api.EntryTarget) -> None:
         self._call("table_modify", table, handle, target)
         key, _, prio = self.entries[table][handle]
