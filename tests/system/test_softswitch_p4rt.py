@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime
+import gc
+import time
 from collections.abc import Iterator
 
 import grpc
@@ -389,3 +391,41 @@ def test_packet_in_to_a_client_that_does_not_read_is_bounded(
     assert dropped == 10
     for _ in range(p4runtime.MAX_QUEUED_PACKET_INS):
         assert primary.next().packet.payload == b"\xaa" * 14
+
+
+def test_big_write_batches_freeze_the_heap_until_writes_are_quiet() -> None:
+    """_WriteGc: a batch of FREEZE_MIN updates or more freezes the heap (the
+    GC no longer rescans stored entries); it thaws once writes are quiet,
+    and when the server stops; a small batch changes nothing."""
+    from softswitch.engine import SoftEngine
+
+    server = ServerThread(SoftEngine())
+    wgc = server.server.write_gc
+    client = Client(server.address, election_id=1)
+    try:
+        assert client.open_stream().arbitration.status.code == code_pb2.OK
+        client.set_pipeline(load_config())
+        assert gc.get_freeze_count() == 0
+        wgc.THAW_AFTER = 3600.0  # thawed below, not by the clock
+        macs = (i.to_bytes(6, "big") for i in range(1, 10_000))
+        client.write(*(upd(INSERT, l2_entry(next(macs), b"\x01")) for _ in range(10)))
+        assert not server.call(lambda: wgc.frozen) and gc.get_freeze_count() == 0
+        big = [upd(INSERT, l2_entry(next(macs), b"\x01")) for _ in range(wgc.FREEZE_MIN)]
+        client.write(*big)
+        assert server.call(lambda: wgc.frozen) and gc.get_freeze_count() > 0
+        server.call(wgc.thaw)  # what the timer does
+        assert not server.call(lambda: wgc.frozen) and gc.get_freeze_count() == 0
+        wgc.THAW_AFTER = 0.01
+        client.write(*(upd(INSERT, l2_entry(next(macs), b"\x02")) for _ in range(wgc.FREEZE_MIN)))
+        deadline = time.monotonic() + 10
+        while server.call(lambda: wgc.frozen) and time.monotonic() < deadline:
+            server.call(lambda: None)  # the loop runs the timer meanwhile
+        assert not server.call(lambda: wgc.frozen) and gc.get_freeze_count() == 0
+        wgc.THAW_AFTER = 3600.0
+        client.write(*(upd(INSERT, l2_entry(next(macs), b"\x03")) for _ in range(wgc.FREEZE_MIN)))
+        assert gc.get_freeze_count() > 0
+        assert len(client.read(l2_read())) == 10 + 3 * wgc.FREEZE_MIN
+    finally:
+        client.close()
+        server.close()
+    assert gc.get_freeze_count() == 0  # stopping thaws
