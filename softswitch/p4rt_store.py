@@ -440,9 +440,13 @@ def parse_device_config(config: bytes) -> Mapping[str, Any]:
 class DeviceState:
     """Canonical P4Runtime state of one device, in front of the engine."""
 
-    def __init__(self, engine: api.Engine, device_id: int) -> None:
+    def __init__(self, engine: api.Engine, device_id: int, compiled_inserts: bool = True) -> None:
+        """``compiled_inserts=False`` decodes every entry the general way
+        (the reference that the compiled insert parsers are measured and
+        tested against)."""
         self.engine = engine
         self.device_id = device_id
+        self._compiled_inserts = compiled_inserts
         self._pipeline: _Pipeline | None = None
         self._saved: _Pipeline | None = None
         self._state = _State()
@@ -511,7 +515,7 @@ class DeviceState:
         """The compiled insert parsers of the tables whose common entries
         (direct actions, exact and lpm keys) the engine can add cheaply."""
         parsers: dict[bytes, InsertParser] = {}
-        for t in pipe.index.tables.values():
+        for t in pipe.index.tables.values() if self._compiled_inserts else ():
             prefix = table_entry_prefix(t.id)
             if t.is_const or not t.fields or t.implementation_id or t.needs_priority:
                 continue

@@ -145,8 +145,9 @@ class P4RuntimeServer(p4runtime_pb2_grpc.P4RuntimeServicer):  # type: ignore[mis
         cpu_port: int,
         packet_out: Callable[[bytes], None] | None = None,
         emit: api.EmitHook | None = None,
+        compiled_inserts: bool = True,
     ) -> None:
-        self.device = DeviceState(engine, device_id)
+        self.device = DeviceState(engine, device_id, compiled_inserts)
         self.device_id = device_id
         self.cpu_port = cpu_port
         self._packet_out = packet_out
