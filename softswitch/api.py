@@ -85,8 +85,17 @@ class GroupRef:
 
 EntryTarget = ActionCall | MemberRef | GroupRef
 
-#: add(ikey, plen, args) -> handle; see Engine.fast_adder.
-FastAdd = Callable[[Any, int, tuple[int, ...]], int]
+
+class FastWriter(Protocol):
+    """Entries of one table with one direct action, for callers that check
+    the values themselves; see Engine.fast_writer."""
+
+    def add(self, ikey: Any, plen: int, args: tuple[int, ...]) -> int:
+        """Add an entry; returns its handle. Raises EngineError if the key
+        exists or the table is full."""
+
+    def modify(self, handle: int, args: tuple[int, ...]) -> None:
+        """Point an entry of the table at this action with these args."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,22 +129,22 @@ class Engine(Protocol):
         """Add an entry; returns an engine handle. Higher priority wins for
         ternary/range/optional tables (P4Runtime convention)."""
 
-    def fast_adder(
+    def fast_writer(
         self, table: str, action: str, key_widths: Sequence[int], arg_widths: Sequence[int]
-    ) -> FastAdd | None:
-        """A cheaper ``table_add`` for callers that validate values themselves
-        (the P4Runtime server's batched-write fast path), or None.
+    ) -> FastWriter | None:
+        """Cheaper ``table_add`` and ``table_modify`` for callers that validate
+        values themselves (the P4Runtime server's batched-write fast path),
+        or None.
 
-        The function adds an entry whose target is ``action`` with the given
-        args, and returns its handle; it raises EngineError if the key exists
-        or the table is full, and checks nothing else: every key value fits
-        in its ``key_widths`` entry and every arg in its ``arg_widths`` entry,
-        which the engine has compared with its own widths. ``ikey`` is the key
-        as the table indexes it: for an all-exact key, the value of a
-        one-field key, else the tuple of values; for a key with one lpm field
-        (the others exact), the tuple of values, the lpm one masked to its
-        prefix, and ``plen`` the prefix length (0 for exact tables). Engines
-        without such a path, and tables of other kinds, give None."""
+        Its entries have ``action`` as target with the given args. It checks
+        nothing the caller checks: every key value fits in its ``key_widths``
+        entry and every arg in its ``arg_widths`` entry, which the engine has
+        compared with its own widths. ``ikey`` is the key as the table
+        indexes it: for an all-exact key, the value of a one-field key, else
+        the tuple of values; for a key with one lpm field (the others
+        exact), the tuple of values, the lpm one masked to its prefix, and
+        ``plen`` the prefix length (0 for exact tables). Engines without such
+        a path, and tables of other kinds, give None."""
 
     def table_modify(self, table: str, handle: int, target: EntryTarget) -> None: ...
 

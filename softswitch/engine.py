@@ -41,7 +41,7 @@ from softswitch.api import (
     EngineError,
     EntryTarget,
     Exact,
-    FastAdd,
+    FastWriter,
     GroupRef,
     Key,
     Lpm,
@@ -313,6 +313,30 @@ class _Table:
         return e.handle
 
 
+class _FastWriter:
+    """api.FastWriter of one table and action index."""
+
+    __slots__ = ("_action", "_index", "_table")
+
+    def __init__(self, t: _Table, action: int) -> None:
+        self._table = t
+        self._action = action
+        self._index = t.index_exact if t.mode == "exact" else t.index_lpm
+
+    def add(self, ikey: Any, plen: int, args: tuple[int, ...]) -> int:
+        t = self._table
+        t.check_room()
+        entry = _Entry(t.next_handle, 0, t.seq, None, self._action, args)
+        self._index(entry, ikey, plen)
+        return t.register(entry)
+
+    def modify(self, handle: int, args: tuple[int, ...]) -> None:
+        e = self._table.entries.get(handle)
+        if e is None:
+            raise EngineError(f"table {self._table.name!r} has no entry {handle}")
+        e.action, e.args, e.target = self._action, args, None
+
+
 @dataclass(slots=True)
 class _Pkt:
     """A packet in flight: its PHV and the bytes after the parsed headers."""
@@ -446,12 +470,12 @@ class SoftEngine:
         self._index_entry(t, entry, norm)
         return t.register(entry)
 
-    def fast_adder(
+    def fast_writer(
         self, table: str, action: str, key_widths: Sequence[int], arg_widths: Sequence[int]
-    ) -> FastAdd | None:
-        """See api.Engine.fast_adder: an add(ikey, plen, args) for direct-action
-        entries of an exact or lpm table, or None where the table, the action
-        or the widths the caller checks do not allow one."""
+    ) -> FastWriter | None:
+        """See api.Engine.fast_writer: None where the table (not exact or
+        lpm, or with a profile), the action or the caller's widths do not
+        allow one."""
         t = self._tables.get(table)
         if t is None or t.mode not in ("exact", "lpm") or t.profile is not None:
             return None
@@ -468,15 +492,7 @@ class SoftEngine:
             w > aw for w, aw in zip(arg_widths, widths, strict=True)
         ):
             return None
-        index = t.index_exact if t.mode == "exact" else t.index_lpm
-
-        def add(ikey: Any, plen: int, args: tuple[int, ...]) -> int:
-            t.check_room()
-            entry = _Entry(t.next_handle, 0, t.seq, None, idx, args)
-            index(entry, ikey, plen)
-            return t.register(entry)
-
-        return add
+        return _FastWriter(t, idx)
 
     def _resolve_target(self, t: _Table, target: EntryTarget) -> tuple[int, tuple[int, ...]]:
         if isinstance(target, ActionCall):

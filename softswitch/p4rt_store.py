@@ -43,12 +43,12 @@ from p4.v1 import p4runtime_pb2
 from softswitch import api
 from softswitch.p4rt_wire import (
     ActionSpec,
-    FastInsert,
+    EntryParser,
+    FastEntry,
     FieldSpec,
-    InsertParser,
     RawMatch,
     RawTableEntry,
-    compile_insert_parser,
+    compile_entry_parser,
     decode_table_entry,
     raw_from_proto,
     raw_to_proto,
@@ -305,7 +305,7 @@ MatchKey = tuple[tuple[int, tuple[int, ...]], ...]  # ((field id, values...), ..
 
 class _Entry:
     """A stored table entry: its canonical RawTableEntry, or, for an entry a
-    compiled insert parser took, the TableEntry bytes it is decoded from
+    compiled entry parser took, the TableEntry bytes it is decoded from
     when first needed (most entries are never read back)."""
 
     __slots__ = ("_raw", "_wire", "handle", "oneshot", "refs")
@@ -341,6 +341,10 @@ class _Entry:
     def raw(self, raw: RawTableEntry) -> None:
         self._raw, self._wire = raw, b""
 
+    def set_wire(self, wire: bytes) -> None:
+        """The entry is now this TableEntry (as a compiled parser took it)."""
+        self._raw, self._wire = None, wire
+
 
 class _Full(Exception):
     """A fast insert into a full table: the general path reports it."""
@@ -348,9 +352,10 @@ class _Full(Exception):
 
 @dataclass(frozen=True, eq=False)
 class _FastTable:
-    """What a table's compiled insert parser hands back to the store."""
+    """What a table's compiled entry parser hands back to the store."""
 
     table_id: int
+    name: str
     size: int
     pipeline: object = field(repr=False)  # the _Pipeline it was compiled for
 
@@ -440,17 +445,17 @@ def parse_device_config(config: bytes) -> Mapping[str, Any]:
 class DeviceState:
     """Canonical P4Runtime state of one device, in front of the engine."""
 
-    def __init__(self, engine: api.Engine, device_id: int, compiled_inserts: bool = True) -> None:
-        """``compiled_inserts=False`` decodes every entry the general way
-        (the reference that the compiled insert parsers are measured and
+    def __init__(self, engine: api.Engine, device_id: int, compiled_parsers: bool = True) -> None:
+        """``compiled_parsers=False`` decodes every entry the general way
+        (the reference that the compiled entry parsers are measured and
         tested against)."""
         self.engine = engine
         self.device_id = device_id
-        self._compiled_inserts = compiled_inserts
+        self._compiled_parsers = compiled_parsers
         self._pipeline: _Pipeline | None = None
         self._saved: _Pipeline | None = None
         self._state = _State()
-        self._parsers: dict[bytes, InsertParser] = {}
+        self._parsers: dict[bytes, EntryParser] = {}
         # engine ids for one-shot members/groups: above P4Runtime's uint32 ids
         self._oneshot_next = 1 << 32
 
@@ -511,11 +516,11 @@ class DeviceState:
         self._state = _State()
         self._parsers = self._compile_parsers(pipe)
 
-    def _compile_parsers(self, pipe: _Pipeline) -> dict[bytes, InsertParser]:
-        """The compiled insert parsers of the tables whose common entries
+    def _compile_parsers(self, pipe: _Pipeline) -> dict[bytes, EntryParser]:
+        """The compiled entry parsers of the tables whose common entries
         (direct actions, exact and lpm keys) the engine can add cheaply."""
-        parsers: dict[bytes, InsertParser] = {}
-        for t in pipe.index.tables.values() if self._compiled_inserts else ():
+        parsers: dict[bytes, EntryParser] = {}
+        for t in pipe.index.tables.values() if self._compiled_parsers else ():
             prefix = table_entry_prefix(t.id)
             if t.is_const or not t.fields or t.implementation_id or t.needs_priority:
                 continue
@@ -532,18 +537,18 @@ class DeviceState:
                 if scope == _SCOPE.DEFAULT_ONLY or not info.distinct_ids:
                     continue
                 arg_widths = [bw for _, _, bw in info.params]
-                add = self.engine.fast_adder(t.name, info.name, key_widths, arg_widths)
-                if add is not None:
+                writer = self.engine.fast_writer(t.name, info.name, key_widths, arg_widths)
+                if writer is not None:
                     params = tuple((pid, bw) for pid, _, bw in info.params)
-                    actions.append(ActionSpec(aid, params, add))
-            plan = _FastTable(t.id, t.size, pipe)
-            parser = compile_insert_parser(t.name, plan, fields, actions)
+                    actions.append(ActionSpec(aid, info.name, params, writer))
+            plan = _FastTable(t.id, t.name, t.size, pipe)
+            parser = compile_entry_parser(t.name, plan, fields, actions)
             if parser is not None:
                 parsers[prefix] = parser
         return parsers
 
     @property
-    def insert_parsers(self) -> Mapping[bytes, InsertParser]:
+    def entry_parsers(self) -> Mapping[bytes, EntryParser]:
         """For `softswitch.p4rt_wire.decode_write_request`."""
         return self._parsers
 
@@ -626,8 +631,8 @@ class DeviceState:
             for utype, given in updates:
                 try:
                     entity = given
-                    if type(given) is FastInsert:
-                        if utype == _UPD.INSERT and self._fast_insert(given):
+                    if type(given) is FastEntry:
+                        if self._fast_write(utype, given):
                             results.append(None)
                             continue
                         entity = decode_table_entry(given.wire)
@@ -646,22 +651,37 @@ class DeviceState:
                 gc.enable()
         return results
 
-    def _fast_insert(self, fi: FastInsert) -> bool:
-        """Insert what a compiled parser checked; False (nothing done) when
-        the general path must decide (an existing key, a full table...)."""
+    def _fast_write(self, utype: int, fi: FastEntry) -> bool:
+        """Apply what a compiled parser checked; False (nothing done) when
+        the general path must decide (a missing or existing key, a full
+        table...). The parsers' tables have direct actions only, so their
+        entries reference no members, groups or one-shot sets."""
         plan = fi.plan
         if plan.pipeline is not self._pipeline:
             return False
         entries = self._state.entries.get(plan.table_id)
         if entries is None:
             entries = self._state.entries[plan.table_id] = {}
+        if utype != _UPD.INSERT:
+            existing = entries.get(fi.full_key)
+            if existing is None:
+                return False
+            if utype == _UPD.MODIFY:
+                fi.action.writer.modify(existing.handle, fi.args)
+                existing.set_wire(fi.wire)
+            elif utype == _UPD.DELETE:
+                self.engine.table_delete(plan.name, existing.handle)
+                del entries[fi.full_key]
+            else:
+                return False
+            return True
         new = _Entry(None, -1, (), fi.wire)
         if entries.setdefault(fi.full_key, new) is not new:
             return False  # the key exists
         try:
             if plan.size and len(entries) > plan.size:
                 raise _Full
-            new.handle = fi.add(fi.ikey, fi.plen, fi.args)
+            new.handle = fi.action.writer.add(fi.ikey, fi.plen, fi.args)
         except BaseException as exc:
             del entries[fi.full_key]
             if isinstance(exc, _Full):

@@ -15,8 +15,8 @@ what protobuf would have produced.
 
 For the bulk of a batch — INSERTs of direct-action entries into exact and lpm
 tables, in canonical form — the store compiles one parser per table
-(`compile_insert_parser`) that decodes and checks an entry in one pass and
-hands the store a `FastInsert`; whatever such a parser does not accept is
+(`compile_entry_parser`) that decodes and checks an entry in one pass and
+hands the store a `FastEntry`; whatever such a parser does not accept is
 decoded the general way, so errors always come from the general path.
 """
 
@@ -426,13 +426,13 @@ class WriteBatch:
     role: str = ""
     election_id: int = 0
     atomicity: int = 0
-    #: (update type, FastInsert or RawTableEntry for table entries /
+    #: (update type, FastEntry or RawTableEntry for table entries /
     #: p4runtime_pb2.Entity otherwise)
     updates: list[tuple[int, Any]] = field(default_factory=list)
 
 
 def _update(
-    buf: bytes, pos: int, end: int, parsers: Mapping[bytes, InsertParser] | None
+    buf: bytes, pos: int, end: int, parsers: Mapping[bytes, EntryParser] | None
 ) -> tuple[int, Any]:
     if parsers and end - pos > 11 and buf[pos] == 0x08 and buf[pos + 2] == 0x12:
         # The common form, 08 <type> 12 <n> 12 <n-2> <table entry>, with
@@ -486,7 +486,7 @@ def _update(
     return utype, entity
 
 
-def _decode_fast(buf: bytes, parsers: Mapping[bytes, InsertParser] | None = None) -> WriteBatch:
+def _decode_fast(buf: bytes, parsers: Mapping[bytes, EntryParser] | None = None) -> WriteBatch:
     batch = WriteBatch()
     pos = 0
     end = len(buf)
@@ -555,12 +555,12 @@ def batch_from_proto(req: p4runtime_pb2.WriteRequest) -> WriteBatch:
 
 
 def decode_write_request(
-    data: bytes, parsers: Mapping[bytes, InsertParser] | None = None
+    data: bytes, parsers: Mapping[bytes, EntryParser] | None = None
 ) -> WriteBatch:
     """Decode a serialized WriteRequest; raises google.protobuf DecodeError if malformed.
 
     ``parsers`` (from the store, by `table_entry_prefix`) turn the entries
-    they accept into `FastInsert`s. P4RuntimeServer.Write calls this with the cyclic GC
+    they accept into `FastEntry`s. P4RuntimeServer.Write calls this with the cyclic GC
     off (decoding allocates many objects and creates no cycles)."""
     try:
         return _decode_fast(data, parsers)
@@ -571,18 +571,26 @@ def decode_write_request(
     return batch_from_proto(p4runtime_pb2.WriteRequest.FromString(data))
 
 
-# --- compiled insert parsers -----------------------------------------------------
+# --- compiled entry parsers -----------------------------------------------------
 
 
-class FastInsert(NamedTuple):
+@dataclass(frozen=True)
+class ActionSpec:
+    action_id: int
+    name: str
+    params: tuple[tuple[int, int], ...]  # (param id, bitwidth) in P4Info order
+    writer: Any  # the api.FastWriter of the table and action
+
+
+class FastEntry(NamedTuple):
     """A table entry its table's compiled parser decoded and checked: what
-    the store needs to insert it without the general path."""
+    the store needs to insert, modify or delete it without the general path."""
 
     plan: Any  # the store's object the parser was compiled for
     full_key: tuple[tuple[int, tuple[int, ...]], ...]  # the store's canonical key
-    ikey: Any  # the engine's index key (api.Engine.fast_adder)
+    ikey: Any  # the engine's index key (api.Engine.fast_writer)
     plen: int
-    add: Callable[[Any, int, tuple[int, ...]], int]
+    action: ActionSpec
     args: tuple[int, ...]
     wire: bytes  # the TableEntry as sent (its values maybe zero-padded)
 
@@ -594,16 +602,9 @@ class FieldSpec:
     bitwidth: int
 
 
-@dataclass(frozen=True)
-class ActionSpec:
-    action_id: int
-    params: tuple[tuple[int, int], ...]  # (param id, bitwidth) in P4Info order
-    add: Callable[[Any, int, tuple[int, ...]], int]
-
-
 #: parser(buf, pos, start, end): the TableEntry is buf[start:end] and its
 #: table_id ends at pos; None when the entry is not of the parser's shape.
-InsertParser = Callable[[bytes, int, int, int], FastInsert | None]
+EntryParser = Callable[[bytes, int, int, int], FastEntry | None]
 
 
 def table_entry_prefix(table_id: int) -> bytes | None:
@@ -628,9 +629,9 @@ def encode_varint(v: int) -> bytes:
     return bytes(out)
 
 
-def compile_insert_parser(
+def compile_entry_parser(
     name: str, plan: Any, fields: Sequence[FieldSpec], actions: Sequence[ActionSpec]
-) -> InsertParser | None:
+) -> EntryParser | None:
     """Generate the parser of one table's common entry: its match fields in
     P4Info order, each once, then a direct action of ``actions`` with its
     params in order, all values within their widths (canonical or padded
@@ -649,7 +650,7 @@ def compile_insert_parser(
     consts: dict[str, Any] = {
         "_PLAN": plan,
         "_new": tuple.__new__,
-        "_FI": FastInsert,
+        "_FI": FastEntry,
         "_int": int.from_bytes,
     }
     lines = ["def parse(buf, pos, start, end):", " try:"]
@@ -720,7 +721,7 @@ def compile_insert_parser(
     for a_i, a in enumerate(actions):
         aid = b"\x08" + encode_varint(a.action_id)
         consts[f"_A{a_i}"] = aid
-        consts[f"_ADD{a_i}"] = a.add
+        consts[f"_ACT{a_i}"] = a
         emit(f"  {'if' if a_i == 0 else 'elif'} buf[pos:pos + {len(aid)}] == _A{a_i}:")
         emit(f"   pos += {len(aid)}")
         for j, (pid_, bw) in enumerate(a.params):
@@ -743,13 +744,13 @@ def compile_insert_parser(
         args = "".join(f"y{j}, " for j in range(len(a.params)))
         emit("   if pos != end: return None")
         emit(
-            f"   return _new(_FI, (_PLAN, {full_key}, {ikey}, {plen}, _ADD{a_i}, "
+            f"   return _new(_FI, (_PLAN, {full_key}, {ikey}, {plen}, _ACT{a_i}, "
             f"({args}), buf[start:end]))"
         )
     emit("  return None")
     emit(" except IndexError:")
     emit("  return None")
     namespace = dict(consts)
-    exec(compile("\n".join(lines), f"<insert parser of {name}>", "exec"), namespace)
-    parser: InsertParser = namespace["parse"]
+    exec(compile("\n".join(lines), f"<entry parser of {name}>", "exec"), namespace)
+    parser: EntryParser = namespace["parse"]
     return parser

@@ -145,9 +145,9 @@ class P4RuntimeServer(p4runtime_pb2_grpc.P4RuntimeServicer):  # type: ignore[mis
         cpu_port: int,
         packet_out: Callable[[bytes], None] | None = None,
         emit: api.EmitHook | None = None,
-        compiled_inserts: bool = True,
+        compiled_parsers: bool = True,
     ) -> None:
-        self.device = DeviceState(engine, device_id, compiled_inserts)
+        self.device = DeviceState(engine, device_id, compiled_parsers)
         self.device_id = device_id
         self.cpu_port = cpu_port
         self._packet_out = packet_out
@@ -297,7 +297,7 @@ class P4RuntimeServer(p4runtime_pb2_grpc.P4RuntimeServicer):  # type: ignore[mis
         error: P4RTError | None = None
         try:
             try:
-                batch = decode_write_request(request, self.device.insert_parsers)
+                batch = decode_write_request(request, self.device.entry_parsers)
             except DecodeError as exc:
                 raise P4RTError(INVALID_ARGUMENT, f"malformed WriteRequest: {exc}") from None
             self._check_device(batch.device_id)

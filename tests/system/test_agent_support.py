@@ -81,10 +81,10 @@ class ObservedSoftEngine(SoftEngine):
             self._labels[handle] = key[0].value
         return handle
 
-    def fast_adder(
+    def fast_writer(
         self, table: str, action: str, key_widths: Sequence[int], arg_widths: Sequence[int]
-    ) -> api.FastAdd | None:
-        return None  # every add goes through table_add, which records it
+    ) -> api.FastWriter | None:
+        return None  # every add and modify goes through table_add/modify, which record it
 
     def table_modify(self, table: str, handle: int, target: api.EntryTarget) -> None:
         self.calls.append(("table_modify", table, handle, target))

@@ -52,10 +52,10 @@ class RecordingFakeEngine:
         self.direct_counters[(table, handle)] = api.CounterValue(0, 0)
         return handle
 
-    def fast_adder(
+    def fast_writer(
         self, table: str, action: str, key_widths: Sequence[int], arg_widths: Sequence[int]
-    ) -> api.FastAdd | None:
-        return None  # every add is recorded through table_add
+    ) -> api.FastWriter | None:
+        return None  # every add and modify is recorded through table_add/modify
 
     def table_modify(self, table: str, handle: int, target: api.EntryTarget) -> None:
         self._call("table_modify", table, handle, target)
