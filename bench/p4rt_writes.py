@@ -1,11 +1,12 @@
-"""Batched P4Runtime Write throughput of the embedded target's server.
+"""Batched P4Runtime Write throughput of the embedded target, side by side
+with its own general write path and with simple_switch_grpc.
 
-A real gRPC client writes N batches of B INSERTs to a P4RuntimeServer on
-127.0.0.1, driving the real engine (softswitch.engine.SoftEngine), then
+A real gRPC client writes N batches of B INSERTs to a switch process on
+127.0.0.1 (``python -m softswitch --no-p4``, the deployment form), then
 MODIFYs every entry (new action params), then DELETEs every entry, and times
-each of the three end to end (gRPC, decoding, validation, store, engine; the requests are
-serialized before the clock starts, since the pure-Python protobuf of this
-venv would make the client the bottleneck). Two workloads:
+each of the three end to end (gRPC, decoding, validation, store, engine;
+the requests are serialized before the clock starts, since the pure-Python
+protobuf of this venv would make the client the bottleneck). Two workloads:
 
 - ``l2``: the p4c-compiled test program's IngressImpl.l2 (dst_addr,
   ingress_port -> set_port), values zero-padded to full width as
@@ -14,15 +15,17 @@ venv would make the client the bottleneck). Two workloads:
   and ipv6_route alternately (vrf_id exact, dst_addr lpm of every prefix
   length -> set_nexthop), the bulk of what the agent writes.
 
-Each runs with the compiled entry parsers (the server's default) and, side
-by side as the reference, with ``compiled_parsers=False`` (every entry the
-general way); each pair --repeat times, medians reported. Goal: >= 50,000
+Targets, each in a fresh process per run, interleaved, --repeat times,
+medians reported: ``soft`` (the default server, with its compiled entry
+parsers), ``soft-general`` (``--general-write-path``: every entry the general
+way, the reference) and ``bmv2`` (simple_switch_grpc --no-p4, when found:
+SIMPLE_SWITCH_GRPC, PATH, or /opt/p4/bin). Goal: ``soft`` >= 50,000
 entries/s with batches of 1000, for each of insert, modify and delete.
 
     .venv/bin/python bench/p4rt_writes.py [--workload l2|routes|both] \
         [--batches N] [--batch-size 1000] [--repeat 3] [--out bench/results]
 
-Results go to <out>/p4rt_writes.json; the exit status is 1 when a compiled
+Results go to <out>/p4rt_writes.json; the exit status is 1 when a ``soft``
 median is below the goal.
 """
 
@@ -30,9 +33,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
+import shutil
+import socket
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -41,23 +49,13 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from google.protobuf import text_format  # noqa: E402
+import grpc  # noqa: E402
 from p4.v1 import p4runtime_pb2  # noqa: E402
 
-from softswitch.engine import SoftEngine  # noqa: E402
-from tests.unit.softswitch_p4rt.harness import Client, ServerThread  # noqa: E402
-from tests.unit.softswitch_p4rt.p4rt_data import Ids, load_config  # noqa: E402
+from tests.unit.softswitch_p4rt.harness import Client  # noqa: E402
+from tests.unit.softswitch_p4rt.p4rt_data import Ids, load_config, load_esvpn_config  # noqa: E402
 
 GOAL = 50_000
-
-
-def esvpn_config() -> p4runtime_pb2.ForwardingPipelineConfig:
-    build = ROOT / "p4src" / "build"
-    cfg = p4runtime_pb2.ForwardingPipelineConfig(
-        p4_device_config=(build / "esvpn.json").read_bytes()
-    )
-    text_format.Parse((build / "esvpn.p4info.txtpb").read_text(), cfg.p4info)
-    return cfg
 
 
 def l2_entries(
@@ -123,7 +121,7 @@ WORKLOADS: dict[
         Callable[[], p4runtime_pb2.ForwardingPipelineConfig],
         Callable[[p4runtime_pb2.ForwardingPipelineConfig, int, int], list[bytes]],
     ],
-] = {"l2": (load_config, l2_entries), "routes": (esvpn_config, route_entries)}
+] = {"l2": (load_config, l2_entries), "routes": (load_esvpn_config, route_entries)}
 
 OPS = ("insert", "modify", "delete")
 _UTYPE = {
@@ -145,17 +143,61 @@ def make_batches(entries: list[bytes], size: int, op: str) -> list[bytes]:
     return out
 
 
+def bmv2_path() -> str | None:
+    exe = os.environ.get("SIMPLE_SWITCH_GRPC") or shutil.which("simple_switch_grpc")
+    exe = exe or "/opt/p4/bin/simple_switch_grpc"
+    return exe if Path(exe).exists() else None
+
+
+def _command(target: str, address: str) -> list[str]:
+    grpc_args = ["--grpc-server-addr", address, "--cpu-port", "255"]
+    if target == "bmv2":
+        exe = bmv2_path()
+        assert exe is not None
+        return [exe, "--device-id", "1", "--no-p4", "--", *grpc_args]
+    general = ["--general-write-path"] if target == "soft-general" else []
+    return [sys.executable, "-m", "softswitch", "--no-p4", "-L", "warning", *general, *grpc_args]
+
+
 def run_once(
-    config: p4runtime_pb2.ForwardingPipelineConfig, ops: dict[str, list[bytes]], compiled: bool
+    target: str, config: p4runtime_pb2.ForwardingPipelineConfig, ops: dict[str, list[bytes]]
 ) -> dict[str, float]:
-    """Seconds to write every batch of each op, in order; every update must succeed."""
-    server = ServerThread(SoftEngine(), compiled_parsers=compiled)
-    client = Client(server.address, election_id=1)
+    """Seconds to write every batch of each op, in order, to a fresh switch
+    process; every update must succeed."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{sock.getsockname()[1]}"
+    # the switch's log, shown if a run fails
+    with tempfile.TemporaryFile(prefix=f"p4rt-writes-{target}-") as log:
+        proc = subprocess.Popen(
+            _command(target, address), stdout=log, stderr=subprocess.STDOUT, cwd=ROOT
+        )
+        try:
+            return _drive(address, config, ops)
+        except BaseException:
+            log.seek(0)
+            sys.stderr.write(log.read().decode(errors="replace")[-4000:])
+            raise
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _drive(
+    address: str, config: p4runtime_pb2.ForwardingPipelineConfig, ops: dict[str, list[bytes]]
+) -> dict[str, float]:
+    channel = grpc.insecure_channel(address, options=[("grpc.max_metadata_size", 64 << 20)])
+    client = Client(address, election_id=1, channel=channel)
     took: dict[str, float] = {}
     try:
+        grpc.channel_ready_future(channel).result(timeout=60)
         client.open_stream()
         client.set_pipeline(config)
-        write = client.channel.unary_unary(
+        write = channel.unary_unary(
             "/p4.v1.P4Runtime/Write",
             request_serializer=None,
             response_deserializer=p4runtime_pb2.WriteResponse.FromString,
@@ -163,15 +205,16 @@ def run_once(
         for op, blobs in ops.items():
             start = time.perf_counter()
             for blob in blobs:
-                write(blob, timeout=60)  # any failed update raises
+                write(blob, timeout=120)  # any failed update raises
             took[op] = time.perf_counter() - start
         return took
     finally:
         client.close()
-        server.close()
 
 
-def run(workload: str, batches: int, size: int, repeat: int) -> dict[str, object]:
+def run(
+    workload: str, batches: int, size: int, repeat: int, targets: list[str]
+) -> dict[str, object]:
     make_config, make_entries = WORKLOADS[workload]
     config = make_config()
     entries = batches * size
@@ -180,34 +223,30 @@ def run(workload: str, batches: int, size: int, repeat: int) -> dict[str, object
         "modify": make_batches(make_entries(config, entries, 1), size, "modify"),
         "delete": make_batches(make_entries(config, entries, 1), size, "delete"),
     }
-    runs: dict[str, list[dict[str, float]]] = {"compiled": [], "general": []}
-    for _ in range(repeat):  # interleaved, so drifts of the machine hit both alike
-        for mode, got in runs.items():
-            took = run_once(config, ops, mode == "compiled")
+    runs: dict[str, list[dict[str, float]]] = {t: [] for t in targets}
+    for _ in range(repeat):  # interleaved, so drifts of the machine hit all alike
+        for target, got in runs.items():
+            took = run_once(target, config, ops)
             got.append({op: entries / t for op, t in took.items()})
-
-    def median(mode: str, op: str) -> float:
-        return statistics.median(r[op] for r in runs[mode])
-
     result: dict[str, object] = {
         "benchmark": "p4rt_writes",
         "workload": workload,
-        "engine": "soft",
         "batches": batches,
         "batch_size": size,
         "entries": entries,
         "repeat": repeat,
     }
     for op in OPS:
-        fast, general = median("compiled", op), median("general", op)
-        result[op] = {
-            "entries_per_s": round(fast),
-            "runs_entries_per_s": [round(r[op]) for r in runs["compiled"]],
-            "reference_general_path_entries_per_s": round(general),
-            "reference_runs_entries_per_s": [round(r[op]) for r in runs["general"]],
-            "ratio_to_reference": round(fast / general, 2),
-            "ratio_to_goal": round(fast / GOAL, 3),
+        per = {t: statistics.median(r[op] for r in runs[t]) for t in targets}
+        out: dict[str, object] = {
+            "entries_per_s": {t: round(v) for t, v in per.items()},
+            "runs_entries_per_s": {t: [round(r[op]) for r in runs[t]] for t in targets},
+            "ratio_to_goal": round(per["soft"] / GOAL, 3),
+            "ratio_to_general_path": round(per["soft"] / per["soft-general"], 2),
         }
+        if "bmv2" in per:
+            out["ratio_to_bmv2"] = round(per["soft"] / per["bmv2"], 2)
+        result[op] = out
     result["goal_entries_per_s"] = GOAL
     result["python"] = platform.python_version()
     result["time"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
@@ -226,8 +265,14 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     workloads = ("l2", "routes") if args.workload == "both" else (args.workload,)
     default_batches = {"l2": 60, "routes": 32}  # the route tables hold 16384 each
+    targets = ["soft", "soft-general"]
+    if bmv2_path() is not None:
+        targets.append("bmv2")
+    else:
+        print("p4rt_writes: simple_switch_grpc not found; measuring the embedded target only")
     runs = [
-        run(w, args.batches or default_batches[w], args.batch_size, args.repeat) for w in workloads
+        run(w, args.batches or default_batches[w], args.batch_size, args.repeat, targets)
+        for w in workloads
     ]
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "p4rt_writes.json").write_text(json.dumps(runs, indent=2) + "\n")

@@ -40,6 +40,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--log-console", action="store_true", help="accepted for simple_switch_grpc compatibility"
     )
+    p.add_argument(
+        "--general-write-path",
+        action="store_true",
+        help="decode every table entry the general way, without the compiled entry parsers "
+        "(the reference they are measured against)",
+    )
     p.add_argument("program", nargs="?", help="bmv2 JSON to run at start")
     return p
 
@@ -78,6 +84,7 @@ async def run(args: argparse.Namespace, ifaces: Sequence[tuple[int, str]]) -> in
         device_id=args.device_id,
         cpu_port=cpu_port,
         packet_out=lambda frame: hub.receive(cpu_port, frame),
+        compiled_parsers=not args.general_write_path,
     )
     hub.cpu_hook = server.packet_in
     try:

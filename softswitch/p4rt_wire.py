@@ -13,11 +13,12 @@ what protobuf would have produced.
 `RawTableEntry` is also the store's canonical form of a table entry
 (`raw_from_proto` / `raw_to_proto` convert).
 
-For the bulk of a batch — INSERTs of direct-action entries into exact and lpm
-tables, in canonical form — the store compiles one parser per table
-(`compile_entry_parser`) that decodes and checks an entry in one pass and
-hands the store a `FastEntry`; whatever such a parser does not accept is
-decoded the general way, so errors always come from the general path.
+For the bulk of a batch — direct-action entries of exact and lpm tables, in
+the field order protobuf serializers emit — the store compiles one parser
+per table (`compile_entry_parser`) that decodes and checks an entry in one
+pass and hands the store a `FastEntry` (for an INSERT, MODIFY or DELETE);
+whatever such a parser does not accept is decoded the general way, so
+errors always come from the general path.
 """
 
 from __future__ import annotations

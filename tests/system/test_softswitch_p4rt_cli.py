@@ -15,7 +15,8 @@ from google.rpc import code_pb2
 from p4.v1 import p4runtime_pb2
 
 from tests.system.test_softswitch_p4rt_engine import config
-from tests.unit.softswitch_p4rt.harness import Client
+from tests.unit.softswitch_p4rt.harness import Client, write_errors
+from tests.unit.softswitch_p4rt.p4rt_data import Ids, load_config, load_p4info
 
 
 def _free_port() -> int:
@@ -25,7 +26,7 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def daemon() -> Iterator[str]:
+def daemon(request: pytest.FixtureRequest) -> Iterator[str]:
     port = _free_port()
     address = f"127.0.0.1:{port}"
     proc = subprocess.Popen(
@@ -40,6 +41,7 @@ def daemon() -> Iterator[str]:
             "255",
             "--device-id",
             "1",
+            *getattr(request, "param", ()),
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -74,5 +76,38 @@ def test_daemon_serves_p4runtime(daemon: str) -> None:
         assert c.next().packet == p4runtime_pb2.PacketIn(payload=b"\x00\x09")
         (got,) = c.read(pre)
         assert got == pre
+    finally:
+        c.close()
+
+
+@pytest.mark.parametrize("daemon", [(), ("--general-write-path",)], indirect=True)
+def test_daemon_write_paths_agree(daemon: str) -> None:
+    """The compiled entry parsers and --general-write-path give the same
+    per-update results and the same entries back."""
+    ids = Ids(load_p4info())
+    c = Client(daemon, election_id=1)
+    try:
+        assert c.open_stream().arbitration.status.code == code_pb2.OK
+        c.set_pipeline(load_config())
+        updates = []
+        for n in [*range(100), 7]:  # 7 twice
+            te = p4runtime_pb2.TableEntry(table_id=ids.table("l2"))
+            te.match.add(field_id=ids.field("l2", "dst_addr")).exact.value = n.to_bytes(6, "big")
+            te.match.add(field_id=ids.field("l2", "ingress_port")).exact.value = b"\x00\x01"
+            te.action.action.action_id = ids.action("set_port")
+            te.action.action.params.add(param_id=ids.param("set_port", "port"), value=b"\x02")
+            entity = p4runtime_pb2.Entity(table_entry=te)
+            updates.append(p4runtime_pb2.Update(type=p4runtime_pb2.Update.INSERT, entity=entity))
+        with pytest.raises(grpc.RpcError) as exc:
+            c.write(*updates)
+        assert write_errors(exc.value) == [(code_pb2.OK, "")] * 100 + [
+            (code_pb2.ALREADY_EXISTS, "table IngressImpl.l2: entry already exists")
+        ]
+        want = p4runtime_pb2.TableEntry(table_id=ids.table("l2"))
+        got = c.read(p4runtime_pb2.Entity(table_entry=want))
+        assert len(got) == 100
+        first = min(got, key=lambda e: e.table_entry.match[0].exact.value).table_entry
+        assert [m.exact.value for m in first.match] == [b"\x00", b"\x01"]  # canonical
+        assert first.action.action.params[0].value == b"\x02"
     finally:
         c.close()

@@ -17,6 +17,16 @@ def load_p4info() -> p4info_pb2.P4Info:
     return text_format.Parse(P4INFO_PATH.read_text(), p4info_pb2.P4Info())
 
 
+def load_esvpn_config() -> p4runtime_pb2.ForwardingPipelineConfig:
+    """Our own program, as committed in p4src/build/."""
+    build = DATA.parents[3] / "p4src" / "build"
+    cfg = p4runtime_pb2.ForwardingPipelineConfig(
+        p4_device_config=(build / "esvpn.json").read_bytes()
+    )
+    text_format.Parse((build / "esvpn.p4info.txtpb").read_text(), cfg.p4info)
+    return cfg
+
+
 def load_config(cookie: int = 0) -> p4runtime_pb2.ForwardingPipelineConfig:
     cfg = p4runtime_pb2.ForwardingPipelineConfig(p4_device_config=JSON_PATH.read_bytes())
     cfg.p4info.CopyFrom(load_p4info())

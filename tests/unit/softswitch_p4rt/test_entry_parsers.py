@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from google.protobuf import text_format
 from google.protobuf.message import DecodeError
 from p4.config.v1 import p4info_pb2
 from p4.v1 import p4runtime_pb2
@@ -32,9 +30,8 @@ from softswitch.p4rt_wire import (
     encode_varint,
 )
 
-from .p4rt_data import load_config
+from .p4rt_data import load_config, load_esvpn_config
 
-ROOT = Path(__file__).resolve().parents[3]
 INSERT = p4runtime_pb2.Update.INSERT
 MODIFY = p4runtime_pb2.Update.MODIFY
 DELETE = p4runtime_pb2.Update.DELETE
@@ -43,18 +40,9 @@ _MF = p4info_pb2.MatchField
 _SCOPE = p4info_pb2.ActionRef
 
 
-def esvpn_config() -> p4runtime_pb2.ForwardingPipelineConfig:
-    build = ROOT / "p4src" / "build"
-    cfg = p4runtime_pb2.ForwardingPipelineConfig(
-        p4_device_config=(build / "esvpn.json").read_bytes()
-    )
-    text_format.Parse((build / "esvpn.p4info.txtpb").read_text(), cfg.p4info)
-    return cfg
-
-
 CONFIGS: dict[str, Callable[[], p4runtime_pb2.ForwardingPipelineConfig]] = {
     "p4rt_test": load_config,
-    "esvpn": esvpn_config,
+    "esvpn": load_esvpn_config,
 }
 
 Result = tuple[int, str] | None
@@ -413,7 +401,7 @@ def test_programs_tables_that_have_parsers() -> None:
     """Which tables of our program get a compiled parser (the rest, const or
     with a profile, use the general path)."""
     dev = DeviceState(SoftEngine(), 1)
-    cfg = esvpn_config()
+    cfg = load_esvpn_config()
     dev.set_pipeline(CFG.VERIFY_AND_COMMIT, cfg)
     by_prefix = {b"\x08" + encode_varint(t.preamble.id): t.preamble.name for t in cfg.p4info.tables}
     names = sorted(by_prefix[p].rsplit(".", 1)[-1] for p in dev.entry_parsers)
