@@ -50,8 +50,10 @@ from softswitch.p4rt_wire import (
     RawTableEntry,
     compile_entry_parser,
     decode_table_entry,
+    encode_table_entry,
     raw_from_proto,
     raw_to_proto,
+    table_entry_entity,
     table_entry_prefix,
 )
 
@@ -1462,9 +1464,20 @@ class DeviceState:
     # --- read ----------------------------------------------------------------------
     def read(self, entities: Sequence[p4runtime_pb2.Entity]) -> list[p4runtime_pb2.Entity]:
         """All entities matching the (possibly wildcard) request entities."""
+        return [
+            p4runtime_pb2.Entity.FromString(e) if isinstance(e, bytes) else e
+            for e in self._read(entities)
+        ]
+
+    def read_serialized(self, entities: Sequence[p4runtime_pb2.Entity]) -> list[bytes]:
+        """Like `read`, each entity serialized (table entries are encoded
+        without building protobuf messages)."""
+        return [e if isinstance(e, bytes) else e.SerializeToString() for e in self._read(entities)]
+
+    def _read(self, entities: Sequence[p4runtime_pb2.Entity]) -> list[p4runtime_pb2.Entity | bytes]:
         if self._pipeline is None:
             raise _err(FAILED_PRECONDITION, "no forwarding pipeline config set")
-        out: list[p4runtime_pb2.Entity] = []
+        out: list[p4runtime_pb2.Entity | bytes] = []
         for entity in entities:
             kind = entity.WhichOneof("entity")
             if kind is None:
@@ -1486,17 +1499,24 @@ class DeviceState:
             raise _err(INVALID_ARGUMENT, f"unknown table id {table_id}")
         return [t]
 
-    def _with_counter(
-        self, table: TableInfo, entry: _Entry, want_counter: bool
-    ) -> p4runtime_pb2.TableEntry:
-        te = raw_to_proto(entry.raw)
+    def _stored_entity(self, table: TableInfo, entry: _Entry, want_counter: bool) -> bytes:
+        """The serialized Entity of a stored entry (with its direct counter)."""
+        counter: bytes | None = None
         if want_counter and table.direct_counter_id:
             value = self.engine.direct_counter_read(table.name, entry.handle)
             unit = self.index.direct_counters[table.direct_counter_id].unit
-            te.counter_data.CopyFrom(self._counter_to_proto(value, unit))
-        return te
+            counter = self._counter_to_proto(value, unit).SerializeToString()
+        te = encode_table_entry(entry.raw, counter)
+        if te is None:  # what the encoder leaves to protobuf
+            proto = raw_to_proto(entry.raw)
+            if counter is not None:
+                proto.counter_data.ParseFromString(counter)
+            te = proto.SerializeToString()
+        return table_entry_entity(te)
 
-    def _read_table_entry(self, req: p4runtime_pb2.TableEntry) -> Iterator[p4runtime_pb2.Entity]:
+    def _read_table_entry(
+        self, req: p4runtime_pb2.TableEntry
+    ) -> Iterator[p4runtime_pb2.Entity | bytes]:
         want_counter = req.HasField("counter_data")
         for table in self._tables_for(req.table_id):
             if req.is_default_action:
@@ -1521,12 +1541,10 @@ class DeviceState:
                 canon, _, _ = self._match_key(table, raw_from_proto(req))
                 found = entries.get((*canon, (-1, (req.priority,))))
                 if found is not None:
-                    yield p4runtime_pb2.Entity(
-                        table_entry=self._with_counter(table, found, want_counter)
-                    )
+                    yield self._stored_entity(table, found, want_counter)
                 continue
             for e in entries.values():
-                yield p4runtime_pb2.Entity(table_entry=self._with_counter(table, e, want_counter))
+                yield self._stored_entity(table, e, want_counter)
 
     def _default_entry(self, table: TableInfo) -> p4runtime_pb2.TableEntry:
         te = p4runtime_pb2.TableEntry(table_id=table.id, is_default_action=True)
@@ -1588,10 +1606,10 @@ class DeviceState:
                 if te.table_id:
                     raise _err(INVALID_ARGUMENT, f"table {table.name} has no direct counter")
                 continue
-            full = self._with_counter(table, entry, True)
-            dce = p4runtime_pb2.DirectCounterEntry(data=full.counter_data)
-            full.ClearField("counter_data")
-            dce.table_entry.CopyFrom(full)
+            value = self.engine.direct_counter_read(table.name, entry.handle)
+            unit = self.index.direct_counters[table.direct_counter_id].unit
+            dce = p4runtime_pb2.DirectCounterEntry(data=self._counter_to_proto(value, unit))
+            dce.table_entry.CopyFrom(raw_to_proto(entry.raw))
             yield p4runtime_pb2.Entity(direct_counter_entry=dce)
 
     def _read_meter(self, req: p4runtime_pb2.MeterEntry) -> Iterator[p4runtime_pb2.Entity]:
@@ -1643,7 +1661,7 @@ class DeviceState:
         else:
             raise _err(INVALID_ARGUMENT, "empty packet replication engine entry")
 
-    _readers: Mapping[str, Callable[[DeviceState, Any], Iterator[p4runtime_pb2.Entity]]] = {
+    _readers: Mapping[str, Callable[[DeviceState, Any], Iterator[p4runtime_pb2.Entity | bytes]]] = {
         "table_entry": _read_table_entry,
         "action_profile_member": _read_member,
         "action_profile_group": _read_group,

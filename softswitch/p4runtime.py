@@ -64,7 +64,7 @@ from softswitch.p4rt_store import (
     DeviceState,
     P4RTError,
 )
-from softswitch.p4rt_wire import decode_write_request
+from softswitch.p4rt_wire import decode_write_request, read_response
 
 log = logging.getLogger(__name__)
 
@@ -203,10 +203,9 @@ class P4RuntimeServer(p4runtime_pb2_grpc.P4RuntimeServicer):  # type: ignore[mis
             {
                 # Write takes the serialized request: p4rt_wire decodes table entries fast.
                 "Write": unary(self.Write, None, pb.WriteResponse),
+                # Read yields serialized responses: table entries are encoded fast.
                 "Read": grpc.unary_stream_rpc_method_handler(
-                    self.Read,
-                    request_deserializer=pb.ReadRequest.FromString,
-                    response_serializer=pb.ReadResponse.SerializeToString,
+                    self.Read, request_deserializer=pb.ReadRequest.FromString
                 ),
                 "SetForwardingPipelineConfig": unary(
                     self.SetForwardingPipelineConfig,
@@ -340,20 +339,15 @@ class P4RuntimeServer(p4runtime_pb2_grpc.P4RuntimeServicer):  # type: ignore[mis
 
     async def Read(
         self, request: p4runtime_pb2.ReadRequest, context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[p4runtime_pb2.ReadResponse]:
+    ) -> AsyncIterator[bytes]:
         try:
             self._check_device(request.device_id)
-            entities = self.device.read(request.entities)
+            entities = self.device.read_serialized(request.entities)
         except P4RTError as exc:
             await self._abort(context, exc)
-        batch = p4runtime_pb2.ReadResponse()
-        for e in entities:
-            batch.entities.append(e)
-            if len(batch.entities) >= 1000:
-                yield batch
-                batch = p4runtime_pb2.ReadResponse()
-        if len(batch.entities) or not entities:
-            yield batch
+        # serialized ReadResponses of up to 1000 entities; one, empty, for none
+        for i in range(0, max(len(entities), 1), 1000):
+            yield read_response(entities[i : i + 1000])
 
     # --- stream channel ------------------------------------------------------------
     def _dispatch(
