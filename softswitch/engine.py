@@ -479,8 +479,11 @@ class SoftEngine:
         t = self._tables.get(table)
         if t is None or t.mode not in ("exact", "lpm") or t.profile is not None:
             return None
+        # exact values the caller checked against narrower widths fit; an lpm
+        # prefix means something else under another width
         if len(key_widths) != len(t.widths) or any(
-            w > tw for w, tw in zip(key_widths, t.widths, strict=True)
+            w > tw or (kind == "lpm" and w != tw)
+            for w, tw, kind in zip(key_widths, t.widths, t.kinds, strict=True)
         ):
             return None
         try:

@@ -348,10 +348,6 @@ class _Entry:
         self._raw, self._wire = None, wire
 
 
-class _Full(Exception):
-    """A fast insert into a full table: the general path reports it."""
-
-
 @dataclass(frozen=True, eq=False)
 class _FastTable:
     """What a table's compiled entry parser hands back to the store."""
@@ -522,14 +518,12 @@ class DeviceState:
         """The compiled entry parsers of the tables whose common entries
         (direct actions, exact and lpm keys) the engine can add cheaply."""
         parsers: dict[bytes, EntryParser] = {}
+        kinds = {_MF.EXACT: "exact", _MF.LPM: "lpm"}
         for t in pipe.index.tables.values() if self._compiled_parsers else ():
-            prefix = table_entry_prefix(t.id)
             if t.is_const or not t.fields or t.implementation_id or t.needs_priority:
                 continue
-            if prefix is None:
-                continue
-            kinds = {_MF.EXACT: "exact", _MF.LPM: "lpm"}
-            if any(f.match_type not in kinds for f in t.fields):
+            prefix = table_entry_prefix(t.id)
+            if prefix is None or any(f.match_type not in kinds for f in t.fields):
                 continue
             fields = [FieldSpec(f.id, kinds[f.match_type], f.bitwidth) for f in t.fields]
             key_widths = [f.bitwidth for f in t.fields]
@@ -640,7 +634,9 @@ class DeviceState:
                         entity = decode_table_entry(given.wire)
                     self.write_one(utype, entity)
                 except P4RTError as exc:
-                    results.append(exc)
+                    # kept without its traceback: that would tie this frame
+                    # (and the request) into a cycle for the cyclic GC
+                    results.append(exc.with_traceback(None))
                 except api.EngineError as exc:
                     results.append(_err(INTERNAL, f"engine: {exc}"))
                 except Exception as exc:  # a bug must not take the daemon down
@@ -680,14 +676,13 @@ class DeviceState:
         new = _Entry(None, -1, (), fi.wire)
         if entries.setdefault(fi.full_key, new) is not new:
             return False  # the key exists
-        try:
-            if plan.size and len(entries) > plan.size:
-                raise _Full
-            new.handle = fi.action.writer.add(fi.ikey, fi.plen, fi.args)
-        except BaseException as exc:
+        if plan.size and len(entries) > plan.size:
             del entries[fi.full_key]
-            if isinstance(exc, _Full):
-                return False
+            return False  # full
+        try:
+            new.handle = fi.action.writer.add(fi.ikey, fi.plen, fi.args)
+        except BaseException:
+            del entries[fi.full_key]
             raise
         return True
 

@@ -440,7 +440,8 @@ def _update(
         # one-byte lengths, to the compiled parser of its table if it has one
         n = buf[pos + 3]
         if (
-            buf[pos + 1] < 0x80
+            n < 0x80
+            and buf[pos + 1] < 0x80
             and pos + 4 + n == end
             and buf[pos + 4] == 0x12
             and buf[pos + 5] == n - 2
@@ -657,7 +658,7 @@ def compile_entry_parser(
     lines = ["def parse(buf, pos, start, end):", " try:"]
     emit = lines.append
 
-    def value(var: str, at: str, nbytes: int, bitwidth: int) -> None:
+    def value(var: str, at: str, bitwidth: int) -> None:
         # the value of length l at `at`, within its width
         emit(f"  {var} = _int(buf[{at}:{at} + l], 'big')")
         if bitwidth % 8:
@@ -678,7 +679,7 @@ def compile_entry_parser(
             )
             emit(f"  l = buf[pos + {k - 1}]")
             emit(f"  if l > {nbytes} or buf[pos:pos + {k}] != _H{i}[l]: return None")
-            value(f"x{i}", f"pos + {k}", nbytes, f.bitwidth)
+            value(f"x{i}", f"pos + {k}", f.bitwidth)
             emit(f"  pos += {k} + l")
         else:
             # 12 <n> 08 <fid> 22 <m> 0A <l> <value> 10 <prefix_len>
@@ -691,7 +692,7 @@ def compile_entry_parser(
             emit(f"  if n != m + {lf + 1} or buf[q + 1] != 0x0A: return None")
             emit("  l = buf[q + 2]")
             emit(f"  if not 0 < l <= {nbytes}: return None")
-            value(f"x{i}", "q + 3", nbytes, f.bitwidth)
+            value(f"x{i}", "q + 3", f.bitwidth)
             emit("  r = q + 3 + l")
             emit("  if buf[r] != 0x10: return None")
             emit("  pl = buf[r + 1]")

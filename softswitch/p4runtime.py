@@ -104,16 +104,18 @@ class _Stream:
 class _WriteGc:
     """The cyclic GC around write batches.
 
-    A batch allocates many long-lived objects (the entries) and creates no
-    cycles, so the GC is off while one runs. After a big batch the whole
-    heap is frozen (gc.freeze, O(1)): otherwise every later full collection
-    rescans the entries of every earlier batch, which costs a bulk load
-    about as much as storing them. The heap is thawed once writes have
-    been quiet for THAW_AFTER seconds, so that whatever became cyclic
-    garbage meanwhile is collected by the ordinary GC again."""
+    A batch allocates many long-lived objects (the entries), so the GC is
+    off while one runs. After a big batch the whole heap is frozen
+    (gc.freeze, O(1)): otherwise every later full collection rescans the
+    entries of every earlier batch, which costs a bulk load about as much
+    as storing them. A freeze holds HOLD seconds, whatever comes meanwhile
+    (later big batches freeze what they add); then the heap is thawed and
+    collected once, which frees whatever became cyclic garbage while it
+    was frozen, so such garbage is bounded by HOLD seconds of writes. The
+    freeze is the process's: one server per process, as the daemon has."""
 
     FREEZE_MIN = 256  # updates in a batch
-    THAW_AFTER = 2.0  # seconds
+    HOLD = 5.0  # seconds
 
     def __init__(self) -> None:
         self._thaw: asyncio.TimerHandle | None = None
@@ -122,19 +124,20 @@ class _WriteGc:
         if updates < self.FREEZE_MIN:
             return
         gc.freeze()
-        if self._thaw is not None:
-            self._thaw.cancel()
-        self._thaw = asyncio.get_running_loop().call_later(self.THAW_AFTER, self.thaw)
+        if self._thaw is None:
+            self._thaw = asyncio.get_running_loop().call_later(self.HOLD, self.thaw)
 
     def thaw(self) -> None:
         if self._thaw is not None:
             self._thaw.cancel()
             self._thaw = None
             gc.unfreeze()
+            gc.collect()
 
     @property
-    def frozen(self) -> bool:
-        return self._thaw is not None
+    def thaw_at(self) -> float | None:
+        """The loop time the current freeze ends; None when not frozen."""
+        return None if self._thaw is None else self._thaw.when()
 
 
 class P4RuntimeServer(p4runtime_pb2_grpc.P4RuntimeServicer):  # type: ignore[misc]

@@ -393,38 +393,45 @@ def test_packet_in_to_a_client_that_does_not_read_is_bounded(
         assert primary.next().packet.payload == b"\xaa" * 14
 
 
-def test_big_write_batches_freeze_the_heap_until_writes_are_quiet() -> None:
+def test_big_write_batches_freeze_the_heap_for_a_while() -> None:
     """_WriteGc: a batch of FREEZE_MIN updates or more freezes the heap (the
-    GC no longer rescans stored entries); it thaws once writes are quiet,
-    and when the server stops; a small batch changes nothing."""
+    GC no longer rescans stored entries) for HOLD seconds, which later big
+    batches do not extend; then, and when the server stops, it thaws; a
+    small batch changes nothing."""
     from softswitch.engine import SoftEngine
 
     server = ServerThread(SoftEngine())
     wgc = server.server.write_gc
     client = Client(server.address, election_id=1)
+
+    def big(port: bytes) -> list[p4runtime_pb2.Update]:
+        return [upd(INSERT, l2_entry(next(macs), port)) for _ in range(wgc.FREEZE_MIN)]
+
     try:
         assert client.open_stream().arbitration.status.code == code_pb2.OK
         client.set_pipeline(load_config())
         assert gc.get_freeze_count() == 0
-        wgc.THAW_AFTER = 3600.0  # thawed below, not by the clock
+        wgc.HOLD = 3600.0  # thawed below, not by the clock
         macs = (i.to_bytes(6, "big") for i in range(1, 10_000))
         client.write(*(upd(INSERT, l2_entry(next(macs), b"\x01")) for _ in range(10)))
-        assert not server.call(lambda: wgc.frozen) and gc.get_freeze_count() == 0
-        big = [upd(INSERT, l2_entry(next(macs), b"\x01")) for _ in range(wgc.FREEZE_MIN)]
-        client.write(*big)
-        assert server.call(lambda: wgc.frozen) and gc.get_freeze_count() > 0
+        assert server.call(lambda: wgc.thaw_at) is None and gc.get_freeze_count() == 0
+        client.write(*big(b"\x01"))
+        until = server.call(lambda: wgc.thaw_at)
+        assert until is not None and gc.get_freeze_count() > 0
+        client.write(*big(b"\x01"))  # frozen too, the hold not extended
+        assert server.call(lambda: wgc.thaw_at) == until
         server.call(wgc.thaw)  # what the timer does
-        assert not server.call(lambda: wgc.frozen) and gc.get_freeze_count() == 0
-        wgc.THAW_AFTER = 0.01
-        client.write(*(upd(INSERT, l2_entry(next(macs), b"\x02")) for _ in range(wgc.FREEZE_MIN)))
+        assert server.call(lambda: wgc.thaw_at) is None and gc.get_freeze_count() == 0
+        wgc.HOLD = 0.01
+        client.write(*big(b"\x02"))
         deadline = time.monotonic() + 10
-        while server.call(lambda: wgc.frozen) and time.monotonic() < deadline:
-            server.call(lambda: None)  # the loop runs the timer meanwhile
-        assert not server.call(lambda: wgc.frozen) and gc.get_freeze_count() == 0
-        wgc.THAW_AFTER = 3600.0
-        client.write(*(upd(INSERT, l2_entry(next(macs), b"\x03")) for _ in range(wgc.FREEZE_MIN)))
+        while server.call(lambda: wgc.thaw_at) is not None and time.monotonic() < deadline:
+            pass  # each call waits for the loop, which runs the timer meanwhile
+        assert server.call(lambda: wgc.thaw_at) is None and gc.get_freeze_count() == 0
+        wgc.HOLD = 3600.0
+        client.write(*big(b"\x03"))
         assert gc.get_freeze_count() > 0
-        assert len(client.read(l2_read())) == 10 + 3 * wgc.FREEZE_MIN
+        assert len(client.read(l2_read())) == 10 + 4 * wgc.FREEZE_MIN
     finally:
         client.close()
         server.close()

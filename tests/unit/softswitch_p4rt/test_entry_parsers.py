@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from google.protobuf.message import DecodeError
+from google.rpc import code_pb2
 from p4.config.v1 import p4info_pb2
 from p4.v1 import p4runtime_pb2
 
@@ -434,3 +435,60 @@ def test_a_new_pipeline_invalidates_what_was_decoded_before() -> None:
     other.set_pipeline(CFG.VERIFY_AND_COMMIT, load_config())
     other.write_entities(decode_write_request(blob).updates)
     assert engine_tables(dev.engine) == engine_tables(other.engine)
+
+
+def test_an_entity_length_of_two_bytes_is_not_taken_for_one() -> None:
+    """An Update whose entity length byte has its high bit set is a longer
+    varint: the fast dispatch must not read it as a one-byte length."""
+    parser = compile_entry_parser(
+        "t", "plan", [FieldSpec(1, "exact", 512)], [ActionSpec(0x01000007, "a", ((1, 512),), None)]
+    )
+    assert parser is not None
+    te = p4runtime_pb2.TableEntry(table_id=0x02000001)
+    te.match.add(field_id=1).exact.value = b"\x01" * 64
+    te.action.action.action_id = 0x01000007
+    te.action.action.params.add(param_id=1, value=b"\x02" * 34)
+    wire = te.SerializeToString()
+    assert len(wire) == 126
+    update = b"\x08\x01\x12\x80\x12\x7e" + wire  # protobuf reads 0x80 0x12 as the length
+    blob = b"\x08\x01\x22" + encode_varint(len(update)) + update
+    prefix = b"\x08" + encode_varint(te.table_id)
+    for parsers in (None, {prefix: parser}):
+        with pytest.raises(DecodeError):
+            decode_write_request(blob, parsers)
+    te.action.action.params[0].value = b"\x02" * 10  # a shorter one, well framed, is taken
+    good = request((INSERT, te))
+    ((update_type, got),) = decode_write_request(good, {prefix: parser}).updates
+    assert (update_type, type(got)) == (INSERT, FastEntry)
+
+
+def test_an_lpm_field_narrower_in_the_p4info_than_in_the_json_is_not_compiled() -> None:
+    """A prefix length means something else under another width: such a
+    table goes the general way (whose engine check refuses the entry)."""
+    config = load_config()
+    route = next(t for t in config.p4info.tables if t.preamble.name.endswith(".route"))
+    route.match_fields[0].bitwidth = 24  # the JSON says 32
+    pair = Pair(config)
+    assert b"\x08" + encode_varint(route.preamble.id) not in pair.fast.entry_parsers
+    te = p4runtime_pb2.TableEntry(table_id=route.preamble.id)
+    te.match.add(field_id=1).lpm.value, te.match[0].lpm.prefix_len = b"\x01\x00\x00", 8
+    te.action.action.action_id = next(
+        a.id for a in route.action_refs if pair.fast.index.actions[a.id].name.endswith("drop")
+    )
+    assert pair.write(request((INSERT, te))) == [
+        (
+            code_pb2.INTERNAL,
+            "engine: table 'IngressImpl.route' key field 0: value has bits outside the prefix",
+        )
+    ]
+
+
+def test_failed_updates_keep_no_traceback() -> None:
+    """A result's traceback would tie the write's frame, and the request,
+    into a cycle that only the cyclic GC (frozen after big batches) frees."""
+    pair = Pair(load_config())
+    gen = Gen(pair.p4info, seed=9)
+    te = gen.entry()
+    batch = decode_write_request(request((INSERT, te), (INSERT, te)), pair.fast.entry_parsers)
+    first, second = pair.fast.write_entities(batch.updates)
+    assert first is None and second is not None and second.__traceback__ is None
