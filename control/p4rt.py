@@ -539,6 +539,95 @@ class P4Info:
         )
 
     # ------------------------------------------------------------- decode
+    def table_entry_from_wire(self, data: bytes) -> TableEntry:
+        """What entity_from_pb gives for an Entity holding this serialized
+        TableEntry, read straight from the wire bytes (protobuf's pure-Python
+        runtime takes ~300 µs an entry, and the agent reads whole tables
+        when it reconciles). Raises WireFallback for anything it does not
+        read exactly as protobuf would: then parse with protobuf."""
+        table_id = priority = 0
+        is_default = False
+        matches: list[bytes] = []
+        action_b: bytes | None = None
+        for key, v in _wire_fields(data):
+            if key == 0x08:
+                table_id = _as_int(v)
+            elif key == 0x12:
+                matches.append(_as_bytes(v))
+            elif key == 0x1A and action_b is None:
+                action_b = _as_bytes(v)
+            elif key == 0x20:
+                priority = _as_int32(v)
+            elif key == 0x40:
+                is_default = bool(_as_int(v))
+            else:  # fields the typed entry does not carry, or repeated messages
+                raise WireFallback
+        t = self.by_id(table_id)
+        match: dict[str, FieldMatch] = {}
+        for fm in matches:
+            fid = 0
+            kind: bytes | None = None
+            for key, v in _wire_fields(fm):
+                if key == 0x08:
+                    fid = _as_int(v)
+                elif kind is None and key in _MATCH_KEYS:
+                    kind = _as_bytes(v)
+                    mkey = key
+                else:
+                    raise WireFallback
+            if kind is None:
+                raise WireFallback
+            a, b = _two_parts(kind, 0x10 if mkey == 0x22 else 0x12)
+            fname = t.fields_by_id[fid][0]
+            if mkey in (0x12, 0x3A) and b is not None:
+                raise WireFallback  # Exact and Optional have one field
+            if mkey == 0x12:
+                match[fname] = Exact(decode_int(_as_bytes(a)))
+            elif mkey == 0x22:
+                match[fname] = Lpm(decode_int(_as_bytes(a)), _as_int32(b or 0))
+            elif mkey == 0x1A:
+                match[fname] = Ternary(decode_int(_as_bytes(a)), decode_int(_as_bytes(b)))
+            elif mkey == 0x32:
+                match[fname] = Range(decode_int(_as_bytes(a)), decode_int(_as_bytes(b)))
+            else:
+                match[fname] = Optional(decode_int(_as_bytes(a)))
+        action: str | None = None
+        params: dict[str, int] = {}
+        member_id = group_id = None
+        if action_b is not None:
+            ((key, v),) = _wire_fields(action_b) or [(0, 0)]
+            if key == 0x0A:
+                action, params = self._action_from_wire(_as_bytes(v))
+            elif key == 0x10:
+                member_id = _as_int(v)
+            elif key == 0x18:
+                group_id = _as_int(v)
+            else:
+                raise WireFallback
+        return TableEntry(t.name, match, action, params, priority, member_id, group_id, is_default)
+
+    def _action_from_wire(self, data: bytes) -> tuple[str, dict[str, int]]:
+        action_id = 0
+        given: list[tuple[int, int]] = []
+        for key, v in _wire_fields(data):
+            if key == 0x08:
+                action_id = _as_int(v)
+            elif key == 0x22:
+                pid = 0
+                value = b""
+                for k2, v2 in _wire_fields(_as_bytes(v)):
+                    if k2 == 0x10:
+                        pid = _as_int(v2)
+                    elif k2 == 0x1A:
+                        value = _as_bytes(v2)
+                    else:
+                        raise WireFallback
+                given.append((pid, decode_int(value)))
+            else:
+                raise WireFallback
+        obj = self.by_id(action_id)
+        return obj.name, {obj.fields_by_id[pid][0]: value for pid, value in given}
+
     def _action_from_pb(self, a: p4runtime_pb2.Action) -> tuple[str, dict[str, int]]:
         obj = self.by_id(a.action_id)
         return obj.name, {obj.fields_by_id[p.param_id][0]: decode_int(p.value) for p in a.params}
@@ -614,6 +703,111 @@ class P4Info:
     def wildcard_table_entries(self, table: str | None) -> p4runtime_pb2.Entity:
         te = p4runtime_pb2.TableEntry(table_id=self.id("table", table) if table else 0)
         return p4runtime_pb2.Entity(table_entry=te)
+
+
+# --------------------------------------------------------------------------- wire decoder
+# Reads of whole tables are the other hot path: table entries are read from
+# the wire bytes of the ReadResponse (P4Info.table_entry_from_wire), the
+# rest parsed by protobuf; tests/unit/test_ctl_p4rt.py checks both agree.
+
+
+class WireFallback(Exception):
+    """Bytes the wire decoder does not read exactly as protobuf: use protobuf."""
+
+
+_MATCH_KEYS = frozenset({0x12, 0x1A, 0x22, 0x32, 0x3A})  # exact ternary lpm range optional
+
+
+def _wire_fields(buf: bytes) -> list[tuple[int, int | bytes]]:
+    """The (key, value) pairs of a message: int for varints, bytes for
+    length-delimited fields; WireFallback for other wire types and for
+    truncated or overlong input."""
+    out: list[tuple[int, int | bytes]] = []
+    pos, end = 0, len(buf)
+    try:
+        while pos < end:
+            key, pos = _read_varint(buf, pos)
+            wt = key & 7
+            if wt == 0:
+                v, pos = _read_varint(buf, pos)
+                out.append((key, v))
+            elif wt == 2:
+                n, pos = _read_varint(buf, pos)
+                if pos + n > end:
+                    raise WireFallback
+                out.append((key, buf[pos : pos + n]))
+                pos += n
+            else:
+                raise WireFallback
+    except IndexError:
+        raise WireFallback from None
+    return out
+
+
+def _read_varint(buf: bytes, pos: int) -> tuple[int, int]:
+    b = buf[pos]
+    if b < 0x80:
+        return b, pos + 1
+    result, shift = b & 0x7F, 7
+    while True:
+        pos += 1
+        b = buf[pos]
+        result |= (b & 0x7F) << shift
+        if b < 0x80:
+            return result, pos + 1
+        shift += 7
+        if shift > 63:
+            raise WireFallback
+
+
+def _as_int(v: int | bytes) -> int:
+    """A uint32 (ids) or bool; larger varints are left to protobuf."""
+    if type(v) is not int or v >> 32:
+        raise WireFallback
+    return v
+
+
+def _as_int32(v: int | bytes) -> int:
+    """An int32: below 2**31, or negative sign-extended to 64 bits."""
+    if type(v) is not int:
+        raise WireFallback
+    if v < 1 << 31:
+        return v
+    if (1 << 64) - (1 << 31) <= v < 1 << 64:
+        return v - (1 << 64)
+    raise WireFallback
+
+
+def _as_bytes(v: int | bytes | None) -> bytes:
+    if v is None:
+        return b""
+    if type(v) is not bytes:
+        raise WireFallback
+    return v
+
+
+def _two_parts(buf: bytes, second: int) -> tuple[int | bytes | None, int | bytes | None]:
+    """Fields 1 (bytes) and ``second`` (key) of a match message, last wins."""
+    a = b = None
+    for key, v in _wire_fields(buf):
+        if key == 0x0A:
+            a = v
+        elif key == second:
+            b = v
+        else:
+            raise WireFallback
+    return a, b
+
+
+def read_response_entities(data: bytes) -> list[bytes]:
+    """The serialized Entities of a serialized ReadResponse."""
+    try:
+        fields = _wire_fields(data)
+        if all(key == 0x0A for key, _ in fields):
+            return [_as_bytes(v) for _, v in fields]
+    except WireFallback:
+        pass
+    return [e.SerializeToString() for e in p4runtime_pb2.ReadResponse.FromString(data).entities]
 
 
 # --------------------------------------------------------------------------- wire encoder
@@ -813,6 +1007,11 @@ class P4RuntimeClient:
             "/p4.v1.P4Runtime/Write",
             request_serializer=None,
             response_deserializer=p4runtime_pb2.WriteResponse.FromString,
+        )
+        self._read_raw = channel.unary_stream(
+            "/p4.v1.P4Runtime/Read",
+            request_serializer=p4runtime_pb2.ReadRequest.SerializeToString,
+            response_deserializer=None,
         )
         self._out: asyncio.Queue[p4runtime_pb2.StreamMessageRequest | None] = asyncio.Queue()
         self._packets: asyncio.Queue[PacketIn] = asyncio.Queue(maxsize=10000)
@@ -1054,24 +1253,41 @@ class P4RuntimeClient:
             raise P4RuntimeError(f"Read: {e.code().name}: {e.details()}", e.code()) from e
         return out
 
-    def _typed(self, pbs: Iterable[p4runtime_pb2.Entity]) -> list[Entity]:
-        out = []
-        for pb in pbs:
-            ent = self.p4info.entity_from_pb(pb)
-            if ent is not None:
-                out.append(ent)
+    async def _read_typed(self, entities: Sequence[p4runtime_pb2.Entity]) -> list[Entity]:
+        """A read as typed entities: table entries decoded from the wire
+        bytes, the rest (and anything unusual) through protobuf."""
+        req = p4runtime_pb2.ReadRequest(device_id=self.device_id, entities=entities)
+        out: list[Entity] = []
+        try:
+            async for resp in self._read_raw(req):
+                for blob in read_response_entities(resp):
+                    ent = self._entity_from_wire(blob)
+                    if ent is not None:
+                        out.append(ent)
+        except grpc.aio.AioRpcError as e:
+            raise P4RuntimeError(f"Read: {e.code().name}: {e.details()}", e.code()) from e
         return out
+
+    def _entity_from_wire(self, blob: bytes) -> Entity | None:
+        if blob[:1] == b"\x12":  # Entity.table_entry
+            try:
+                ((key, te),) = _wire_fields(blob)
+                if key == 0x12:
+                    return self.p4info.table_entry_from_wire(_as_bytes(te))
+            except (WireFallback, ValueError):
+                pass
+        return self.p4info.entity_from_pb(p4runtime_pb2.Entity.FromString(blob))
 
     async def read_table_entries(self, table: str | None = None) -> list[TableEntry]:
         """All (non-default) entries of one table, or of every table."""
-        ents = self._typed(await self.read([self.p4info.wildcard_table_entries(table)]))
+        ents = await self._read_typed([self.p4info.wildcard_table_entries(table)])
         return [e for e in ents if isinstance(e, TableEntry)]
 
     async def read_default_entry(self, table: str) -> TableEntry:
         te = p4runtime_pb2.TableEntry(
             table_id=self.p4info.id("table", table), is_default_action=True
         )
-        ents = self._typed(await self.read([p4runtime_pb2.Entity(table_entry=te)]))
+        ents = await self._read_typed([p4runtime_pb2.Entity(table_entry=te)])
         for e in ents:
             if isinstance(e, TableEntry):
                 return e
@@ -1082,19 +1298,15 @@ class P4RuntimeClient:
     ) -> tuple[list[ActionProfileMember], list[ActionProfileGroup]]:
         """Members and groups of one action profile/selector, or of all."""
         pid = self.p4info.id("profile", profile) if profile else 0
-        ents = self._typed(
-            await self.read(
-                [
-                    p4runtime_pb2.Entity(
-                        action_profile_member=p4runtime_pb2.ActionProfileMember(
-                            action_profile_id=pid
-                        )
-                    ),
-                    p4runtime_pb2.Entity(
-                        action_profile_group=p4runtime_pb2.ActionProfileGroup(action_profile_id=pid)
-                    ),
-                ]
-            )
+        ents = await self._read_typed(
+            [
+                p4runtime_pb2.Entity(
+                    action_profile_member=p4runtime_pb2.ActionProfileMember(action_profile_id=pid)
+                ),
+                p4runtime_pb2.Entity(
+                    action_profile_group=p4runtime_pb2.ActionProfileGroup(action_profile_id=pid)
+                ),
+            ]
         )
         return (
             [e for e in ents if isinstance(e, ActionProfileMember)],
@@ -1105,9 +1317,7 @@ class P4RuntimeClient:
         pre = p4runtime_pb2.PacketReplicationEngineEntry(
             multicast_group_entry=p4runtime_pb2.MulticastGroupEntry()
         )
-        ents = self._typed(
-            await self.read([p4runtime_pb2.Entity(packet_replication_engine_entry=pre)])
-        )
+        ents = await self._read_typed([p4runtime_pb2.Entity(packet_replication_engine_entry=pre)])
         return [e for e in ents if isinstance(e, MulticastGroup)]
 
     async def read_all(self, tables: Iterable[str] | None = None) -> set[Entity]:
@@ -1118,7 +1328,7 @@ class P4RuntimeClient:
             pbs.append(self.p4info.wildcard_table_entries(None))
         else:
             pbs.extend(self.p4info.wildcard_table_entries(t) for t in tables)
-        out: set[Entity] = set(self._typed(await self.read(pbs)))
+        out: set[Entity] = set(await self._read_typed(pbs))
         # one read per profile: not every target takes a wildcard profile id
         for profile in self.p4info.names("profile"):
             members, groups = await self.read_profile(profile)
