@@ -595,7 +595,10 @@ class P4Info:
         params: dict[str, int] = {}
         member_id = group_id = None
         if action_b is not None:
-            ((key, v),) = _wire_fields(action_b) or [(0, 0)]
+            fields = _wire_fields(action_b)
+            if len(fields) != 1:  # the oneof unset, or given twice
+                raise WireFallback
+            ((key, v),) = fields
             if key == 0x0A:
                 action, params = self._action_from_wire(_as_bytes(v))
             elif key == 0x10:
@@ -1271,10 +1274,10 @@ class P4RuntimeClient:
     def _entity_from_wire(self, blob: bytes) -> Entity | None:
         if blob[:1] == b"\x12":  # Entity.table_entry
             try:
-                ((key, te),) = _wire_fields(blob)
-                if key == 0x12:
-                    return self.p4info.table_entry_from_wire(_as_bytes(te))
-            except (WireFallback, ValueError):
+                fields = _wire_fields(blob)
+                if len(fields) == 1 and fields[0][0] == 0x12:
+                    return self.p4info.table_entry_from_wire(_as_bytes(fields[0][1]))
+            except WireFallback:
                 pass
         return self.p4info.entity_from_pb(p4runtime_pb2.Entity.FromString(blob))
 
