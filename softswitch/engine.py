@@ -224,30 +224,6 @@ class _Meters:
         return 0
 
 
-def _exact_ikey(key: Key, widths: list[int]) -> Any:
-    """The exact-table index key of a well-formed all-Exact key; None otherwise
-    (then the general path reports what is wrong)."""
-    if len(key) != len(widths):
-        return None
-    if len(key) == 1:
-        m = key[0]
-        if type(m) is not Exact:
-            return None
-        v = m.value
-        if type(v) is not int or v < 0 or v >> widths[0]:
-            return None
-        return v
-    vals = []
-    for m, w in zip(key, widths, strict=True):
-        if type(m) is not Exact:
-            return None
-        v = m.value
-        if type(v) is not int or v < 0 or v >> w:
-            return None
-        vals.append(v)
-    return tuple(vals)
-
-
 class _Table:
     def __init__(self, name: str) -> None:
         self.name = name
@@ -455,15 +431,6 @@ class SoftEngine:
         if t.mode == "keyless":
             raise EngineError(f"table {table!r} has no key; set its default action instead")
         t.check_room()
-        if t.mode == "exact":
-            # Fast path, all-exact key: the checks of _normalize_key and the
-            # indexing of _index_entry, without the intermediate (value, mask) tuples.
-            ik = _exact_ikey(key, t.widths)
-            if ik is not None:
-                action, args = self._resolve_target(t, target)
-                entry = _Entry(t.next_handle, priority, t.seq, target, action, args)
-                t.index_exact(entry, ik)
-                return t.register(entry)
         norm = self._normalize_key(t, key)
         action, args = self._resolve_target(t, target)
         entry = _Entry(t.next_handle, priority, t.seq, target, action, args)

@@ -29,7 +29,6 @@ Rules follow the P4Runtime specification (v1.4) and what simple_switch_grpc
 from __future__ import annotations
 
 import gc
-import itertools
 import json
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -123,6 +122,11 @@ def encode_bytes(value: int) -> bytes:
     return value.to_bytes(max(1, (value.bit_length() + 7) // 8), "big")
 
 
+def canonical_bytes(data: bytes) -> bytes:
+    """A non-empty bytestring in canonical form (its leading zero bytes off)."""
+    return data if len(data) == 1 or data[0] else encode_bytes(int.from_bytes(data, "big"))
+
+
 # --- P4Info index --------------------------------------------------------------
 
 
@@ -157,11 +161,6 @@ class TableInfo:
     size: int
     is_const: bool
     needs_priority: bool
-    #: all-exact key with distinct field ids: (id, bitwidth, bytes) per field in key
-    #: order, for the fast path of DeviceState._match_key; None otherwise
-    exact_plan: tuple[tuple[int, int, int], ...] | None = None
-    #: the key's field ids are in increasing order (the canonical key needs no sort)
-    ids_sorted: bool = False
 
 
 @dataclass(frozen=True)
@@ -242,12 +241,6 @@ class P4InfoIndex:
                 needs_priority=any(
                     f.match_type in (_MF.TERNARY, _MF.RANGE, _MF.OPTIONAL) for f in fields
                 ),
-                exact_plan=tuple((f.id, f.bitwidth, (f.bitwidth + 7) >> 3) for f in fields)
-                if fields
-                and all(f.match_type == _MF.EXACT for f in fields)
-                and len({f.id for f in fields}) == len(fields)
-                else None,
-                ids_sorted=all(a.id < b.id for a, b in itertools.pairwise(fields)),
             )
         self.profiles: dict[int, ProfileInfo] = {}
         for ap in p4info.action_profiles:
@@ -332,10 +325,9 @@ class _Entry:
             # canonical values (as the general path stores them): the parser
             # took only exact and lpm matches and direct-action params
             raw.matches = [
-                (fid, kind, encode_bytes(int.from_bytes(a, "big")), b, plen)
-                for fid, kind, a, b, plen in raw.matches
+                (fid, kind, canonical_bytes(a), b, plen) for fid, kind, a, b, plen in raw.matches
             ]
-            raw.params = [(pid, encode_bytes(int.from_bytes(v, "big"))) for pid, v in raw.params]
+            raw.params = [(pid, canonical_bytes(v)) for pid, v in raw.params]
             self._raw, self._wire = raw, b""
         return self._raw
 
@@ -704,29 +696,6 @@ class DeviceState:
     def _match_key(
         self, table: TableInfo, entry: RawTableEntry
     ) -> tuple[MatchKey, api.Key, list[RawMatch]]:
-        plan = table.exact_plan
-        if plan is not None and len(entry.matches) == len(plan):
-            # Fast path: every exact field given once, in key order, well-formed.
-            # Anything else goes the general way below, which reports the error.
-            fkey: list[api.FieldMatch | None] = []
-            fcanon: list[tuple[int, tuple[int, ...]]] = []
-            fout: list[RawMatch] = []
-            for fm, (pfid, pbw, pnb) in zip(entry.matches, plan, strict=True):
-                if fm[0] != pfid or fm[1] != "exact":
-                    break
-                fa = fm[2]
-                fv = int.from_bytes(fa, "big")
-                if not fa or len(fa) > pnb or fv >> pbw:
-                    break
-                fkey.append(api.Exact(fv))
-                fcanon.append((pfid, (fv,)))
-                fout.append(
-                    (pfid, "exact", fa if len(fa) == 1 or fa[0] else encode_bytes(fv), b"", 0)
-                )
-            else:
-                if not table.ids_sorted:
-                    fcanon.sort()
-                return tuple(fcanon), tuple(fkey), fout
         given: dict[int, RawMatch] = {}
         for given_match in entry.matches:
             fid = given_match[0]
@@ -764,7 +733,7 @@ class DeviceState:
                     decode_bytes(a, bw, what)  # raises the precise error
                 key.append(api.Exact(v))
                 canon.append((f.id, (v,)))
-                out.append((f.id, kind, a if len(a) == 1 or a[0] else encode_bytes(v), b"", 0))
+                out.append((f.id, kind, canonical_bytes(a), b"", 0))
             elif kind == "lpm":
                 v = decode_bytes(a, bw, what)
                 if plen <= 0 or plen > bw:
@@ -844,21 +813,6 @@ class DeviceState:
                 INVALID_ARGUMENT,
                 f"{where}: action {info.name} takes {len(info.params)} params, got {len(params)}",
             )
-        if info.distinct_ids:
-            # Fast path: params given in P4Info order and well-formed (else the
-            # general way below reports the error).
-            fargs: list[int] = []
-            fout: list[tuple[int, bytes]] = []
-            for (fpid, fdata), (ipid, _, fbw) in zip(params, info.params, strict=True):
-                if fpid != ipid:
-                    break
-                fv = int.from_bytes(fdata, "big")
-                if not fdata or len(fdata) > (fbw + 7) >> 3 or fv >> fbw:
-                    break
-                fargs.append(fv)
-                fout.append((fpid, fdata if len(fdata) == 1 or fdata[0] else encode_bytes(fv)))
-            else:
-                return api.ActionCall(info.name, tuple(fargs)), fout
         given = dict(params)
         if len(given) != len(params):
             raise _err(INVALID_ARGUMENT, f"{where}: a param of {info.name} is given twice")
@@ -872,7 +826,7 @@ class DeviceState:
             if not data or len(data) > (bw + 7) >> 3 or v >> bw:
                 decode_bytes(data, bw, f"{where}: action {info.name} param {pname}")  # raises
             args.append(v)
-            out.append((pid, data if len(data) == 1 or data[0] else encode_bytes(v)))
+            out.append((pid, canonical_bytes(data)))
         return api.ActionCall(info.name, tuple(args)), out
 
     def _table_target(
