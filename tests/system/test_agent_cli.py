@@ -82,8 +82,7 @@ def test_agent_config_check(tmp_path: Path) -> None:
 
 def test_host_tool_and_show_commands(tmp_path: Path) -> None:
     async def scenario() -> None:
-        lab = Lab(tmp_path)
-        try:
+        async with Lab(tmp_path) as lab:
             await lab.start_switch()
             await lab.start_rs()
             agent = await lab.start_agent()
@@ -152,8 +151,6 @@ def test_host_tool_and_show_commands(tmp_path: Path) -> None:
                 "",
             )
             await until(lambda: agent.state.interfaces == {})
-        finally:
-            await lab.close()
 
     asyncio.run(scenario())
 

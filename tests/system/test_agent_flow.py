@@ -239,6 +239,12 @@ class Lab:
     def canon(self, ents: set[Entity]) -> set[Entity]:
         return {self.info.canonical(e) for e in ents}
 
+    async def __aenter__(self) -> Lab:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
     async def close(self) -> None:
         if self.host is not None:
             await self.host.close()
@@ -374,8 +380,7 @@ async def attach_and_learn(lab: Lab, **agent_kw: float) -> Agent:
 
 def test_attach_publish_export_and_encapsulate(tmp_path: Path) -> None:
     async def scenario() -> None:
-        lab = Lab(tmp_path)
-        try:
+        async with Lab(tmp_path) as lab:
             agent = await attach_and_learn(lab)
             node = f"{HOST_SID}:10.1.1.5/32"
             # exported to the route server: exactly subscribe, publish, associate
@@ -452,8 +457,6 @@ def test_attach_publish_export_and_encapsulate(tmp_path: Path) -> None:
             ]
             assert await http_get(agent, "/v1/diff") == {"updates": []}
             assert "esvpn_interfaces 1\n" in await http_get(agent, "/metrics")
-        finally:
-            await lab.close()
 
     asyncio.run(scenario())
 
@@ -484,9 +487,8 @@ async def refused(client: XmppClient, req: Request) -> str:
 
 def test_bad_input_is_refused_and_changes_nothing(tmp_path: Path) -> None:
     async def scenario() -> None:
-        lab = Lab(tmp_path)
-        lab.label_max = 16  # one label: red's
-        try:
+        async with Lab(tmp_path) as lab:
+            lab.label_max = 16  # one label: red's
             agent = await attach_and_learn(lab)
             calls = len(lab.engine.calls)
             writes = agent.driver.stats.writes
@@ -561,16 +563,13 @@ def test_bad_input_is_refused_and_changes_nothing(tmp_path: Path) -> None:
             assert lab.engine.calls[calls:] == []  # the switch was not touched
             assert agent.driver.stats.writes == writes
             assert await lab.switch_entities() == on_switch
-        finally:
-            await lab.close()
 
     asyncio.run(scenario())
 
 
 def test_bad_route_server_input_changes_nothing(tmp_path: Path) -> None:
     async def scenario() -> None:
-        lab = Lab(tmp_path)
-        try:
+        async with Lab(tmp_path) as lab:
             agent = await attach_and_learn(lab)
             fwd = bytes.fromhex(FWD_SID)
             on_switch = await lab.switch_entities()
@@ -611,16 +610,13 @@ def test_bad_route_server_input_changes_nothing(tmp_path: Path) -> None:
                 {"nexthop_id": 1},  # same next hop as 10.2.0.0/16
             )
             assert await lab.switch_entities() == on_switch | lab.canon({marker})
-        finally:
-            await lab.close()
 
     asyncio.run(scenario())
 
 
 def test_agent_restart_leaves_switch_alone_and_switch_restart_is_refilled(tmp_path: Path) -> None:
     async def scenario() -> None:
-        lab = Lab(tmp_path)
-        try:
+        async with Lab(tmp_path) as lab:
             agent = await attach_and_learn(lab)
             expected = await lab.switch_entities()
             calls = len(lab.engine.calls)
@@ -649,16 +645,13 @@ def test_agent_restart_leaves_switch_alone_and_switch_restart_is_refilled(tmp_pa
             await agent.driver.wait_synced(10)
             assert agent.driver.stats.pipeline_commits == 1
             assert await lab.switch_entities() == expected
-        finally:
-            await lab.close()
 
     asyncio.run(scenario())
 
 
 def test_reconcile_fixes_exactly_what_diverged_on_the_switch(tmp_path: Path) -> None:
     async def scenario() -> None:
-        lab = Lab(tmp_path)
-        try:
+        async with Lab(tmp_path) as lab:
             agent = await attach_and_learn(lab)
             expected = await lab.switch_entities()
             await agent.close()
@@ -702,16 +695,13 @@ def test_reconcile_fixes_exactly_what_diverged_on_the_switch(tmp_path: Path) -> 
             ]
             assert await lab.switch_entities() == expected
             assert await agent.driver.diff() == []
-        finally:
-            await lab.close()
 
     asyncio.run(scenario())
 
 
 def test_a_burst_of_routes_is_written_in_one_request(tmp_path: Path) -> None:
     async def scenario() -> None:
-        lab = Lab(tmp_path)
-        try:
+        async with Lab(tmp_path) as lab:
             agent = await attach_and_learn(lab)
             st = agent.driver.stats
             writes, updates = st.writes, st.updates
@@ -726,16 +716,13 @@ def test_a_burst_of_routes_is_written_in_one_request(tmp_path: Path) -> None:
             metrics = await http_get(agent, "/metrics")
             assert f"esvpn_switch_write_requests_total {st.writes}\n" in metrics
             assert f"esvpn_switch_updates_total {st.updates}\n" in metrics
-        finally:
-            await lab.close()
 
     asyncio.run(scenario())
 
 
 def test_stale_timeouts(tmp_path: Path) -> None:
     async def scenario() -> None:
-        lab = Lab(tmp_path)
-        try:
+        async with Lab(tmp_path) as lab:
             agent = await attach_and_learn(lab, stale=0.5, retention=0.5)
             loop = asyncio.get_running_loop()
             # route server gone: routes keep forwarding for the stale time, then go
@@ -757,8 +744,6 @@ def test_stale_timeouts(tmp_path: Path) -> None:
             assert loop.time() - t1 >= 0.5
             await agent.driver.wait_synced(10)
             assert await lab.switch_entities() == lab.canon(fabric_entities())
-        finally:
-            await lab.close()
 
     asyncio.run(scenario())
 
@@ -766,8 +751,7 @@ def test_stale_timeouts(tmp_path: Path) -> None:
 def test_switch_refusals_are_reported_and_retried_when_room_is_made(tmp_path: Path) -> None:
     async def scenario() -> None:
         program = write_sized_program(tmp_path / "small", sizes={"ipv4_route": 2})
-        lab = Lab(tmp_path, program=program)
-        try:
+        async with Lab(tmp_path, program=program) as lab:
             agent = await attach_and_learn(lab)  # 10.2.0.0/16: one route installed
             fwd = bytes.fromhex(FWD_SID)
             lab.rs_handler.send(
@@ -809,8 +793,6 @@ def test_switch_refusals_are_reported_and_retried_when_room_is_made(tmp_path: Pa
             assert routes == {Lpm(0x0A030000, 16), Lpm(0x0A040000, 16)}
             assert refused in routes
             assert await agent.driver.diff() == []
-        finally:
-            await lab.close()
 
     asyncio.run(scenario())
 
@@ -818,8 +800,7 @@ def test_switch_refusals_are_reported_and_retried_when_room_is_made(tmp_path: Pa
 def test_route_is_exported_only_once_the_switch_holds_its_label(tmp_path: Path) -> None:
     async def scenario() -> None:
         program = write_sized_program(tmp_path / "small", sizes={"mpls_label": 1})
-        lab = Lab(tmp_path, program=program)
-        try:
+        async with Lab(tmp_path, program=program) as lab:
             agent = await attach_and_learn(lab)  # red: label 16 fills the label table
             red_node = f"{HOST_SID}:10.1.1.5/32"
             blue_node = f"{HOST_SID}:10.9.0.1/32"
@@ -868,8 +849,6 @@ def test_route_is_exported_only_once_the_switch_holds_its_label(tmp_path: Path) 
             assert isinstance(pub, Publish)
             assert pub.entry == route("10.9.0.1/32", INFRA, 17)
             assert not agent.driver.stats.failed
-        finally:
-            await lab.close()
 
     asyncio.run(scenario())
 
@@ -884,26 +863,22 @@ class StateFileWatchingEngine(ObservedSoftEngine):
         self.state_file = state_file
         self.labels_saved: list[tuple[int, set[int]]] = []
 
-    def table_add(self, table: str, key: Any, target: Any, priority: int = 0) -> int:
+    def before_add(self, table: str, key: Any) -> None:
         if table.endswith(".mpls_label"):
             saved = json.loads(self.state_file.read_text())["vrf"]["interfaces"]
             self.labels_saved.append((key[0].value, {i["label"] for i in saved}))
-        return super().table_add(table, key, target, priority)
 
 
 def test_state_file_is_saved_before_the_switch_write(tmp_path: Path) -> None:
     async def scenario() -> None:
-        lab = Lab(
+        async with Lab(
             tmp_path, engine_factory=lambda: StateFileWatchingEngine(tmp_path / "agent-state.json")
-        )
-        try:
+        ) as lab:
             await attach_and_learn(lab)
             assert await lab.host_cmd(op="subscribe", vpn="blue", vlan=20) == {"ok": True}
             await until(lambda: label_on_switch(lab, 17), what="blue label")
             assert isinstance(lab.engine, StateFileWatchingEngine)
             assert lab.engine.labels_saved == [(16, {16}), (17, {16, 17})]
-        finally:
-            await lab.close()
 
     asyncio.run(scenario())
 
@@ -935,9 +910,8 @@ def test_agent_without_state_file_keeps_the_switch_forwarding_until_the_stale_de
     tmp_path: Path,
 ) -> None:
     async def scenario() -> None:
-        lab = Lab(tmp_path)
         clock = MovableClock()
-        try:
+        async with Lab(tmp_path) as lab:
             await attach_and_learn(lab)
             expected = await lab.switch_entities()
             forwarding = expected - lab.canon(fabric_entities())
@@ -973,8 +947,6 @@ def test_agent_without_state_file_keeps_the_switch_forwarding_until_the_stale_de
             await agent.driver.wait_synced(10)
             assert agent.driver.stats.held_deletes == 0
             assert await lab.switch_entities() == lab.canon(fabric_entities())
-        finally:
-            await lab.close()
 
     asyncio.run(scenario())
 
@@ -983,9 +955,8 @@ def test_end_system_back_during_the_hold_gets_new_ids_while_the_old_label_forwar
     tmp_path: Path,
 ) -> None:
     async def scenario() -> None:
-        lab = Lab(tmp_path)
         clock = MovableClock()
-        try:
+        async with Lab(tmp_path) as lab:
             await attach_and_learn(lab)  # label 16, vif 1, vrf 1
             agent = await restart_without_state(lab, clock)
             deadline = agent.driver.hold_deadline
@@ -1037,16 +1008,13 @@ def test_end_system_back_during_the_hold_gets_new_ids_while_the_old_label_forwar
             assert lab.engine.labels == {17}
             assert await agent.driver.diff() == []
             assert agent.driver.stats.held_deletes == 0
-        finally:
-            await lab.close()
 
     asyncio.run(scenario())
 
 
 def test_broken_state_file_is_moved_aside(tmp_path: Path) -> None:
     async def scenario() -> None:
-        lab = Lab(tmp_path)
-        try:
+        async with Lab(tmp_path) as lab:
             agent = await attach_and_learn(lab)
             expected = await lab.switch_entities()
             assert lab.host is not None
@@ -1064,8 +1032,6 @@ def test_broken_state_file_is_moved_aside(tmp_path: Path) -> None:
             # started empty, but the switch keeps forwarding until the hold ends
             assert agent.driver.stats.held_deletes == len(expected - lab.canon(fabric_entities()))
             assert await lab.switch_entities() == expected
-        finally:
-            await lab.close()
 
     asyncio.run(scenario())
 
@@ -1074,8 +1040,7 @@ def test_switch_over_mutual_tls(tmp_path: Path) -> None:
     async def scenario() -> None:
         from softswitch.p4runtime import TlsConfig
 
-        lab = Lab(tmp_path)
-        try:
+        async with Lab(tmp_path) as lab:
             srv = lab.pki.server("switch.test")
             await lab.start_switch(
                 tls=TlsConfig(
@@ -1120,16 +1085,13 @@ def test_switch_over_mutual_tls(tmp_path: Path) -> None:
             else:
                 await c.close()
                 raise AssertionError("connected without a client certificate")
-        finally:
-            await lab.close()
 
     asyncio.run(scenario())
 
 
 def test_many_exports_reach_the_route_server(tmp_path: Path) -> None:
     async def scenario() -> None:
-        lab = Lab(tmp_path)
-        try:
+        async with Lab(tmp_path) as lab:
             agent = await attach_and_learn(lab)
             for i in range(6, 66):
                 resp = await lab.host_cmd(op="publish", prefix=f"10.1.1.{i}/32", vpn="red")
@@ -1150,16 +1112,13 @@ def test_many_exports_reach_the_route_server(tmp_path: Path) -> None:
                 elif isinstance(r, Associate):
                     assert r.node in seen
             assert len(agent.state.exports()) == 61
-        finally:
-            await lab.close()
 
     asyncio.run(scenario())
 
 
 def test_ecmp_and_newer_version(tmp_path: Path) -> None:
     async def scenario() -> None:
-        lab = Lab(tmp_path)
-        try:
+        async with Lab(tmp_path) as lab:
             agent = await attach_and_learn(lab)  # 10.2.0.0/16 via 192.0.2.2 label 100
             fwd = bytes.fromhex(FWD_SID)
             lab.rs_handler.send(
@@ -1207,7 +1166,5 @@ def test_ecmp_and_newer_version(tmp_path: Path) -> None:
                 ),
             }
             assert await lab.switch_entities() == lab.canon(attached_entities() | newest)
-        finally:
-            await lab.close()
 
     asyncio.run(scenario())

@@ -7,7 +7,8 @@ smaller (to make the switch refuse writes for real: RESOURCE_EXHAUSTED).
 
 ``ObservedSoftEngine``: the embedded target's engine (softswitch.engine),
 unchanged, that also records every call that changes its state (so a test can
-assert the switch was not touched) and the labels its mpls_label table holds.
+assert the switch was not touched), the server's fast writes included, and the
+labels its mpls_label table holds.
 
 ``EsxmppRouteSource``: the esxmpp XMPP server acting as a route server (the
 test controls which routes it sends), named as such.
@@ -15,6 +16,7 @@ test controls which routes it sends), named as such.
 
 from __future__ import annotations
 
+import inspect
 import json
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -54,8 +56,27 @@ def write_sized_program(directory: Path, sizes: Mapping[str, int]) -> tuple[Path
     return p4info, js
 
 
+def _recording(name: str) -> Callable[..., Any]:
+    """A SoftEngine method that first records (name, *its arguments, with
+    defaults filled in and sequences as tuples) in ``self.calls``."""
+    method = getattr(SoftEngine, name)
+    signature = inspect.signature(method)
+
+    def record(self: ObservedSoftEngine, *args: Any, **kwargs: Any) -> Any:
+        bound = signature.bind(self, *args, **kwargs)
+        bound.apply_defaults()
+        given = list(bound.arguments.values())[1:]
+        self.calls.append((name, *(tuple(a) if isinstance(a, list) else a for a in given)))
+        return method(self, *args, **kwargs)
+
+    record.__name__ = name
+    return record
+
+
 class ObservedSoftEngine(SoftEngine):
-    """softswitch.engine.SoftEngine recording its state-changing calls."""
+    """softswitch.engine.SoftEngine recording its state-changing calls. A
+    fast write (the P4Runtime server's compiled path) is recorded as the
+    table_add or table_modify it stands for, with the api key and target."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -67,6 +88,9 @@ class ObservedSoftEngine(SoftEngine):
         """The labels the mpls_label table holds now."""
         return set(self._labels.values())
 
+    def before_add(self, table: str, key: api.Key) -> None:
+        """Called before every add of a table entry (a hook for subclasses)."""
+
     def load(self, bmv2_json: Mapping[str, Any]) -> None:
         self.calls.append(("load",))
         super().load(bmv2_json)
@@ -75,20 +99,15 @@ class ObservedSoftEngine(SoftEngine):
     def table_add(
         self, table: str, key: api.Key, target: api.EntryTarget, priority: int = 0
     ) -> int:
+        self.before_add(table, key)
         self.calls.append(("table_add", table, key, target, priority))
         handle = super().table_add(table, key, target, priority)
-        if table.endswith(".mpls_label") and isinstance(key[0], api.Exact):
-            self._labels[handle] = key[0].value
+        self._added(table, key, handle)
         return handle
 
-    def fast_writer(
-        self, table: str, action: str, key_widths: Sequence[int], arg_widths: Sequence[int]
-    ) -> api.FastWriter | None:
-        return None  # every add and modify goes through table_add/modify, which record it
-
-    def table_modify(self, table: str, handle: int, target: api.EntryTarget) -> None:
-        self.calls.append(("table_modify", table, handle, target))
-        super().table_modify(table, handle, target)
+    def _added(self, table: str, key: api.Key, handle: int) -> None:
+        if table.endswith(".mpls_label") and isinstance(key[0], api.Exact):
+            self._labels[handle] = key[0].value
 
     def table_delete(self, table: str, handle: int) -> None:
         self.calls.append(("table_delete", table, handle))
@@ -96,63 +115,63 @@ class ObservedSoftEngine(SoftEngine):
         if table.endswith(".mpls_label"):
             self._labels.pop(handle, None)
 
-    def table_set_default(self, table: str, action: api.ActionCall) -> None:
-        self.calls.append(("table_set_default", table, action))
-        super().table_set_default(table, action)
+    def fast_writer(
+        self, table: str, action: str, key_widths: Sequence[int], arg_widths: Sequence[int]
+    ) -> api.FastWriter | None:
+        writer = super().fast_writer(table, action, key_widths, arg_widths)
+        return None if writer is None else _ObservedWriter(self, table, action, writer)
 
-    def member_set(self, profile: str, member_id: int, action: api.ActionCall) -> None:
-        self.calls.append(("member_set", profile, member_id, action))
-        super().member_set(profile, member_id, action)
+    def api_key(self, table: str, ikey: Any, plen: int) -> api.Key:
+        """The api key of a fast writer's index key."""
+        kinds = self._tables[table].kinds
+        values = ikey if isinstance(ikey, tuple) else (ikey,)
+        return tuple(
+            api.Lpm(v, plen) if kind == "lpm" else api.Exact(v)
+            for v, kind in zip(values, kinds, strict=True)
+        )
 
-    def member_delete(self, profile: str, member_id: int) -> None:
-        self.calls.append(("member_delete", profile, member_id))
-        super().member_delete(profile, member_id)
 
-    def group_set(self, profile: str, group_id: int, members: Sequence[int]) -> None:
-        self.calls.append(("group_set", profile, group_id, tuple(members)))
-        super().group_set(profile, group_id, members)
+for _name in (
+    "table_modify",
+    "table_set_default",
+    "table_reset_default",
+    "member_set",
+    "member_delete",
+    "group_set",
+    "group_delete",
+    "mc_group_set",
+    "mc_group_delete",
+    "clone_session_set",
+    "clone_session_delete",
+    "counter_write",
+    "direct_counter_write",
+    "register_write",
+    "meter_set",
+):
+    setattr(ObservedSoftEngine, _name, _recording(_name))
 
-    def group_delete(self, profile: str, group_id: int) -> None:
-        self.calls.append(("group_delete", profile, group_id))
-        super().group_delete(profile, group_id)
 
-    def mc_group_set(self, group_id: int, replicas: Sequence[api.Replica]) -> None:
-        self.calls.append(("mc_group_set", group_id, tuple(replicas)))
-        super().mc_group_set(group_id, replicas)
+class _ObservedWriter:
+    """A fast writer whose adds and modifies the observed engine records."""
 
-    def mc_group_delete(self, group_id: int) -> None:
-        self.calls.append(("mc_group_delete", group_id))
-        super().mc_group_delete(group_id)
-
-    def table_reset_default(self, table: str) -> None:
-        self.calls.append(("table_reset_default", table))
-        super().table_reset_default(table)
-
-    def counter_write(self, counter: str, index: int, value: api.CounterValue) -> None:
-        self.calls.append(("counter_write", counter, index, value))
-        super().counter_write(counter, index, value)
-
-    def direct_counter_write(self, table: str, handle: int, value: api.CounterValue) -> None:
-        self.calls.append(("direct_counter_write", table, handle, value))
-        super().direct_counter_write(table, handle, value)
-
-    def register_write(self, register: str, index: int, value: int) -> None:
-        self.calls.append(("register_write", register, index, value))
-        super().register_write(register, index, value)
-
-    def meter_set(
-        self, meter: str, index: int, cir: int, cburst: int, pir: int, pburst: int
+    def __init__(
+        self, engine: ObservedSoftEngine, table: str, action: str, writer: api.FastWriter
     ) -> None:
-        self.calls.append(("meter_set", meter, index, cir, cburst, pir, pburst))
-        super().meter_set(meter, index, cir, cburst, pir, pburst)
+        self.engine, self.table, self.action, self.writer = engine, table, action, writer
 
-    def clone_session_set(self, session_id: int, replicas: Sequence[api.Replica]) -> None:
-        self.calls.append(("clone_session_set", session_id, tuple(replicas)))
-        super().clone_session_set(session_id, replicas)
+    def add(self, ikey: Any, plen: int, args: tuple[int, ...]) -> int:
+        key = self.engine.api_key(self.table, ikey, plen)
+        self.engine.before_add(self.table, key)
+        target = api.ActionCall(self.action, args)
+        self.engine.calls.append(("table_add", self.table, key, target, 0))
+        handle = self.writer.add(ikey, plen, args)
+        self.engine._added(self.table, key, handle)
+        return handle
 
-    def clone_session_delete(self, session_id: int) -> None:
-        self.calls.append(("clone_session_delete", session_id))
-        super().clone_session_delete(session_id)
+    def modify(self, handle: int, args: tuple[int, ...]) -> None:
+        target = api.ActionCall(self.action, args)
+        self.engine.calls.append(("table_modify", self.table, handle, target))
+        self.writer.modify(handle, args)
 
 
 @dataclass

@@ -73,8 +73,7 @@ def delivered() -> bytes:
 
 def test_encapsulation_decapsulation_and_lossless_agent_restart(tmp_path: Path) -> None:
     async def scenario() -> None:
-        lab = Lab(tmp_path, engine_factory=SoftEngine)  # the compiled program
-        try:
+        async with Lab(tmp_path, engine_factory=SoftEngine) as lab:  # the compiled program
             agent = await attach_and_learn(lab)
             engine = lab.engine
             assert engine.process(3, from_host()) == [(1, encapsulated())]
@@ -111,7 +110,5 @@ def test_encapsulation_decapsulation_and_lossless_agent_restart(tmp_path: Path) 
             assert len(results) > 100
             assert all(results), f"{results.count(False)} of {len(results)} packets lost"
             assert await agent.driver.diff() == []
-        finally:
-            await lab.close()
 
     asyncio.run(scenario())
