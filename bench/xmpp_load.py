@@ -55,7 +55,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -163,6 +163,18 @@ async def bench_sessions(port: int, ctx: ssl.SSLContext, n: int, pid: int) -> di
     }
 
 
+async def timed_runs(
+    clients: list[RawClient], run: Callable[[int, RawClient], Awaitable[None]]
+) -> float:
+    """Seconds for run(j, client) on every client at once; then the clients close."""
+    t0 = time.perf_counter()
+    await asyncio.gather(*(run(j, c) for j, c in enumerate(clients)))
+    dt = time.perf_counter() - t0
+    for c in clients:
+        c.close()
+    return dt
+
+
 async def bench_pings(
     port: int, ctx: ssl.SSLContext, k: int, per: int, base: int
 ) -> dict[str, object]:
@@ -173,11 +185,7 @@ async def bench_pings(
         for r in range(per):
             assert answered(await raw.element(60), f"q{r}")
 
-    t0 = time.perf_counter()
-    await asyncio.gather(*(run(c) for c in clients))
-    dt = time.perf_counter() - t0
-    for c in clients:
-        c.close()
+    dt = await timed_runs(clients, lambda _j, c: run(c))
     return {
         "sessions": k,
         "iqs": k * per,
@@ -227,11 +235,7 @@ async def bench_publishes(
             got.add(el.get("id", ""))
         assert got == {f"u{r}" for r in range(per)}
 
-    t0 = time.perf_counter()
-    await asyncio.gather(*(run(j, c) for j, c in enumerate(clients)))
-    dt = time.perf_counter() - t0
-    for c in clients:
-        c.close()
+    dt = await timed_runs(clients, run)
     n = k * per
     return {
         "publishers": k,
@@ -257,11 +261,7 @@ async def bench_routes(
             x = await raw.xml(60)
             assert x.startswith("<iq type='result'"), x
 
-    t0 = time.perf_counter()
-    await asyncio.gather(*(run(j, c) for j, c in enumerate(clients)))
-    dt = time.perf_counter() - t0
-    for c in clients:
-        c.close()
+    dt = await timed_runs(clients, run)
     routes = k * per
     return {
         "publishers": k,

@@ -54,6 +54,19 @@ def msg(kind: str, body: str) -> str:
     return f'{{ {HEAD}, "type": "{kind}", "neighbor": {{ {NEI}, {body} }} }}'
 
 
+def update_line(upd: dict) -> str:
+    return msg("update", f'"direction": "receive", "message": {{"update": {json.dumps(upd)}}}')
+
+
+#: one VPN-IPv4 and one VPN-IPv6 route from next hop 192.0.2.22 (ExaBGP's JSON)
+VPN_ANNOUNCE = {
+    "ipv4 mpls-vpn": {"192.0.2.22": [{"nlri": "10.2.2.2/32", "label": [[20000]], "rd": "64512:7"}]},
+    "ipv6 mpls-vpn": {
+        "::ffff:192.0.2.22": [{"nlri": "2001:db8::2/128", "label": [[20001]], "rd": "1.2.3.4:7"}]
+    },
+}
+
+
 def vpn4(nlri: str, rd: str, attribute: str = "{}") -> str:
     route = f'{{"nlri": "{nlri}", "label": [[16]], "rd": "{rd}"}}'
     ann = f'{{"ipv4 mpls-vpn": {{"192.0.2.1": [{route}]}}}}'
@@ -169,14 +182,7 @@ def test_parse_updates():
             "extended-community": [{"value": rt100, "string": "target:64512:100"}, {"value": ver}],
         },
         "announce": {
-            "ipv4 mpls-vpn": {
-                "192.0.2.22": [{"nlri": "10.2.2.2/32", "label": [[20000]], "rd": "64512:7"}]
-            },
-            "ipv6 mpls-vpn": {
-                "::ffff:192.0.2.22": [
-                    {"nlri": "2001:db8::2/128", "label": [[20001]], "rd": "1.2.3.4:7"}
-                ]
-            },
+            **VPN_ANNOUNCE,
             "ipv4 rtc": {
                 "127.0.0.2": [
                     {"origin": 64512, "route-target": "target:64512:100"},
@@ -189,7 +195,7 @@ def test_parse_updates():
             "ipv4 rtc": [{"origin": 64512, "route-target": "target:64512:200"}],
         },
     }
-    line = msg("update", f'"direction": "receive", "message": {{"update": {json.dumps(upd)}}}')
+    line = update_line(upd)
     attrs = BgpAttrs(200, (65001, 65002), 2, 5, "127.0.0.9", 2)
     assert parse_message(line, PeerOpen({})) == [
         BgpRouteDel("127.0.0.2", "64512:8", ip_network("10.3.3.3/32")),
@@ -247,10 +253,6 @@ def test_bad_messages_are_refused_precisely(body, error):
     assert str(ei.value).startswith(error)
 
 
-def update_line(upd: dict) -> str:
-    return msg("update", f'"direction": "receive", "message": {{"update": {json.dumps(upd)}}}')
-
-
 def test_bad_route_in_an_update_is_treated_as_withdrawn():
     """RFC 7606: the rest of the UPDATE is used; the bad route is withdrawn, not kept."""
     rt100 = (0x0002 << 48) | (64512 << 32) | 100
@@ -284,14 +286,7 @@ def test_bad_attribute_withdraws_every_route_of_the_update():
     upd = {
         "attribute": {"origin": "igp", "local-preference": "high"},
         "announce": {
-            "ipv4 mpls-vpn": {
-                "192.0.2.22": [{"nlri": "10.2.2.2/32", "label": [[20000]], "rd": "64512:7"}]
-            },
-            "ipv6 mpls-vpn": {
-                "::ffff:192.0.2.22": [
-                    {"nlri": "2001:db8::2/128", "label": [[20001]], "rd": "1.2.3.4:7"}
-                ]
-            },
+            **VPN_ANNOUNCE,
             "ipv4 rtc": {"127.0.0.2": [{"origin": 64512, "route-target": "target:64512:100"}]},
         },
     }
