@@ -16,7 +16,7 @@ P4BUILD := $(P4SRC)/build
 PYTEST_ARGS ?=
 
 .PHONY: all venv apt-deps lint format typecheck test test-unit test-packet test-system \
-        p4 p4-check bench clean
+        test-chaos demo demo-check demo-stop p4 p4-check bench clean
 
 all: test
 
@@ -49,6 +49,25 @@ test: $(STAMP) apt-deps lint typecheck p4-check
 	@if [ -n "$(BMV2)" ]; then \
 	  $(PY) -m pytest tests/packet --target=bmv2 $(PYTEST_ARGS); \
 	else echo "test: simple_switch_grpc not on this machine; packet suite ran on the embedded target only"; fi
+	$(PY) -m lab check
+
+# The chaos suite alone (it is part of `make test` too).
+test-chaos: $(STAMP) apt-deps
+	$(PY) -m pytest tests/system/test_chaos.py $(PYTEST_ARGS)
+
+# The whole system in network namespaces with live traffic and a live view
+# (Ctrl-C tears it down); TARGET=bmv2 runs the switches on simple_switch_grpc.
+demo: $(STAMP) apt-deps
+	$(PY) -m lab demo --target $(TARGET)
+
+# The same scenario headless: exit 0 when traffic crossed both ways in both
+# VPNs, nothing leaked and the state is exact (CI runs it in `make test`).
+demo-check: $(STAMP) apt-deps
+	$(PY) -m lab check --target $(TARGET)
+
+# Remove a demo left behind (processes, namespaces, links).
+demo-stop:
+	$(PY) -m lab down
 
 test-unit: $(STAMP)
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)

@@ -1,0 +1,286 @@
+"""Faults for the chaos suite and ``bench/faults.py``, and what "recovered" means.
+
+Each fault breaks one part of a running lab and repairs it the way an
+operator (or a supervisor such as systemd) would: a killed daemon is started
+again, a cut link is healed. ``run_fault`` applies one under traffic and
+measures: packets lost (sequence numbers that never arrived), time to
+recover (from the fault until every flow delivers again), and then waits
+for the whole system to hold exactly the intended state:
+
+- every agent's switch holds what the agent intends (``/v1/diff`` empty), and
+  each agent selects exactly the routes of its VPNs: its own end-systems'
+  addresses delivered locally, the other ToR's through the other ToR's
+  tunnel endpoint;
+- every route server holds, per VRF, each end-system address once from
+  XMPP (from its own forwarder) and once from BGP (the other route server's
+  path through the reflector), none stale, nothing else;
+- the reflector holds each address once per route server, with that route
+  server's RD and the forwarder's tunnel endpoint as next hop.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from functools import partial
+from typing import Any
+
+from lab.lab import Lab, LabError, poll
+
+
+@dataclass
+class FaultResult:
+    fault: str
+    lost: int  # packets that never arrived, all flows together
+    recovery: float  # seconds from the fault until every flow delivered again
+    converged: float  # seconds from the fault until the state was exact again
+    outages: list[dict[str, Any]] = field(default_factory=list)
+    loop_lag: dict[str, float] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# ---- faults: each breaks and repairs; returns when the repair is under way --
+
+
+def restart(lab: Lab, name: str, sig: int = signal.SIGKILL) -> None:
+    if sig == signal.SIGKILL:
+        lab.kill(name)
+    else:
+        took = lab.terminate(name)
+        if took > 5.0:
+            raise LabError(f"{name} took {took:.1f} s to exit after SIGTERM")
+    lab.start(name)
+
+
+def kill_exabgp(lab: Lab, rs: str) -> None:
+    pid = lab.exabgp_pid(rs)
+    if pid is None:
+        raise LabError(f"{rs} has no ExaBGP child")
+    import os
+
+    os.kill(pid, signal.SIGKILL)
+
+    # the route server starts a new one: wait until its peer is up again
+    def renewed() -> bool:
+        return lab.exabgp_pid(rs) not in (None, pid)
+
+    poll(renewed, 30, f"{rs} to start a new ExaBGP")
+
+
+def route_server_outage(lab: Lab, rs: str, seconds: float) -> None:
+    lab.kill(rs)
+    time.sleep(seconds)  # the outage itself is the fault: a deliberate wait
+    lab.start(rs)
+
+
+def cut_session(lab: Lab, tor: str, rs: str, seconds: float) -> None:
+    lab.cut(f"tor{tor}", rs)
+    time.sleep(seconds)  # the outage itself is the fault: a deliberate wait
+    lab.cut(f"tor{tor}", rs, on=False)
+
+
+def faults(lab: Lab) -> dict[str, Callable[[], None]]:
+    """Every fault of the suite, by name, for this lab."""
+    t = lab.topo
+    out: dict[str, Callable[[], None]] = {}
+    for tor in t.tors:
+        out[f"kill-agent-{tor.name}"] = partial(restart, lab, f"agent-{tor.name}")
+        out[f"kill-switch-{tor.name}"] = partial(restart, lab, f"switch-{tor.name}")
+    for rs in t.route_servers:
+        out[f"kill-{rs.name}"] = partial(restart, lab, rs.name)
+        out[f"kill-{rs.name}-exabgp"] = partial(kill_exabgp, lab, rs.name)
+    es = t.end_systems[0]
+    out[f"kill-host-{es.name}"] = partial(restart, lab, f"host-{es.name}")
+    out["kill-reflector"] = partial(restart, lab, "rr")
+    rs0 = t.route_servers[0].name
+    out[f"{rs0}-down-past-stale"] = partial(route_server_outage, lab, rs0, lab.stale + 2.0)
+    tor0 = t.tors[0].name
+    out[f"cut-tor{tor0}-{rs0}"] = partial(cut_session, lab, tor0, rs0, 4.0)
+    for name in (
+        [f"agent-{x.name}" for x in t.tors]
+        + [r.name for r in t.route_servers]
+        + [f"switch-{t.tors[0].name}"]
+    ):
+        out[f"sigterm-{name}"] = partial(restart, lab, name, signal.SIGTERM)
+    return out
+
+
+# ---- looking at the lab -----------------------------------------------------
+
+
+def flow_state(lab: Lab) -> dict[str, dict[str, Any]]:
+    """Every expected flow's receive record, by flow name."""
+    out: dict[str, dict[str, Any]] = {}
+    for es in lab.topo.end_systems:
+        status = lab.traffic(es.name)
+        if status["leaks"] or status["unexpected"]:
+            raise LabError(f"{es.name} received another VPN's or a wrong frame: {status}")
+        out.update(status["received"])
+    return out
+
+
+def flowing_since(lab: Lab, since: float) -> bool:
+    """Every flow delivered a packet after ``since`` (CLOCK_MONOTONIC)."""
+    return all(r["last"] > since for r in flow_state(lab).values())
+
+
+def flowing_recently(lab: Lab, within: float = 0.5) -> bool:
+    return flowing_since(lab, time.monotonic() - within)
+
+
+def expected_agent_routes(lab: Lab, tor: str) -> set[tuple[str, str, str]]:
+    t = lab.topo
+    out = set()
+    for es in t.end_systems:
+        if not any(o.tor == tor and o.vpn == es.vpn for o in t.end_systems):
+            continue  # a VPN this ToR does not serve
+        for a in es.addresses:
+            plen = 32 if ipaddress.ip_address(a).version == 4 else 128
+            via = "local" if es.tor == tor else t.tor(es.tor).infra
+            out.add((es.vpn, f"{a}/{plen}", via))
+    return out
+
+
+def agent_routes(lab: Lab, tor: str) -> set[tuple[str, str, str]]:
+    out = set()
+    for r in lab.agent_show(tor, "routes"):
+        if r["source"] != "route-server":
+            continue
+        for hop in r["nexthops"]:
+            via = "local" if hop.startswith("local") else hop.split()[0]
+            out.add((r["vpn"], r["prefix"], via))
+    return out
+
+
+def expected_rs_routes(lab: Lab) -> set[tuple[str, str, str, str]]:
+    out = set()
+    for es in lab.topo.end_systems:
+        for a in es.addresses:
+            plen = 32 if ipaddress.ip_address(a).version == 4 else 128
+            infra = lab.topo.tor(es.tor).infra
+            for source in ("xmpp", "bgp"):
+                out.add((es.vpn, f"{a}/{plen}", infra, source))
+    return out
+
+
+def rs_routes(lab: Lab, rs: str) -> set[tuple[str, str, str, str]]:
+    out = set()
+    for r in lab.rs_show(rs, "routes"):
+        if r["stale"]:
+            out.add((r["vrf"], r["prefix"], r["nexthop"], "stale"))
+        else:
+            out.add((r["vrf"], r["prefix"], r["nexthop"], r["source"]))
+    return out
+
+
+def expected_rr_routes(lab: Lab) -> set[tuple[str, str, str]]:
+    out = set()
+    for rs in lab.topo.route_servers:
+        rds = {v["vpn"]: v["rd"] for v in lab.rs_show(rs.name, "vrfs")}
+        for es in lab.topo.end_systems:
+            for a in es.addresses:
+                plen = 32 if ipaddress.ip_address(a).version == 4 else 128
+                out.add((rds[es.vpn], f"{a}/{plen}", lab.topo.tor(es.tor).infra))
+    return out
+
+
+def rr_routes(lab: Lab) -> set[tuple[str, str, str]]:
+    out = set()
+    for fam in ("vpnv4", "vpnv6"):
+        text = lab.gobgp("-j", "global", "rib", "-a", fam)
+        table = json.loads(text) if text.strip() else {}
+        for paths in table.values():
+            for p in paths:
+                rd = p["nlri"]["rd"]
+                nh = next(a["nexthop"] for a in p["attrs"] if a["type"] == 14 or a["type"] == 3)
+                out.add((f"{rd['admin']}:{rd['assigned']}", p["nlri"]["prefix"], nh))
+    return out
+
+
+def state_differences(lab: Lab) -> list[str]:
+    """What differs from the intended state (empty: exact)."""
+    problems = []
+    for tor in lab.topo.tors:
+        diff = lab.agent_show(tor.name, "diff")
+        if diff.get("updates"):
+            problems.append(f"agent {tor.name}: switch differs: {diff['updates'][:5]}")
+        got, want = agent_routes(lab, tor.name), expected_agent_routes(lab, tor.name)
+        if got != want:
+            problems.append(f"agent {tor.name}: extra {got - want}, missing {want - got}")
+    want_rs = expected_rs_routes(lab)
+    for rs in lab.topo.route_servers:
+        got_rs = rs_routes(lab, rs.name)
+        if got_rs != want_rs:
+            problems.append(f"{rs.name}: extra {got_rs - want_rs}, missing {want_rs - got_rs}")
+    got_rr, want_rr = rr_routes(lab), expected_rr_routes(lab)
+    if got_rr != want_rr:
+        problems.append(f"reflector: extra {got_rr - want_rr}, missing {want_rr - got_rr}")
+    return problems
+
+
+def wait_exact(lab: Lab, timeout: float) -> None:
+    last: list[str] = []
+
+    def exact() -> bool:
+        nonlocal last
+        last = state_differences(lab)
+        return not last
+
+    try:
+        poll(exact, timeout, "the intended state", every=0.2)
+    except LabError as exc:
+        raise LabError(f"{exc}: {last}") from None
+
+
+def loop_lags(lab: Lab) -> dict[str, float]:
+    """Worst event-loop lag each daemon reports in /metrics, where it does."""
+    out: dict[str, float] = {}
+    for tor in lab.topo.tors:
+        out[f"agent-{tor.name}"] = _metric_max(lab.agent_metrics(tor.name))
+    for rs in lab.topo.route_servers:
+        out[rs.name] = _metric_max(lab.rs_metrics(rs.name))
+    return {k: v for k, v in out.items() if v >= 0}
+
+
+def _metric_max(text: str) -> float:
+    best = -1.0
+    for line in text.splitlines():
+        if line.startswith("#") or "loop_lag" not in line or "max" not in line.split()[0]:
+            continue
+        try:
+            best = max(best, float(line.split()[-1]))
+        except ValueError:
+            continue
+    return best
+
+
+def run_fault(
+    lab: Lab, name: str, recover_within: float = 60.0, converge_within: float = 90.0
+) -> FaultResult:
+    """Apply one fault under traffic and measure it (see the module text)."""
+    fault = faults(lab)[name]
+    poll(partial(flowing_recently, lab), 30, "traffic before the fault")
+    wait_exact(lab, 30)
+    before = flow_state(lab)
+    t0 = time.monotonic()
+    fault()
+    repaired = time.monotonic()
+    poll(partial(flowing_since, lab, repaired), recover_within, f"traffic after {name}")
+    wait_exact(lab, converge_within)
+    converged = time.monotonic() - t0
+    time.sleep(0.5)  # let the last packets sent before the check arrive (a drain, not a wait)
+    after = flow_state(lab)
+    lost = sum(after[f]["missing"] - before[f]["missing"] for f in after)
+    outages = [
+        {"flow": f, **o}
+        for f, r in after.items()
+        for o in r["outages"][len(before[f]["outages"]) :]
+    ]
+    recovery = max((o["end"] - t0 for o in outages), default=0.0)
+    return FaultResult(name, lost, round(recovery, 3), round(converged, 3), outages, loop_lags(lab))
