@@ -81,12 +81,12 @@ test-system: $(STAMP) apt-deps
 # Compile the data plane with p4c (path from P4C or PATH) into p4src/build/.
 p4:
 	@test -n "$(P4C)" || { echo "p4c-bm2-ss not found: set P4C=/path/to/p4c-bm2-ss"; exit 1; }
-	bash scripts/p4compile.sh "$(P4C)" $(P4BUILD)
+	bash bmv2/p4compile.sh "$(P4C)" $(P4BUILD)
 
 # When p4c is here, the committed artifacts must be what it produces.
 p4-check:
 	@if [ -n "$(P4C)" ]; then \
-	  tmp=$$(mktemp -d) && bash scripts/p4compile.sh "$(P4C)" $$tmp && \
+	  tmp=$$(mktemp -d) && bash bmv2/p4compile.sh "$(P4C)" $$tmp && \
 	  diff -r -q $(P4BUILD) $$tmp && echo "p4-check: committed artifacts match $(P4C)"; \
 	else echo "p4-check: p4c-bm2-ss not on this machine; using committed p4src/build/"; fi
 

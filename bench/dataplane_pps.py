@@ -45,7 +45,6 @@ import argparse
 import json
 import os
 import platform
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -60,10 +59,11 @@ from tests.packet.topo import bench_cases, bench_program  # noqa: E402
 GOAL = 0.25
 
 
+from bmv2 import simple_switch_grpc  # noqa: E402
+
+
 def bmv2_path() -> str | None:
-    exe = os.environ.get("SIMPLE_SWITCH_GRPC") or shutil.which("simple_switch_grpc")
-    exe = exe or "/opt/p4/bin/simple_switch_grpc"
-    return exe if Path(exe).exists() else None
+    return simple_switch_grpc()
 
 
 def measure(

@@ -33,9 +33,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
-import shutil
 import socket
 import statistics
 import subprocess
@@ -143,10 +141,11 @@ def make_batches(entries: list[bytes], size: int, op: str) -> list[bytes]:
     return out
 
 
+from bmv2 import simple_switch_grpc  # noqa: E402
+
+
 def bmv2_path() -> str | None:
-    exe = os.environ.get("SIMPLE_SWITCH_GRPC") or shutil.which("simple_switch_grpc")
-    exe = exe or "/opt/p4/bin/simple_switch_grpc"
-    return exe if Path(exe).exists() else None
+    return simple_switch_grpc()
 
 
 def _command(target: str, address: str) -> list[str]:

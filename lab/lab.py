@@ -40,6 +40,7 @@ from typing import Any
 
 import tomli_w
 
+from bmv2 import switch_command
 from lab import netns
 from lab.topology import ASN, FABRIC, EndSystem, Topology
 
@@ -362,35 +363,7 @@ class Lab:
             ports = [f"{t.fabric_port}@fab0"] + [
                 f"{e.port}@p{e.port}" for e in t.end_systems if e.tor == tor.name
             ]
-            ifs = [a for p in ports for a in ("-i", p)]
-            if self.target == "bmv2":
-                bmv2 = os.environ.get("SIMPLE_SWITCH_GRPC") or "simple_switch_grpc"
-                argv = [
-                    bmv2,
-                    *ifs,
-                    "--device-id",
-                    "0",
-                    "--no-p4",
-                    "--",
-                    "--grpc-server-addr",
-                    f"{self.mgmt(node)}:9559",
-                    "--cpu-port",
-                    str(t.cpu_port),
-                ]
-            else:
-                argv = [
-                    *py,
-                    "-m",
-                    "softswitch",
-                    *ifs,
-                    "--device-id",
-                    "0",
-                    "--no-p4",
-                    "--grpc-server-addr",
-                    f"{self.mgmt(node)}:9559",
-                    "--cpu-port",
-                    str(t.cpu_port),
-                ]
+            argv = switch_command(self.target, ports, f"{self.mgmt(node)}:9559", 0, t.cpu_port)
             self.add_proc(f"switch-{tor.name}", node, argv)
             agent_cfg = str(self.path(node, "agent.toml"))
             self.add_proc(

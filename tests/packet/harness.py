@@ -25,11 +25,9 @@ import contextlib
 import os
 import queue
 import select
-import shutil
 import socket
 import struct
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -37,6 +35,7 @@ from collections.abc import Callable, Coroutine, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+from bmv2 import switch_command
 from control import p4rt
 
 REPO = Path(__file__).resolve().parents[2]
@@ -185,37 +184,8 @@ class VethBackend:
         subprocess.run(["ip", *args], check=True, capture_output=True)
 
     def _command(self, grpc_addr: str) -> list[str]:
-        ifs = [a for p in PORTS for a in ("-i", f"{p}@{self.sw[p]}")]
-        if self.kind == "bmv2":
-            exe = os.environ.get("SIMPLE_SWITCH_GRPC") or shutil.which("simple_switch_grpc")
-            exe = exe or "/opt/p4/bin/simple_switch_grpc"
-            if not Path(exe).exists():
-                raise RuntimeError(f"--target=bmv2: simple_switch_grpc not found ({exe})")
-            return [
-                exe,
-                "--device-id",
-                str(DEVICE_ID),
-                *ifs,
-                "--no-p4",
-                "--",
-                "--grpc-server-addr",
-                grpc_addr,
-                "--cpu-port",
-                str(CPU_PORT),
-            ]
-        return [
-            sys.executable,
-            "-m",
-            "softswitch",
-            *ifs,
-            "--no-p4",
-            "--device-id",
-            str(DEVICE_ID),
-            "--grpc-server-addr",
-            grpc_addr,
-            "--cpu-port",
-            str(CPU_PORT),
-        ]
+        ifs = [f"{p}@{self.sw[p]}" for p in PORTS]
+        return switch_command(self.kind, ifs, grpc_addr, DEVICE_ID, CPU_PORT)
 
     def start(self) -> str:
         for p in PORTS:
