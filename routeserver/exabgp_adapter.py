@@ -33,8 +33,11 @@ import ipaddress
 import json
 import logging
 import os
+import signal
 import sys
 import tempfile
+import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -68,6 +71,9 @@ log = logging.getLogger("routeserver.bgp")
 VERSION_EC_TYPE = 0x8E
 VERSION_EC_SUBTYPE = 0x01
 PROCESS_NAME = "esvpn-rs"
+# the daemon's pid, given to its ExaBGP child: the child ends when its parent is gone
+PARENT_ENV = "ESVPN_RS_PARENT_PID"
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 _FAMILIES = {"vpnv4": "ipv4 mpls-vpn", "vpnv6": "ipv6 mpls-vpn", "rtc": "ipv4 rtc"}
 _JSON_FAMILY = {"ipv4 mpls-vpn": "vpnv4", "ipv6 mpls-vpn": "vpnv6", "ipv4 rtc": "rtc"}
@@ -495,6 +501,7 @@ class ExaBgp:
         env = dict(os.environ)
         env.update(
             {
+                PARENT_ENV: str(os.getpid()),
                 "exabgp_api_ack": "true",
                 "exabgp_api_cli": "false",
                 "exabgp_api_terminate": "true",
@@ -698,6 +705,33 @@ class ExaBgp:
 # ------------------------------------------------------------ child side
 
 
+def die_with_parent(
+    parent: int | None, sig: int = signal.SIGTERM, grace: float = 3.0, poll: float = 0.2
+) -> None:  # pragma: no cover - runs inside the ExaBGP child and its relay
+    """End this process when its parent dies, whatever kills the parent.
+
+    The kernel sends ``sig`` when the parent goes (``PR_SET_PDEATHSIG``). If
+    the parent is already gone (it died before this ran), or the signal does
+    not end us, a watchdog thread that sees our parent pid change sends
+    ``sig`` itself and, ``grace`` seconds later, exits hard.
+    """
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0)
+    expected = os.getppid() if parent is None else parent
+
+    def watch() -> None:
+        while os.getppid() == expected:
+            time.sleep(poll)
+        os.kill(os.getpid(), sig)
+        time.sleep(grace)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="die-with-parent", daemon=True).start()
+
+
 def _install_rtc() -> None:  # pragma: no cover - runs inside the ExaBGP child
     """Teach ExaBGP's parser the ipv4 rtc family and the announce/withdraw rtc commands."""
     from exabgp.bgp.message import Action
@@ -771,7 +805,8 @@ def _install_rtc() -> None:  # pragma: no cover - runs inside the ExaBGP child
 def _relay(sock: str) -> int:  # pragma: no cover - runs as ExaBGP's API process
     """Bridge ExaBGP's pipes (our stdin/stdout) and the daemon's Unix socket."""
     import socket
-    import threading
+
+    die_with_parent(None, signal.SIGKILL)
 
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.connect(sock)
@@ -797,6 +832,8 @@ def main(argv: list[str]) -> int:  # pragma: no cover - child entry points
     if len(argv) >= 2 and argv[0] == "relay":
         return _relay(argv[1])
     if argv and argv[0] == "exabgp":
+        parent = os.environ.get(PARENT_ENV)
+        die_with_parent(int(parent) if parent and parent.isdigit() else None)
         _install_rtc()
         from exabgp.application.main import main as exabgp_main
 

@@ -1,0 +1,235 @@
+"""The route-server daemon as a process under faults: kill -9, SIGTERM under load.
+
+Real parts only: ``esvpn-routeserver run`` as a subprocess, its real ExaBGP
+child, gobgpd as the route reflector (127.0.6.2:17906, gRPC 50066, as in
+test_routeserver_gobgp.py) and forwarders as real XMPP clients over TLS.
+Every wait polls with a deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from esxmpp.testing import Pki, make_pki
+from tests.system.test_routeserver_gobgp import (
+    DOMAIN,
+    F1,
+    GOBGP,
+    GOBGP_PORT,
+    RS1,
+    Forwarder,
+    entry,
+    gobgp_json,
+    neighbor_established,
+    poll,
+    start_gobgpd,
+    vpn_paths,
+)
+
+CLI = [sys.executable, "-m", "routeserver.cli"]
+OURS = "127.0.6.1:1:10.1.1.1/32"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    return make_pki(tmp_path_factory.mktemp("rs-faults-pki"))
+
+
+@pytest.fixture
+def gobgpd(tmp_path: Path) -> Any:
+    proc = start_gobgpd(tmp_path)
+    yield proc
+    if proc.poll() is None:
+        proc.terminate()
+    proc.wait(10)
+
+
+def write_config(tmp_path: Path, pki: Pki, xmpp_port: int, control_port: int) -> Path:
+    server = pki.server(DOMAIN)
+    conf = tmp_path / "rs.toml"
+    conf.write_text(
+        f"""
+[server]
+router_id = "{RS1}"
+asn = 64512
+log_level = "info"
+
+[xmpp]
+domain = "{DOMAIN}"
+host = "127.0.0.1"
+port = {xmpp_port}
+certfile = "{server.certfile}"
+keyfile = "{server.keyfile}"
+cafile = "{pki.cafile}"
+retention = 60.0
+
+[control]
+port = {control_port}
+
+[bgp]
+graceful_restart = 120
+
+[[bgp.neighbor]]
+address = "{GOBGP}"
+asn = 64512
+port = {GOBGP_PORT}
+families = ["vpnv4", "vpnv6", "rtc"]
+
+[[vrf]]
+vpn = "red"
+import_targets = ["64512:100"]
+export_targets = ["64512:100"]
+"""
+    )
+    return conf
+
+
+class RsProcess:
+    """``esvpn-routeserver run`` as a child process; its JSON log lines kept in a file."""
+
+    def __init__(self, conf: Path, control_port: int, log: Path) -> None:
+        self.control_port = control_port
+        self.log = log
+        with open(log, "ab") as logf:
+            self.proc = subprocess.Popen(
+                [*CLI, "run", "--config", str(conf)], stdout=logf, stderr=subprocess.STDOUT
+            )
+
+    def get(self, path: str) -> str:
+        url = f"http://127.0.0.1:{self.control_port}{path}"
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return str(resp.read().decode())
+
+    def up(self) -> bool:
+        assert self.proc.poll() is None, self.log.read_text()
+        try:
+            return bool(json.loads(self.get("/show/peers"))[0]["up"])
+        except OSError:
+            return False
+
+    def records(self) -> list[dict[str, Any]]:
+        out = []
+        for line in self.log.read_text().splitlines():
+            if line.startswith("{"):
+                out.append(json.loads(line))
+        return out
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(10)
+
+
+def children(pid: int) -> list[int]:
+    """Every live descendant of ``pid`` (from /proc)."""
+    parents: dict[int, int] = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{d}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if fields[0] != "Z":
+            parents[int(d)] = int(fields[1])
+    out: list[int] = []
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        kids = [c for c, pp in parents.items() if pp == p]
+        out += kids
+        todo += kids
+    return out
+
+
+def alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def exabgp_of(pid: int) -> list[int]:
+    out = []
+    for c in children(pid):
+        try:
+            cmd = Path(f"/proc/{c}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"routeserver.exabgp_adapter" in cmd:
+            out.append(c)
+    return out
+
+
+def stale(key: str) -> bool:
+    paths = gobgp_json("global", "rib", "-a", "vpnv4").get(key)
+    return bool(paths) and paths[0].get("stale") is True
+
+
+def run(body: Callable[[], Awaitable[None]], timeout: float = 120) -> None:
+    asyncio.run(asyncio.wait_for(body(), timeout))
+
+
+def test_kill_9_takes_exabgp_along_and_a_restart_peers_again(
+    tmp_path: Path, pki: Pki, gobgpd: Any
+) -> None:
+    """Bug 4: kill -9 of the daemon ends its ExaBGP child (and relay): the session
+    goes down, our routes leave GoBGP, and a restarted daemon establishes again."""
+    xmpp_port, control_port = free_port(), free_port()
+    conf = write_config(tmp_path, pki, xmpp_port, control_port)
+    procs: list[RsProcess] = []
+
+    async def body() -> None:
+        rs = RsProcess(conf, control_port, tmp_path / "rs1.log")
+        procs.append(rs)
+        await poll(rs.up, "route server established", 30)
+        await poll(lambda: neighbor_established(RS1), "GoBGP sees RS1")
+        f1 = Forwarder(pki, F1, xmpp_port)
+        await f1.client.connect()
+        try:
+            await f1.client.subscribe("red")
+            await f1.publish("red", entry("10.1.1.1/32", "192.0.2.11", 10000))
+            await poll(lambda: OURS in vpn_paths("vpnv4"), "our route in GoBGP")
+        finally:
+            await f1.client.close()
+        helpers = exabgp_of(rs.proc.pid)
+        assert len(helpers) == 2, helpers  # ExaBGP and the API relay it runs
+        rs.proc.kill()
+        rs.proc.wait(5)
+        await poll(lambda: not any(alive(p) for p in helpers), "ExaBGP gone with its parent", 10)
+        await poll(lambda: not neighbor_established(RS1), "GoBGP session down", 10)
+        # graceful restart (120 s): GoBGP keeps our route, stale, for the restart time
+        await poll(lambda: stale(OURS), "our route stale in GoBGP", 10)
+        # the same configuration, the same ports: a restarted daemon peers again
+        rs2 = RsProcess(conf, control_port, tmp_path / "rs2.log")
+        procs.append(rs2)
+        await poll(rs2.up, "restarted route server established", 30)
+        await poll(lambda: neighbor_established(RS1), "GoBGP sees RS1 again")
+        # the new daemon has no forwarder: its End-of-RIB sweeps the stale route
+        await poll(lambda: OURS not in vpn_paths("vpnv4"), "stale route swept", 10)
+        assert gobgp_json("neighbor", RS1)["state"]["session_state"] == 6
+
+    try:
+        run(body)
+    finally:
+        for p in procs:
+            p.stop()
