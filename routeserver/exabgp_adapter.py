@@ -530,6 +530,9 @@ class ExaBgp:
         except TimeoutError:
             await self.stop()
             raise RuntimeError("ExaBGP did not start its API process in time") from None
+        except BaseException:  # cancelled while starting: leave no child behind
+            self.kill()
+            raise
 
     async def _child_log(self) -> None:
         assert self._proc is not None and self._proc.stdout is not None
@@ -677,14 +680,24 @@ class ExaBgp:
     def connected(self) -> bool:
         return self._writer is not None
 
-    async def stop(self) -> None:
+    def kill(self) -> None:
+        """SIGKILL the child now (it takes its relay along); for a bounded shutdown."""
         self._stopping = True
         if self._proc is not None and self._proc.returncode is None:
-            self._proc.terminate()
-            try:
-                await asyncio.wait_for(self._proc.wait(), 10)
-            except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
                 self._proc.kill()
+
+    async def stop(self, grace: float = 2.0) -> None:
+        """Terminate the child, kill it after ``grace`` seconds; release everything."""
+        self._stopping = True
+        if self._proc is not None and self._proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self._proc.terminate()
+            try:
+                await asyncio.wait_for(self._proc.wait(), grace)
+            except TimeoutError:
+                log.warning("exabgp did not exit %.1f s after SIGTERM; killing it", grace)
+                self.kill()
                 await self._proc.wait()
         if self._server is not None:
             self._server.close()
@@ -694,9 +707,10 @@ class ExaBgp:
             transport = getattr(self._proc, "_transport", None)
             if transport is not None:
                 transport.close()
-        for t in self._tasks:
-            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
-                await asyncio.wait_for(t, 5)
+        if self._tasks:
+            _, late = await asyncio.wait(self._tasks, timeout=1.0)
+            for t in late:
+                t.cancel()
         if self._dir is not None:
             self._dir.cleanup()
             self._dir = None

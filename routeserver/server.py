@@ -96,6 +96,7 @@ def setup_logging(level: str) -> None:
 
 MAX_ITEMS = 100  # items per notification, so no stanza grows past a client's limit
 BGP_WINDOW = 256  # ExaBGP commands written and not yet acknowledged, at most
+STOP_TIMEOUT = 3.5  # RouteServer.stop() returns within this (a daemon exits within 5 s)
 BgpOutput = BgpAnnounce | BgpWithdraw | RtcAnnounce | RtcWithdraw
 
 
@@ -166,7 +167,7 @@ class RouteServer:
                 self.xmpp = XmppServer(self.xmpp_config, self)
                 await self.xmpp.start()
             self._control = await asyncio.start_server(
-                self._http, self.cfg.control_host, self.cfg.control_port
+                self._http, self.cfg.control_host, self.cfg.control_port, reuse_address=True
             )
         except BaseException:
             if self.xmpp is not None:
@@ -193,20 +194,36 @@ class RouteServer:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._bgp_idle.wait(), timeout)
 
-    async def stop(self) -> None:
+    async def stop(self, timeout: float = STOP_TIMEOUT) -> None:
+        """Stop within ``timeout`` seconds whatever state we are in.
+
+        Queued BGP outputs get a short flush; then every task is cancelled
+        (one that ignores its cancellation is abandoned, not awaited), both
+        listeners close at once, and ExaBGP (terminated, killed after a
+        grace) and the XMPP server are stopped side by side, bounded by the
+        deadline: whatever is left then is abandoned and ExaBGP killed.
+        """
+        deadline = time.monotonic() + timeout
         if self._sender is not None and not self._sender.done():
-            await self.flush(5.0)
-        for task in (self._supervisor, self._sender, self._timer):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-        if self.xmpp is not None:
-            await self.xmpp.close()
+            await self.flush(min(1.0, timeout / 4))
+        tasks = [t for t in (self._supervisor, self._sender, self._timer) if t is not None]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            _, stuck = await asyncio.wait(tasks, timeout=0.5)
+            for task in stuck:
+                log.error("shutdown: task %s ignores its cancellation; abandoned", task)
         if self._control is not None:
             self._control.close()
-            await self._control.wait_closed()
-        await self.bgp.stop()
+        parts = [asyncio.create_task(self.bgp.stop(grace=min(2.0, timeout / 2)))]
+        if self.xmpp is not None:
+            parts.append(asyncio.create_task(self.xmpp.close()))
+        _, late = await asyncio.wait(parts, timeout=max(0.1, deadline - time.monotonic()))
+        if late:
+            log.error("shutdown: %d part(s) did not finish in time; abandoned", len(late))
+            for task in late:
+                task.cancel()
+            self.bgp.kill()
 
     async def _supervise(self) -> None:
         """Restart ExaBGP when it dies and replay what the RIB advertises.

@@ -11,9 +11,11 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 import urllib.request
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -21,15 +23,18 @@ from typing import Any
 
 import pytest
 
+from esxmpp import dialect as d
 from esxmpp.testing import Pki, make_pki
 from tests.system.test_routeserver_gobgp import (
     DOMAIN,
     F1,
+    F2,
     GOBGP,
     GOBGP_PORT,
     RS1,
     Forwarder,
     entry,
+    gobgp,
     gobgp_json,
     neighbor_established,
     poll,
@@ -140,16 +145,16 @@ class RsProcess:
 def children(pid: int) -> list[int]:
     """Every live descendant of ``pid`` (from /proc)."""
     parents: dict[int, int] = {}
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
             continue
         try:
-            stat = Path(f"/proc/{d}/stat").read_text()
+            stat = Path(f"/proc/{name}/stat").read_text()
         except OSError:
             continue
         fields = stat.rsplit(")", 1)[1].split()
         if fields[0] != "Z":
-            parents[int(d)] = int(fields[1])
+            parents[int(name)] = int(fields[1])
     out: list[int] = []
     todo = [pid]
     while todo:
@@ -227,6 +232,80 @@ def test_kill_9_takes_exabgp_along_and_a_restart_peers_again(
         # the new daemon has no forwarder: its End-of-RIB sweeps the stale route
         await poll(lambda: OURS not in vpn_paths("vpnv4"), "stale route swept", 10)
         assert gobgp_json("neighbor", RS1)["state"]["session_state"] == 6
+
+    try:
+        run(body)
+    finally:
+        for p in procs:
+            p.stop()
+
+
+async def flood(fwd: Forwarder, count: int, sent: list[int]) -> None:
+    """Publish ``count`` routes one after the other; stop quietly when the server goes."""
+    try:
+        for i in range(count):
+            await fwd.publish(
+                "red", entry(f"10.50.{i // 250}.{i % 250 + 1}/32", "192.0.2.11", 16 + i)
+            )
+            sent.append(i)
+    except Exception:  # the server went away under us: that is the point
+        return
+
+
+def test_sigterm_under_load_exits_within_5s_and_restarts_on_the_same_ports(
+    tmp_path: Path, pki: Pki, gobgpd: Any
+) -> None:
+    """Bug 6: SIGTERM while forwarders publish, BGP is up and routes flow: the daemon
+    exits within 5 s with its children, and a new one binds the same ports."""
+    xmpp_port, control_port = free_port(), free_port()
+    conf = write_config(tmp_path, pki, xmpp_port, control_port)
+    procs: list[RsProcess] = []
+
+    async def body() -> None:
+        rs = RsProcess(conf, control_port, tmp_path / "rs1.log")
+        procs.append(rs)
+        await poll(rs.up, "route server established", 30)
+        gobgp("global", "rib", "-a", "vpnv4", "add", "10.2.2.2/32", "label", "20000",
+              "rd", "64512:7", "rt", "64512:100", "nexthop", "192.0.2.22")  # fmt: skip
+        fwds = [Forwarder(pki, sid, xmpp_port) for sid in (F1, F2)]
+        sent: list[int] = []
+        for f in fwds:
+            await f.client.connect()
+            await f.client.subscribe("red")
+        pe = d.ItemsEvent("red", (("10.2.2.2/32", entry("10.2.2.2/32", "192.0.2.22", 20000)),))
+        await poll(lambda: all(pe in f.notes for f in fwds), "PE route at the forwarders")
+        load = asyncio.create_task(flood(fwds[0], 100_000, sent))
+        try:
+            # routes flow both ways: F1's stream reaches GoBGP and F2
+            await poll(lambda: len(sent) >= 50, "F1 publishing")
+            await poll(lambda: len(vpn_paths("vpnv4")) > 10, "F1's routes in GoBGP")
+            helpers = exabgp_of(rs.proc.pid)
+            assert len(helpers) == 2, helpers
+            t0 = time.monotonic()
+            rs.proc.send_signal(signal.SIGTERM)
+            await poll(lambda: rs.proc.poll() is not None, "exit after SIGTERM", 5.0)
+            await poll(
+                lambda: not any(alive(p) for p in helpers),
+                "children gone",
+                5.0 - (time.monotonic() - t0),
+            )
+            assert rs.proc.returncode == 0, rs.log.read_text()[-2000:]
+        finally:
+            load.cancel()
+            await asyncio.gather(load, return_exceptions=True)
+            for f in fwds:
+                await f.client.close()
+        # the same ports at once: XMPP, control, and the BGP session
+        rs2 = RsProcess(conf, control_port, tmp_path / "rs2.log")
+        procs.append(rs2)
+        await poll(rs2.up, "restarted route server established", 30)
+        again = Forwarder(pki, F2, xmpp_port)
+        await again.client.connect()
+        try:
+            await again.client.subscribe("red")
+            await poll(lambda: pe in again.notes, "PE route after the restart")
+        finally:
+            await again.client.close()
 
     try:
         run(body)
