@@ -81,7 +81,57 @@ _ORIGINS = {"igp": ORIGIN_IGP, "egp": ORIGIN_EGP, "incomplete": ORIGIN_INCOMPLET
 
 
 class BgpInputError(ValueError):
-    """A message from ExaBGP (i.e. from a BGP peer) that cannot be used; says why."""
+    """A message from ExaBGP (i.e. from a BGP peer) that cannot be used; says why.
+
+    ``reason`` is a short label for counting refusals (``malformed``,
+    ``bad-attribute``, ``bad-nlri``, ``bad-label``, ``bad-nexthop``, ``too-long``).
+    """
+
+    def __init__(self, message: str, reason: str = "malformed") -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class PeerEvent:
+    """An operational event of one BGP session (up, down, NOTIFICATION), to be logged."""
+
+    peer: str
+    kind: str  # "up" | "down" | "notification"
+    level: int  # a logging level
+    text: str
+
+
+# BGP NOTIFICATION codes (RFC 4271 §4.5) and Cease subcodes (RFC 4486)
+_NOTIFY = {
+    1: "Message Header Error",
+    2: "OPEN Message Error",
+    3: "UPDATE Message Error",
+    4: "Hold Timer Expired",
+    5: "Finite State Machine Error",
+    6: "Cease",
+    7: "ROUTE-REFRESH Message Error",
+}
+_CEASE = {
+    1: "Maximum Number of Prefixes Reached",
+    2: "Administrative Shutdown",
+    3: "Peer De-configured",
+    4: "Administrative Reset",
+    5: "Connection Rejected",
+    6: "Other Configuration Change",
+    7: "Connection Collision Resolution",
+    8: "Out of Resources",
+    9: "Hard Reset",
+}
+
+
+def notification_text(code: object, subcode: object, data: str = "") -> str:
+    """'code 6 subcode 4 (Cease, Administrative Reset)', then the peer's text if any."""
+    names = [_NOTIFY.get(code, "unknown") if isinstance(code, int) else "unknown"]
+    if code == 6 and isinstance(subcode, int) and subcode in _CEASE:
+        names.append(_CEASE[subcode])
+    text = f"code {code} subcode {subcode} ({', '.join(names)})"
+    return f"{text}: {data}" if data else text
 
 
 class CommandError(RuntimeError):
@@ -258,7 +308,7 @@ def _label(nlri: dict[str, Any], family: str) -> int:
     while isinstance(lab, list) and lab:
         lab = lab[0]
     if not isinstance(lab, int) or not 0 <= lab < 1 << 20:
-        raise BgpInputError(f"{family}: bad label {nlri.get('label')!r}")
+        raise BgpInputError(f"{family}: bad label {nlri.get('label')!r}", "bad-label")
     return lab
 
 
@@ -285,7 +335,7 @@ def _nexthop(text: str, family: str) -> ipaddress.IPv4Address | ipaddress.IPv6Ad
     try:
         nh = ipaddress.ip_address(text)
     except ValueError:
-        raise BgpInputError(f"{family}: bad next hop {text!r}") from None
+        raise BgpInputError(f"{family}: bad next hop {text!r}", "bad-nexthop") from None
     if isinstance(nh, ipaddress.IPv6Address) and nh.ipv4_mapped is not None:
         return nh.ipv4_mapped
     return nh
@@ -308,7 +358,10 @@ class PeerOpen:
 
 
 def parse_message(
-    line: str, opens: PeerOpen, errors: list[BgpInputError] | None = None
+    line: str,
+    opens: PeerOpen,
+    errors: list[BgpInputError] | None = None,
+    events: list[PeerEvent] | None = None,
 ) -> list[Input]:
     """RIB inputs from one ExaBGP JSON line.
 
@@ -317,7 +370,8 @@ def parse_message(
     each is appended there and the rest of the UPDATE is used, RFC 7606
     style: a bad attribute treats every route of the UPDATE as withdrawn, a
     bad label or next hop that route; an NLRI without a usable RD and
-    prefix (nothing to withdraw) is skipped.
+    prefix (nothing to withdraw) is skipped. Session events (up, down with
+    its reason, a NOTIFICATION received) are appended to ``events`` if given.
     """
     try:
         msg = json.loads(line)
@@ -333,12 +387,39 @@ def parse_message(
         peer = str(ipaddress.ip_address(neighbor["address"]["peer"]))
     except (KeyError, TypeError, ValueError):
         raise BgpInputError("message without a valid neighbor.address.peer") from None
+    note = events.append if events is not None else (lambda e: None)
+    asn = neighbor.get("asn", {}).get("peer") if isinstance(neighbor.get("asn"), dict) else None
+    who = f"{peer} (AS {asn})" if asn is not None else peer
     if kind == "state":
         state = neighbor.get("state")
         if state == "up":
-            return [BgpPeerUp(peer, opens.gr.get(peer, 0))]
+            gr = opens.gr.get(peer, 0)
+            note(
+                PeerEvent(
+                    peer, "up", logging.INFO, f"BGP session with {who} up (graceful restart {gr} s)"
+                )
+            )
+            return [BgpPeerUp(peer, gr)]
         if state == "down":
+            reason = neighbor.get("reason") or "no reason given"
+            note(PeerEvent(peer, "down", logging.WARNING, f"BGP session with {who} down: {reason}"))
             return [BgpPeerDown(peer)]
+        return []
+    if kind == "notification":
+        n = neighbor.get("notification")
+        n = n if isinstance(n, dict) else {}
+        way = "from" if neighbor.get("direction") == "receive" else "to"
+        said = n.get("message")
+        said = said if isinstance(said, str) else ""
+        note(
+            PeerEvent(
+                peer,
+                "notification",
+                logging.WARNING,
+                f"BGP NOTIFICATION {way} {who}: "
+                + notification_text(n.get("code"), n.get("subcode"), said),
+            )
+        )
         return []
     if kind == "open":
         if neighbor.get("direction") == "receive":
@@ -378,7 +459,7 @@ def parse_message(
                 else:
                     raise BgpInputError(f"{fam}: bad withdrawn NLRI {nlri!r}")
             except BgpInputError as e:
-                refuse(e)
+                refuse(BgpInputError(str(e), "bad-nlri"))
     announce = update.get("announce") or {}
     attr_error: BgpInputError | None = None
     attrs, targets, version = BgpAttrs(), frozenset[str](), 0
@@ -387,7 +468,11 @@ def parse_message(
             attrs, targets, version = _attrs(update.get("attribute"))
         except BgpInputError as e:
             # RFC 7606 treat-as-withdraw: every NLRI of this UPDATE is withdrawn
-            refuse(BgpInputError(f"{e}; its routes are treated as withdrawn (RFC 7606)"))
+            refuse(
+                BgpInputError(
+                    f"{e}; its routes are treated as withdrawn (RFC 7606)", "bad-attribute"
+                )
+            )
             attr_error = e
     for jfam, by_nh in announce.items():
         fam = _JSON_FAMILY.get(jfam)
@@ -399,7 +484,7 @@ def parse_message(
                     try:
                         target = _rtc_target(nlri)
                     except BgpInputError as e:
-                        refuse(e)
+                        refuse(BgpInputError(str(e), "bad-nlri"))
                         continue
                     out.append(BgpRtcDel(peer, target) if attr_error else BgpRtcAdd(peer, target))
                     continue
@@ -408,7 +493,7 @@ def parse_message(
                         raise BgpInputError(f"{fam}: bad NLRI {nlri!r}")
                     rd, prefix = _rd(nlri, fam), _prefix(nlri.get("nlri"), fam)
                 except BgpInputError as e:
-                    refuse(e)  # nothing identifies a route to withdraw
+                    refuse(BgpInputError(str(e), "bad-nlri"))  # nothing identifies a route
                     continue
                 if attr_error is not None:
                     out.append(BgpRouteDel(peer, rd, prefix))
@@ -416,7 +501,11 @@ def parse_message(
                 try:
                     label, nexthop = _label(nlri, fam), _nexthop(nh_text, fam)
                 except BgpInputError as e:
-                    refuse(BgpInputError(f"{e}; {rd}:{prefix} treated as withdrawn (RFC 7606)"))
+                    refuse(
+                        BgpInputError(
+                            f"{e}; {rd}:{prefix} treated as withdrawn (RFC 7606)", e.reason
+                        )
+                    )
                     out.append(BgpRouteDel(peer, rd, prefix))
                     continue
                 out.append(
@@ -484,6 +573,7 @@ class ExaBgp:
         self._acks: deque[tuple[asyncio.Future[None], str]] = deque()  # (future, command)
         self._tasks: list[asyncio.Task[None]] = []
         self._opens = PeerOpen({})
+        self._up: set[str] = set()  # peers whose session is established
         self.commands_sent = 0
         self.commands_failed = 0  # answered 'error'
         self.commands_lost = 0  # no answer: channel gone
@@ -570,7 +660,9 @@ class ExaBgp:
                     break
                 if raw is None:
                     self.bad_messages += 1
-                    self.on_bad_input(BgpInputError("line longer than the API read limit"))
+                    self.on_bad_input(
+                        BgpInputError("line longer than the API read limit", "too-long")
+                    )
                     continue
                 if not raw:
                     break
@@ -616,10 +708,20 @@ class ExaBgp:
         self.messages_in += 1
         log.debug("exabgp json: %s", line)
         errors: list[BgpInputError] = []
+        events: list[PeerEvent] = []
         try:
-            inputs = parse_message(line, self._opens, errors)
+            inputs = parse_message(line, self._opens, errors, events)
         except BgpInputError as e:
             errors, inputs = [e], []
+        for ev in events:
+            level = ev.level
+            if ev.kind == "up":
+                self._up.add(ev.peer)
+            elif ev.kind == "down":
+                if ev.peer not in self._up:  # a connection attempt that failed
+                    level = logging.INFO
+                self._up.discard(ev.peer)
+            log.log(level, "%s", ev.text)
         for err in errors:
             self.bad_messages += 1
             self.on_bad_input(err)

@@ -27,6 +27,7 @@ from typing import Any
 
 from esxmpp.config import ServerConfig
 from esxmpp.dialect import (
+    LABEL_MIN,
     Associate,
     DialectError,
     Dissociate,
@@ -50,6 +51,7 @@ from routeserver.rib import (
     BgpAnnounce,
     BgpCommandFailed,
     BgpPeerDown,
+    BgpRouteAdd,
     BgpWithdraw,
     FwdEndOfRib,
     FwdRoutes,
@@ -153,10 +155,14 @@ class RouteServer:
             "xmpp_refused": 0,
             "xmpp_notifications": 0,
             "bgp_inputs": 0,
-            "bgp_refused": 0,
             "bgp_commands_refused": 0,
             "exabgp_restarts": 0,
         }
+        # BGP input refused, by reason (BgpInputError.reason, "rejected" by the RIB,
+        # "reserved-label" for a path no forwarder can use)
+        self.bgp_refused: dict[str, int] = dict.fromkeys(
+            ("malformed", "rejected", "reserved-label"), 0
+        )
 
     # ------------------------------------------------------------ lifecycle
 
@@ -343,22 +349,38 @@ class RouteServer:
             sess.send(note)
             self.counters["xmpp_notifications"] += 1
 
+    def _refused(self, reason: str, n: int = 1) -> None:
+        self.bgp_refused[reason] = self.bgp_refused.get(reason, 0) + n
+
     def _bgp_inputs(self, inputs: list[Input]) -> None:
         now = time.monotonic()
         outputs: list[Output] = []
+        reserved: list[BgpRouteAdd] = []
         for ev in inputs:
             self.counters["bgp_inputs"] += 1
+            if isinstance(ev, BgpRouteAdd) and ev.label < LABEL_MIN:
+                reserved.append(ev)
             try:
                 outputs += self.rib.handle(ev, now)
             except RibError as e:
-                self.counters["bgp_refused"] += 1
+                self._refused("rejected")
                 log.warning("BGP input refused: %s (%s)", e, ev)
+            except Exception:  # a bug on one input must not stop the others
+                self._refused("internal-error")
+                log.exception("BGP input %s failed", ev)
+        if reserved:
+            self._refused("reserved-label", len(reserved))
+            first = reserved[0]
+            log.warning(
+                "BGP peer %s: %d path(s) with a reserved label (< %d) unused, e.g. %s:%s label %d",
+                first.peer, len(reserved), LABEL_MIN, first.rd, first.prefix, first.label,
+            )  # fmt: skip
         self._emit(outputs)
         self._wake.set()
 
     def _bgp_bad(self, err: BgpInputError) -> None:
-        self.counters["bgp_refused"] += 1
-        log.warning("bad BGP message ignored: %s", err)
+        self._refused(err.reason)
+        log.warning("bad BGP message ignored (%s): %s", err.reason, err)
 
     # ------------------------------------------------ esxmpp.server.Handler
 
@@ -485,6 +507,12 @@ class RouteServer:
         )
         for k, v in sorted(self.counters.items()):
             metric(f"{k}_total", "counter", k.replace("_", " "), [("", float(v))])
+        metric(
+            "bgp_refused_total",
+            "counter",
+            "BGP input refused or not used, by reason",
+            [(f'{{reason="{k}"}}', float(v)) for k, v in sorted(self.bgp_refused.items())],
+        )
         metric(
             "bgp_commands_total", "counter", "ExaBGP commands sent", [("", self.bgp.commands_sent)]
         )

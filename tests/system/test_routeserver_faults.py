@@ -232,6 +232,21 @@ def test_kill_9_takes_exabgp_along_and_a_restart_peers_again(
         # the new daemon has no forwarder: its End-of-RIB sweeps the stale route
         await poll(lambda: OURS not in vpn_paths("vpnv4"), "stale route swept", 10)
         assert gobgp_json("neighbor", RS1)["state"]["session_state"] == 6
+        # bug 8: session events reach the log at info/warning, with the peer and reason
+        up = ("info", f"BGP session with {GOBGP} (AS 64512) up (graceful restart 90 s)")
+        assert up in [(r["level"], r["msg"]) for r in rs2.records()]
+        gobgp("neighbor", RS1, "reset")  # GoBGP sends a Cease NOTIFICATION
+
+        def logged(level: str, start: str) -> bool:
+            return any(r["level"] == level and r["msg"].startswith(start) for r in rs2.records())
+
+        cease = (
+            f"BGP NOTIFICATION from {GOBGP} (AS 64512): code 6 subcode 4 "
+            "(Cease, Administrative Reset)"
+        )
+        await poll(lambda: logged("warning", cease), "the NOTIFICATION logged", 10)
+        down = f"BGP session with {GOBGP} (AS 64512) down: notification received (6,4)"
+        await poll(lambda: logged("warning", down), "the session down logged", 10)
 
     try:
         run(body)
