@@ -74,6 +74,7 @@ PROCESS_NAME = "esvpn-rs"
 # the daemon's pid, given to its ExaBGP child: the child ends when its parent is gone
 PARENT_ENV = "ESVPN_RS_PARENT_PID"
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+YIELD_AFTER = 0.005  # seconds of API lines handled in a row before yielding to the loop
 
 _FAMILIES = {"vpnv4": "ipv4 mpls-vpn", "vpnv6": "ipv6 mpls-vpn", "rtc": "ipv4 rtc"}
 _JSON_FAMILY = {"ipv4 mpls-vpn": "vpnv4", "ipv6 mpls-vpn": "vpnv6", "ipv4 rtc": "rtc"}
@@ -652,8 +653,14 @@ class ExaBgp:
             return
         self._writer = writer
         self._connected.set()
+        loop = asyncio.get_running_loop()
+        held_since = loop.time()
         try:
             while True:
+                if loop.time() - held_since > YIELD_AFTER:
+                    # lines already buffered are read without a pause: let others run
+                    await asyncio.sleep(0)
+                    held_since = loop.time()
                 try:
                     raw = await _read_line(reader)
                 except OSError:

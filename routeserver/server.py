@@ -44,6 +44,7 @@ from esxmpp.dialect import (
     format_system_id,
     parse_item_node,
 )
+from esxmpp.looplag import LoopLag
 from esxmpp.server import ServerSession, XmppServer
 from routeserver.config import Config
 from routeserver.exabgp_adapter import BgpInputError, ChannelLost, CommandError, ExaBgp
@@ -143,7 +144,10 @@ class RouteServer:
         self._timer: asyncio.Task[None] | None = None
         self._supervisor: asyncio.Task[None] | None = None
         self._sender: asyncio.Task[None] | None = None
+        self._worker: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        self._work_ready = asyncio.Event()  # the RIB has bulk work left (Rib.work)
+        self.lag = LoopLag()
         # BGP outputs not yet written to ExaBGP, and the commands awaiting their answer
         self._bgp_out: deque[BgpOutput] = deque()
         self._bgp_ready = asyncio.Event()
@@ -187,6 +191,8 @@ class RouteServer:
         """The timer, the BGP sender and (unless told not to) the ExaBGP supervisor."""
         self._timer = asyncio.create_task(self._timer_loop())
         self._sender = asyncio.create_task(self._send_loop())
+        self._worker = asyncio.create_task(self._work_loop())
+        self.lag.start()
         if supervise:
             self._supervisor = asyncio.create_task(self._supervise())
 
@@ -212,7 +218,10 @@ class RouteServer:
         deadline = time.monotonic() + timeout
         if self._sender is not None and not self._sender.done():
             await self.flush(min(1.0, timeout / 4))
-        tasks = [t for t in (self._supervisor, self._sender, self._timer) if t is not None]
+        self.lag.stop()
+        tasks = [
+            t for t in (self._supervisor, self._sender, self._timer, self._worker) if t is not None
+        ]
         for task in tasks:
             task.cancel()
         if tasks:
@@ -285,7 +294,23 @@ class RouteServer:
             self._emit(outputs)
             self._wake.set()
 
+    async def _work_loop(self) -> None:
+        """Carry out the RIB's bulk work (sweeps, stale marking) a slice at a time,
+        yielding to the loop between slices."""
+        while True:
+            await self._work_ready.wait()
+            self._work_ready.clear()
+            while self.rib.has_work():
+                try:
+                    self._emit(self.rib.work())
+                except Exception:  # a bug in one slice must not stop the rest
+                    log.exception("RIB bulk work failed")
+                self._wake.set()
+                await asyncio.sleep(0)
+
     def _emit(self, outputs: list[Output]) -> None:
+        if self.rib.has_work():
+            self._work_ready.set()
         bgp: list[Output] = []
         for out in coalesce(outputs):
             if isinstance(out, FwdRoutes | FwdWithdraw | FwdEndOfRib):
@@ -544,7 +569,7 @@ class RouteServer:
             [("", float(len(self.xmpp.sessions())) if self.xmpp else 0.0)],
         )
         metric("uptime_seconds", "gauge", "uptime", [("", time.monotonic() - self.started)])
-        return "\n".join(lines) + "\n"
+        return "\n".join(lines) + "\n" + self.lag.metrics("esvpn_rs")
 
     async def _http(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
