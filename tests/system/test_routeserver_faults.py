@@ -9,6 +9,7 @@ Every wait polls with a deadline.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import os
 import signal
@@ -24,6 +25,8 @@ from typing import Any
 import pytest
 
 from esxmpp import dialect as d
+from esxmpp.client import XmppClient
+from esxmpp.config import ClientConfig
 from esxmpp.testing import Pki, make_pki
 from tests.system.test_routeserver_gobgp import (
     DOMAIN,
@@ -66,7 +69,18 @@ def gobgpd(tmp_path: Path) -> Any:
     proc.wait(10)
 
 
-def write_config(tmp_path: Path, pki: Pki, xmpp_port: int, control_port: int) -> Path:
+GOBGP_NEIGHBOR = f"""
+[[bgp.neighbor]]
+address = "{GOBGP}"
+asn = 64512
+port = {GOBGP_PORT}
+families = ["vpnv4", "vpnv6", "rtc"]
+"""
+
+
+def write_config(
+    tmp_path: Path, pki: Pki, xmpp_port: int, control_port: int, neighbor: str = GOBGP_NEIGHBOR
+) -> Path:
     server = pki.server(DOMAIN)
     conf = tmp_path / "rs.toml"
     conf.write_text(
@@ -90,13 +104,7 @@ port = {control_port}
 
 [bgp]
 graceful_restart = 120
-
-[[bgp.neighbor]]
-address = "{GOBGP}"
-asn = 64512
-port = {GOBGP_PORT}
-families = ["vpnv4", "vpnv6", "rtc"]
-
+{neighbor}
 [[vrf]]
 vpn = "red"
 import_targets = ["64512:100"]
@@ -121,6 +129,13 @@ class RsProcess:
         url = f"http://127.0.0.1:{self.control_port}{path}"
         with urllib.request.urlopen(url, timeout=5) as resp:
             return str(resp.read().decode())
+
+    def answers(self) -> bool:
+        assert self.proc.poll() is None, self.log.read_text()
+        try:
+            return bool(self.get("/show/peers"))
+        except OSError:
+            return False
 
     def up(self) -> bool:
         assert self.proc.poll() is None, self.log.read_text()
@@ -327,3 +342,110 @@ def test_sigterm_under_load_exits_within_5s_and_restarts_on_the_same_ports(
     finally:
         for p in procs:
             p.stop()
+
+
+FEEDER, FEED_PORT = "127.0.6.8", 17914  # a plain ExaBGP with static routes, peering with RS1
+
+
+def start_feeder(tmp_path: Path, count: int) -> subprocess.Popen[bytes]:
+    routes = "\n".join(
+        f"    route {ipaddress.IPv4Address(0x0B000000 + i)}/32 rd 64512:99 label {100 + i} "
+        "next-hop 192.0.2.99 extended-community [ target:64512:100 ];"
+        for i in range(count)
+    )
+    conf = tmp_path / "feeder.conf"
+    conf.write_text(
+        f"""neighbor {RS1} {{
+  router-id {FEEDER};
+  local-address {FEEDER};
+  local-as 64512;
+  peer-as 64512;
+  connect {FEED_PORT};
+  family {{ ipv4 mpls-vpn; }}
+  static {{
+{routes}
+  }}
+}}
+"""
+    )
+    env = dict(os.environ, exabgp_daemon_drop="false", exabgp_api_cli="false")
+    with open(tmp_path / "feeder.log", "wb") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "exabgp", str(conf)], env=env, stdout=log,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+
+
+def test_big_peer_down_keeps_forwarders_and_control_served(tmp_path: Path, pki: Pki) -> None:
+    """Bug 5: a peer with 5,000 VPN routes goes down (no graceful restart): a forwarder
+    with a 1 s ping timeout stays connected, control requests answer, and every route
+    is withdrawn from it."""
+    count = 5000
+    xmpp_port, control_port = free_port(), free_port()
+    neighbor = f"""
+[[bgp.neighbor]]
+address = "{FEEDER}"
+asn = 64512
+families = ["vpnv4"]
+passive = true
+listen_port = {FEED_PORT}
+"""
+    conf = write_config(tmp_path, pki, xmpp_port, control_port, neighbor)
+    rs = RsProcess(conf, control_port, tmp_path / "rs.log")
+    feeder: subprocess.Popen[bytes] | None = None
+
+    async def body() -> None:
+        nonlocal feeder
+        await poll(rs.answers, "control up", 30)
+        pair = pki.client(F1)
+        have: set[str] = set()
+        gone: set[str] = set()
+
+        def on_note(note: d.Notification) -> None:
+            if isinstance(note, d.ItemsEvent):
+                have.update(i for i, _ in note.items)
+            elif isinstance(note, d.RetractEvent):
+                gone.update(note.item_ids)
+
+        client = XmppClient(
+            ClientConfig(
+                jid=f"{F1}@{DOMAIN}", host="127.0.0.1", port=xmpp_port,
+                certfile=pair.certfile, keyfile=pair.keyfile, cafile=pki.cafile,
+                ping_interval=0.2, ping_timeout=1.0,
+            ),
+            on_note,
+        )  # fmt: skip
+        await client.connect()
+        try:
+            await client.subscribe("red")
+            feeder = start_feeder(tmp_path, count)
+            await poll(lambda: len(have) == count, f"{count} routes at the forwarder", 120)
+            assert client.connected
+            feeder.kill()  # the session drops: no graceful restart, every path goes
+            answered = 0
+            deadline = time.monotonic() + 60
+            while len(gone) < count:
+                assert time.monotonic() < deadline, f"{len(gone)} of {count} withdrawn"
+                # a control request answers meanwhile (the loop is not held)
+                await asyncio.to_thread(rs.get, "/show/peers")
+                answered += 1
+                assert client.connected, "forwarder dropped during the withdrawal"
+                await asyncio.sleep(0.05)
+            assert gone == have and answered >= 1
+            peer = json.loads(await asyncio.to_thread(rs.get, "/show/peers"))[0]
+            assert (peer["address"], peer["up"], peer["routes_in"]) == (FEEDER, False, 0)
+            await client.ping()  # the session is alive and answers
+            assert client.connected
+            metrics = rs.get("/metrics")
+            assert "esvpn_rs_loop_lag_worst_seconds " in metrics
+        finally:
+            await client.close()
+
+    try:
+        run(body, 240)
+    finally:
+        if feeder is not None and feeder.poll() is None:
+            feeder.kill()
+        if feeder is not None:
+            feeder.wait(10)
+        rs.stop()
