@@ -70,7 +70,7 @@ ORIGIN_IGP, ORIGIN_EGP, ORIGIN_INCOMPLETE = 0, 1, 2
 # backoff starts over once no command has been refused for 60 s
 RESYNC_BACKOFF_MIN, RESYNC_BACKOFF_MAX, RESYNC_BACKOFF_RESET = 1.0, 30.0, 60.0
 
-WORK_SLICE = 256  # paths one slice of bulk work (sweep, stale marking) handles at most
+WORK_SLICE = 128  # paths one slice of bulk work (sweep, stale marking) handles at most
 
 
 class RibError(ValueError):
