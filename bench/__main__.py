@@ -20,6 +20,7 @@ BENCHES = (
     "agent_write_rate.py",
     "xmpp_load.py",
     "rs_routes.py",
+    "rs_loop_lag.py",
     "faults.py",
 )
 

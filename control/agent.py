@@ -43,6 +43,7 @@ from control.p4rt import (
 from control.routeservers import RouteServers
 from control.vrf import Export, LocalTarget, VrfState
 from esxmpp.dialect import DialectError, Request, format_system_id
+from esxmpp.looplag import LoopLag
 from esxmpp.server import ServerSession, XmppServer
 
 log = logging.getLogger("control.agent")
@@ -74,6 +75,7 @@ class Agent:
         self._pending_exports: dict[Export, Entity] = {}
         self._installed_exports: set[Export] = set()
         self.xmpp = XmppServer(cfg.xmpp, self, clock)
+        self.lag = LoopLag()
         self.rs = RouteServers(
             cfg.route_servers,
             self.state,
@@ -107,6 +109,7 @@ class Agent:
         self._control = await asyncio.start_server(self._http, host, port)
         self._tasks.append(asyncio.create_task(self._timer_loop()))
         self._tasks.append(asyncio.create_task(self._save_loop()))
+        self._tasks.append(self.lag.start())  # esvpn_loop_lag_* in /metrics
         self.changed()
 
     @property
@@ -462,7 +465,7 @@ class Agent:
         for name, value in lines:
             kind = "counter" if name.endswith("_total") else "gauge"
             out.append(f"# TYPE {name} {kind}\n{name} {value}\n")
-        return "".join(out)
+        return "".join(out) + self.lag.metrics("esvpn")
 
     # ------------------------------------------------------------- control HTTP
     async def _http(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -10,15 +10,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import logging
+import os
 import signal
 import sys
+import threading
 import urllib.error
 import urllib.parse
 import urllib.request
 from typing import Any
 
 from routeserver.config import Config, ConfigError, load
+
+log = logging.getLogger("routeserver")
 
 SHOW = ("sessions", "vrfs", "routes", "rtc", "peers")
 
@@ -100,19 +106,53 @@ def _control_of(args: argparse.Namespace) -> str:
     return "127.0.0.1:8179"
 
 
+HARD_EXIT = 4.5  # seconds after SIGTERM/SIGINT: kill ExaBGP and exit, whatever still runs
+
+
 async def _run(cfg: Config) -> int:
-    """Serve until SIGINT/SIGTERM (ExaBGP is restarted by the daemon if it dies)."""
+    """Serve until SIGINT/SIGTERM (ExaBGP is restarted by the daemon if it dies).
+
+    A signal, even while starting, stops the daemon in a bounded time
+    (:meth:`RouteServer.stop`); should anything still hang, a watchdog
+    thread kills ExaBGP and exits the process :data:`HARD_EXIT` seconds
+    after the first signal.
+    """
     from routeserver.server import RouteServer
 
     rs = RouteServer(cfg)
-    await rs.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+
+    def hard_exit() -> None:
+        log.error("still running %.1f s after the signal: exiting hard", HARD_EXIT)
+        pid = rs.bgp.pid
+        if pid is not None:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        os._exit(1)
+
+    def on_signal(sig: signal.Signals) -> None:
+        if not stop.is_set():
+            log.info("%s: stopping", sig.name)
+            watchdog = threading.Timer(HARD_EXIT, hard_exit)
+            watchdog.daemon = True
+            watchdog.start()
+        stop.set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, on_signal, sig)
+    starting = asyncio.create_task(rs.start())
+    stopping = asyncio.create_task(stop.wait())
     try:
-        await stop.wait()
+        await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if not starting.done():  # a signal while starting
+            starting.cancel()
+            await asyncio.wait({starting}, timeout=1.0)
+            return 0
+        starting.result()  # a failed start raises here
+        await stopping
     finally:
+        stopping.cancel()
         await rs.stop()
     return 0
 

@@ -33,8 +33,11 @@ import ipaddress
 import json
 import logging
 import os
+import signal
 import sys
 import tempfile
+import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -68,6 +71,10 @@ log = logging.getLogger("routeserver.bgp")
 VERSION_EC_TYPE = 0x8E
 VERSION_EC_SUBTYPE = 0x01
 PROCESS_NAME = "esvpn-rs"
+# the daemon's pid, given to its ExaBGP child: the child ends when its parent is gone
+PARENT_ENV = "ESVPN_RS_PARENT_PID"
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+YIELD_AFTER = 0.005  # seconds of API lines handled in a row before yielding to the loop
 
 _FAMILIES = {"vpnv4": "ipv4 mpls-vpn", "vpnv6": "ipv6 mpls-vpn", "rtc": "ipv4 rtc"}
 _JSON_FAMILY = {"ipv4 mpls-vpn": "vpnv4", "ipv6 mpls-vpn": "vpnv6", "ipv4 rtc": "rtc"}
@@ -75,7 +82,57 @@ _ORIGINS = {"igp": ORIGIN_IGP, "egp": ORIGIN_EGP, "incomplete": ORIGIN_INCOMPLET
 
 
 class BgpInputError(ValueError):
-    """A message from ExaBGP (i.e. from a BGP peer) that cannot be used; says why."""
+    """A message from ExaBGP (i.e. from a BGP peer) that cannot be used; says why.
+
+    ``reason`` is a short label for counting refusals (``malformed``,
+    ``bad-attribute``, ``bad-nlri``, ``bad-label``, ``bad-nexthop``, ``too-long``).
+    """
+
+    def __init__(self, message: str, reason: str = "malformed") -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class PeerEvent:
+    """An operational event of one BGP session (up, down, NOTIFICATION), to be logged."""
+
+    peer: str
+    kind: str  # "up" | "down" | "notification"
+    level: int  # a logging level
+    text: str
+
+
+# BGP NOTIFICATION codes (RFC 4271 §4.5) and Cease subcodes (RFC 4486)
+_NOTIFY = {
+    1: "Message Header Error",
+    2: "OPEN Message Error",
+    3: "UPDATE Message Error",
+    4: "Hold Timer Expired",
+    5: "Finite State Machine Error",
+    6: "Cease",
+    7: "ROUTE-REFRESH Message Error",
+}
+_CEASE = {
+    1: "Maximum Number of Prefixes Reached",
+    2: "Administrative Shutdown",
+    3: "Peer De-configured",
+    4: "Administrative Reset",
+    5: "Connection Rejected",
+    6: "Other Configuration Change",
+    7: "Connection Collision Resolution",
+    8: "Out of Resources",
+    9: "Hard Reset",
+}
+
+
+def notification_text(code: object, subcode: object, data: str = "") -> str:
+    """'code 6 subcode 4 (Cease, Administrative Reset)', then the peer's text if any."""
+    names = [_NOTIFY.get(code, "unknown") if isinstance(code, int) else "unknown"]
+    if code == 6 and isinstance(subcode, int) and subcode in _CEASE:
+        names.append(_CEASE[subcode])
+    text = f"code {code} subcode {subcode} ({', '.join(names)})"
+    return f"{text}: {data}" if data else text
 
 
 class CommandError(RuntimeError):
@@ -252,7 +309,7 @@ def _label(nlri: dict[str, Any], family: str) -> int:
     while isinstance(lab, list) and lab:
         lab = lab[0]
     if not isinstance(lab, int) or not 0 <= lab < 1 << 20:
-        raise BgpInputError(f"{family}: bad label {nlri.get('label')!r}")
+        raise BgpInputError(f"{family}: bad label {nlri.get('label')!r}", "bad-label")
     return lab
 
 
@@ -279,7 +336,7 @@ def _nexthop(text: str, family: str) -> ipaddress.IPv4Address | ipaddress.IPv6Ad
     try:
         nh = ipaddress.ip_address(text)
     except ValueError:
-        raise BgpInputError(f"{family}: bad next hop {text!r}") from None
+        raise BgpInputError(f"{family}: bad next hop {text!r}", "bad-nexthop") from None
     if isinstance(nh, ipaddress.IPv6Address) and nh.ipv4_mapped is not None:
         return nh.ipv4_mapped
     return nh
@@ -302,7 +359,10 @@ class PeerOpen:
 
 
 def parse_message(
-    line: str, opens: PeerOpen, errors: list[BgpInputError] | None = None
+    line: str,
+    opens: PeerOpen,
+    errors: list[BgpInputError] | None = None,
+    events: list[PeerEvent] | None = None,
 ) -> list[Input]:
     """RIB inputs from one ExaBGP JSON line.
 
@@ -311,7 +371,8 @@ def parse_message(
     each is appended there and the rest of the UPDATE is used, RFC 7606
     style: a bad attribute treats every route of the UPDATE as withdrawn, a
     bad label or next hop that route; an NLRI without a usable RD and
-    prefix (nothing to withdraw) is skipped.
+    prefix (nothing to withdraw) is skipped. Session events (up, down with
+    its reason, a NOTIFICATION received) are appended to ``events`` if given.
     """
     try:
         msg = json.loads(line)
@@ -327,12 +388,39 @@ def parse_message(
         peer = str(ipaddress.ip_address(neighbor["address"]["peer"]))
     except (KeyError, TypeError, ValueError):
         raise BgpInputError("message without a valid neighbor.address.peer") from None
+    note = events.append if events is not None else (lambda e: None)
+    asn = neighbor.get("asn", {}).get("peer") if isinstance(neighbor.get("asn"), dict) else None
+    who = f"{peer} (AS {asn})" if asn is not None else peer
     if kind == "state":
         state = neighbor.get("state")
         if state == "up":
-            return [BgpPeerUp(peer, opens.gr.get(peer, 0))]
+            gr = opens.gr.get(peer, 0)
+            note(
+                PeerEvent(
+                    peer, "up", logging.INFO, f"BGP session with {who} up (graceful restart {gr} s)"
+                )
+            )
+            return [BgpPeerUp(peer, gr)]
         if state == "down":
+            reason = neighbor.get("reason") or "no reason given"
+            note(PeerEvent(peer, "down", logging.WARNING, f"BGP session with {who} down: {reason}"))
             return [BgpPeerDown(peer)]
+        return []
+    if kind == "notification":
+        n = neighbor.get("notification")
+        n = n if isinstance(n, dict) else {}
+        way = "from" if neighbor.get("direction") == "receive" else "to"
+        said = n.get("message")
+        said = said if isinstance(said, str) else ""
+        note(
+            PeerEvent(
+                peer,
+                "notification",
+                logging.WARNING,
+                f"BGP NOTIFICATION {way} {who}: "
+                + notification_text(n.get("code"), n.get("subcode"), said),
+            )
+        )
         return []
     if kind == "open":
         if neighbor.get("direction") == "receive":
@@ -372,7 +460,7 @@ def parse_message(
                 else:
                     raise BgpInputError(f"{fam}: bad withdrawn NLRI {nlri!r}")
             except BgpInputError as e:
-                refuse(e)
+                refuse(BgpInputError(str(e), "bad-nlri"))
     announce = update.get("announce") or {}
     attr_error: BgpInputError | None = None
     attrs, targets, version = BgpAttrs(), frozenset[str](), 0
@@ -381,7 +469,11 @@ def parse_message(
             attrs, targets, version = _attrs(update.get("attribute"))
         except BgpInputError as e:
             # RFC 7606 treat-as-withdraw: every NLRI of this UPDATE is withdrawn
-            refuse(BgpInputError(f"{e}; its routes are treated as withdrawn (RFC 7606)"))
+            refuse(
+                BgpInputError(
+                    f"{e}; its routes are treated as withdrawn (RFC 7606)", "bad-attribute"
+                )
+            )
             attr_error = e
     for jfam, by_nh in announce.items():
         fam = _JSON_FAMILY.get(jfam)
@@ -393,7 +485,7 @@ def parse_message(
                     try:
                         target = _rtc_target(nlri)
                     except BgpInputError as e:
-                        refuse(e)
+                        refuse(BgpInputError(str(e), "bad-nlri"))
                         continue
                     out.append(BgpRtcDel(peer, target) if attr_error else BgpRtcAdd(peer, target))
                     continue
@@ -402,7 +494,7 @@ def parse_message(
                         raise BgpInputError(f"{fam}: bad NLRI {nlri!r}")
                     rd, prefix = _rd(nlri, fam), _prefix(nlri.get("nlri"), fam)
                 except BgpInputError as e:
-                    refuse(e)  # nothing identifies a route to withdraw
+                    refuse(BgpInputError(str(e), "bad-nlri"))  # nothing identifies a route
                     continue
                 if attr_error is not None:
                     out.append(BgpRouteDel(peer, rd, prefix))
@@ -410,7 +502,11 @@ def parse_message(
                 try:
                     label, nexthop = _label(nlri, fam), _nexthop(nh_text, fam)
                 except BgpInputError as e:
-                    refuse(BgpInputError(f"{e}; {rd}:{prefix} treated as withdrawn (RFC 7606)"))
+                    refuse(
+                        BgpInputError(
+                            f"{e}; {rd}:{prefix} treated as withdrawn (RFC 7606)", e.reason
+                        )
+                    )
                     out.append(BgpRouteDel(peer, rd, prefix))
                     continue
                 out.append(
@@ -478,6 +574,7 @@ class ExaBgp:
         self._acks: deque[tuple[asyncio.Future[None], str]] = deque()  # (future, command)
         self._tasks: list[asyncio.Task[None]] = []
         self._opens = PeerOpen({})
+        self._up: set[str] = set()  # peers whose session is established
         self.commands_sent = 0
         self.commands_failed = 0  # answered 'error'
         self.commands_lost = 0  # no answer: channel gone
@@ -495,6 +592,7 @@ class ExaBgp:
         env = dict(os.environ)
         env.update(
             {
+                PARENT_ENV: str(os.getpid()),
                 "exabgp_api_ack": "true",
                 "exabgp_api_cli": "false",
                 "exabgp_api_terminate": "true",
@@ -523,6 +621,9 @@ class ExaBgp:
         except TimeoutError:
             await self.stop()
             raise RuntimeError("ExaBGP did not start its API process in time") from None
+        except BaseException:  # cancelled while starting: leave no child behind
+            self.kill()
+            raise
 
     async def _child_log(self) -> None:
         assert self._proc is not None and self._proc.stdout is not None
@@ -552,15 +653,23 @@ class ExaBgp:
             return
         self._writer = writer
         self._connected.set()
+        loop = asyncio.get_running_loop()
+        held_since = loop.time()
         try:
             while True:
+                if loop.time() - held_since > YIELD_AFTER:
+                    # lines already buffered are read without a pause: let others run
+                    await asyncio.sleep(0)
+                    held_since = loop.time()
                 try:
                     raw = await _read_line(reader)
                 except OSError:
                     break
                 if raw is None:
                     self.bad_messages += 1
-                    self.on_bad_input(BgpInputError("line longer than the API read limit"))
+                    self.on_bad_input(
+                        BgpInputError("line longer than the API read limit", "too-long")
+                    )
                     continue
                 if not raw:
                     break
@@ -606,10 +715,20 @@ class ExaBgp:
         self.messages_in += 1
         log.debug("exabgp json: %s", line)
         errors: list[BgpInputError] = []
+        events: list[PeerEvent] = []
         try:
-            inputs = parse_message(line, self._opens, errors)
+            inputs = parse_message(line, self._opens, errors, events)
         except BgpInputError as e:
             errors, inputs = [e], []
+        for ev in events:
+            level = ev.level
+            if ev.kind == "up":
+                self._up.add(ev.peer)
+            elif ev.kind == "down":
+                if ev.peer not in self._up:  # a connection attempt that failed
+                    level = logging.INFO
+                self._up.discard(ev.peer)
+            log.log(level, "%s", ev.text)
         for err in errors:
             self.bad_messages += 1
             self.on_bad_input(err)
@@ -670,14 +789,24 @@ class ExaBgp:
     def connected(self) -> bool:
         return self._writer is not None
 
-    async def stop(self) -> None:
+    def kill(self) -> None:
+        """SIGKILL the child now (it takes its relay along); for a bounded shutdown."""
         self._stopping = True
         if self._proc is not None and self._proc.returncode is None:
-            self._proc.terminate()
-            try:
-                await asyncio.wait_for(self._proc.wait(), 10)
-            except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
                 self._proc.kill()
+
+    async def stop(self, grace: float = 2.0) -> None:
+        """Terminate the child, kill it after ``grace`` seconds; release everything."""
+        self._stopping = True
+        if self._proc is not None and self._proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self._proc.terminate()
+            try:
+                await asyncio.wait_for(self._proc.wait(), grace)
+            except TimeoutError:
+                log.warning("exabgp did not exit %.1f s after SIGTERM; killing it", grace)
+                self.kill()
                 await self._proc.wait()
         if self._server is not None:
             self._server.close()
@@ -687,15 +816,43 @@ class ExaBgp:
             transport = getattr(self._proc, "_transport", None)
             if transport is not None:
                 transport.close()
-        for t in self._tasks:
-            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
-                await asyncio.wait_for(t, 5)
+        if self._tasks:
+            _, late = await asyncio.wait(self._tasks, timeout=1.0)
+            for t in late:
+                t.cancel()
         if self._dir is not None:
             self._dir.cleanup()
             self._dir = None
 
 
 # ------------------------------------------------------------ child side
+
+
+def die_with_parent(
+    parent: int | None, sig: int = signal.SIGTERM, grace: float = 3.0, poll: float = 0.2
+) -> None:  # pragma: no cover - runs inside the ExaBGP child and its relay
+    """End this process when its parent dies, whatever kills the parent.
+
+    The kernel sends ``sig`` when the parent goes (``PR_SET_PDEATHSIG``). If
+    the parent is already gone (it died before this ran), or the signal does
+    not end us, a watchdog thread that sees our parent pid change sends
+    ``sig`` itself and, ``grace`` seconds later, exits hard.
+    """
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0)
+    expected = os.getppid() if parent is None else parent
+
+    def watch() -> None:
+        while os.getppid() == expected:
+            time.sleep(poll)
+        os.kill(os.getpid(), sig)
+        time.sleep(grace)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="die-with-parent", daemon=True).start()
 
 
 def _install_rtc() -> None:  # pragma: no cover - runs inside the ExaBGP child
@@ -771,7 +928,8 @@ def _install_rtc() -> None:  # pragma: no cover - runs inside the ExaBGP child
 def _relay(sock: str) -> int:  # pragma: no cover - runs as ExaBGP's API process
     """Bridge ExaBGP's pipes (our stdin/stdout) and the daemon's Unix socket."""
     import socket
-    import threading
+
+    die_with_parent(None, signal.SIGKILL)
 
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.connect(sock)
@@ -797,6 +955,8 @@ def main(argv: list[str]) -> int:  # pragma: no cover - child entry points
     if len(argv) >= 2 and argv[0] == "relay":
         return _relay(argv[1])
     if argv and argv[0] == "exabgp":
+        parent = os.environ.get(PARENT_ENV)
+        die_with_parent(int(parent) if parent and parent.isdigit() else None)
         _install_rtc()
         from exabgp.application.main import main as exabgp_main
 

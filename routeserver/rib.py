@@ -41,12 +41,21 @@ Model
 * Graceful restart (RFC 4724, helper side): when a peer that advertised the
   capability goes down, its paths are kept, marked stale, until it sends
   End-of-RIB for the family or the restart time runs out.
+* Bulk work (a peer down with or without graceful restart, an End-of-RIB or
+  restart-time sweep) touches every path of a peer. It is a job run in slices
+  of at most :data:`WORK_SLICE` paths: the input that starts it returns the
+  first slice's outputs, :meth:`Rib.work` gives the next ones while
+  :meth:`Rib.has_work`, so the caller never holds its event loop for long.
+  Jobs run in the order they were started; inputs handled in between apply
+  at once, and a job leaves alone a path announced after the event that
+  started it (a peer back up re-announcing).
 """
 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
+from collections import deque
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 
 from esxmpp.dialect import LABEL_MIN
@@ -60,6 +69,8 @@ ORIGIN_IGP, ORIGIN_EGP, ORIGIN_INCOMPLETE = 0, 1, 2
 # resync after a refused BGP command: first after 1 s, doubling up to 30 s; the
 # backoff starts over once no command has been refused for 60 s
 RESYNC_BACKOFF_MIN, RESYNC_BACKOFF_MAX, RESYNC_BACKOFF_RESET = 1.0, 30.0, 60.0
+
+WORK_SLICE = 128  # paths one slice of bulk work (sweep, stale marking) handles at most
 
 
 class RibError(ValueError):
@@ -276,6 +287,7 @@ class Path:
     ebgp: bool = False
     vrf: str | None = None  # own VRF of an XMPP path
     stale: bool = False
+    session: int = field(default=0, compare=False)  # the BGP session (of its peer) it came in
 
 
 def check_route(prefix: IPNetwork, nexthop: IPAddress) -> None:
@@ -306,6 +318,7 @@ class _Peer:
     filter_out: bool = True  # RFC 4684 outbound filtering by the peer's RTC routes
     families: frozenset[str] = frozenset({"vpnv4", "vpnv6", "rtc"})
     up: bool = False
+    session: int = 0  # counts the peer's sessions: paths remember the one they came in
     gr_time: int = 0
     gr_deadline: float | None = None
     rtc_in: dict[str | None, bool] = field(default_factory=dict)  # target -> stale
@@ -329,6 +342,12 @@ class Rib:
         # all paths: xmpp key (system, vrf, prefix) / bgp key (peer, rd, prefix)
         self._xmpp: dict[tuple[str, str, IPNetwork], Path] = {}
         self._bgp: dict[tuple[str, str, IPNetwork], Path] = {}
+        # per peer: its paths' keys, and how many of them are stale
+        self._peer_paths: dict[str, dict[tuple[str, str, IPNetwork], None]] = {
+            a: {} for a in self._peers
+        }
+        self._stale: dict[str, int] = dict.fromkeys(self._peers, 0)
+        self._jobs: deque[Iterator[list[Output]]] = deque()  # bulk work, in slices
         self._by_prefix: dict[IPNetwork, set[tuple[str, tuple[str, str, IPNetwork]]]] = {}
         self._selected: dict[tuple[str, IPNetwork], Path] = {}
         self._subscribers: dict[str, set[str]] = {}  # vrf name -> system ids
@@ -384,7 +403,7 @@ class Rib:
         for peer in self._peers.values():
             if peer.gr_deadline is not None and peer.gr_deadline <= now:
                 peer.gr_deadline = None
-                out += self._sweep(peer, ("vpnv4", "vpnv6", "rtc"))
+                out += self._start(self._sweep(peer, ("vpnv4", "vpnv6", "rtc")))
         if self._resync_at is not None and self._resync_at <= now:
             self._resync_at = None
             self.counters["bgp_resync"] = self.counters.get("bgp_resync", 0) + 1
@@ -392,6 +411,44 @@ class Rib:
             for peer in self._peers.values():
                 out += self._readvertise(peer)
         return out
+
+    # ------------------------------------------------------------ bulk work
+
+    def has_work(self) -> bool:
+        """True while a bulk job (sweep, stale marking) has slices left: call :meth:`work`."""
+        return bool(self._jobs)
+
+    def work(self, budget: int = WORK_SLICE) -> list[Output]:
+        """Run at most ``budget`` steps (paths) of the pending bulk jobs, in order."""
+        out: list[Output] = []
+        while budget > 0 and self._jobs:
+            job = self._jobs[0]
+            for step in job:
+                out += step
+                budget -= 1
+                if budget == 0:
+                    break
+            else:
+                self._jobs.popleft()
+        return out
+
+    def _start(self, job: Iterator[list[Output]]) -> list[Output]:
+        """Queue a bulk job; the outputs of the first slice of pending work come back now."""
+        self._jobs.append(job)
+        return self.work()
+
+    def _put(self, key: tuple[str, str, IPNetwork], path: Path) -> None:
+        old = self._bgp.get(key)
+        self._stale[key[0]] += path.stale - (old is not None and old.stale)
+        self._bgp[key] = path
+        self._peer_paths[key[0]][key] = None
+        self._by_prefix.setdefault(key[2], set()).add(("bgp", key))
+
+    def _drop(self, key: tuple[str, str, IPNetwork]) -> None:
+        old = self._bgp.pop(key)
+        self._stale[key[0]] -= old.stale
+        del self._peer_paths[key[0]][key]
+        self._unindex(key[2], ("bgp", key))
 
     def _command_failed(self, ev: BgpCommandFailed, now: float) -> list[Output]:
         """Undo in adj-RIB-out what a refused command recorded; a resync will retry it."""
@@ -516,12 +573,15 @@ class Rib:
             version=ev.version,
             attrs=ev.attrs,
             ebgp=peer.asn != self.config.asn,
+            session=peer.session,
         )
         key = (ev.peer, ev.rd, ev.prefix)
-        if self._bgp.get(key) == path:
+        old = self._bgp.get(key)
+        if old == path:
+            if old is not None and old.session != path.session:
+                self._bgp[key] = path  # the same path, in the peer's current session
             return []
-        self._bgp[key] = path
-        self._by_prefix.setdefault(ev.prefix, set()).add(("bgp", key))
+        self._put(key, path)
         return self._recompute(ev.prefix)
 
     def _bgp_del(self, ev: BgpRouteDel) -> list[Output]:
@@ -529,8 +589,7 @@ class Rib:
         key = (ev.peer, ev.rd, ev.prefix)
         if key not in self._bgp:
             return []
-        del self._bgp[key]
-        self._unindex(ev.prefix, ("bgp", key))
+        self._drop(key)
         return self._recompute(ev.prefix)
 
     def _rtc_add(self, ev: BgpRtcAdd) -> list[Output]:
@@ -550,6 +609,7 @@ class Rib:
     def _peer_up(self, ev: BgpPeerUp) -> list[Output]:
         peer = self._peer(ev.peer)
         peer.up = True
+        peer.session += 1
         peer.gr_time = ev.graceful_restart
         return []
 
@@ -559,43 +619,64 @@ class Rib:
             return []
         peer.up = False
         if peer.gr_time > 0:
-            for key, p in list(self._bgp.items()):
-                if key[0] == peer.address:
-                    self._bgp[key] = replace(p, stale=True)
             peer.rtc_in = dict.fromkeys(peer.rtc_in, True)
             peer.gr_deadline = now + peer.gr_time
-            return []
-        return self._sweep(peer, ("vpnv4", "vpnv6", "rtc"), stale_only=False)
+            return self._start(self._mark_stale(peer))
+        return self._start(self._sweep(peer, ("vpnv4", "vpnv6", "rtc"), stale_only=False))
+
+    def _mark_stale(self, peer: _Peer) -> Iterator[list[Output]]:
+        """Job: mark stale the paths of the peer's session that just went down."""
+        # taken now, not when the job's turn comes: the peer may be back by then
+        session, keys = peer.session, list(self._peer_paths[peer.address])
+
+        def job() -> Iterator[list[Output]]:
+            for key in keys:
+                p = self._bgp.get(key)
+                if p is not None and p.session <= session and not p.stale:
+                    self._put(key, replace(p, stale=True))
+                yield []
+
+        return job()
 
     def _eor(self, ev: BgpEndOfRib) -> list[Output]:
         peer = self._peer(ev.peer)
-        out = self._sweep(peer, (ev.family,))
-        if not any(p.stale for k, p in self._bgp.items() if k[0] == peer.address) and not any(
-            peer.rtc_in.values()
-        ):
-            peer.gr_deadline = None
-        return out
+        return self._start(self._eor_sweep(peer, ev.family))
 
-    def _sweep(self, peer: _Peer, families: Iterable[str], stale_only: bool = True) -> list[Output]:
+    def _eor_sweep(self, peer: _Peer, family: str) -> Iterator[list[Output]]:
+        yield from self._sweep(peer, (family,))
+        if self._stale[peer.address] == 0 and not any(peer.rtc_in.values()):
+            peer.gr_deadline = None
+
+    def _sweep(
+        self, peer: _Peer, families: Iterable[str], stale_only: bool = True
+    ) -> Iterator[list[Output]]:
+        """Job: remove the peer's paths of ``families`` (only the stale ones if
+        ``stale_only``, else those of its session that just went down)."""
         fams = set(families)
-        out: list[Output] = []
-        for key, p in list(self._bgp.items()):
-            if (
-                key[0] == peer.address
-                and family_of(p.prefix) in fams
-                and (p.stale or not stale_only)
-            ):
-                del self._bgp[key]
-                self._unindex(p.prefix, ("bgp", key))
-                out += self._recompute(p.prefix)
-        if "rtc" in fams:
-            keep: dict[str | None, bool] = {
-                t: s for t, s in peer.rtc_in.items() if stale_only and not s
-            }
-            if keep != peer.rtc_in:
-                peer.rtc_in = keep
-                out += self._readvertise(peer)
-        return out
+        # taken now, not when the job's turn comes: the peer may be back by then
+        session, keys = peer.session, list(self._peer_paths[peer.address])
+
+        def job() -> Iterator[list[Output]]:
+            for key in keys:
+                p = self._bgp.get(key)
+                if (
+                    p is not None
+                    and family_of(p.prefix) in fams
+                    and (p.stale if stale_only else p.session <= session)
+                ):
+                    self._drop(key)
+                    yield self._recompute(p.prefix)
+                else:
+                    yield []
+            if "rtc" in fams and (stale_only or peer.session == session):
+                keep: dict[str | None, bool] = {
+                    t: s for t, s in peer.rtc_in.items() if stale_only and not s
+                }
+                if keep != peer.rtc_in:
+                    peer.rtc_in = keep
+                    yield self._readvertise(peer)
+
+        return job()
 
     # ------------------------------------------------------------ selection
 
@@ -852,8 +933,8 @@ class Rib:
                 "asn": p.asn,
                 "up": p.up,
                 "graceful_restart": p.gr_time,
-                "stale": sum(1 for k, x in self._bgp.items() if k[0] == a and x.stale),
-                "routes_in": sum(1 for k in self._bgp if k[0] == a),
+                "stale": self._stale[a],
+                "routes_in": len(self._peer_paths[a]),
                 "routes_out": len(p.adj_out),
             }
             for a, p in self._peers.items()
@@ -876,9 +957,14 @@ def coalesce(outputs: Iterable[Output]) -> list[Output]:
     Per forwarder and VPN the order is kept: consecutive ``FwdRoutes`` become
     one (a prefix repeated keeps its last value, in its first place),
     consecutive ``FwdWithdraw`` one. Everything else keeps its position.
+
+    Linear in the number of routes and prefixes: a run is gathered in one
+    dict and turned into its output once, at the end.
     """
     out: list[Output] = []
     last: dict[tuple[str, str], int] = {}  # key -> index in out of its last output
+    # index in out -> the routes / prefixes gathered for the run that starts there
+    runs: dict[int, dict[IPNetwork, FwdRoute | None]] = {}
     for o in outputs:
         if isinstance(o, FwdRoutes | FwdWithdraw | FwdEndOfRib):
             key = (o.system_id, o.vpn)
@@ -886,16 +972,26 @@ def coalesce(outputs: Iterable[Output]) -> list[Output]:
             if i is not None:
                 prev = out[i]
                 if isinstance(o, FwdRoutes) and isinstance(prev, FwdRoutes):
-                    routes = {r.prefix: r for r in prev.routes}
-                    routes.update((r.prefix, r) for r in o.routes)
-                    out[i] = FwdRoutes(o.system_id, o.vpn, tuple(routes.values()))
+                    run = runs.get(i)
+                    if run is None:
+                        run = runs[i] = {r.prefix: r for r in prev.routes}
+                    run.update((r.prefix, r) for r in o.routes)
                     continue
                 if isinstance(o, FwdWithdraw) and isinstance(prev, FwdWithdraw):
-                    gone = dict.fromkeys(prev.prefixes) | dict.fromkeys(o.prefixes)
-                    out[i] = FwdWithdraw(o.system_id, o.vpn, tuple(gone))
+                    run = runs.get(i)
+                    if run is None:
+                        run = runs[i] = dict.fromkeys(prev.prefixes)
+                    run.update(dict.fromkeys(o.prefixes))
                     continue
             last[key] = len(out)
         out.append(o)
+    for i, run in runs.items():
+        first = out[i]
+        if isinstance(first, FwdRoutes):
+            routes = tuple(r for r in run.values() if r is not None)
+            out[i] = FwdRoutes(first.system_id, first.vpn, routes)
+        elif isinstance(first, FwdWithdraw):
+            out[i] = FwdWithdraw(first.system_id, first.vpn, tuple(run))
     return out
 
 

@@ -27,6 +27,7 @@ from typing import Any
 
 from esxmpp.config import ServerConfig
 from esxmpp.dialect import (
+    LABEL_MIN,
     Associate,
     DialectError,
     Dissociate,
@@ -43,6 +44,7 @@ from esxmpp.dialect import (
     format_system_id,
     parse_item_node,
 )
+from esxmpp.looplag import LoopLag
 from esxmpp.server import ServerSession, XmppServer
 from routeserver.config import Config
 from routeserver.exabgp_adapter import BgpInputError, ChannelLost, CommandError, ExaBgp
@@ -50,6 +52,7 @@ from routeserver.rib import (
     BgpAnnounce,
     BgpCommandFailed,
     BgpPeerDown,
+    BgpRouteAdd,
     BgpWithdraw,
     FwdEndOfRib,
     FwdRoutes,
@@ -96,6 +99,7 @@ def setup_logging(level: str) -> None:
 
 MAX_ITEMS = 100  # items per notification, so no stanza grows past a client's limit
 BGP_WINDOW = 256  # ExaBGP commands written and not yet acknowledged, at most
+STOP_TIMEOUT = 3.5  # RouteServer.stop() returns within this (a daemon exits within 5 s)
 BgpOutput = BgpAnnounce | BgpWithdraw | RtcAnnounce | RtcWithdraw
 
 
@@ -140,7 +144,10 @@ class RouteServer:
         self._timer: asyncio.Task[None] | None = None
         self._supervisor: asyncio.Task[None] | None = None
         self._sender: asyncio.Task[None] | None = None
+        self._worker: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        self._work_ready = asyncio.Event()  # the RIB has bulk work left (Rib.work)
+        self.lag = LoopLag()
         # BGP outputs not yet written to ExaBGP, and the commands awaiting their answer
         self._bgp_out: deque[BgpOutput] = deque()
         self._bgp_ready = asyncio.Event()
@@ -152,10 +159,14 @@ class RouteServer:
             "xmpp_refused": 0,
             "xmpp_notifications": 0,
             "bgp_inputs": 0,
-            "bgp_refused": 0,
             "bgp_commands_refused": 0,
             "exabgp_restarts": 0,
         }
+        # BGP input refused, by reason (BgpInputError.reason, "rejected" by the RIB,
+        # "reserved-label" for a path no forwarder can use)
+        self.bgp_refused: dict[str, int] = dict.fromkeys(
+            ("malformed", "rejected", "reserved-label"), 0
+        )
 
     # ------------------------------------------------------------ lifecycle
 
@@ -166,7 +177,7 @@ class RouteServer:
                 self.xmpp = XmppServer(self.xmpp_config, self)
                 await self.xmpp.start()
             self._control = await asyncio.start_server(
-                self._http, self.cfg.control_host, self.cfg.control_port
+                self._http, self.cfg.control_host, self.cfg.control_port, reuse_address=True
             )
         except BaseException:
             if self.xmpp is not None:
@@ -180,6 +191,8 @@ class RouteServer:
         """The timer, the BGP sender and (unless told not to) the ExaBGP supervisor."""
         self._timer = asyncio.create_task(self._timer_loop())
         self._sender = asyncio.create_task(self._send_loop())
+        self._worker = asyncio.create_task(self._work_loop())
+        self.lag.start()
         if supervise:
             self._supervisor = asyncio.create_task(self._supervise())
 
@@ -193,20 +206,39 @@ class RouteServer:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._bgp_idle.wait(), timeout)
 
-    async def stop(self) -> None:
+    async def stop(self, timeout: float = STOP_TIMEOUT) -> None:
+        """Stop within ``timeout`` seconds whatever state we are in.
+
+        Queued BGP outputs get a short flush; then every task is cancelled
+        (one that ignores its cancellation is abandoned, not awaited), both
+        listeners close at once, and ExaBGP (terminated, killed after a
+        grace) and the XMPP server are stopped side by side, bounded by the
+        deadline: whatever is left then is abandoned and ExaBGP killed.
+        """
+        deadline = time.monotonic() + timeout
         if self._sender is not None and not self._sender.done():
-            await self.flush(5.0)
-        for task in (self._supervisor, self._sender, self._timer):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-        if self.xmpp is not None:
-            await self.xmpp.close()
+            await self.flush(min(1.0, timeout / 4))
+        self.lag.stop()
+        tasks = [
+            t for t in (self._supervisor, self._sender, self._timer, self._worker) if t is not None
+        ]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            _, stuck = await asyncio.wait(tasks, timeout=0.5)
+            for task in stuck:
+                log.error("shutdown: task %s ignores its cancellation; abandoned", task)
         if self._control is not None:
             self._control.close()
-            await self._control.wait_closed()
-        await self.bgp.stop()
+        parts = [asyncio.create_task(self.bgp.stop(grace=min(2.0, timeout / 2)))]
+        if self.xmpp is not None:
+            parts.append(asyncio.create_task(self.xmpp.close()))
+        _, late = await asyncio.wait(parts, timeout=max(0.1, deadline - time.monotonic()))
+        if late:
+            log.error("shutdown: %d part(s) did not finish in time; abandoned", len(late))
+            for task in late:
+                task.cancel()
+            self.bgp.kill()
 
     async def _supervise(self) -> None:
         """Restart ExaBGP when it dies and replay what the RIB advertises.
@@ -262,7 +294,23 @@ class RouteServer:
             self._emit(outputs)
             self._wake.set()
 
+    async def _work_loop(self) -> None:
+        """Carry out the RIB's bulk work (sweeps, stale marking) a slice at a time,
+        yielding to the loop between slices."""
+        while True:
+            await self._work_ready.wait()
+            self._work_ready.clear()
+            while self.rib.has_work():
+                try:
+                    self._emit(self.rib.work())
+                except Exception:  # a bug in one slice must not stop the rest
+                    log.exception("RIB bulk work failed")
+                self._wake.set()
+                await asyncio.sleep(0)
+
     def _emit(self, outputs: list[Output]) -> None:
+        if self.rib.has_work():
+            self._work_ready.set()
         bgp: list[Output] = []
         for out in coalesce(outputs):
             if isinstance(out, FwdRoutes | FwdWithdraw | FwdEndOfRib):
@@ -326,22 +374,38 @@ class RouteServer:
             sess.send(note)
             self.counters["xmpp_notifications"] += 1
 
+    def _refused(self, reason: str, n: int = 1) -> None:
+        self.bgp_refused[reason] = self.bgp_refused.get(reason, 0) + n
+
     def _bgp_inputs(self, inputs: list[Input]) -> None:
         now = time.monotonic()
         outputs: list[Output] = []
+        reserved: list[BgpRouteAdd] = []
         for ev in inputs:
             self.counters["bgp_inputs"] += 1
+            if isinstance(ev, BgpRouteAdd) and ev.label < LABEL_MIN:
+                reserved.append(ev)
             try:
                 outputs += self.rib.handle(ev, now)
             except RibError as e:
-                self.counters["bgp_refused"] += 1
+                self._refused("rejected")
                 log.warning("BGP input refused: %s (%s)", e, ev)
+            except Exception:  # a bug on one input must not stop the others
+                self._refused("internal-error")
+                log.exception("BGP input %s failed", ev)
+        if reserved:
+            self._refused("reserved-label", len(reserved))
+            first = reserved[0]
+            log.warning(
+                "BGP peer %s: %d path(s) with a reserved label (< %d) unused, e.g. %s:%s label %d",
+                first.peer, len(reserved), LABEL_MIN, first.rd, first.prefix, first.label,
+            )  # fmt: skip
         self._emit(outputs)
         self._wake.set()
 
     def _bgp_bad(self, err: BgpInputError) -> None:
-        self.counters["bgp_refused"] += 1
-        log.warning("bad BGP message ignored: %s", err)
+        self._refused(err.reason)
+        log.warning("bad BGP message ignored (%s): %s", err.reason, err)
 
     # ------------------------------------------------ esxmpp.server.Handler
 
@@ -469,6 +533,12 @@ class RouteServer:
         for k, v in sorted(self.counters.items()):
             metric(f"{k}_total", "counter", k.replace("_", " "), [("", float(v))])
         metric(
+            "bgp_refused_total",
+            "counter",
+            "BGP input refused or not used, by reason",
+            [(f'{{reason="{k}"}}', float(v)) for k, v in sorted(self.bgp_refused.items())],
+        )
+        metric(
             "bgp_commands_total", "counter", "ExaBGP commands sent", [("", self.bgp.commands_sent)]
         )
         metric(
@@ -499,7 +569,7 @@ class RouteServer:
             [("", float(len(self.xmpp.sessions())) if self.xmpp else 0.0)],
         )
         metric("uptime_seconds", "gauge", "uptime", [("", time.monotonic() - self.started)])
-        return "\n".join(lines) + "\n"
+        return "\n".join(lines) + "\n" + self.lag.metrics("esvpn_rs")
 
     async def _http(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:

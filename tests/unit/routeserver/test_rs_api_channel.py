@@ -9,6 +9,7 @@ tests/system/test_routeserver_exabgp.py.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import socket
 from collections.abc import Awaitable, Callable
@@ -210,3 +211,79 @@ def test_route_server_resends_a_refused_announcement() -> None:
             await task
 
     run(body)
+
+
+def _nei(body: str, kind: str, direction: str = "") -> str:
+    way = f'"direction": "{direction}", ' if direction else ""
+    return (
+        f'{{"exabgp": "5.0.0", "type": "{kind}", "neighbor": {{"address": {{"local": '
+        f'"10.255.0.1", "peer": "{PE}"}}, "asn": {{"local": 64512, "peer": 64512}}, {way}{body}}}}}'
+    )
+
+
+def test_session_events_logged_and_every_refusal_counted(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Issue 19 bug 8: up/down and NOTIFICATIONs at info/warning with the peer and the
+    reason; a path with a reserved label (< 16) and a malformed route are counted."""
+
+    def vpn(label: object) -> str:
+        routes = [
+            {"nlri": "10.2.2.2/32", "label": [[label]], "rd": "64512:7"},
+            {"nlri": "10.2.2.3/32", "label": [[3]], "rd": "64512:7"},
+        ]
+        ann = {"ipv4 mpls-vpn": {"192.0.2.22": routes}}
+        upd = {"attribute": {"origin": "igp", "extended-community": [{"value": 0x0002FC000000064}]},
+               "announce": ann}  # fmt: skip
+
+        return _nei(f'"message": {{"update": {json.dumps(upd)}}}', "update", "receive")
+
+    async def body() -> None:
+        rs = RouteServer(CFG)
+        peer, task = await attach(rs.bgp)
+        try:
+            peer.say(
+                STATE_UP,
+                vpn(2),  # label 2 and 3: both reserved, neither usable
+                vpn("x"),  # a malformed label: that route treated as withdrawn
+                _nei(
+                    '"notification": {"code": 6, "subcode": 2, "data": "", '
+                    '"message": "maintenance"}',
+                    "notification",
+                    "receive",
+                ),
+                _nei('"state": "down", "reason": "peer reset the session"', "state"),
+            )
+            await until(lambda: rs.rib.counters.get("BgpPeerDown") == 1, "session down")
+            assert rs.bgp_refused == {
+                "bad-label": 1,
+                "malformed": 0,
+                "rejected": 0,
+                "reserved-label": 3,
+            }
+            metrics = rs.metrics().splitlines()
+            assert 'esvpn_rs_bgp_refused_total{reason="reserved-label"} 3.0' in metrics
+            assert 'esvpn_rs_bgp_refused_total{reason="bad-label"} 1.0' in metrics
+        finally:
+            peer.writer.close()
+            await task
+
+    with caplog.at_level(logging.INFO, "routeserver"):
+        run(body)
+    records = [
+        (r.levelname, r.getMessage())
+        for r in caplog.records
+        if r.levelno >= logging.INFO and "command" not in r.getMessage()
+    ]
+    assert records == [
+        ("INFO", f"BGP session with {PE} (AS 64512) up (graceful restart 0 s)"),
+        ("WARNING", f"BGP peer {PE}: 2 path(s) with a reserved label (< 16) unused, e.g. "
+                    "64512:7:10.2.2.2/32 label 2"),
+        ("WARNING", "bad BGP message ignored (bad-label): vpnv4: bad label [['x']]; "
+                    "64512:7:10.2.2.2/32 treated as withdrawn (RFC 7606)"),
+        ("WARNING", f"BGP peer {PE}: 1 path(s) with a reserved label (< 16) unused, e.g. "
+                    "64512:7:10.2.2.3/32 label 3"),
+        ("WARNING", f"BGP NOTIFICATION from {PE} (AS 64512): code 6 subcode 2 "
+                    "(Cease, Administrative Shutdown): maintenance"),
+        ("WARNING", f"BGP session with {PE} (AS 64512) down: peer reset the session"),
+    ]  # fmt: skip
