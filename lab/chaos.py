@@ -251,7 +251,7 @@ def loop_lags(lab: Lab) -> dict[str, float]:
 def _metric_max(text: str) -> float:
     best = -1.0
     for line in text.splitlines():
-        if line.startswith("#") or "loop_lag" not in line or "max" not in line.split()[0]:
+        if line.startswith("#") or "loop_lag_recent_max_seconds" not in line.split()[0]:
             continue
         try:
             best = max(best, float(line.split()[-1]))
