@@ -41,7 +41,7 @@ from control.p4rt import (
     TableEntry,
 )
 from control.routeservers import RouteServers
-from control.vrf import Export, LocalTarget, VrfState
+from control.vrf import Export, LocalTarget, VrfState, export_key
 from esxmpp.dialect import DialectError, Request, format_system_id
 from esxmpp.server import ServerSession, XmppServer
 
@@ -84,6 +84,8 @@ class Agent:
         )
         self.requests_refused = 0
         self.requests_accepted = 0
+        self.requests_failed = 0  # the handler raised something else than a refusal
+        self.loop_errors: dict[str, int] = {}  # loop name -> failed iterations
         self._timer_wakeup = asyncio.Event()
         self._save_wakeup = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -124,7 +126,10 @@ class Agent:
             with contextlib.suppress(asyncio.CancelledError):
                 await t
         await self.driver.close()
-        self.save()
+        try:
+            self.save()
+        except Exception:
+            self._loop_error("save", f"state file {self.cfg.state_file}: last save failed")
 
     def changed(self) -> None:
         """The VRF state changed: resync switch and route servers, re-arm timers, save."""
@@ -153,7 +158,9 @@ class Agent:
                 self.save()
                 self._saved_ids = mark
             except OSError as e:
-                log.error("state file %s: %s", self.cfg.state_file, e)
+                self._loop_error("save", f"state file {self.cfg.state_file}: {e}", trace=False)
+            except Exception:  # a bug in saving must not stop the switch writes
+                self._loop_error("save", f"state file {self.cfg.state_file}: save failed")
         self._save_wakeup.set()
         return ents
 
@@ -242,6 +249,13 @@ class Agent:
         os.replace(tmp, self.cfg.state_file)
         self._saved_json = text
 
+    def _loop_error(self, loop: str, what: str, trace: bool = True) -> None:
+        """One iteration of a main loop failed: logged (with the traceback of
+        the exception being handled unless ``trace`` is false) and counted
+        (``esvpn_loop_errors_total{loop=...}``); the loop goes on."""
+        self.loop_errors[loop] = self.loop_errors.get(loop, 0) + 1
+        log.error("%s loop: %s", loop, what, exc_info=trace)
+
     async def _save_loop(self) -> None:
         while True:
             await self._save_wakeup.wait()
@@ -250,7 +264,14 @@ class Agent:
             try:
                 self.save()
             except OSError as e:
-                log.error("state file %s: %s", self.cfg.state_file, e)
+                self._loop_error("save", f"state file {self.cfg.state_file}: {e}", trace=False)
+            except Exception:
+                self._loop_error("save", f"state file {self.cfg.state_file}: save failed")
+                # retried on the next change, and at the latest in a second
+                self._save_wakeup_later(1.0)
+
+    def _save_wakeup_later(self, delay: float) -> None:
+        asyncio.get_running_loop().call_later(delay, self._save_wakeup.set)
 
     # ---------------------------------------------------------------- timers
     async def _timer_loop(self) -> None:
@@ -261,12 +282,18 @@ class Agent:
             ]
             timeout = max(0.0, min(deadlines) - self.clock()) if deadlines else None
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._timer_wakeup.wait(), timeout)
-            hold = self.driver.hold_deadline
-            if hold is not None and hold <= self.clock():
-                log.info("restart hold over: entries nobody re-announced are removed")
-                self.driver.end_hold()
-            removed = self.state.expire(self.clock())
+                async with asyncio.timeout(timeout):
+                    await self._timer_wakeup.wait()
+            try:
+                hold = self.driver.hold_deadline
+                if hold is not None and hold <= self.clock():
+                    log.info("restart hold over: entries nobody re-announced are removed")
+                    self.driver.end_hold()
+                removed = self.state.expire(self.clock())
+            except Exception:
+                self._loop_error("timer", "expiry failed")
+                await asyncio.sleep(1.0)  # not a busy loop on a past deadline
+                continue
             if removed:
                 log.info("stale state removed: %s", ", ".join(removed))
                 self.changed()
@@ -286,6 +313,10 @@ class Agent:
         except DialectError as e:
             self.requests_refused += 1
             log.warning("end-system %s: refused %s: %s", session.jid, request, e)
+            raise
+        except Exception:
+            # refused to the end-system as internal-server-error by esxmpp.server
+            self.requests_failed += 1
             raise
         self.requests_accepted += 1
         if changes:
@@ -382,7 +413,7 @@ class Agent:
                 out.append(
                     {"vpn": vpn, "prefix": str(prefix), "source": "route-server", "nexthops": hops}
                 )
-        for ex in sorted(self.state.exports()):
+        for ex in sorted(self.state.exports(), key=export_key):
             out.append(
                 {
                     "vpn": ex.vpn,
@@ -457,11 +488,18 @@ class Agent:
             ("esvpn_switch_held_deletes", st.held_deletes),
             ("esvpn_end_system_requests_accepted_total", self.requests_accepted),
             ("esvpn_end_system_requests_refused_total", self.requests_refused),
+            ("esvpn_end_system_requests_failed_total", self.requests_failed),
+            ("esvpn_switch_driver_errors_total", st.errors),
         ]
         out = []
         for name, value in lines:
             kind = "counter" if name.endswith("_total") else "gauge"
             out.append(f"# TYPE {name} {kind}\n{name} {value}\n")
+        loops = {"save": 0, "timer": 0, "control": 0, "routeserver_sync": 0, **self.loop_errors}
+        loops["routeserver_sync"] += self.rs.sync_errors
+        out.append("# TYPE esvpn_loop_errors_total counter\n")
+        for loop, n in sorted(loops.items()):
+            out.append(f'esvpn_loop_errors_total{{loop="{loop}"}} {n}\n')
         return "".join(out)
 
     # ------------------------------------------------------------- control HTTP
@@ -507,6 +545,10 @@ class Agent:
                 res = await res
         except P4RuntimeError as e:
             return "503 Service Unavailable", "application/json", json.dumps({"error": str(e)})
+        except Exception as e:  # a bug in one view must not take the control port down
+            self._loop_error("control", f"GET {path} failed")
+            body = json.dumps({"error": f"{type(e).__name__}: {e}"})
+            return "500 Internal Server Error", "application/json", body
         return "200 OK", "application/json", json.dumps(res)
 
 

@@ -79,6 +79,7 @@ class RouteServers:
         self._kick = asyncio.Event()
         self._idle = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self.sync_errors = 0
 
     # ---------------------------------------------------------------- api
     def start(self) -> None:
@@ -185,6 +186,9 @@ class RouteServers:
                         await self._sync(rs, rs.client)
                     except (ConnectionError, TimeoutError, OSError) as e:
                         log.warning("route server %s: %s", rs.name, e)
+                    except Exception:  # a bug with one server must not stop the loop
+                        self.sync_errors += 1
+                        log.exception("route server %s: sync failed", rs.name)
             if not self._kick.is_set():
                 self._idle.set()
 
