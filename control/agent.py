@@ -44,6 +44,7 @@ from control.routeservers import RouteServers
 from control.vrf import Export, LocalTarget, VrfState, export_key
 from esxmpp.dialect import DialectError, Request, format_system_id
 from esxmpp.server import ServerSession, XmppServer
+from esxmpp.tasks import SHUTDOWN_DEADLINE, cancel_and_wait, exit_watchdog
 
 log = logging.getLogger("control.agent")
 
@@ -92,12 +93,14 @@ class Agent:
         self._control: asyncio.Server | None = None
         self._saved_json = ""
         self._saved_ids: tuple[int, ...] = ()
+        self._loaded = False
 
     # ------------------------------------------------------------ lifecycle
     async def start(self) -> None:
         restored = False
         if self.cfg.state_file is not None and self.cfg.state_file.exists():
             restored = self._restore(self.cfg.state_file)
+        self._loaded = True  # from here on, close() saves the state
         if not restored:
             # no record of what the switch holds: keep it forwarding while the
             # end-systems and route servers re-announce (control.driver)
@@ -121,11 +124,10 @@ class Agent:
             self._control.close()
         await self.xmpp.close()
         await self.rs.close()
-        for t in self._tasks:
-            t.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await t
+        await cancel_and_wait(self._tasks, "agent")
         await self.driver.close()
+        if not self._loaded:  # stopped before the state file was read: keep it
+            return
         try:
             self.save()
         except Exception:
@@ -578,14 +580,21 @@ def setup_logging(fmt: str, level: str) -> None:
 
 
 async def run(cfg: AgentConfig) -> None:
-    agent = Agent(cfg)
-    await agent.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    log.info("agent running; control on %s:%d", cfg.control[0], agent.control_port)
-    await stop.wait()
+    agent = Agent(cfg)
+    started = asyncio.create_task(agent.start())
+    stopped = asyncio.create_task(stop.wait())
+    # SIGTERM is honoured while starting too (e.g. a port still busy)
+    await asyncio.wait({started, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    if started.done() and not stop.is_set():
+        started.result()
+        log.info("agent running; control on %s:%d", cfg.control[0], agent.control_port)
+        await stopped
+    exit_watchdog(SHUTDOWN_DEADLINE, "esvpn-agent")
+    await cancel_and_wait([started, stopped], "agent start")
     await agent.close()
 
 

@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -35,10 +36,12 @@ from esxmpp.dialect import (
     RouteEntry,
     item_node_name,
 )
+from esxmpp.tasks import cancel_and_wait
 
 log = logging.getLogger("control.routeservers")
 
 IN_FLIGHT = 32  # requests outstanding per route server while syncing exports
+RECONNECT_CAP = 5.0  # seconds: the longest delay between connection attempts
 
 
 @dataclass
@@ -51,6 +54,7 @@ class RouteServer:
     rib: dict[str, dict[str, RouteEntry]] = field(default_factory=dict)  # vpn -> item -> entry
     eor: set[str] = field(default_factory=set)
     connects: int = 0
+    conflicts: int = 0  # sessions ended by the route server with <conflict>
     errors: int = 0
     last_error: str = ""
 
@@ -88,11 +92,7 @@ class RouteServers:
         self._tasks.append(asyncio.create_task(self._sync_loop()))
 
     async def close(self) -> None:
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
+        await cancel_and_wait(self._tasks, "route servers")
         for rs in self.servers:
             if rs.client is not None:
                 await rs.client.close()
@@ -106,15 +106,26 @@ class RouteServers:
         await asyncio.wait_for(self._idle.wait(), timeout)
 
     # ------------------------------------------------------------ sessions
+    def _backoff(self, failures: int) -> float:
+        """Delay before the next connection attempt after ``failures`` failed
+        ones in a row: ``reconnect`` doubling up to a cap, with jitter (so
+        forwarders that lost the same route server do not come back in step)."""
+        cap = max(self.reconnect, min(RECONNECT_CAP, 10 * self.reconnect))
+        base: float = min(cap, self.reconnect * 2.0 ** max(0, failures - 1))
+        return base * random.uniform(0.5, 1.0)
+
     async def _connect_loop(self, rs: RouteServer) -> None:
+        """The one connection attempt in flight to ``rs`` at any time."""
+        failures = 0
         while True:
             client = XmppClient(rs.config, functools.partial(self._notification, rs))
             try:
                 await client.connect()
             except (ConnectionError, OSError, TimeoutError) as e:
                 rs.last_error = str(e)
+                failures += 1
                 log.debug("route server %s: %s", rs.name, e)
-                await asyncio.sleep(self.reconnect)
+                await asyncio.sleep(self._backoff(failures))
                 continue
             rs.client, rs.connected = client, True
             rs.connects += 1
@@ -127,16 +138,27 @@ class RouteServers:
             self.kick()
             await client.wait_disconnected()
             rs.connected = False
-            log.warning("route server %s: disconnected", rs.name)
             with contextlib.suppress(Exception):
                 await client.close()
             rs.client = None
+            if client.stream_error == "conflict":
+                # a newer session of our own system id took this one over (a
+                # second agent with our identity, or a connection of ours the
+                # route server still saw): not answered at once, or two
+                # sessions replace each other in a loop
+                rs.conflicts += 1
+                failures += 1
+                rs.last_error = "replaced by a newer session of this system id (conflict)"
+                log.warning("route server %s: %s", rs.name, rs.last_error)
+            else:
+                failures = 0
+                log.warning("route server %s: disconnected", rs.name)
             if self.primary is rs:
                 self.primary = None
                 self.state.routes_stale(self.clock())
                 self._elect()
                 self.changed()
-            await asyncio.sleep(self.reconnect)
+            await asyncio.sleep(self._backoff(max(1, failures)))
 
     def _elect(self) -> None:
         if self.primary is not None:
@@ -218,7 +240,8 @@ class RouteServers:
             return
         if old is None and not await self._request(rs, c.associate(vpn, node)):
             return
-        rs.sent[node] = (vpn, entry)
+        if rs.client is c:  # not a session that ended meanwhile (rs.sent is the new one's)
+            rs.sent[node] = (vpn, entry)
 
     async def _sync(self, rs: RouteServer, c: XmppClient) -> None:
         infra = self.state.infra
@@ -228,7 +251,7 @@ class RouteServers:
             node = item_node_name(ex.system_id, ex.prefix)
             want[node] = (ex.vpn, RouteEntry(ex.prefix, infra, ex.label, ex.version))
         for vpn in sorted(want_subs - rs.subs):
-            if await self._request(rs, c.subscribe(vpn)):
+            if await self._request(rs, c.subscribe(vpn)) and rs.client is c:
                 rs.subs.add(vpn)
         sem = asyncio.Semaphore(IN_FLIGHT)
 

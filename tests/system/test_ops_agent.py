@@ -8,13 +8,21 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
+import random
+import signal
+import urllib.request
 from pathlib import Path
 
 from control import tables as T
+from control.host import send_command
 from control.p4rt import Exact, Lpm, TableEntry
-from tests.system.test_agent_flow import HOST_SID, INFRA, Lab, http_get, until
+from esxmpp.client import XmppClient
+from esxmpp.config import ClientConfig
+from tests.system.test_agent_cli import BIN, free_port, to_toml
+from tests.system.test_agent_flow import HOST_SID, INFRA, Lab, http_get, until, until_async
 
 NET = ipaddress.ip_network
+ROUNDS = 20  # SIGTERM races: enough rounds to catch a 1-in-15 hang
 
 
 # ------------------------------------------------------------- bug 1: dual stack
@@ -91,5 +99,156 @@ def test_dual_stack_end_system_is_saved_installed_and_shown(tmp_path: Path) -> N
             assert "esvpn_switch_connects_total 1\n" in metrics
         # closed cleanly (Lab.close awaited agent.close) and saved a last time
         assert len(saved()) == 2
+
+    asyncio.run(scenario())
+
+
+# ------------------------------------------------------- bug 7: SIGTERM always
+
+OTHER_SID = "0a0000000002"
+
+
+async def _get_json(port: int, path: str) -> object:
+    def get() -> object:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
+            return json.loads(r.read())
+
+    return await asyncio.to_thread(get)
+
+
+async def exited_within(proc: asyncio.subprocess.Process, seconds: float) -> int | None:
+    """The exit status if ``proc`` ends within ``seconds`` (polled), else None."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + seconds
+    while proc.returncode is None and loop.time() < end:
+        await asyncio.sleep(0.02)
+    return proc.returncode
+
+
+def end_system(lab: Lab, sid: str, port: int) -> XmppClient:
+    cli = lab.pki.client(sid)
+    return XmppClient(
+        ClientConfig(
+            jid=f"{sid}@tor.test",
+            host="127.0.0.1",
+            port=port,
+            certfile=cli.certfile,
+            keyfile=cli.keyfile,
+            cafile=lab.pki.cafile,
+        )
+    )
+
+
+async def connect_until(client: XmppClient, seconds: float = 20.0) -> None:
+    loop = asyncio.get_running_loop()
+    end = loop.time() + seconds
+    while True:
+        try:
+            await client.connect(timeout=2.0)
+            return
+        except ConnectionError:
+            assert loop.time() < end, "the agent never accepted the end-system"
+            await asyncio.sleep(0.05)
+
+
+def test_agent_exits_on_sigterm_while_an_end_system_state_is_retained(tmp_path: Path) -> None:
+    """One end-system has just left (its state is retained) and another is
+    connected: SIGTERM ends the agent process with status 0 within 5 s, every
+    time (the shutdown once waited on the retention timer, 1 in ~15)."""
+
+    async def scenario() -> None:
+        async with Lab(tmp_path) as lab:
+            await lab.start_switch()
+            await lab.start_rs()
+            cfg = lab.agent_config(retention=30.0)
+            control, xmpp = free_port(), free_port()
+            cfg["agent"]["control"] = f"127.0.0.1:{control}"
+            cfg["xmpp"]["port"] = xmpp
+            cfg["end_systems"]["ports"][OTHER_SID] = 4
+            path = tmp_path / "agent.toml"
+            path.write_text(to_toml(cfg))
+            for i in range(ROUNDS):
+                log = (tmp_path / f"agent-{i}.log").open("w")
+                proc = await asyncio.create_subprocess_exec(
+                    str(BIN / "esvpn-agent"), "--config", str(path), stderr=log
+                )
+                leaving, staying = end_system(lab, HOST_SID, xmpp), end_system(lab, OTHER_SID, xmpp)
+                try:
+                    await connect_until(leaving)
+                    await connect_until(staying)
+                    await leaving.subscribe("red", 10)
+                    await staying.subscribe("red", 20)
+                    await leaving.close()
+
+                    async def one_session() -> bool:
+                        rows = await _get_json(control, "/v1/sessions")
+                        assert isinstance(rows, list)
+                        return [r["kind"] for r in rows].count("end-system") == 1
+
+                    await until_async(one_session)
+                    proc.send_signal(signal.SIGTERM)
+                    rc = await exited_within(proc, 5.0)
+                    assert rc == 0, f"round {i}: exit status {rc} (None: still running)"
+                finally:
+                    await staying.close()
+                    if proc.returncode is None:
+                        proc.kill()
+                        await proc.wait()
+                    log.close()
+
+    asyncio.run(scenario())
+
+
+def test_host_run_exits_on_sigterm_while_reconnecting(tmp_path: Path) -> None:
+    """``esvpn host run`` whose agent went away, reconnecting every 50 ms:
+    SIGTERM at any moment ends it with status 0 within 5 s."""
+
+    async def scenario() -> None:
+        async with Lab(tmp_path) as lab:
+            await lab.start_switch()
+            await lab.start_rs()
+            await lab.start_agent()
+            cli = lab.pki.client(HOST_SID)
+            sock = tmp_path / "host.sock"
+            host_toml = tmp_path / "host.toml"
+            host_toml.write_text(
+                f'[host]\nsocket = "{sock}"\nreconnect = 0.05\n'
+                f'[xmpp]\njid = "{HOST_SID}@tor.test"\nhost = "127.0.0.1"\n'
+                f"port = {lab.xmpp_port}\n"
+                f'certfile = "{cli.certfile}"\nkeyfile = "{cli.keyfile}"\n'
+                f'cafile = "{lab.pki.cafile}"\n'
+            )
+            rng = random.Random(19)
+            for i in range(ROUNDS):
+                if lab.agent is None:
+                    await lab.start_agent()
+                proc = await asyncio.create_subprocess_exec(
+                    str(BIN / "esvpn"),
+                    "host",
+                    "run",
+                    "--config",
+                    str(host_toml),
+                    stderr=asyncio.subprocess.DEVNULL,
+                )
+                try:
+
+                    async def connected() -> bool:
+                        try:
+                            return (await send_command(sock, {"op": "status"}, 2.0))["connected"]
+                        except OSError:
+                            return False
+
+                    await until_async(connected, 20.0)
+                    assert lab.agent is not None
+                    await lab.agent.close()  # the agent goes away
+                    lab.agent = None
+                    await asyncio.sleep(rng.uniform(0.0, 0.3))  # somewhere in the retries
+                    proc.send_signal(signal.SIGTERM)
+                    rc = await exited_within(proc, 5.0)
+                    assert rc == 0, f"round {i}: exit status {rc} (None: still running)"
+                finally:
+                    if proc.returncode is None:
+                        proc.kill()
+                        await proc.wait()
 
     asyncio.run(scenario())
