@@ -54,6 +54,7 @@ class RouteServer:
     rib: dict[str, dict[str, RouteEntry]] = field(default_factory=dict)  # vpn -> item -> entry
     eor: set[str] = field(default_factory=set)
     connects: int = 0
+    attempts: int = 0  # connection attempts (failed ones included)
     conflicts: int = 0  # sessions ended by the route server with <conflict>
     errors: int = 0
     last_error: str = ""
@@ -119,6 +120,7 @@ class RouteServers:
         failures = 0
         while True:
             client = XmppClient(rs.config, functools.partial(self._notification, rs))
+            rs.attempts += 1
             try:
                 await client.connect()
             except (ConnectionError, OSError, TimeoutError) as e:
@@ -234,7 +236,7 @@ class RouteServers:
         old = rs.sent.get(node)
         if old is not None and old[0] != vpn:  # moved to another VPN
             await self._request(rs, c.dissociate(old[0], node))
-            del rs.sent[node]
+            rs.sent.pop(node, None)
             old = None
         if (old is None or old[1] != entry) and not await self._request(rs, c.publish(node, entry)):
             return
@@ -270,7 +272,7 @@ class RouteServers:
             vpn, _ = rs.sent[node]
             await self._request(rs, c.dissociate(vpn, node))
             await self._request(rs, c.retract(node))
-            del rs.sent[node]
+            rs.sent.pop(node, None)
         for vpn in sorted(rs.subs - want_subs):
             await self._request(rs, c.unsubscribe(vpn))
             rs.subs.discard(vpn)

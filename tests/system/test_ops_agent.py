@@ -8,16 +8,22 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
+import os
 import random
 import signal
+import subprocess
 import urllib.request
+from ipaddress import IPv4Address
 from pathlib import Path
+from typing import Any
 
 from control import tables as T
 from control.host import send_command
 from control.p4rt import Exact, Lpm, TableEntry
+from control.vrf import LocalTarget, RemoteTarget
 from esxmpp.client import XmppClient
 from esxmpp.config import ClientConfig
+from esxmpp.testing import Pki, make_pki
 from tests.system.test_agent_cli import BIN, free_port, to_toml
 from tests.system.test_agent_flow import HOST_SID, INFRA, Lab, http_get, until, until_async
 
@@ -250,5 +256,163 @@ def test_host_run_exits_on_sigterm_while_reconnecting(tmp_path: Path) -> None:
                     if proc.returncode is None:
                         proc.kill()
                         await proc.wait()
+
+    asyncio.run(scenario())
+
+
+# ------------------------------------------- bug 2: route-server kill -9 and restart
+
+A_FWD, B_FWD = "02aa00000001", "02aa00000002"
+A_HOST, B_HOST = "0a0000000001", "0a0000000002"
+
+
+class RouteServerProcess:
+    """``esvpn-routeserver run`` as a process in its own process group (so a
+    kill -9 takes its ExaBGP child with it, whatever issue 19 bug 4 says)."""
+
+    def __init__(self, tmp: Path, pki: Pki) -> None:
+        self.tmp = tmp
+        self.xmpp_port, self.control_port = free_port(), free_port()
+        cert = pki.server("rs.test")
+        self.config = tmp / "rs.toml"
+        self.config.write_text(
+            '[server]\nrouter_id = "127.0.6.1"\nasn = 64512\n'
+            f'[xmpp]\ndomain = "rs.test"\ncertfile = "{cert.certfile}"\n'
+            f'keyfile = "{cert.keyfile}"\ncafile = "{pki.cafile}"\n'
+            f"port = {self.xmpp_port}\nown_nodes_only = false\n"
+            f"[control]\nport = {self.control_port}\n"
+            '[[vrf]]\nvpn = "red"\nimport_targets = ["64512:100"]\n'
+            'export_targets = ["64512:100"]\n'
+        )
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.runs = 0
+
+    def start(self) -> None:
+        self.runs += 1
+        with (self.tmp / f"rs-{self.runs}.log").open("wb") as log:
+            self.proc = subprocess.Popen(
+                [str(BIN / "esvpn-routeserver"), "run", "--config", str(self.config)],
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+                start_new_session=True,
+            )
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+    async def get(self, path: str) -> Any:
+        def get() -> Any:
+            url = f"http://127.0.0.1:{self.control_port}{path}"
+            with urllib.request.urlopen(url, timeout=5) as r:
+                body = r.read().decode()
+            return json.loads(body) if path.startswith("/show") else body
+
+        return await asyncio.to_thread(get)
+
+    async def up(self) -> bool:
+        try:
+            await self.get("/show/sessions")
+        except OSError:
+            return False
+        return True
+
+    async def sessions_opened(self) -> int:
+        text = await self.get("/metrics")
+        line = next(x for x in text.splitlines() if x.startswith("esvpn_rs_xmpp_sessions_opened"))
+        return int(float(line.split()[1]))
+
+
+def test_route_server_kill_and_restart_brings_both_forwarders_back(tmp_path: Path) -> None:
+    """Two agents, one route server process killed with SIGKILL while the
+    agents retry, then restarted on the same ports: each forwarder has
+    exactly one session again, re-subscribed and re-published, the routes
+    are re-learned on both sides, and no session flaps (the failed attempts
+    of the outage once lived on in the background and bound sessions that
+    replaced each other with <conflict>)."""
+
+    async def scenario() -> None:
+        pki = make_pki(tmp_path / "pki")
+        rs = RouteServerProcess(tmp_path, pki)
+        a = Lab(tmp_path / "a", pki, A_FWD, A_HOST, "192.0.2.1")
+        b = Lab(tmp_path / "b", pki, B_FWD, B_HOST, "192.0.2.2")
+        rs.start()
+        try:
+            await until_async(rs.up, 30.0)
+            for lab in (a, b):
+                lab.rs_address = ("127.0.0.1", rs.xmpp_port)
+                await lab.start_switch()
+                await lab.start_agent()
+                await lab.start_host()
+            assert await a.host_cmd(op="subscribe", vpn="red", vlan=10) == {"ok": True}
+            assert await b.host_cmd(op="subscribe", vpn="red", vlan=20) == {"ok": True}
+            assert await a.host_cmd(op="publish", prefix="10.1.1.5/32") == {"ok": True}
+            assert await b.host_cmd(op="publish", prefix="10.1.2.7/32") == {"ok": True}
+            assert a.agent is not None and b.agent is not None
+            agents = (a.agent, b.agent)
+            want = {
+                A_FWD: {
+                    NET("10.1.1.5/32"): frozenset({LocalTarget(1, 3, 10, int(A_HOST, 16))}),
+                    NET("10.1.2.7/32"): frozenset({RemoteTarget(IPv4Address("192.0.2.2"), 16)}),
+                },
+                B_FWD: {
+                    NET("10.1.2.7/32"): frozenset({LocalTarget(1, 3, 20, int(B_HOST, 16))}),
+                    NET("10.1.1.5/32"): frozenset({RemoteTarget(IPv4Address("192.0.2.1"), 16)}),
+                },
+            }
+            for fwd, agent in zip((A_FWD, B_FWD), agents, strict=True):
+                await until(
+                    lambda ag=agent, f=fwd: ag.state.selected_routes("red") == want[f],  # type: ignore[misc]
+                    what=f"routes at {fwd}",
+                )
+
+            rs.kill()
+            await until(lambda: not any(ag.rs.servers[0].connected for ag in agents))
+            # the agents' retry loops run several times during the outage
+            tries = [ag.rs.servers[0].attempts for ag in agents]
+            await until(
+                lambda: all(
+                    ag.rs.servers[0].attempts >= t + 6 for ag, t in zip(agents, tries, strict=True)
+                ),
+                timeout=30.0,
+                what="retries during the outage",
+            )
+            rs.start()
+            await until_async(rs.up, 30.0)
+
+            async def both_back() -> bool:
+                rows = await rs.get("/show/sessions")
+                return sorted(
+                    (r["system_id"], r["subscriptions"], r["published"]) for r in rows
+                ) == [
+                    (A_FWD, ["red"], 1),
+                    (B_FWD, ["red"], 1),
+                ]
+
+            await until_async(both_back, 30.0)
+            for fwd, agent in zip((A_FWD, B_FWD), agents, strict=True):
+                await until(
+                    lambda ag=agent, f=fwd: ag.state.selected_routes("red") == want[f],  # type: ignore[misc]
+                    what=f"routes re-learned at {fwd}",
+                )
+            # stable: for longer than the slowest background retry the outage
+            # could have left behind (slixmpp: 1, 3, 7 s), still one session
+            # each and no more session opens than the two of the restart
+            loop = asyncio.get_running_loop()
+            end = loop.time() + 8.0
+            while loop.time() < end:
+                assert await both_back()
+                assert await rs.sessions_opened() == 2
+                assert all(ag.rs.servers[0].connected for ag in agents)
+                await asyncio.sleep(0.2)
+            assert [ag.rs.servers[0].conflicts for ag in agents] == [0, 0]
+            for ag in agents:
+                await ag.driver.wait_synced(10)
+                assert await ag.driver.diff() == []
+        finally:
+            await a.close()
+            await b.close()
+            rs.kill()
 
     asyncio.run(scenario())
