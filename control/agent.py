@@ -74,6 +74,7 @@ class Agent:
         # a sync, those whose entry the switch holds
         self._pending_exports: dict[Export, Entity] = {}
         self._installed_exports: set[Export] = set()
+        self._exports_ready = False  # the switch was synced once: exports are complete
         self.xmpp = XmppServer(cfg.xmpp, self, clock)
         self.rs = RouteServers(
             cfg.route_servers,
@@ -82,6 +83,9 @@ class Agent:
             clock,
             cfg.timers.reconnect,
             exports=lambda: self._installed_exports,
+            # after a start without state, not before the restart hold ends:
+            # the route servers keep what the switch keeps (control.driver)
+            ready=lambda: self._exports_ready and self.driver.hold_deadline is None,
         )
         self.requests_refused = 0
         self.requests_accepted = 0
@@ -180,8 +184,9 @@ class Agent:
         """After a sync (complete or with refused updates): export exactly the
         routes whose label entry the switch holds."""
         exports = {ex for ex, ent in self._pending_exports.items() if self.driver.holds(ent)}
-        if self._installed_exports != exports:
+        if self._installed_exports != exports or not self._exports_ready:
             self._installed_exports = exports
+            self._exports_ready = True
             self.rs.kick()
 
     # --------------------------------------------------------- persistence
@@ -291,6 +296,7 @@ class Agent:
                 if hold is not None and hold <= self.clock():
                     log.info("restart hold over: entries nobody re-announced are removed")
                     self.driver.end_hold()
+                    self.rs.kick()  # now the route servers may drop them too
                 removed = self.state.expire(self.clock())
             except Exception:
                 self._loop_error("timer", "expiry failed")

@@ -53,6 +53,7 @@ class RouteServer:
     subs: set[str] = field(default_factory=set)
     rib: dict[str, dict[str, RouteEntry]] = field(default_factory=dict)  # vpn -> item -> entry
     eor: set[str] = field(default_factory=set)
+    end_of_sync: bool = False  # EndOfSync sent in this session
     connects: int = 0
     attempts: int = 0  # connection attempts (failed ones included)
     conflicts: int = 0  # sessions ended by the route server with <conflict>
@@ -73,9 +74,13 @@ class RouteServers:
         clock: Callable[[], float],
         reconnect: float = 1.0,
         exports: Callable[[], set[Export]] | None = None,
+        ready: Callable[[], bool] = lambda: True,
     ) -> None:
         self.servers = [RouteServer(c) for c in configs]
         self.exports = exports or state.exports
+        # exports() is complete (the switch was synced once): only then may a
+        # session's EndOfSync make the route server drop what was not re-sent
+        self.ready = ready
         self.state = state
         self.changed = changed
         self.clock = clock
@@ -135,6 +140,7 @@ class RouteServers:
             rs.subs.clear()
             rs.rib.clear()
             rs.eor.clear()
+            rs.end_of_sync = False
             log.info("route server %s: connected", rs.name)
             self._elect()
             self.kick()
@@ -278,3 +284,14 @@ class RouteServers:
             rs.subs.discard(vpn)
             rs.rib.pop(vpn, None)
             rs.eor.discard(vpn)
+        # everything we hold was sent in this session: the route server drops
+        # what an earlier session of ours left there (kept for its retention)
+        # and we did not send again
+        if (
+            not rs.end_of_sync
+            and rs.client is c
+            and self.ready()
+            and await self._request(rs, c.end_of_sync())
+        ):
+            rs.end_of_sync = True
+            log.info("route server %s: end of sync sent", rs.name)

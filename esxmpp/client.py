@@ -5,6 +5,7 @@ Public API (stable): :class:`XmppClient` ``(config: ClientConfig,
 on_notification=None)`` with ``await connect()``, ``await subscribe(vpn,
 vlan_id=None)``, ``unsubscribe(vpn)``, ``publish(node, entry)``,
 ``retract(node)``, ``associate(vpn, node)``, ``dissociate(vpn, node)``,
+``end_of_sync()``,
 ``request(req)`` (any :data:`esxmpp.dialect.Request`; raises DialectError on
 an iq error), ``ping()``, ``notifications()`` (async iterator of
 :data:`esxmpp.dialect.Notification`), ``await close()``, ``connected``,
@@ -43,6 +44,7 @@ from esxmpp.dialect import (
     Associate,
     DialectError,
     Dissociate,
+    EndOfSync,
     Notification,
     Publish,
     Request,
@@ -262,6 +264,10 @@ class XmppClient:
 
     async def dissociate(self, vpn: str, node: str) -> None:
         await self.request(Dissociate(vpn, node))
+
+    async def end_of_sync(self) -> None:
+        """Everything this session holds has been sent (see esxmpp.dialect.EndOfSync)."""
+        await self.request(EndOfSync())
 
     async def ping(self) -> float:
         """XEP-0199 ping of the server; returns the round-trip time in seconds."""

@@ -61,6 +61,7 @@ from esxmpp.dialect import (
     NS_PUBSUB_OWNER,
     NS_STANZAS,
     DialectError,
+    EndOfSync,
     Notification,
     Request,
     build_error,
@@ -702,6 +703,13 @@ class _Conn:
         # while the handler ran (the handler has acted on these changes).
         if table.state(sess.system_id) is not None:
             table.commit(sess.system_id, changes)
+            table.mark(sess.system_id, req)
+        if isinstance(req, EndOfSync) and changes:
+            log.info(
+                "%s: end of sync: withdrew %d items the earlier session had advertised",
+                sess.jid,
+                len(changes),
+            )
         sess.send_element(build_result(iq))
 
 

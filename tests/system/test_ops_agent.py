@@ -24,6 +24,8 @@ from control.vrf import LocalTarget, RemoteTarget
 from esxmpp.client import XmppClient
 from esxmpp.config import ClientConfig
 from esxmpp.testing import Pki, make_pki
+from routeserver.config import load_dict
+from routeserver.server import RouteServer
 from tests.system.test_agent_cli import BIN, free_port, to_toml
 from tests.system.test_agent_flow import HOST_SID, INFRA, Lab, http_get, until, until_async
 
@@ -414,5 +416,101 @@ def test_route_server_kill_and_restart_brings_both_forwarders_back(tmp_path: Pat
             await a.close()
             await b.close()
             rs.kill()
+
+    asyncio.run(scenario())
+
+
+# ---------------------------------------- bug 3: agree after a resumed session
+
+
+def route_server_config(pki: Pki) -> RouteServer:
+    cert = pki.server("rs.test")
+    return RouteServer(
+        load_dict(
+            {
+                "server": {"router_id": "127.0.6.1", "asn": 64512},
+                "xmpp": {
+                    "domain": "rs.test",
+                    "certfile": str(cert.certfile),
+                    "keyfile": str(cert.keyfile),
+                    "cafile": str(pki.cafile),
+                    "port": 0,
+                    "own_nodes_only": False,
+                    "retention": 60,
+                },
+                "control": {"port": 0},
+                "vrf": [
+                    {
+                        "vpn": "red",
+                        "import_targets": ["64512:100"],
+                        "export_targets": ["64512:100"],
+                    }
+                ],
+            }
+        )
+    )
+
+
+def test_route_server_drops_what_a_restarted_agent_no_longer_has(tmp_path: Path) -> None:
+    """Agent A publishes X and Y, stops without withdrawing (the route server
+    keeps its state for the retention time) and comes back with a state in
+    which only X exists: once A has re-sent X and its end of sync, the route
+    server holds X only and forwarder B no longer routes to Y."""
+
+    async def scenario() -> None:
+        pki = make_pki(tmp_path / "pki")
+        rs = route_server_config(pki)
+        a = Lab(tmp_path / "a", pki, A_FWD, A_HOST, "192.0.2.1")
+        b = Lab(tmp_path / "b", pki, B_FWD, B_HOST, "192.0.2.2")
+        await rs.start()
+        try:
+            assert rs.xmpp is not None
+            for lab in (a, b):
+                lab.rs_address = ("127.0.0.1", rs.xmpp.port)
+                await lab.start_switch()
+                await lab.start_agent()
+                await lab.start_host()
+            assert await a.host_cmd(op="subscribe", vpn="red", vlan=10) == {"ok": True}
+            assert await b.host_cmd(op="subscribe", vpn="red", vlan=20) == {"ok": True}
+            for prefix in ("10.1.1.5/32", "10.1.1.6/32"):
+                assert await a.host_cmd(op="publish", prefix=prefix) == {"ok": True}
+            assert b.agent is not None
+            sb = b.agent.state
+            x, y = NET("10.1.1.5/32"), NET("10.1.1.6/32")
+            remote = frozenset({RemoteTarget(IPv4Address("192.0.2.1"), 16)})
+            await until(lambda: sb.selected_routes("red") == {x: remote, y: remote}, what="X, Y")
+
+            # A goes away without withdrawing anything (as a kill -9 would)
+            assert a.host is not None and a.agent is not None
+            await a.host.close()
+            a.host = None
+            await a.agent.close()
+            a.agent = None
+            fwd = bytes.fromhex(A_FWD)
+            await until(lambda: rs.xmpp is not None and rs.xmpp.session(fwd) is None)
+            # ... and comes back with a state in which only X exists
+            path = a.tmp / "agent-state.json"
+            data = json.loads(path.read_text())
+            y_node = f"{A_HOST}:10.1.1.6/32"
+            (itf,) = data["vrf"]["interfaces"]
+            itf["addresses"] = [ad for ad in itf["addresses"] if ad[1] != y_node]
+            del data["vrf"]["published"][A_HOST][y_node]
+            path.write_text(json.dumps(data))
+            state = rs.xmpp.table.state(fwd)
+            assert state is not None and len(state.published) == 2  # retained
+            agent = await a.start_agent()
+            await until(lambda: agent.rs.servers[0].end_of_sync, what="A's end of sync")
+            state = rs.xmpp.table.state(fwd)
+            assert state is not None
+            assert set(state.published) == {f"{A_HOST}:10.1.1.5/32"}
+            assert state.associations == {f"{A_HOST}:10.1.1.5/32": {"red"}}
+            await until(lambda: sb.selected_routes("red") == {x: remote}, what="Y withdrawn at B")
+            assert [r["prefix"] for r in rs.rib.show_routes("red")] == ["10.1.1.5/32"]
+            # the agent's view: the end-system has not re-announced X yet
+            assert set(agent.state.interfaces) == {(bytes.fromhex(A_HOST), "red")}
+        finally:
+            await a.close()
+            await b.close()
+            await rs.stop()
 
     asyncio.run(scenario())
