@@ -498,6 +498,12 @@ class Agent:
             ("esvpn_end_system_requests_refused_total", self.requests_refused),
             ("esvpn_end_system_requests_failed_total", self.requests_failed),
             ("esvpn_switch_driver_errors_total", st.errors),
+            ("esvpn_route_server_refusals_total", sum(rs.errors for rs in self.rs.servers)),
+            (
+                "esvpn_route_server_already_withdrawn_total",
+                sum(rs.already_withdrawn for rs in self.rs.servers),
+            ),
+            ("esvpn_route_server_conflicts_total", sum(rs.conflicts for rs in self.rs.servers)),
         ]
         out = []
         for name, value in lines:

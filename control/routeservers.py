@@ -58,6 +58,7 @@ class RouteServer:
     attempts: int = 0  # connection attempts (failed ones included)
     conflicts: int = 0  # sessions ended by the route server with <conflict>
     errors: int = 0
+    already_withdrawn: int = 0  # withdrawals answered item-not-found (nothing to do)
     last_error: str = ""
 
     @property
@@ -222,10 +223,19 @@ class RouteServers:
             if not self._kick.is_set():
                 self._idle.set()
 
-    async def _request(self, rs: RouteServer, coro: object) -> bool:
+    async def _request(self, rs: RouteServer, coro: object, withdrawal: str = "") -> bool:
+        """Await one request; False (logged, counted) when the route server
+        refused it. ``withdrawal`` (what is withdrawn) marks a dissociate,
+        retract or unsubscribe: the route server answering ``item-not-found``
+        to one no longer has what we withdraw (e.g. it dropped it at our
+        EndOfSync, or its retention ran out), which is the state we want."""
         try:
             await coro  # type: ignore[misc]
         except DialectError as e:
+            if withdrawal and e.condition == "item-not-found":
+                rs.already_withdrawn += 1
+                log.info("route server %s: %s already withdrawn (%s)", rs.name, withdrawal, e)
+                return True
             rs.errors += 1
             rs.last_error = str(e)
             log.error("route server %s refused: %s", rs.name, e)
@@ -241,7 +251,7 @@ class RouteServers:
             return
         old = rs.sent.get(node)
         if old is not None and old[0] != vpn:  # moved to another VPN
-            await self._request(rs, c.dissociate(old[0], node))
+            await self._request(rs, c.dissociate(old[0], node), f"{node} in {old[0]}")
             rs.sent.pop(node, None)
             old = None
         if (old is None or old[1] != entry) and not await self._request(rs, c.publish(node, entry)):
@@ -276,11 +286,11 @@ class RouteServers:
                 raise r
         for node in sorted(set(rs.sent) - set(want)):
             vpn, _ = rs.sent[node]
-            await self._request(rs, c.dissociate(vpn, node))
-            await self._request(rs, c.retract(node))
+            await self._request(rs, c.dissociate(vpn, node), f"{node} in {vpn}")
+            await self._request(rs, c.retract(node), node)
             rs.sent.pop(node, None)
         for vpn in sorted(rs.subs - want_subs):
-            await self._request(rs, c.unsubscribe(vpn))
+            await self._request(rs, c.unsubscribe(vpn), f"subscription {vpn}")
             rs.subs.discard(vpn)
             rs.rib.pop(vpn, None)
             rs.eor.discard(vpn)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
+import logging
 import os
 import random
 import signal
@@ -17,12 +18,15 @@ from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from control import tables as T
 from control.host import send_command
 from control.p4rt import Exact, Lpm, TableEntry
 from control.vrf import LocalTarget, RemoteTarget
 from esxmpp.client import XmppClient
 from esxmpp.config import ClientConfig
+from esxmpp.dialect import Dissociate, Retract
 from esxmpp.testing import Pki, make_pki
 from routeserver.config import load_dict
 from routeserver.server import RouteServer
@@ -513,4 +517,51 @@ def test_route_server_drops_what_a_restarted_agent_no_longer_has(tmp_path: Path)
             await b.close()
             await rs.stop()
 
+    asyncio.run(scenario())
+
+
+# ------------------------------------ bug 8 (agent): withdrawals already done
+
+
+def test_withdrawal_the_route_server_already_did_is_no_error(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The route server no longer holds a node when the agent withdraws it
+    (it dropped it at an EndOfSync, or its retention ran out): its
+    item-not-found answers to the dissociate and retract are the wanted
+    state, logged at info and counted, not errors."""
+
+    async def scenario() -> None:
+        async with Lab(tmp_path) as lab:
+            await lab.start_switch()
+            await lab.start_rs()
+            agent = await lab.start_agent()
+            await agent.driver.wait_synced(10)
+            await lab.start_host()
+            assert await lab.host_cmd(op="subscribe", vpn="red", vlan=10) == {"ok": True}
+            assert await lab.host_cmd(op="publish", prefix="10.1.1.5/32") == {"ok": True}
+            await until(lambda: len(lab.rs_handler.requests) == 3, what="exports")
+            node = f"{HOST_SID}:10.1.1.5/32"
+            fwd = bytes.fromhex(lab.fwd_sid)
+            assert lab.rs is not None
+            # the route server side drops the node (what its EndOfSync or
+            # retention would do), through its session table
+            assert lab.rs.table.apply(fwd, Retract(node)) == [
+                Dissociate("red", node),
+                Retract(node),
+            ]
+            caplog.clear()
+            assert await lab.host_cmd(op="retract", prefix="10.1.1.5/32") == {"ok": True}
+            rs = agent.rs.servers[0]
+            await until(lambda: rs.already_withdrawn == 2, what="both withdrawals answered")
+            assert (rs.errors, rs.last_error, rs.sent) == (0, "", {})
+            assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+            assert [r.getMessage() for r in caplog.records if r.name == "control.routeservers"] == [
+                f"route server {rs.name}: {node} in red already withdrawn "
+                f"(item-not-found: node {node!r} is not in VPN 'red')",
+                f"route server {rs.name}: {node} already withdrawn "
+                f"(item-not-found: node {node!r} is not published)",
+            ]
+
+    caplog.set_level(logging.INFO)
     asyncio.run(scenario())
