@@ -41,10 +41,11 @@ from control.p4rt import (
     TableEntry,
 )
 from control.routeservers import RouteServers
-from control.vrf import Export, LocalTarget, VrfState
+from control.vrf import Export, LocalTarget, VrfState, export_key
 from esxmpp.dialect import DialectError, Request, format_system_id
 from esxmpp.looplag import LoopLag
 from esxmpp.server import ServerSession, XmppServer
+from esxmpp.tasks import SHUTDOWN_DEADLINE, cancel_and_wait, exit_watchdog
 
 log = logging.getLogger("control.agent")
 
@@ -74,6 +75,7 @@ class Agent:
         # a sync, those whose entry the switch holds
         self._pending_exports: dict[Export, Entity] = {}
         self._installed_exports: set[Export] = set()
+        self._exports_ready = False  # the switch was synced once: exports are complete
         self.xmpp = XmppServer(cfg.xmpp, self, clock)
         self.lag = LoopLag()
         self.rs = RouteServers(
@@ -83,21 +85,28 @@ class Agent:
             clock,
             cfg.timers.reconnect,
             exports=lambda: self._installed_exports,
+            # after a start without state, not before the restart hold ends:
+            # the route servers keep what the switch keeps (control.driver)
+            ready=lambda: self._exports_ready and self.driver.hold_deadline is None,
         )
         self.requests_refused = 0
         self.requests_accepted = 0
+        self.requests_failed = 0  # the handler raised something else than a refusal
+        self.loop_errors: dict[str, int] = {}  # loop name -> failed iterations
         self._timer_wakeup = asyncio.Event()
         self._save_wakeup = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._control: asyncio.Server | None = None
         self._saved_json = ""
         self._saved_ids: tuple[int, ...] = ()
+        self._loaded = False
 
     # ------------------------------------------------------------ lifecycle
     async def start(self) -> None:
         restored = False
         if self.cfg.state_file is not None and self.cfg.state_file.exists():
             restored = self._restore(self.cfg.state_file)
+        self._loaded = True  # from here on, close() saves the state
         if not restored:
             # no record of what the switch holds: keep it forwarding while the
             # end-systems and route servers re-announce (control.driver)
@@ -122,12 +131,14 @@ class Agent:
             self._control.close()
         await self.xmpp.close()
         await self.rs.close()
-        for t in self._tasks:
-            t.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await t
+        await cancel_and_wait(self._tasks, "agent")
         await self.driver.close()
-        self.save()
+        if not self._loaded:  # stopped before the state file was read: keep it
+            return
+        try:
+            self.save()
+        except Exception:
+            self._loop_error("save", f"state file {self.cfg.state_file}: last save failed")
 
     def changed(self) -> None:
         """The VRF state changed: resync switch and route servers, re-arm timers, save."""
@@ -156,7 +167,9 @@ class Agent:
                 self.save()
                 self._saved_ids = mark
             except OSError as e:
-                log.error("state file %s: %s", self.cfg.state_file, e)
+                self._loop_error("save", f"state file {self.cfg.state_file}: {e}", trace=False)
+            except Exception:  # a bug in saving must not stop the switch writes
+                self._loop_error("save", f"state file {self.cfg.state_file}: save failed")
         self._save_wakeup.set()
         return ents
 
@@ -174,8 +187,9 @@ class Agent:
         """After a sync (complete or with refused updates): export exactly the
         routes whose label entry the switch holds."""
         exports = {ex for ex, ent in self._pending_exports.items() if self.driver.holds(ent)}
-        if self._installed_exports != exports:
+        if self._installed_exports != exports or not self._exports_ready:
             self._installed_exports = exports
+            self._exports_ready = True
             self.rs.kick()
 
     # --------------------------------------------------------- persistence
@@ -245,6 +259,13 @@ class Agent:
         os.replace(tmp, self.cfg.state_file)
         self._saved_json = text
 
+    def _loop_error(self, loop: str, what: str, trace: bool = True) -> None:
+        """One iteration of a main loop failed: logged (with the traceback of
+        the exception being handled unless ``trace`` is false) and counted
+        (``esvpn_loop_errors_total{loop=...}``); the loop goes on."""
+        self.loop_errors[loop] = self.loop_errors.get(loop, 0) + 1
+        log.error("%s loop: %s", loop, what, exc_info=trace)
+
     async def _save_loop(self) -> None:
         while True:
             await self._save_wakeup.wait()
@@ -253,7 +274,14 @@ class Agent:
             try:
                 self.save()
             except OSError as e:
-                log.error("state file %s: %s", self.cfg.state_file, e)
+                self._loop_error("save", f"state file {self.cfg.state_file}: {e}", trace=False)
+            except Exception:
+                self._loop_error("save", f"state file {self.cfg.state_file}: save failed")
+                # retried on the next change, and at the latest in a second
+                self._save_wakeup_later(1.0)
+
+    def _save_wakeup_later(self, delay: float) -> None:
+        asyncio.get_running_loop().call_later(delay, self._save_wakeup.set)
 
     # ---------------------------------------------------------------- timers
     async def _timer_loop(self) -> None:
@@ -264,12 +292,19 @@ class Agent:
             ]
             timeout = max(0.0, min(deadlines) - self.clock()) if deadlines else None
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._timer_wakeup.wait(), timeout)
-            hold = self.driver.hold_deadline
-            if hold is not None and hold <= self.clock():
-                log.info("restart hold over: entries nobody re-announced are removed")
-                self.driver.end_hold()
-            removed = self.state.expire(self.clock())
+                async with asyncio.timeout(timeout):
+                    await self._timer_wakeup.wait()
+            try:
+                hold = self.driver.hold_deadline
+                if hold is not None and hold <= self.clock():
+                    log.info("restart hold over: entries nobody re-announced are removed")
+                    self.driver.end_hold()
+                    self.rs.kick()  # now the route servers may drop them too
+                removed = self.state.expire(self.clock())
+            except Exception:
+                self._loop_error("timer", "expiry failed")
+                await asyncio.sleep(1.0)  # not a busy loop on a past deadline
+                continue
             if removed:
                 log.info("stale state removed: %s", ", ".join(removed))
                 self.changed()
@@ -289,6 +324,10 @@ class Agent:
         except DialectError as e:
             self.requests_refused += 1
             log.warning("end-system %s: refused %s: %s", session.jid, request, e)
+            raise
+        except Exception:
+            # refused to the end-system as internal-server-error by esxmpp.server
+            self.requests_failed += 1
             raise
         self.requests_accepted += 1
         if changes:
@@ -385,7 +424,7 @@ class Agent:
                 out.append(
                     {"vpn": vpn, "prefix": str(prefix), "source": "route-server", "nexthops": hops}
                 )
-        for ex in sorted(self.state.exports()):
+        for ex in sorted(self.state.exports(), key=export_key):
             out.append(
                 {
                     "vpn": ex.vpn,
@@ -460,11 +499,24 @@ class Agent:
             ("esvpn_switch_held_deletes", st.held_deletes),
             ("esvpn_end_system_requests_accepted_total", self.requests_accepted),
             ("esvpn_end_system_requests_refused_total", self.requests_refused),
+            ("esvpn_end_system_requests_failed_total", self.requests_failed),
+            ("esvpn_switch_driver_errors_total", st.errors),
+            ("esvpn_route_server_refusals_total", sum(rs.errors for rs in self.rs.servers)),
+            (
+                "esvpn_route_server_already_withdrawn_total",
+                sum(rs.already_withdrawn for rs in self.rs.servers),
+            ),
+            ("esvpn_route_server_conflicts_total", sum(rs.conflicts for rs in self.rs.servers)),
         ]
         out = []
         for name, value in lines:
             kind = "counter" if name.endswith("_total") else "gauge"
             out.append(f"# TYPE {name} {kind}\n{name} {value}\n")
+        loops = {"save": 0, "timer": 0, "control": 0, "routeserver_sync": 0, **self.loop_errors}
+        loops["routeserver_sync"] += self.rs.sync_errors
+        out.append("# TYPE esvpn_loop_errors_total counter\n")
+        for loop, n in sorted(loops.items()):
+            out.append(f'esvpn_loop_errors_total{{loop="{loop}"}} {n}\n')
         return "".join(out) + self.lag.metrics("esvpn")
 
     # ------------------------------------------------------------- control HTTP
@@ -510,6 +562,10 @@ class Agent:
                 res = await res
         except P4RuntimeError as e:
             return "503 Service Unavailable", "application/json", json.dumps({"error": str(e)})
+        except Exception as e:  # a bug in one view must not take the control port down
+            self._loop_error("control", f"GET {path} failed")
+            body = json.dumps({"error": f"{type(e).__name__}: {e}"})
+            return "500 Internal Server Error", "application/json", body
         return "200 OK", "application/json", json.dumps(res)
 
 
@@ -539,14 +595,21 @@ def setup_logging(fmt: str, level: str) -> None:
 
 
 async def run(cfg: AgentConfig) -> None:
-    agent = Agent(cfg)
-    await agent.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    log.info("agent running; control on %s:%d", cfg.control[0], agent.control_port)
-    await stop.wait()
+    agent = Agent(cfg)
+    started = asyncio.create_task(agent.start())
+    stopped = asyncio.create_task(stop.wait())
+    # SIGTERM is honoured while starting too (e.g. a port still busy)
+    await asyncio.wait({started, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    if started.done() and not stop.is_set():
+        started.result()
+        log.info("agent running; control on %s:%d", cfg.control[0], agent.control_port)
+        await stopped
+    exit_watchdog(SHUTDOWN_DEADLINE, "esvpn-agent")
+    await cancel_and_wait([started, stopped], "agent start")
     await agent.close()
 
 

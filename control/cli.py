@@ -96,13 +96,16 @@ def _host(a: argparse.Namespace) -> int:
             return 2
 
         async def run() -> None:
-            agent = HostAgent(cfg)
-            await agent.start()
+            from esxmpp.tasks import SHUTDOWN_DEADLINE, exit_watchdog
+
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, stop.set)
+            agent = HostAgent(cfg)
+            await agent.start()
             await stop.wait()
+            exit_watchdog(SHUTDOWN_DEADLINE, "esvpn host run")
             await agent.close()
 
         asyncio.run(run())

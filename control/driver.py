@@ -71,6 +71,7 @@ class DriverStats:
     writes: int = 0  # WriteRequests
     updates: int = 0  # updates applied
     update_errors: int = 0
+    errors: int = 0  # driver iterations ended by an unexpected exception (then reconnect)
     last_reconcile_diff: int = -1  # updates written by the last (re)connect reconcile
     held_deletes: int = 0  # DELETEs of inherited entities held back by the last sync
     failed: dict[tuple[Any, ...], str] = field(default_factory=dict)
@@ -275,6 +276,7 @@ class SwitchDriver:
             except (P4RuntimeError, OSError) as e:
                 log.warning("switch %s: %s", self.cfg.address, e)
             except Exception:
+                self.stats.errors += 1
                 log.exception("switch %s: driver error", self.cfg.address)
             if self.client is not None:
                 await self.client.close()

@@ -52,6 +52,7 @@ from esxmpp.dialect import (
     item_node_name,
     parse_system_id,
 )
+from esxmpp.tasks import cancel_and_wait
 
 log = logging.getLogger("control.host")
 
@@ -129,10 +130,7 @@ class HostAgent:
     async def close(self) -> None:
         if self._server is not None:
             self._server.close()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait([self._task], "host session")
         if self.client is not None:
             await self.client.close()
         with contextlib.suppress(FileNotFoundError):

@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -35,10 +36,12 @@ from esxmpp.dialect import (
     RouteEntry,
     item_node_name,
 )
+from esxmpp.tasks import cancel_and_wait
 
 log = logging.getLogger("control.routeservers")
 
 IN_FLIGHT = 32  # requests outstanding per route server while syncing exports
+RECONNECT_CAP = 5.0  # seconds: the longest delay between connection attempts
 
 
 @dataclass
@@ -50,8 +53,12 @@ class RouteServer:
     subs: set[str] = field(default_factory=set)
     rib: dict[str, dict[str, RouteEntry]] = field(default_factory=dict)  # vpn -> item -> entry
     eor: set[str] = field(default_factory=set)
+    end_of_sync: bool = False  # EndOfSync sent in this session
     connects: int = 0
+    attempts: int = 0  # connection attempts (failed ones included)
+    conflicts: int = 0  # sessions ended by the route server with <conflict>
     errors: int = 0
+    already_withdrawn: int = 0  # withdrawals answered item-not-found (nothing to do)
     last_error: str = ""
 
     @property
@@ -68,9 +75,13 @@ class RouteServers:
         clock: Callable[[], float],
         reconnect: float = 1.0,
         exports: Callable[[], set[Export]] | None = None,
+        ready: Callable[[], bool] = lambda: True,
     ) -> None:
         self.servers = [RouteServer(c) for c in configs]
         self.exports = exports or state.exports
+        # exports() is complete (the switch was synced once): only then may a
+        # session's EndOfSync make the route server drop what was not re-sent
+        self.ready = ready
         self.state = state
         self.changed = changed
         self.clock = clock
@@ -79,6 +90,7 @@ class RouteServers:
         self._kick = asyncio.Event()
         self._idle = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self.sync_errors = 0
 
     # ---------------------------------------------------------------- api
     def start(self) -> None:
@@ -87,11 +99,7 @@ class RouteServers:
         self._tasks.append(asyncio.create_task(self._sync_loop()))
 
     async def close(self) -> None:
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
+        await cancel_and_wait(self._tasks, "route servers")
         for rs in self.servers:
             if rs.client is not None:
                 await rs.client.close()
@@ -105,15 +113,27 @@ class RouteServers:
         await asyncio.wait_for(self._idle.wait(), timeout)
 
     # ------------------------------------------------------------ sessions
+    def _backoff(self, failures: int) -> float:
+        """Delay before the next connection attempt after ``failures`` failed
+        ones in a row: ``reconnect`` doubling up to a cap, with jitter (so
+        forwarders that lost the same route server do not come back in step)."""
+        cap = max(self.reconnect, min(RECONNECT_CAP, 10 * self.reconnect))
+        base: float = min(cap, self.reconnect * 2.0 ** max(0, failures - 1))
+        return base * random.uniform(0.5, 1.0)
+
     async def _connect_loop(self, rs: RouteServer) -> None:
+        """The one connection attempt in flight to ``rs`` at any time."""
+        failures = 0
         while True:
             client = XmppClient(rs.config, functools.partial(self._notification, rs))
+            rs.attempts += 1
             try:
                 await client.connect()
             except (ConnectionError, OSError, TimeoutError) as e:
                 rs.last_error = str(e)
+                failures += 1
                 log.debug("route server %s: %s", rs.name, e)
-                await asyncio.sleep(self.reconnect)
+                await asyncio.sleep(self._backoff(failures))
                 continue
             rs.client, rs.connected = client, True
             rs.connects += 1
@@ -121,21 +141,33 @@ class RouteServers:
             rs.subs.clear()
             rs.rib.clear()
             rs.eor.clear()
+            rs.end_of_sync = False
             log.info("route server %s: connected", rs.name)
             self._elect()
             self.kick()
             await client.wait_disconnected()
             rs.connected = False
-            log.warning("route server %s: disconnected", rs.name)
             with contextlib.suppress(Exception):
                 await client.close()
             rs.client = None
+            if client.stream_error == "conflict":
+                # a newer session of our own system id took this one over (a
+                # second agent with our identity, or a connection of ours the
+                # route server still saw): not answered at once, or two
+                # sessions replace each other in a loop
+                rs.conflicts += 1
+                failures += 1
+                rs.last_error = "replaced by a newer session of this system id (conflict)"
+                log.warning("route server %s: %s", rs.name, rs.last_error)
+            else:
+                failures = 0
+                log.warning("route server %s: disconnected", rs.name)
             if self.primary is rs:
                 self.primary = None
                 self.state.routes_stale(self.clock())
                 self._elect()
                 self.changed()
-            await asyncio.sleep(self.reconnect)
+            await asyncio.sleep(self._backoff(max(1, failures)))
 
     def _elect(self) -> None:
         if self.primary is not None:
@@ -185,13 +217,25 @@ class RouteServers:
                         await self._sync(rs, rs.client)
                     except (ConnectionError, TimeoutError, OSError) as e:
                         log.warning("route server %s: %s", rs.name, e)
+                    except Exception:  # a bug with one server must not stop the loop
+                        self.sync_errors += 1
+                        log.exception("route server %s: sync failed", rs.name)
             if not self._kick.is_set():
                 self._idle.set()
 
-    async def _request(self, rs: RouteServer, coro: object) -> bool:
+    async def _request(self, rs: RouteServer, coro: object, withdrawal: str = "") -> bool:
+        """Await one request; False (logged, counted) when the route server
+        refused it. ``withdrawal`` (what is withdrawn) marks a dissociate,
+        retract or unsubscribe: the route server answering ``item-not-found``
+        to one no longer has what we withdraw (e.g. it dropped it at our
+        EndOfSync, or its retention ran out), which is the state we want."""
         try:
             await coro  # type: ignore[misc]
         except DialectError as e:
+            if withdrawal and e.condition == "item-not-found":
+                rs.already_withdrawn += 1
+                log.info("route server %s: %s already withdrawn (%s)", rs.name, withdrawal, e)
+                return True
             rs.errors += 1
             rs.last_error = str(e)
             log.error("route server %s refused: %s", rs.name, e)
@@ -207,14 +251,15 @@ class RouteServers:
             return
         old = rs.sent.get(node)
         if old is not None and old[0] != vpn:  # moved to another VPN
-            await self._request(rs, c.dissociate(old[0], node))
-            del rs.sent[node]
+            await self._request(rs, c.dissociate(old[0], node), f"{node} in {old[0]}")
+            rs.sent.pop(node, None)
             old = None
         if (old is None or old[1] != entry) and not await self._request(rs, c.publish(node, entry)):
             return
         if old is None and not await self._request(rs, c.associate(vpn, node)):
             return
-        rs.sent[node] = (vpn, entry)
+        if rs.client is c:  # not a session that ended meanwhile (rs.sent is the new one's)
+            rs.sent[node] = (vpn, entry)
 
     async def _sync(self, rs: RouteServer, c: XmppClient) -> None:
         infra = self.state.infra
@@ -224,7 +269,7 @@ class RouteServers:
             node = item_node_name(ex.system_id, ex.prefix)
             want[node] = (ex.vpn, RouteEntry(ex.prefix, infra, ex.label, ex.version))
         for vpn in sorted(want_subs - rs.subs):
-            if await self._request(rs, c.subscribe(vpn)):
+            if await self._request(rs, c.subscribe(vpn)) and rs.client is c:
                 rs.subs.add(vpn)
         sem = asyncio.Semaphore(IN_FLIGHT)
 
@@ -241,11 +286,22 @@ class RouteServers:
                 raise r
         for node in sorted(set(rs.sent) - set(want)):
             vpn, _ = rs.sent[node]
-            await self._request(rs, c.dissociate(vpn, node))
-            await self._request(rs, c.retract(node))
-            del rs.sent[node]
+            await self._request(rs, c.dissociate(vpn, node), f"{node} in {vpn}")
+            await self._request(rs, c.retract(node), node)
+            rs.sent.pop(node, None)
         for vpn in sorted(rs.subs - want_subs):
-            await self._request(rs, c.unsubscribe(vpn))
+            await self._request(rs, c.unsubscribe(vpn), f"subscription {vpn}")
             rs.subs.discard(vpn)
             rs.rib.pop(vpn, None)
             rs.eor.discard(vpn)
+        # everything we hold was sent in this session: the route server drops
+        # what an earlier session of ours left there (kept for its retention)
+        # and we did not send again
+        if (
+            not rs.end_of_sync
+            and rs.client is c
+            and self.ready()
+            and await self._request(rs, c.end_of_sync())
+        ):
+            rs.end_of_sync = True
+            log.info("route server %s: end of sync sent", rs.name)

@@ -47,6 +47,17 @@ from esxmpp.dialect import (
 )
 
 
+def net_key(prefix: IPNetwork) -> tuple[int, int, int]:
+    """Sort key of a prefix of either family: IPv4 before IPv6, then address and
+    length (IPv4 and IPv6 networks do not compare with each other)."""
+    return (prefix.version, int(prefix.network_address), prefix.prefixlen)
+
+
+def export_key(ex: Export) -> tuple[bytes, str, tuple[int, int, int], int, int]:
+    """Sort key of an :class:`Export` (its prefixes may be of both families)."""
+    return (ex.system_id, ex.vpn, net_key(ex.prefix), ex.label, ex.version)
+
+
 @dataclass
 class Interface:
     """A virtual interface: (end-system, VLAN) on a switch port, in one VRF."""
@@ -411,7 +422,10 @@ class VrfState:
                     "port": i.port,
                     "vif_id": i.vif_id,
                     "label": i.label,
-                    "addresses": [[str(p), n, v] for p, (n, v) in sorted(i.addresses.items())],
+                    "addresses": [
+                        [str(p), n, v]
+                        for p, (n, v) in sorted(i.addresses.items(), key=lambda kv: net_key(kv[0]))
+                    ],
                 }
                 for _, i in sorted(self.interfaces.items())
             ],

@@ -5,6 +5,7 @@ Public API (stable): :class:`XmppClient` ``(config: ClientConfig,
 on_notification=None)`` with ``await connect()``, ``await subscribe(vpn,
 vlan_id=None)``, ``unsubscribe(vpn)``, ``publish(node, entry)``,
 ``retract(node)``, ``associate(vpn, node)``, ``dissociate(vpn, node)``,
+``end_of_sync()``,
 ``request(req)`` (any :data:`esxmpp.dialect.Request`; raises DialectError on
 an iq error), ``ping()``, ``notifications()`` (async iterator of
 :data:`esxmpp.dialect.Notification`), ``await close()``, ``connected``,
@@ -43,6 +44,7 @@ from esxmpp.dialect import (
     Associate,
     DialectError,
     Dissociate,
+    EndOfSync,
     Notification,
     Publish,
     Request,
@@ -75,6 +77,9 @@ class XmppClient:
         self._disconnected: asyncio.Event = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self.bad_notifications = 0
+        #: condition of the stream error that ended the last session ('' if none),
+        #: e.g. 'conflict' when the server replaced it by a newer session
+        self.stream_error = ""
 
     # ---------------------------------------------------------------- setup
 
@@ -108,6 +113,7 @@ class XmppClient:
         xmpp = self._make()
         self._xmpp = xmpp
         self._queue = asyncio.Queue()  # a fresh session: no stale end marker
+        self.stream_error = ""
         loop = asyncio.get_running_loop()
         done: asyncio.Future[str | None] = loop.create_future()
 
@@ -124,17 +130,32 @@ class XmppClient:
         xmpp.connect(self.config.host, self.config.port)
         wait = timeout if timeout is not None else self.config.request_timeout
         try:
-            reason = await asyncio.wait_for(done, wait)
+            async with asyncio.timeout(wait):
+                reason = await done
         except TimeoutError:
             reason = "timed out"
+        except BaseException:  # cancelled: this attempt must not live on
+            self._kill(xmpp)
+            raise
         if reason is not None:
-            xmpp.abort()
+            self._kill(xmpp)
             raise ConnectionError(f"{self.config.jid} -> {self.config.host}: {reason}")
         self._connected = True
         self._disconnected.clear()
         self._spawn(self._keepalive())
         if self.on_notification is not None:
             self._spawn(self._dispatch())
+
+    @staticmethod
+    def _kill(xmpp: Any) -> None:
+        """End a connection attempt for good. slixmpp reschedules a failed
+        attempt by itself (with a growing delay, forever) and ``abort()`` does
+        nothing without a transport: left alone, an attempt that failed while
+        the server was down connects later on its own and binds a second
+        session that replaces the owner's (a ``<conflict>`` flap)."""
+        xmpp.cancel_connection_attempt()
+        xmpp.abort()
+        xmpp.cancel_connection_attempt()
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         t = asyncio.create_task(coro)
@@ -159,6 +180,8 @@ class XmppClient:
                 return
 
     def _on_stream_error(self, err: Any) -> None:
+        with contextlib.suppress(Exception):
+            self.stream_error = str(err["condition"])
         log.warning("%s: stream error %s", self.config.jid, err)
 
     def _on_disconnected(self, xmpp: Any, finish: Callable[[str | None], None]) -> None:
@@ -187,14 +210,17 @@ class XmppClient:
         xmpp = self._xmpp
         if xmpp is None:
             return
-        if self._connected:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(xmpp.disconnect(wait=1.0), 3.0)
-        xmpp.abort()
-        self._connected = False
-        self._disconnected.set()
-        for t in list(self._tasks):
-            t.cancel()
+        try:
+            if self._connected:
+                with contextlib.suppress(Exception):
+                    async with asyncio.timeout(2.0):
+                        await xmpp.disconnect(wait=1.0)
+        finally:
+            self._kill(xmpp)
+            self._connected = False
+            self._disconnected.set()
+            for t in list(self._tasks):
+                t.cancel()
 
     # ------------------------------------------------------------- requests
 
@@ -238,6 +264,10 @@ class XmppClient:
 
     async def dissociate(self, vpn: str, node: str) -> None:
         await self.request(Dissociate(vpn, node))
+
+    async def end_of_sync(self) -> None:
+        """Everything this session holds has been sent (see esxmpp.dialect.EndOfSync)."""
+        await self.request(EndOfSync())
 
     async def ping(self) -> float:
         """XEP-0199 ping of the server; returns the round-trip time in seconds."""

@@ -24,6 +24,9 @@ Retract         ``<retract node='…'/>`` (with or without ``<item>``) or ``<del
                 ``<retract node='…'/>``.
 Associate       ``<collection node='vpn'><associate node='…'/></collection>``
 Dissociate      ``<collection node='vpn'><dissociate node='…'/></collection>``
+EndOfSync       ``<publish node='EndOfRib'/>`` (no item): everything this session
+                holds has been (re)sent; what a resumed earlier session of the
+                same system id advertised and this one did not is withdrawn
 ==============  ==================================================================
 
 Route entry payload (namespace ``http://ietf.org/protocol/bgpvpn``, element
@@ -185,7 +188,15 @@ class Dissociate:
     node: str
 
 
-Request = Subscribe | Unsubscribe | Publish | Retract | Associate | Dissociate
+@dataclass(frozen=True)
+class EndOfSync:
+    """The client has (re)sent everything it holds in this session: the
+    server withdraws what the client advertised in an earlier session of the
+    same system id (kept for retention, resumed) and did not advertise again
+    in this one. Wire form: ``<publish node='EndOfRib'/>`` without an item."""
+
+
+Request = Subscribe | Unsubscribe | Publish | Retract | Associate | Dissociate | EndOfSync
 
 # ----------------------------------------------------------- notifications
 
@@ -481,6 +492,10 @@ def parse_pubsub(pubsub: ET.Element) -> Request:
         raise DialectError("bad-request", f"{op_name}: unexpected sibling {rest[0].tag}")
     if op_name == "unsubscribe":
         return Unsubscribe(check_vpn_name(op.get("node"), "unsubscribe"))
+    if op_name == "publish" and op.get("node") == END_OF_RIB_NODE:
+        if len(op):
+            raise DialectError("bad-request", f"publish {END_OF_RIB_NODE}: takes no item")
+        return EndOfSync()
     if op_name == "publish":
         node = op.get("node") or ""
         _sysid, prefix = parse_item_node(node)
@@ -543,6 +558,8 @@ def build_pubsub(req: Request) -> ET.Element:
     elif isinstance(req, Associate):
         coll = ET.SubElement(ps, p + "collection", node=req.collection)
         ET.SubElement(coll, p + "associate", node=req.node)
+    elif isinstance(req, EndOfSync):
+        ET.SubElement(ps, p + "publish", node=END_OF_RIB_NODE)
     else:
         coll = ET.SubElement(ps, p + "collection", node=req.collection)
         ET.SubElement(coll, p + "dissociate", node=req.node)

@@ -61,6 +61,7 @@ from esxmpp.dialect import (
     NS_PUBSUB_OWNER,
     NS_STANZAS,
     DialectError,
+    EndOfSync,
     Notification,
     Request,
     build_error,
@@ -81,6 +82,7 @@ from esxmpp.stream import (
     StreamOpen,
     StreamParser,
 )
+from esxmpp.tasks import cancel_and_wait
 
 log = logging.getLogger("esxmpp.server")
 
@@ -282,18 +284,15 @@ class XmppServer:
             self._server.close()
         for s in list(self._conns):
             s.close("system-shutdown", "server shutting down")
+        # the expiry timer first: nothing is withdrawn during a shutdown
+        await cancel_and_wait([self._expiry_task], "esxmpp server expiry")
         if self._tasks:
             _done, pending = await asyncio.wait(list(self._tasks), timeout=2.0)
-            for t in pending:
-                t.cancel()
-            if pending:
-                await asyncio.wait(pending)
-        if self._expiry_task is not None:
-            self._expiry_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._expiry_task
+            await cancel_and_wait(pending, "esxmpp server connections")
         if self._server is not None:
-            await self._server.wait_closed()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(1.0):
+                    await self._server.wait_closed()
 
     # ------------------------------------------------------------ retention
 
@@ -303,7 +302,8 @@ class XmppServer:
             self._expiry_wakeup.clear()
             timeout = None if deadline is None else max(0.0, deadline - self.clock())
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._expiry_wakeup.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._expiry_wakeup.wait()
             for exp in self.table.expire(self.clock()):
                 log.info("state of %s expired: %d changes", exp.system_id.hex(), len(exp.changes))
                 try:
@@ -386,8 +386,8 @@ class _Conn:
     async def run(self) -> None:
         sess = self.sess
         try:
-            deadline = self.server.clock() + self.cfg.negotiation_timeout
-            await asyncio.wait_for(self._negotiate(), max(0.0, deadline - self.server.clock()))
+            async with asyncio.timeout(self.cfg.negotiation_timeout):
+                await self._negotiate()
             await self._session_loop()
         except StreamError as exc:
             log.warning("%s %s: stream error %s", sess.peer, sess.jid, exc)
@@ -703,6 +703,13 @@ class _Conn:
         # while the handler ran (the handler has acted on these changes).
         if table.state(sess.system_id) is not None:
             table.commit(sess.system_id, changes)
+            table.mark(sess.system_id, req)
+        if isinstance(req, EndOfSync) and changes:
+            log.info(
+                "%s: end of sync: withdrew %d items the earlier session had advertised",
+                sess.jid,
+                len(changes),
+            )
         sess.send_element(build_result(iq))
 
 

@@ -20,7 +20,12 @@ application's handler in between, so a handler error leaves state untouched).
 
 When a session closes its state is kept ``retention`` seconds; a session for
 the same system id opened within that time takes it back with no change
-events. After it, :meth:`SessionTable.expire` returns the withdrawal: all
+events. Such a resumed session re-advertises what it still holds and then
+sends ``EndOfSync``: its plan withdraws (dissociations, retractions,
+unsubscriptions) whatever the earlier session advertised and this one did
+not, so both sides agree again (:meth:`SessionTable.mark` records what the
+session re-advertised; it is called after each accepted request). After the
+retention, :meth:`SessionTable.expire` returns the withdrawal: all
 dissociations, then retractions, then unsubscriptions.
 """
 
@@ -34,6 +39,7 @@ from esxmpp.dialect import (
     Associate,
     DialectError,
     Dissociate,
+    EndOfSync,
     Publish,
     Request,
     Retract,
@@ -92,10 +98,20 @@ class Expired:
 
 
 @dataclass
+class _Resync:
+    """What a session that resumed earlier state has advertised again so far."""
+
+    subscriptions: set[str] = field(default_factory=set)
+    published: set[str] = field(default_factory=set)
+    associations: set[tuple[str, str]] = field(default_factory=set)  # (node, vpn)
+
+
+@dataclass
 class _Entry:
     state: Advertised
     key: Hashable | None  # live session key, None when closed
     deadline: float | None = None
+    resync: _Resync | None = None  # resumed, and no EndOfSync yet in this session
 
 
 class SessionTable:
@@ -137,10 +153,12 @@ class SessionTable:
                 )
             old = ent.key
             ent.key = key
+            ent.resync = _Resync()
             return Opened(resumed=True, replaced=old)
         ent.key = key
         ent.deadline = None
-        return Opened(resumed=not ent.state.empty())
+        ent.resync = None if ent.state.empty() else _Resync()
+        return Opened(resumed=ent.resync is not None)
 
     def close(self, system_id: bytes, key: Hashable, now: float) -> None:
         """Session ``key`` ended; start the retention timer (if it is still the live one)."""
@@ -197,6 +215,8 @@ class SessionTable:
         if ent is None:
             raise DialectError("not-authorized", "no session for this system id")
         st = ent.state
+        if isinstance(req, EndOfSync):
+            return self._unsynced(ent)
         if isinstance(req, Subscribe):
             if st.subscriptions.get(req.node, -1) == req.vlan_id:
                 return []
@@ -243,6 +263,41 @@ class SessionTable:
             )
         return [req]
 
+    @staticmethod
+    def _unsynced(ent: _Entry) -> list[Request]:
+        """The withdrawal of what a resumed session has not advertised again."""
+        rs = ent.resync
+        if rs is None:
+            return []
+        st = ent.state
+        gone_nodes = sorted(set(st.published) - rs.published)
+        gone_vpns = sorted(set(st.subscriptions) - rs.subscriptions)
+        dissociate = {
+            (node, vpn)
+            for node, vpns in st.associations.items()
+            for vpn in vpns
+            if (node, vpn) not in rs.associations or node in gone_nodes or vpn in gone_vpns
+        }
+        out: list[Request] = [Dissociate(v, n) for n, v in sorted(dissociate)]
+        out.extend(Retract(n) for n in gone_nodes)
+        out.extend(Unsubscribe(v) for v in gone_vpns)
+        return out
+
+    def mark(self, system_id: bytes, req: Request) -> None:
+        """``req`` was accepted (and its changes committed): what it advertises
+        is current again; an EndOfSync ends the resynchronisation."""
+        ent = self._entries.get(system_id)
+        if ent is None or ent.resync is None:
+            return
+        if isinstance(req, EndOfSync):
+            ent.resync = None
+        elif isinstance(req, Subscribe):
+            ent.resync.subscriptions.add(req.node)
+        elif isinstance(req, Publish):
+            ent.resync.published.add(req.node)
+        elif isinstance(req, Associate):
+            ent.resync.associations.add((req.node, req.collection))
+
     def commit(self, system_id: bytes, changes: Sequence[Request]) -> None:
         """Apply changes returned by :meth:`plan` for the same system id."""
         st = self._entries[system_id].state
@@ -258,7 +313,7 @@ class SessionTable:
                 st.associations.pop(ch.node, None)
             elif isinstance(ch, Associate):
                 st.associations.setdefault(ch.node, set()).add(ch.collection)
-            else:
+            elif isinstance(ch, Dissociate):
                 vpns = st.associations.get(ch.node)
                 if vpns is not None:
                     vpns.discard(ch.collection)
@@ -266,7 +321,8 @@ class SessionTable:
                         del st.associations[ch.node]
 
     def apply(self, system_id: bytes, req: Request) -> list[Request]:
-        """plan + commit in one step."""
+        """plan + commit + mark in one step."""
         changes = self.plan(system_id, req)
         self.commit(system_id, changes)
+        self.mark(system_id, req)
         return changes

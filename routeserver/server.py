@@ -158,6 +158,7 @@ class RouteServer:
             "xmpp_requests": 0,
             "xmpp_refused": 0,
             "xmpp_notifications": 0,
+            "xmpp_sessions_opened": 0,
             "bgp_inputs": 0,
             "bgp_commands_refused": 0,
             "exabgp_restarts": 0,
@@ -411,6 +412,7 @@ class RouteServer:
 
     def session_opened(self, session: ServerSession, resumed: bool) -> None:
         log.info("xmpp session %s from %s (resumed=%s)", session.jid, session.peer, resumed)
+        self.counters["xmpp_sessions_opened"] += 1
         if resumed:
             sid = format_system_id(session.system_id)
             for vpn in sorted(session.state.subscriptions):

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from esxmpp.dialect import Notification, Request
+from esxmpp.dialect import EndOfSync, Notification, Request
 from esxmpp.server import ServerSession, XmppServer
 from softswitch import api
 from softswitch.engine import SoftEngine
@@ -178,11 +178,14 @@ class _ObservedWriter:
 class EsxmppRouteSource:
     """Handler for an esxmpp XmppServer that plays the route server in tests.
 
-    Records every accepted request as (system id hex, request); the test sends
+    Records every accepted request as (system id hex, request), except
+    EndOfSync (only counted: the agent sends it once the switch was synced,
+    before or after its first exports); the test sends
     route notifications itself with :meth:`send`.
     """
 
     requests: list[tuple[str, Request]] = field(default_factory=list)
+    end_of_syncs: int = 0
     server: XmppServer | None = None
     #: called with each accepted request before it is recorded
     on_request: Callable[[Request], None] | None = None
@@ -191,6 +194,9 @@ class EsxmppRouteSource:
         pass
 
     def request(self, session: ServerSession, request: Request, changes: Sequence[Request]) -> None:
+        if isinstance(request, EndOfSync):  # counted, not recorded: it comes at any point
+            self.end_of_syncs += 1
+            return
         if self.on_request is not None:
             self.on_request(request)
         self.requests.append((session.system_id.hex(), request))

@@ -121,6 +121,18 @@ def test_unsubscribe_exact() -> None:
     )
 
 
+def test_end_of_sync_exact() -> None:
+    e = d.EndOfSync()
+    assert req_xml(e) == f"<iq type='set' id='r1'>{PS}<publish node='EndOfRib'/></pubsub></iq>"
+    assert parse(wrap("<publish node='EndOfRib'/>")) == e
+    with pytest.raises(d.DialectError) as info:
+        parse(wrap("<publish node='EndOfRib'><item/></publish>"))
+    assert (info.value.condition, info.value.text) == (
+        "bad-request",
+        "publish EndOfRib: takes no item",
+    )
+
+
 def test_update_notification_exact() -> None:
     note = d.ItemsEvent("vpn-customer-name", (("ae890ac52d0df67ed7cfdf51b644e901", ENTRY),))
     msg = d.build_notification(note, "01020304abcd@fwd/x", "rs1.example")

@@ -149,3 +149,51 @@ def test_newer_version_replaces_and_relay_mode_allows_foreign_nodes() -> None:
 def test_request_without_session_is_refused() -> None:
     with pytest.raises(d.DialectError, match="no session"):
         SessionTable().plan(SID, d.Subscribe("v"))
+
+
+def test_resumed_session_end_of_sync_withdraws_what_was_not_advertised_again() -> None:
+    node2 = "01020304abcd:10.1.1.2/32"
+    e2 = d.RouteEntry(ip.ip_network("10.1.1.2/32"), ip.ip_address("192.0.2.1"), 10001, 1)
+    t = SessionTable(retention=60.0)
+    t.open(SID, "k1", 0.0)
+    advertised(t)
+    t.apply(SID, d.Subscribe("w", 20))
+    t.apply(SID, d.Publish(node2, e2))
+    t.apply(SID, d.Associate("v", node2))
+    t.apply(SID, d.Associate("w", NODE))
+    # a fresh session has nothing to withdraw
+    assert t.plan(SID, d.EndOfSync()) == []
+    t.close(SID, "k1", 1.0)
+    assert t.open(SID, "k2", 2.0) == Opened(resumed=True)
+    # the new session holds v, NODE in v only, and not node2 nor w
+    assert t.apply(SID, d.Subscribe("v", 10)) == []
+    assert t.apply(SID, d.Publish(NODE, entry())) == []
+    assert t.apply(SID, d.Associate("v", NODE)) == []
+    assert t.apply(SID, d.EndOfSync()) == [
+        d.Dissociate("w", NODE),
+        d.Dissociate("v", node2),
+        d.Retract(node2),
+        d.Unsubscribe("w"),
+    ]
+    st = t.state(SID)
+    assert st is not None
+    assert (st.subscriptions, st.published, st.associations) == (
+        {"v": 10},
+        {NODE: entry()},
+        {NODE: {"v"}},
+    )
+    # once per resumption: a second end of sync changes nothing
+    assert t.apply(SID, d.EndOfSync()) == []
+
+
+def test_takeover_resyncs_too() -> None:
+    t = SessionTable(retention=60.0)
+    t.open(SID, "k1", 0.0)
+    advertised(t)
+    assert t.open(SID, "k2", 1.0) == Opened(resumed=True, replaced="k1")
+    assert t.apply(SID, d.EndOfSync()) == [
+        d.Dissociate("v", NODE),
+        d.Retract(NODE),
+        d.Unsubscribe("v"),
+    ]
+    assert t.state(SID) is not None and t.state(SID).empty()  # type: ignore[union-attr]
