@@ -514,6 +514,7 @@ class Agent:
             out.append(f"# TYPE {name} {kind}\n{name} {value}\n")
         loops = {"save": 0, "timer": 0, "control": 0, "routeserver_sync": 0, **self.loop_errors}
         loops["routeserver_sync"] += self.rs.sync_errors
+        loops["routeserver_notification"] = self.rs.notification_errors
         out.append("# TYPE esvpn_loop_errors_total counter\n")
         for loop, n in sorted(loops.items()):
             out.append(f'esvpn_loop_errors_total{{loop="{loop}"}} {n}\n')

@@ -91,6 +91,7 @@ class RouteServers:
         self._idle = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.sync_errors = 0
+        self.notification_errors = 0
 
     # ---------------------------------------------------------------- api
     def start(self) -> None:
@@ -185,6 +186,13 @@ class RouteServers:
                 return
 
     def _notification(self, rs: RouteServer, note: Notification) -> None:
+        try:
+            self._apply_notification(rs, note)
+        except Exception:  # one bad notification must not stop the others
+            self.notification_errors += 1
+            log.exception("route server %s: notification %s failed", rs.name, note)
+
+    def _apply_notification(self, rs: RouteServer, note: Notification) -> None:
         primary = self.primary is rs
         now = self.clock()
         if isinstance(note, ItemsEvent):

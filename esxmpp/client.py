@@ -77,6 +77,7 @@ class XmppClient:
         self._disconnected: asyncio.Event = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self.bad_notifications = 0
+        self.callback_errors = 0  # notifications whose callback raised (logged, skipped)
         #: condition of the stream error that ended the last session ('' if none),
         #: e.g. 'conflict' when the server replaced it by a newer session
         self.stream_error = ""
@@ -305,7 +306,8 @@ class XmppClient:
                 res = self.on_notification(note)
                 if inspect.isawaitable(res):
                     await res
-            except Exception:
+            except Exception:  # one bad notification must not stop the others
+                self.callback_errors += 1
                 log.exception("%s: notification callback failed", self.config.jid)
 
     async def notifications(self) -> AsyncIterator[Notification]:
