@@ -71,6 +71,7 @@ from esxmpp.dialect import (
     parse_system_id,
     serialize,
 )
+from esxmpp.jid import same_domain
 from esxmpp.session import Advertised, SessionTable
 from esxmpp.stream import (
     NS_STREAM_ERRORS,
@@ -441,7 +442,7 @@ class _Conn:
             raise StreamError("invalid-namespace", f"content namespace must be {NS_CLIENT}")
         if ev.attrs.get("version", "") != "1.0":
             raise StreamError("unsupported-version", "only version 1.0 is supported")
-        if to is not None and to != self.cfg.domain:
+        if to is not None and not same_domain(to, self.cfg.domain):
             raise StreamError("host-unknown", f"this server is {self.cfg.domain}")
 
     def _restart(self) -> None:
