@@ -73,7 +73,7 @@ class Agent:
         # a sync, those whose entry the switch holds
         self._pending_exports: dict[Export, Entity] = {}
         self._installed_exports: set[Export] = set()
-        self.xmpp = XmppServer(cfg.xmpp, self, clock)
+        self.xmpp = XmppServer(cfg.xmpp, self, clock, end_systems=True)
         self.rs = RouteServers(
             cfg.route_servers,
             self.state,

@@ -44,7 +44,6 @@ from esxmpp.client import XmppClient
 from esxmpp.config import ClientConfig, client_config_from_toml
 from esxmpp.config import ConfigError as XmppConfigError
 from esxmpp.dialect import (
-    LABEL_MIN,
     DialectError,
     IPNetwork,
     RouteEntry,
@@ -139,9 +138,8 @@ class HostAgent:
             self.cfg.socket.unlink()
 
     def _entry(self, prefix: IPNetwork, version: int) -> RouteEntry:
-        unspec = ipaddress.ip_address("0.0.0.0" if prefix.version == 4 else "::")
-        # the forwarder fills in next hop and label; the dialect requires both
-        return RouteEntry(prefix, unspec, LABEL_MIN, version)
+        # no next hop and label: the forwarder supplies both (draft §5-§6)
+        return RouteEntry.end_system(prefix, version)
 
     async def _session_loop(self) -> None:
         while True:

@@ -2,7 +2,9 @@
 
 Public API (stable):
 
-* :class:`XmppServer` ``(config: ServerConfig, handler: Handler)`` with
+* :class:`XmppServer` ``(config: ServerConfig, handler: Handler, clock,
+  end_systems=False)`` (``end_systems``: we are the clients' external
+  forwarder; a publish needs no next hop and label) with
   ``await start()``, ``port``, ``await close()``, ``session(system_id)``,
   ``sessions()``, ``table`` (the :class:`esxmpp.session.SessionTable`).
 * :class:`Handler` — the application's callbacks (sync or async):
@@ -234,10 +236,14 @@ class XmppServer:
         config: ServerConfig,
         handler: Handler,
         clock: Callable[[], float] = time.monotonic,
+        end_systems: bool = False,
     ) -> None:
         self.config = config
         self.handler = handler
         self.clock = clock
+        # clients are end-systems and we their external forwarder: a publish's
+        # next hop and label are ours to supply (esxmpp.dialect.parse_entry)
+        self.end_systems = end_systems
         self.table = SessionTable(config.retention, config.duplicate, config.own_nodes_only)
         self._ssl = server_ssl_context(config)
         self._server: asyncio.Server | None = None
@@ -688,7 +694,7 @@ class _Conn:
         sess = self.sess
         table = self.server.table
         try:
-            req = parse_pubsub(payload)
+            req = parse_pubsub(payload, self.server.end_systems)
             changes = table.plan(sess.system_id, req)
             await _call(self.server.handler.request, sess, req, changes)
         except DialectError as exc:

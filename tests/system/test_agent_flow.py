@@ -1168,3 +1168,49 @@ def test_ecmp_and_newer_version(tmp_path: Path) -> None:
             assert await lab.switch_entities() == lab.canon(attached_entities() | newest)
 
     asyncio.run(scenario())
+
+
+def test_end_system_publish_needs_no_next_hop_and_label(tmp_path: Path) -> None:
+    """§5-§6, external forwarder: the forwarder supplies the next hop and label
+    of an end-system's address. A publish without them is accepted; present
+    ones are ignored: the export carries our infra address and the vif's label."""
+
+    async def scenario() -> None:
+        async with Lab(tmp_path) as lab:
+            await lab.start_switch()
+            await lab.start_rs()
+            agent = await lab.start_agent()
+            await agent.driver.wait_synced(10)
+            assert agent.xmpp is not None
+            cli = lab.pki.client(HOST_SID)
+            es = XmppClient(
+                ClientConfig(
+                    jid=f"{HOST_SID}@tor.test",
+                    host="127.0.0.1",
+                    port=agent.xmpp.port,
+                    certfile=cli.certfile,
+                    keyfile=cli.keyfile,
+                    cafile=lab.pki.cafile,
+                    request_timeout=5.0,
+                )
+            )
+            await es.connect()
+            try:
+                await es.subscribe("red", 10)
+                bare, other = f"{HOST_SID}:10.1.1.5/32", f"{HOST_SID}:10.1.1.6/32"
+                prefix = ipaddress.ip_network("10.1.1.5/32")
+                await es.publish(bare, RouteEntry.end_system(prefix, 3))
+                await es.publish(other, route("10.1.1.6/32", "198.51.100.9", 999, 1))
+                await es.associate("red", bare)
+                await es.associate("red", other)
+                await until(lambda: len(lab.rs_handler.requests) == 5, what="exports")
+                assert sorted(
+                    (r.node, r.entry) for _, r in lab.rs_handler.requests if isinstance(r, Publish)
+                ) == [
+                    (bare, route("10.1.1.5/32", INFRA, 16, 3)),
+                    (other, route("10.1.1.6/32", INFRA, 16, 1)),
+                ]
+            finally:
+                await es.close()
+
+    asyncio.run(scenario())
