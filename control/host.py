@@ -15,7 +15,11 @@ host.toml::
     jid = "0a0000000001@tor1.example.net"   # localpart = this host's system id (a MAC)
     host = "10.0.0.1"
     port = 5222
-    certfile = "..."  keyfile = "..."  cafile = "..."
+    certfile = "/etc/esvpn/pki/client-0a0000000001.pem"    # from esvpn certs
+    keyfile = "/etc/esvpn/pki/client-0a0000000001.key"
+    cafile = "/etc/esvpn/pki/ca.pem"
+
+Every key with its default: ``examples/host.toml``.
 
 Protocol on the socket (one JSON object per line each way)::
 
