@@ -505,9 +505,14 @@ class Agent:
             res = fn()
             if asyncio.iscoroutine(res):
                 res = await res
+            body = json.dumps(res)
         except P4RuntimeError as e:
             return "503 Service Unavailable", "application/json", json.dumps({"error": str(e)})
-        return "200 OK", "application/json", json.dumps(res)
+        except Exception as e:  # a bug in a view: answer it, do not drop the connection
+            log.exception("GET %s failed", path)
+            err = f"{path} failed in the agent: {type(e).__name__}: {e}"
+            return "500 Internal Server Error", "application/json", json.dumps({"error": err})
+        return "200 OK", "application/json", body
 
 
 # ---------------------------------------------------------------------- main

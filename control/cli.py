@@ -38,8 +38,12 @@ def fetch(agent: str, path: str, timeout: float = 10.0) -> Any:
         with urllib.request.urlopen(url, timeout=timeout) as r:
             return json.loads(r.read())
     except urllib.error.HTTPError as e:
-        body = json.loads(e.read() or b"{}")
-        raise RuntimeError(body.get("error", str(e))) from None
+        raw = e.read()
+        try:
+            error = json.loads(raw)["error"]
+        except (ValueError, KeyError, TypeError):
+            error = raw.decode("utf-8", "replace").strip() or e.reason
+        raise RuntimeError(f"the agent at {agent} answered {e.code}: {error}") from None
     except (urllib.error.URLError, OSError) as e:
         raise RuntimeError(f"cannot reach the agent at {agent}: {e}") from None
 

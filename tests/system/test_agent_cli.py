@@ -321,3 +321,33 @@ def test_certs_command_makes_a_lab_pki_for_both_xmpp_hops(tmp_path: Path) -> Non
             assert (host.mechanism, host.system_id.hex()) == ("EXTERNAL", HOST_SID)
 
     asyncio.run(scenario())
+
+
+def test_show_reports_a_failed_view_not_an_unreachable_agent(tmp_path: Path) -> None:
+    """A view that raises inside the agent is answered 500 with the error, and
+    ``esvpn show`` prints it (not "cannot reach the agent ... Remote end closed
+    connection"); the agent keeps serving. The failure is injected (a fake
+    view, named as such): no input makes a real view fail."""
+
+    async def scenario() -> None:
+        async with Lab(tmp_path) as lab:
+            await lab.start_switch()
+            await lab.start_rs()
+            agent = await lab.start_agent()
+
+            def broken_view() -> Any:  # the injected fault
+                raise KeyError("vrf 'red'")
+
+            agent.view_vrfs = broken_view  # type: ignore[method-assign]
+            control = f"127.0.0.1:{agent.control_port}"
+            esvpn = str(BIN / "esvpn")
+            assert await run(esvpn, "show", "vrfs", "--agent", control) == (
+                1,
+                "",
+                f"esvpn: the agent at {control} answered 500: "
+                "/v1/vrfs failed in the agent: KeyError: \"vrf 'red'\"\n",
+            )
+            rc, out, _ = await run(esvpn, "show", "interfaces", "--agent", control)
+            assert (rc, out) == (0, "(none)\n")
+
+    asyncio.run(scenario())
