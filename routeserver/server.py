@@ -19,11 +19,12 @@ import functools
 import ipaddress
 import json
 import logging
+import os
 import time
 import urllib.parse
 from collections import deque
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Awaitable, Sequence
+from typing import Any, TypeVar
 
 from esxmpp.config import ServerConfig
 from esxmpp.dialect import (
@@ -126,6 +127,21 @@ def to_notifications(out: Output, max_items: int = MAX_ITEMS) -> list[Notificati
     return []
 
 
+_T = TypeVar("_T")
+
+
+class ListenError(OSError):
+    """One of our own listening sockets cannot be opened; ``strerror`` names it."""
+
+
+async def _listening(where: str, opening: Awaitable[_T]) -> _T:
+    try:
+        return await opening
+    except OSError as e:
+        reason = (os.strerror(e.errno) if e.errno else str(e)).lower()
+        raise ListenError(e.errno, f"{where}: cannot listen: {reason}") from e
+
+
 class RouteServer:
     """One route server instance (see the module docstring)."""
 
@@ -164,9 +180,11 @@ class RouteServer:
         try:
             if self.xmpp_config is not None:
                 self.xmpp = XmppServer(self.xmpp_config, self)
-                await self.xmpp.start()
-            self._control = await asyncio.start_server(
-                self._http, self.cfg.control_host, self.cfg.control_port
+                where = f"xmpp port {self.xmpp_config.host}:{self.xmpp_config.port}"
+                await _listening(where, self.xmpp.start())
+            self._control = await _listening(
+                f"control port {self.cfg.control_host}:{self.cfg.control_port}",
+                asyncio.start_server(self._http, self.cfg.control_host, self.cfg.control_port),
             )
         except BaseException:
             if self.xmpp is not None:

@@ -142,3 +142,25 @@ def test_run_show_and_stop(tmp_path: Path) -> None:
     logs = [json.loads(line) for line in err.splitlines()]
     assert {"level", "logger", "msg", "ts"} <= set(logs[0])
     assert any(r["msg"] == "route server 127.0.6.21 started" for r in logs)
+
+
+def test_run_names_its_own_port_in_use(tmp_path: Path) -> None:
+    """The control port taken by another process: ``run`` says so (not
+    "cannot reach the route server") and exits 1."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = int(taken.getsockname()[1])
+        conf = write_config(tmp_path, port)
+        res = subprocess.run(
+            [*CLI, "run", "--config", str(conf)],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
+        )
+    assert res.returncode == 1, res.stderr
+    assert res.stderr.splitlines()[-1] == (
+        f"error: cannot start the route server: control port 127.0.0.1:{port}: "
+        "cannot listen: address already in use"
+    )
