@@ -8,9 +8,13 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
+from prometheus_client import CONTENT_TYPE_LATEST
+
 from esxmpp.testing import make_pki
+from tests.prometheus_text import families
 
 CLI = [sys.executable, "-m", "routeserver.cli"]
 
@@ -135,6 +139,28 @@ def test_run_show_and_stop(tmp_path: Path) -> None:
             "peer        rtc  received  advertised  routes_out",
             "127.0.6.22  *    -         -           0",
         ]
+        # /metrics: Prometheus text by prometheus_client, HELP and TYPE for every family
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+            assert r.headers["Content-Type"] == CONTENT_TYPE_LATEST
+            fams = families(r.read().decode())
+        assert {n: t for n, (t, _, _) in fams.items()} == {
+            "esvpn_rs_rib_entries": "gauge",
+            "esvpn_rs_rib_inputs_total": "counter",
+            "esvpn_rs_xmpp_requests_total": "counter",
+            "esvpn_rs_xmpp_refused_total": "counter",
+            "esvpn_rs_xmpp_notifications_total": "counter",
+            "esvpn_rs_bgp_inputs_total": "counter",
+            "esvpn_rs_bgp_refused_total": "counter",
+            "esvpn_rs_bgp_commands_refused_total": "counter",
+            "esvpn_rs_exabgp_restarts_total": "counter",
+            "esvpn_rs_bgp_commands_total": "counter",
+            "esvpn_rs_bgp_command_errors_total": "counter",
+            "esvpn_rs_bgp_commands_pending": "gauge",
+            "esvpn_rs_bgp_peer_up": "gauge",
+            "esvpn_rs_xmpp_sessions": "gauge",
+            "esvpn_rs_uptime_seconds": "gauge",
+        }
+        assert fams["esvpn_rs_bgp_peer_up"][2] == {'esvpn_rs_bgp_peer_up{peer="127.0.6.22"}': 0}
     finally:
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=20)
