@@ -24,9 +24,14 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import CollectorRegistry
 
 from control import tables as T
 from control.config import AgentConfig, ConfigError, load_config
@@ -76,7 +81,7 @@ class Agent:
         self._pending_exports: dict[Export, Entity] = {}
         self._installed_exports: set[Export] = set()
         self._exports_ready = False  # the switch was synced once: exports are complete
-        self.xmpp = XmppServer(cfg.xmpp, self, clock)
+        self.xmpp = XmppServer(cfg.xmpp, self, clock, end_systems=True)
         self.lag = LoopLag()
         self.rs = RouteServers(
             cfg.route_servers,
@@ -481,44 +486,116 @@ class Agent:
         }
 
     def metrics(self) -> str:
+        """Prometheus text exposition (prometheus_client) of the agent's state."""
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(_Families(self._metric_families))
+        return generate_latest(registry).decode()
+
+    def _metric_families(self) -> Iterator[Metric]:
         st = self.driver.stats
-        lines = [
-            ("esvpn_end_system_sessions", len(self.xmpp.sessions())),
-            ("esvpn_vrfs", len(self.state.vrfs)),
-            ("esvpn_interfaces", len(self.state.interfaces)),
-            ("esvpn_exported_routes", len(self.state.exports())),
-            ("esvpn_received_routes", sum(len(t) for t in self.state.remote.values())),
-            ("esvpn_route_servers_connected", sum(rs.connected for rs in self.rs.servers)),
-            ("esvpn_switch_connected", int(self.driver.connected)),
-            ("esvpn_switch_installed_entities", len(self.driver.installed)),
-            ("esvpn_switch_connects_total", st.connects),
-            ("esvpn_switch_pipeline_commits_total", st.pipeline_commits),
-            ("esvpn_switch_write_requests_total", st.writes),
-            ("esvpn_switch_updates_total", st.updates),
-            ("esvpn_switch_update_errors_total", st.update_errors),
-            ("esvpn_switch_held_deletes", st.held_deletes),
-            ("esvpn_end_system_requests_accepted_total", self.requests_accepted),
-            ("esvpn_end_system_requests_refused_total", self.requests_refused),
-            ("esvpn_end_system_requests_failed_total", self.requests_failed),
-            ("esvpn_switch_driver_errors_total", st.errors),
-            ("esvpn_route_server_refusals_total", sum(rs.errors for rs in self.rs.servers)),
+        gauges = [
+            (
+                "esvpn_end_system_sessions",
+                "end-system XMPP sessions bound",
+                len(self.xmpp.sessions()),
+            ),
+            ("esvpn_vrfs", "VRFs on the switch", len(self.state.vrfs)),
+            (
+                "esvpn_interfaces",
+                "end-system virtual interfaces (vifs)",
+                len(self.state.interfaces),
+            ),
+            (
+                "esvpn_exported_routes",
+                "routes exported to the route servers",
+                len(self.state.exports()),
+            ),
+            (
+                "esvpn_received_routes",
+                "routes received from the primary route server",
+                sum(len(t) for t in self.state.remote.values()),
+            ),
+            (
+                "esvpn_route_servers_connected",
+                "route-server sessions up",
+                sum(rs.connected for rs in self.rs.servers),
+            ),
+            (
+                "esvpn_switch_connected",
+                "1 when we are the switch's primary controller",
+                int(self.driver.connected),
+            ),
+            (
+                "esvpn_switch_installed_entities",
+                "entities the agent holds on the switch",
+                len(self.driver.installed),
+            ),
+            (
+                "esvpn_switch_held_deletes",
+                "deletes held back until the stale deadline after a restart without state",
+                st.held_deletes,
+            ),
+        ]
+        counters = [
+            ("esvpn_switch_connects_total", "P4Runtime (re)connections to the switch", st.connects),
+            (
+                "esvpn_switch_pipeline_commits_total",
+                "pipelines pushed to the switch",
+                st.pipeline_commits,
+            ),
+            ("esvpn_switch_write_requests_total", "P4Runtime write requests sent", st.writes),
+            ("esvpn_switch_updates_total", "P4Runtime updates sent", st.updates),
+            (
+                "esvpn_switch_update_errors_total",
+                "P4Runtime updates the switch refused",
+                st.update_errors,
+            ),
+            (
+                "esvpn_end_system_requests_accepted_total",
+                "end-system XMPP requests accepted",
+                self.requests_accepted,
+            ),
+            (
+                "esvpn_end_system_requests_refused_total",
+                "end-system XMPP requests refused",
+                self.requests_refused,
+            ),
+            (
+                "esvpn_end_system_requests_failed_total",
+                "end-system requests that failed in the agent (a bug, logged)",
+                self.requests_failed,
+            ),
+            ("esvpn_switch_driver_errors_total", "switch driver loop errors", st.errors),
+            (
+                "esvpn_route_server_refusals_total",
+                "requests the route servers refused",
+                sum(rs.errors for rs in self.rs.servers),
+            ),
             (
                 "esvpn_route_server_already_withdrawn_total",
+                "withdrawals answered item-not-found (already done at the route server)",
                 sum(rs.already_withdrawn for rs in self.rs.servers),
             ),
-            ("esvpn_route_server_conflicts_total", sum(rs.conflicts for rs in self.rs.servers)),
+            (
+                "esvpn_route_server_conflicts_total",
+                "route-server sessions replaced by a newer one (conflict)",
+                sum(rs.conflicts for rs in self.rs.servers),
+            ),
         ]
-        out = []
-        for name, value in lines:
-            kind = "counter" if name.endswith("_total") else "gauge"
-            out.append(f"# TYPE {name} {kind}\n{name} {value}\n")
+        for name, help_, value in gauges:
+            yield GaugeMetricFamily(name, help_, value=value)
+        for name, help_, value in counters:
+            yield CounterMetricFamily(name, help_, value=value)
         loops = {"save": 0, "timer": 0, "control": 0, "routeserver_sync": 0, **self.loop_errors}
         loops["routeserver_sync"] += self.rs.sync_errors
         loops["routeserver_notification"] = self.rs.notification_errors
-        out.append("# TYPE esvpn_loop_errors_total counter\n")
+        family = CounterMetricFamily(
+            "esvpn_loop_errors_total", "failures a main loop logged and survived", labels=["loop"]
+        )
         for loop, n in sorted(loops.items()):
-            out.append(f'esvpn_loop_errors_total{{loop="{loop}"}} {n}\n')
-        return "".join(out) + self.lag.metrics("esvpn")
+            family.add_metric([loop], n)
+        yield family
+        yield from self.lag.families("esvpn")
 
     # ------------------------------------------------------------- control HTTP
     async def _http(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -544,7 +621,7 @@ class Agent:
 
     async def _route(self, path: str) -> tuple[str, str, str]:
         if path == "/metrics":
-            return "200 OK", "text/plain; version=0.0.4", self.metrics()
+            return "200 OK", CONTENT_TYPE_LATEST, self.metrics()
         views: dict[str, Callable[[], Any]] = {
             "/v1/sessions": self.view_sessions,
             "/v1/vrfs": self.view_vrfs,
@@ -561,13 +638,14 @@ class Agent:
             res = fn()
             if asyncio.iscoroutine(res):
                 res = await res
+            body = json.dumps(res)
         except P4RuntimeError as e:
             return "503 Service Unavailable", "application/json", json.dumps({"error": str(e)})
         except Exception as e:  # a bug in one view must not take the control port down
             self._loop_error("control", f"GET {path} failed")
-            body = json.dumps({"error": f"{type(e).__name__}: {e}"})
-            return "500 Internal Server Error", "application/json", body
-        return "200 OK", "application/json", json.dumps(res)
+            err = f"{path} failed in the agent: {type(e).__name__}: {e}"
+            return "500 Internal Server Error", "application/json", json.dumps({"error": err})
+        return "200 OK", "application/json", body
 
 
 # ---------------------------------------------------------------------- main
@@ -612,6 +690,13 @@ async def run(cfg: AgentConfig) -> None:
     exit_watchdog(SHUTDOWN_DEADLINE, "esvpn-agent")
     await cancel_and_wait([started, stopped], "agent start")
     await agent.close()
+
+
+class _Families:
+    """A prometheus_client collector over a function that yields metric families."""
+
+    def __init__(self, families: Callable[[], Iterable[Metric]]) -> None:
+        self.collect = families
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -8,6 +8,8 @@
     esvpn host publish 10.1.1.5/32 [--vpn NAME] [--version N]
     esvpn host retract 10.1.1.5/32
     esvpn host status
+    esvpn host check --config host.toml
+    esvpn certs --dir DIR [--days N] [--force] NAME...   (lab CA + certificates)
 
 Exit status: 0 ok, 1 refused / agent error, 2 usage or configuration error.
 """
@@ -36,8 +38,12 @@ def fetch(agent: str, path: str, timeout: float = 10.0) -> Any:
         with urllib.request.urlopen(url, timeout=timeout) as r:
             return json.loads(r.read())
     except urllib.error.HTTPError as e:
-        body = json.loads(e.read() or b"{}")
-        raise RuntimeError(body.get("error", str(e))) from None
+        raw = e.read()
+        try:
+            error = json.loads(raw)["error"]
+        except (ValueError, KeyError, TypeError):
+            error = raw.decode("utf-8", "replace").strip() or e.reason
+        raise RuntimeError(f"the agent at {agent} answered {e.code}: {error}") from None
     except (urllib.error.URLError, OSError) as e:
         raise RuntimeError(f"cannot reach the agent at {agent}: {e}") from None
 
@@ -88,12 +94,15 @@ def _show(a: argparse.Namespace) -> int:
 def _host(a: argparse.Namespace) -> int:
     from control.host import HostAgent, load_host_config, send_command
 
-    if a.cmd == "run":
+    if a.cmd in ("run", "check"):
         try:
             cfg = load_host_config(a.config)
         except ConfigError as e:
             print(f"esvpn host: {a.config}: {e}", file=sys.stderr)
             return 2
+        if a.cmd == "check":
+            print("config ok")
+            return 0
 
         async def run() -> None:
             from esxmpp.tasks import SHUTDOWN_DEADLINE, exit_watchdog
@@ -134,6 +143,32 @@ def _host(a: argparse.Namespace) -> int:
     return 0
 
 
+def _certs(a: argparse.Namespace) -> int:
+    """Lab CA in ``a.dir`` (created when missing) and a certificate per name."""
+    from esxmpp.pki import classify, issue, open_pki
+
+    try:
+        names = [classify(n) for n in a.names]
+    except ValueError as e:
+        print(f"esvpn certs: {e}", file=sys.stderr)
+        return 2
+    try:
+        pki, created = open_pki(a.dir, days=a.days)
+        print(f"{'created' if created else 'kept'} CA {pki.cafile} {pki.ca_keyfile}")
+        for name, server in names:
+            pair = pki.paths(name, server)
+            what = "server" if server else "client"
+            if pair.certfile.exists() and pair.keyfile.exists() and not a.force:
+                print(f"kept {what} {name}: {pair.certfile} {pair.keyfile}")
+                continue
+            pair = issue(pki, name, server)
+            print(f"created {what} {name}: {pair.certfile} {pair.keyfile}")
+    except (OSError, ValueError) as e:
+        print(f"esvpn certs: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="esvpn", description="esvpn forwarder agent CLI")
     sub = p.add_subparsers(dest="group", required=True)
@@ -159,6 +194,21 @@ def parser() -> argparse.ArgumentParser:
     r = hs.add_parser("retract", parents=[sock])
     r.add_argument("prefix")
     hs.add_parser("status", parents=[sock])
+    chk = hs.add_parser("check", help="check a host.toml and exit")
+    chk.add_argument("--config", required=True, type=Path)
+    certs = sub.add_parser(
+        "certs",
+        help="make a lab CA and certificates for the project's mutual TLS",
+        description="Create DIR/ca.pem and ca.key when missing, then a certificate per NAME "
+        "signed by that CA: a system id (12 hex digits) gets a client certificate "
+        "(client-ID.pem/.key: CN and DNS SAN = the id, as the XMPP servers read it); "
+        "any other NAME is a server's XMPP domain (server-NAME.pem/.key: DNS SAN = "
+        "the domain, plus 127.0.0.1 and ::1). Existing certificates are kept unless --force.",
+    )
+    certs.add_argument("--dir", required=True, type=Path, help="where the CA and files live")
+    certs.add_argument("--days", type=int, default=365, help="validity (default 365)")
+    certs.add_argument("--force", action="store_true", help="re-issue existing certificates")
+    certs.add_argument("names", nargs="*", metavar="NAME", help="system id or XMPP domain")
     return p
 
 
@@ -166,6 +216,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     a = parser().parse_args(argv)
     if a.group == "show":
         return _show(a)
+    if a.group == "certs":
+        return _certs(a)
     return _host(a)
 
 

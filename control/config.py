@@ -1,6 +1,9 @@
 """Agent configuration: frozen dataclasses loaded from TOML, validated up front.
 
-Example (every key shown; those with a value in brackets are optional)::
+Example (those with a value in brackets are optional; ``examples/agent.toml``
+shows every key, also the optional ones of ``[xmpp]``, ``[[route_servers]]``
+and ``[switch.tls]``, with its default; ``esvpn certs`` makes the
+certificates)::
 
     [agent]
     system_id = "02aa00000001"          # our 6-byte id (JID localpart toward route servers)
@@ -31,13 +34,18 @@ Example (every key shown; those with a value in brackets are optional)::
     "0a0000000001" = 3
 
     [xmpp]                              # required; end-system side: esxmpp ServerConfig keys
-    domain = "tor1.example.net"
-    ...
+    domain = "tor1.example.net"         # (esxmpp.config lists them all)
+    certfile = "/etc/esvpn/pki/server-tor1.example.net.pem"
+    keyfile = "/etc/esvpn/pki/server-tor1.example.net.key"
+    cafile = "/etc/esvpn/pki/ca.pem"    # [none] required with auth EXTERNAL (the default)
 
     [[route_servers]]                   # at least one; esxmpp ClientConfig keys
     jid = "02aa00000001@rs1.example.net"
     host = "10.0.0.10"
-    ...
+    port = 5222                         # [5222]
+    certfile = "/etc/esvpn/pki/client-02aa00000001.pem"   # or password (SASL PLAIN)
+    keyfile = "/etc/esvpn/pki/client-02aa00000001.key"
+    cafile = "/etc/esvpn/pki/ca.pem"    # [system CAs]
 
     [timers]
     stale = 60.0                        # [60] keep routes this long without a route server

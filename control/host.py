@@ -15,7 +15,11 @@ host.toml::
     jid = "0a0000000001@tor1.example.net"   # localpart = this host's system id (a MAC)
     host = "10.0.0.1"
     port = 5222
-    certfile = "..."  keyfile = "..."  cafile = "..."
+    certfile = "/etc/esvpn/pki/client-0a0000000001.pem"    # from esvpn certs
+    keyfile = "/etc/esvpn/pki/client-0a0000000001.key"
+    cafile = "/etc/esvpn/pki/ca.pem"
+
+Every key with its default: ``examples/host.toml``.
 
 Protocol on the socket (one JSON object per line each way)::
 
@@ -44,7 +48,6 @@ from esxmpp.client import XmppClient
 from esxmpp.config import ClientConfig, client_config_from_toml
 from esxmpp.config import ConfigError as XmppConfigError
 from esxmpp.dialect import (
-    LABEL_MIN,
     DialectError,
     IPNetwork,
     RouteEntry,
@@ -137,9 +140,8 @@ class HostAgent:
             self.cfg.socket.unlink()
 
     def _entry(self, prefix: IPNetwork, version: int) -> RouteEntry:
-        unspec = ipaddress.ip_address("0.0.0.0" if prefix.version == 4 else "::")
-        # the forwarder fills in next hop and label; the dialect requires both
-        return RouteEntry(prefix, unspec, LABEL_MIN, version)
+        # no next hop and label: the forwarder supplies both (draft §5-§6)
+        return RouteEntry.end_system(prefix, version)
 
     async def _session_loop(self) -> None:
         while True:

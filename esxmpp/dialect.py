@@ -39,6 +39,12 @@ order as in the draft)::
       <label>10000</label>
     </entry>
 
+An end-system publishing to its external forwarder may leave out
+``<next-hop>`` and ``<label>`` (the forwarder supplies its infrastructure
+address and the vif's label, §5-§6); present ones are checked and ignored.
+Parse with ``end_system=True`` for that side; the entry is then
+:meth:`RouteEntry.end_system`, which is also what an end-system builds.
+
 Tungsten Fabric's nested entry form (``<nlri><af>1</af><address>…</address>
 </nlri><next-hops><next-hop><af/><address/><label/></next-hop></next-hops>
 <version>n</version>``, same namespace, xmpp_unicast.xsd) is accepted when
@@ -80,6 +86,7 @@ END_OF_RIB_NODE = "EndOfRib"
 MAX_VPN_NAME = 128
 LABEL_MIN = 16
 LABEL_MAX = (1 << 20) - 1
+NO_LABEL = 0  # RouteEntry.label of an end-system's publish: its forwarder supplies one
 VERSION_MAX = (1 << 32) - 1
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -127,15 +134,35 @@ class DialectError(Exception):
 
 @dataclass(frozen=True)
 class RouteEntry:
-    """One VPN route: prefix -> (infrastructure next hop, MPLS label), with version."""
+    """One VPN route: prefix -> (infrastructure next hop, MPLS label), with version.
+
+    An end-system's address published to an external forwarder carries no
+    next hop and label (§5-§6: the forwarder supplies its infrastructure
+    address and the vif's label): :meth:`end_system` makes that form, the
+    unspecified address of the prefix's family and :data:`NO_LABEL`, which
+    :func:`build_entry` sends without ``<next-hop>`` and ``<label>``.
+    """
 
     prefix: IPNetwork
     nexthop: IPAddress
     label: int
     version: int = 0
 
+    @classmethod
+    def end_system(cls, prefix: IPNetwork, version: int = 0) -> RouteEntry:
+        """An end-system's address: next hop and label left to its forwarder."""
+        unspec = ipaddress.ip_address("0.0.0.0" if prefix.version == 4 else "::")
+        return cls(prefix, unspec, NO_LABEL, version)
+
+    @property
+    def has_nexthop(self) -> bool:
+        """False for the :meth:`end_system` form (no next hop and label)."""
+        return self.label != NO_LABEL
+
     def __post_init__(self) -> None:
-        if not LABEL_MIN <= self.label <= LABEL_MAX:
+        if self.label == NO_LABEL and self.nexthop.is_unspecified:
+            pass  # the end-system form
+        elif not LABEL_MIN <= self.label <= LABEL_MAX:
             raise DialectError(
                 "bad-request", f"label {self.label} outside {LABEL_MIN}..{LABEL_MAX}"
             )
@@ -348,7 +375,14 @@ def _child_text(parent: ET.Element, name: str, what: str) -> str:
     return (el.text or "").strip()
 
 
-def _parse_tf_entry(entry: ET.Element, nlri: ET.Element) -> RouteEntry:
+def _version_of_tf(entry: ET.Element) -> int:
+    ver = entry.find(f"{{{NS_BGPVPN}}}version")
+    if ver is None:
+        return 0
+    return _int(ver.text if ver.get("id") is None else ver.get("id"), "version", 0, VERSION_MAX)
+
+
+def _parse_tf_entry(entry: ET.Element, nlri: ET.Element, end_system: bool) -> RouteEntry:
     """Tungsten Fabric's form (xmpp_unicast.xsd): nlri/af+address, next-hops/next-hop.
 
     A host address without '/len' is a host prefix; of several next hops (ECMP)
@@ -362,6 +396,8 @@ def _parse_tf_entry(entry: ET.Element, nlri: ET.Element) -> RouteEntry:
     hops = entry.find(f"{{{NS_BGPVPN}}}next-hops")
     first = None if hops is None else hops.find(f"{{{NS_BGPVPN}}}next-hop")
     if first is None:
+        if end_system:
+            return RouteEntry.end_system(prefix, _version_of_tf(entry))
         raise DialectError("bad-request", "entry: missing <next-hops><next-hop>")
     nh_af = _int(_child_text(first, "af", "next-hop"), "next-hop af", 1, 2)
     nh_text = _child_text(first, "address", "next-hop")
@@ -374,26 +410,28 @@ def _parse_tf_entry(entry: ET.Element, nlri: ET.Element) -> RouteEntry:
             "bad-request", f"next-hop: af={nh_af} but {nh_text!r} is IPv{nexthop.version}"
         )
     label = _int(_child_text(first, "label", "next-hop"), "label", LABEL_MIN, LABEL_MAX)
-    version = 0
-    ver = entry.find(f"{{{NS_BGPVPN}}}version")
-    if ver is not None:
-        version = _int(
-            ver.text if ver.get("id") is None else ver.get("id"), "version", 0, VERSION_MAX
-        )
+    version = _version_of_tf(entry)
+    if end_system:
+        return RouteEntry.end_system(prefix, version)
     return RouteEntry(prefix, nexthop, label, version)
 
 
-def parse_entry(entry: ET.Element) -> RouteEntry:
+def parse_entry(entry: ET.Element, end_system: bool = False) -> RouteEntry:
     """``<entry xmlns=NS_BGPVPN>`` -> RouteEntry; every error names the element.
 
     Also reads Tungsten Fabric's nested form (``<nlri><af/><address/></nlri>
     <next-hops><next-hop>…``), which shares the namespace.
+
+    ``end_system``: the entry is an end-system's publish to its external
+    forwarder, which supplies the next hop and label itself (§5-§6). Both
+    may then be absent; present ones must be well-formed and are ignored:
+    the result is always :meth:`RouteEntry.end_system`.
     """
     if entry.tag != f"{{{NS_BGPVPN}}}entry":
         raise DialectError("bad-request", f"expected <entry xmlns='{NS_BGPVPN}'>, got {entry.tag}")
     tf_nlri = entry.find(f"{{{NS_BGPVPN}}}nlri")
     if tf_nlri is not None and len(tf_nlri):
-        return _parse_tf_entry(entry, tf_nlri)
+        return _parse_tf_entry(entry, tf_nlri, end_system)
     fields: dict[str, ET.Element] = {}
     for child in entry:
         ns, name = _local(child.tag)
@@ -402,12 +440,26 @@ def parse_entry(entry: ET.Element) -> RouteEntry:
         if name in fields:
             raise DialectError("bad-request", f"entry: duplicate <{name}>")
         fields[name] = child
-    for need in ("nlri", "next-hop", "label"):
+    for need in ("nlri",) if end_system else ("nlri", "next-hop", "label"):
         if need not in fields:
             raise DialectError("bad-request", f"entry: missing <{need}>")
     nlri = fields["nlri"]
     prefix = parse_prefix(nlri.text or "", _af(nlri, "nlri"), "nlri")
-    nh_el = fields["next-hop"]
+    version = 0
+    if "version" in fields:
+        version = _int(fields["version"].get("id"), "version id", 0, VERSION_MAX)
+    if end_system:
+        if "next-hop" in fields:
+            _parse_nexthop(fields["next-hop"])
+        if "label" in fields:
+            _int(fields["label"].text, "label", LABEL_MIN, LABEL_MAX)
+        return RouteEntry.end_system(prefix, version)
+    nexthop = _parse_nexthop(fields["next-hop"])
+    label = _int(fields["label"].text, "label", LABEL_MIN, LABEL_MAX)
+    return RouteEntry(prefix, nexthop, label, version)
+
+
+def _parse_nexthop(nh_el: ET.Element) -> IPAddress:
     nh_af = _af(nh_el, "next-hop")
     nh_text = (nh_el.text or "").strip()
     try:
@@ -418,23 +470,24 @@ def parse_entry(entry: ET.Element) -> RouteEntry:
         raise DialectError(
             "bad-request", f"next-hop: af={nh_af} but {nh_text!r} is IPv{nexthop.version}"
         )
-    label = _int(fields["label"].text, "label", LABEL_MIN, LABEL_MAX)
-    version = 0
-    if "version" in fields:
-        version = _int(fields["version"].get("id"), "version id", 0, VERSION_MAX)
-    return RouteEntry(prefix, nexthop, label, version)
+    return nexthop
 
 
 def build_entry(entry: RouteEntry) -> ET.Element:
-    """RouteEntry -> ``<entry xmlns=NS_BGPVPN>`` (nlri, next-hop, version, label)."""
+    """RouteEntry -> ``<entry xmlns=NS_BGPVPN>`` (nlri, next-hop, version, label).
+
+    The :meth:`RouteEntry.end_system` form has no next-hop and label.
+    """
     el = ET.Element(f"{{{NS_BGPVPN}}}entry")
     nlri = ET.SubElement(el, f"{{{NS_BGPVPN}}}nlri", af=str(_af_of(entry.prefix.version)))
     nlri.text = str(entry.prefix)
-    nh = ET.SubElement(el, f"{{{NS_BGPVPN}}}next-hop", af=str(_af_of(entry.nexthop.version)))
-    nh.text = str(entry.nexthop)
+    if entry.has_nexthop:
+        nh = ET.SubElement(el, f"{{{NS_BGPVPN}}}next-hop", af=str(_af_of(entry.nexthop.version)))
+        nh.text = str(entry.nexthop)
     ET.SubElement(el, f"{{{NS_BGPVPN}}}version", id=str(entry.version))
-    label = ET.SubElement(el, f"{{{NS_BGPVPN}}}label")
-    label.text = str(entry.label)
+    if entry.has_nexthop:
+        label = ET.SubElement(el, f"{{{NS_BGPVPN}}}label")
+        label.text = str(entry.label)
     return el
 
 
@@ -464,8 +517,13 @@ def _vlan_from_form(x: ET.Element) -> int | None:
     return vlan
 
 
-def parse_pubsub(pubsub: ET.Element) -> Request:
-    """``<pubsub>`` payload of an iq set -> Request."""
+def parse_pubsub(pubsub: ET.Element, end_system: bool = False) -> Request:
+    """``<pubsub>`` payload of an iq set -> Request.
+
+    ``end_system``: the sender is an end-system and we its external
+    forwarder: a publish's next hop and label are optional and ignored (see
+    :func:`parse_entry`).
+    """
     ns, name = _local(pubsub.tag)
     if name != "pubsub" or ns not in (NS_PUBSUB, NS_PUBSUB_OWNER):
         raise DialectError("feature-not-implemented", f"unsupported payload {pubsub.tag}")
@@ -502,7 +560,7 @@ def parse_pubsub(pubsub: ET.Element) -> Request:
         payload = _one_child(op, "publish")
         if payload.tag == f"{{{op_ns}}}item":
             payload = _one_child(payload, "publish item")
-        entry = parse_entry(payload)
+        entry = parse_entry(payload, end_system)
         if prefix != entry.prefix:
             raise DialectError(
                 "bad-request", f"publish: node {node!r} does not match nlri {entry.prefix}"
@@ -526,7 +584,7 @@ def parse_pubsub(pubsub: ET.Element) -> Request:
     raise DialectError("feature-not-implemented", f"pubsub operation <{op_name}> not supported")
 
 
-def parse_request(iq: ET.Element) -> Request:
+def parse_request(iq: ET.Element, end_system: bool = False) -> Request:
     """``<iq type='set'><pubsub …/></iq>`` -> Request (raises DialectError)."""
     if _local(iq.tag)[1] != "iq":
         raise DialectError("bad-request", f"expected <iq>, got {iq.tag}")
@@ -534,7 +592,7 @@ def parse_request(iq: ET.Element) -> Request:
         raise DialectError(
             "bad-request", f"pubsub requests are iq type 'set', got {iq.get('type')!r}"
         )
-    return parse_pubsub(_one_child(iq, "iq"))
+    return parse_pubsub(_one_child(iq, "iq"), end_system)
 
 
 def build_pubsub(req: Request) -> ET.Element:

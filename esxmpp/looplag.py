@@ -3,12 +3,12 @@
 A task sleeps ``interval`` seconds again and again and records how much
 later than asked it woke up: that is how long the loop was held by
 something else (a callback that did not yield). Exported as Prometheus
-text: the worst lag since start, the worst of the last ``window`` seconds
+metrics: the worst lag since start, the worst of the last ``window`` seconds
 and a histogram of every measurement.
 
     lag = LoopLag()
     lag.start()                       # inside the running loop
-    text = lag.metrics("esvpn_rs")    # esvpn_rs_loop_lag_* lines
+    families = lag.families("esvpn_rs")  # esvpn_rs_loop_lag_* metrics
     lag.stop()
 """
 
@@ -18,6 +18,8 @@ import asyncio
 import contextlib
 import time
 from collections import deque
+
+from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
 
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
@@ -73,27 +75,29 @@ class LoopLag:
             self._recent.popleft()
         return self._recent[0][1] if self._recent else 0.0
 
-    def metrics(self, prefix: str) -> str:
-        """Prometheus text: ``<prefix>_loop_lag_{worst,recent_max}_seconds`` and a histogram."""
-        name = f"{prefix}_loop_lag_seconds"
-        lines = [
-            f"# HELP {prefix}_loop_lag_worst_seconds worst event-loop lag since start",
-            f"# TYPE {prefix}_loop_lag_worst_seconds gauge",
-            f"{prefix}_loop_lag_worst_seconds {self.worst}",
-            f"# HELP {prefix}_loop_lag_recent_max_seconds worst event-loop lag, last "
-            f"{self.window:g} s",
-            f"# TYPE {prefix}_loop_lag_recent_max_seconds gauge",
-            f"{prefix}_loop_lag_recent_max_seconds {self.recent()}",
-            f"# HELP {name} how late the loop woke a {self.interval:g} s sleep",
-            f"# TYPE {name} histogram",
-        ]
-        running = 0
+    def families(self, prefix: str) -> list[Metric]:
+        """``<prefix>_loop_lag_{worst,recent_max}_seconds`` and the histogram
+        ``<prefix>_loop_lag_seconds``, for a prometheus_client collector."""
+        running, buckets = 0, []
         for bound, n in zip(BUCKETS, self.buckets, strict=True):
             running += n
-            lines.append(f'{name}_bucket{{le="{bound:g}"}} {running}')
-        lines += [
-            f'{name}_bucket{{le="+Inf"}} {self.count}',
-            f"{name}_sum {self.total}",
-            f"{name}_count {self.count}",
+            buckets.append((f"{bound:g}", running))
+        buckets.append(("+Inf", self.count))
+        return [
+            GaugeMetricFamily(
+                f"{prefix}_loop_lag_worst_seconds",
+                "worst event-loop lag since start",
+                value=self.worst,
+            ),
+            GaugeMetricFamily(
+                f"{prefix}_loop_lag_recent_max_seconds",
+                f"worst event-loop lag, last {self.window:g} s",
+                value=self.recent(),
+            ),
+            HistogramMetricFamily(
+                f"{prefix}_loop_lag_seconds",
+                f"how late the loop woke a {self.interval:g} s sleep",
+                buckets=buckets,
+                sum_value=self.total,
+            ),
         ]
-        return "\n".join(lines) + "\n"

@@ -2,7 +2,9 @@
 
 Public API (stable):
 
-* :class:`XmppServer` ``(config: ServerConfig, handler: Handler)`` with
+* :class:`XmppServer` ``(config: ServerConfig, handler: Handler, clock,
+  end_systems=False)`` (``end_systems``: we are the clients' external
+  forwarder; a publish needs no next hop and label) with
   ``await start()``, ``port``, ``await close()``, ``session(system_id)``,
   ``sessions()``, ``table`` (the :class:`esxmpp.session.SessionTable`).
 * :class:`Handler` — the application's callbacks (sync or async):
@@ -72,6 +74,7 @@ from esxmpp.dialect import (
     parse_system_id,
     serialize,
 )
+from esxmpp.jid import same_domain
 from esxmpp.session import Advertised, SessionTable
 from esxmpp.stream import (
     NS_STREAM_ERRORS,
@@ -235,10 +238,14 @@ class XmppServer:
         config: ServerConfig,
         handler: Handler,
         clock: Callable[[], float] = time.monotonic,
+        end_systems: bool = False,
     ) -> None:
         self.config = config
         self.handler = handler
         self.clock = clock
+        # clients are end-systems and we their external forwarder: a publish's
+        # next hop and label are ours to supply (esxmpp.dialect.parse_entry)
+        self.end_systems = end_systems
         self.table = SessionTable(config.retention, config.duplicate, config.own_nodes_only)
         self._ssl = server_ssl_context(config)
         self._server: asyncio.Server | None = None
@@ -441,7 +448,7 @@ class _Conn:
             raise StreamError("invalid-namespace", f"content namespace must be {NS_CLIENT}")
         if ev.attrs.get("version", "") != "1.0":
             raise StreamError("unsupported-version", "only version 1.0 is supported")
-        if to is not None and to != self.cfg.domain:
+        if to is not None and not same_domain(to, self.cfg.domain):
             raise StreamError("host-unknown", f"this server is {self.cfg.domain}")
 
     def _restart(self) -> None:
@@ -687,7 +694,7 @@ class _Conn:
         sess = self.sess
         table = self.server.table
         try:
-            req = parse_pubsub(payload)
+            req = parse_pubsub(payload, self.server.end_systems)
             changes = table.plan(sess.system_id, req)
             await _call(self.server.handler.request, sess, req, changes)
         except DialectError as exc:

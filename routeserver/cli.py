@@ -189,6 +189,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except (urllib.error.URLError, OSError) as e:
+        if args.cmd == "run":  # our own sockets (e.g. the control port taken), files
+            print(f"error: cannot start the route server: {e.strerror or e}", file=sys.stderr)
+            return 1
         print(f"error: cannot reach the route server: {e}", file=sys.stderr)
         return 1
     if args.json:

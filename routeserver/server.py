@@ -19,11 +19,17 @@ import functools
 import ipaddress
 import json
 import logging
+import os
 import time
 import urllib.parse
 from collections import deque
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from typing import Any, TypeVar
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import CollectorRegistry
 
 from esxmpp.config import ServerConfig
 from esxmpp.dialect import (
@@ -130,6 +136,21 @@ def to_notifications(out: Output, max_items: int = MAX_ITEMS) -> list[Notificati
     return []
 
 
+_T = TypeVar("_T")
+
+
+class ListenError(OSError):
+    """One of our own listening sockets cannot be opened; ``strerror`` names it."""
+
+
+async def _listening(where: str, opening: Awaitable[_T]) -> _T:
+    try:
+        return await opening
+    except OSError as e:
+        reason = (os.strerror(e.errno) if e.errno else str(e)).lower()
+        raise ListenError(e.errno, f"{where}: cannot listen: {reason}") from e
+
+
 class RouteServer:
     """One route server instance (see the module docstring)."""
 
@@ -176,9 +197,13 @@ class RouteServer:
         try:
             if self.xmpp_config is not None:
                 self.xmpp = XmppServer(self.xmpp_config, self)
-                await self.xmpp.start()
-            self._control = await asyncio.start_server(
-                self._http, self.cfg.control_host, self.cfg.control_port, reuse_address=True
+                where = f"xmpp port {self.xmpp_config.host}:{self.xmpp_config.port}"
+                await _listening(where, self.xmpp.start())
+            self._control = await _listening(
+                f"control port {self.cfg.control_host}:{self.cfg.control_port}",
+                asyncio.start_server(
+                    self._http, self.cfg.control_host, self.cfg.control_port, reuse_address=True
+                ),
             )
         except BaseException:
             if self.xmpp is not None:
@@ -511,67 +536,59 @@ class RouteServer:
         raise KeyError(what)
 
     def metrics(self) -> str:
-        lines: list[str] = []
+        """Prometheus text exposition (prometheus_client) of the route server's state."""
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(_Families(self._metric_families))
+        return generate_latest(registry).decode()
 
-        def metric(name: str, kind: str, help_: str, samples: list[tuple[str, float]]) -> None:
-            lines.append(f"# HELP esvpn_rs_{name} {help_}")
-            lines.append(f"# TYPE esvpn_rs_{name} {kind}")
-            for labels, value in samples:
-                lines.append(f"esvpn_rs_{name}{labels} {value}")
-
-        sizes = self.rib.sizes()
-        metric(
-            "rib_entries",
-            "gauge",
-            "RIB sizes by kind",
-            [(f'{{kind="{k}"}}', float(v)) for k, v in sorted(sizes.items())],
+    def _metric_families(self) -> Iterator[Metric]:
+        p = "esvpn_rs_"
+        entries = GaugeMetricFamily(p + "rib_entries", "RIB sizes by kind", labels=["kind"])
+        for k, v in sorted(self.rib.sizes().items()):
+            entries.add_metric([k], v)
+        yield entries
+        inputs = CounterMetricFamily(
+            p + "rib_inputs", "RIB inputs (and notable events) by type", labels=["type"]
         )
-        metric(
-            "rib_inputs_total",
-            "counter",
-            "RIB inputs (and notable events) by type",
-            [(f'{{type="{k}"}}', float(v)) for k, v in sorted(self.rib.counters.items())],
-        )
+        for k, v in sorted(self.rib.counters.items()):
+            inputs.add_metric([k], v)
+        yield inputs
         for k, v in sorted(self.counters.items()):
-            metric(f"{k}_total", "counter", k.replace("_", " "), [("", float(v))])
-        metric(
-            "bgp_refused_total",
-            "counter",
-            "BGP input refused or not used, by reason",
-            [(f'{{reason="{k}"}}', float(v)) for k, v in sorted(self.bgp_refused.items())],
+            yield CounterMetricFamily(p + k, _COUNTER_HELP.get(k, k.replace("_", " ")), value=v)
+        refused = CounterMetricFamily(
+            p + "bgp_refused", "BGP input refused or not used, by reason", labels=["reason"]
         )
-        metric(
-            "bgp_commands_total", "counter", "ExaBGP commands sent", [("", self.bgp.commands_sent)]
+        for k, v in sorted(self.bgp_refused.items()):
+            refused.add_metric([k], v)
+        yield refused
+        yield CounterMetricFamily(
+            p + "bgp_commands", "ExaBGP commands sent", value=self.bgp.commands_sent
         )
-        metric(
-            "bgp_command_errors_total",
-            "counter",
+        yield CounterMetricFamily(
+            p + "bgp_command_errors",
             "ExaBGP commands answered 'error' (by this ExaBGP child)",
-            [("", self.bgp.commands_failed)],
+            value=self.bgp.commands_failed,
         )
-        metric(
-            "bgp_commands_pending",
-            "gauge",
+        yield GaugeMetricFamily(
+            p + "bgp_commands_pending",
             "BGP outputs queued or awaiting ExaBGP's answer",
-            [("", float(len(self._bgp_out) + len(self._inflight)))],
+            value=len(self._bgp_out) + len(self._inflight),
         )
-        metric(
-            "bgp_peer_up",
-            "gauge",
-            "BGP session established",
-            [
-                (f'{{peer="{p["address"]}"}}', 1.0 if p["up"] else 0.0)
-                for p in self.rib.show_peers()
-            ],
+        up = GaugeMetricFamily(
+            p + "bgp_peer_up", "1 when the BGP session is established", labels=["peer"]
         )
-        metric(
-            "xmpp_sessions",
-            "gauge",
-            "bound XMPP sessions",
-            [("", float(len(self.xmpp.sessions())) if self.xmpp else 0.0)],
+        for peer in self.rib.show_peers():
+            up.add_metric([str(peer["address"])], 1 if peer["up"] else 0)
+        yield up
+        yield GaugeMetricFamily(
+            p + "xmpp_sessions",
+            "bound XMPP sessions (forwarders)",
+            value=len(self.xmpp.sessions()) if self.xmpp else 0,
         )
-        metric("uptime_seconds", "gauge", "uptime", [("", time.monotonic() - self.started)])
-        return "\n".join(lines) + "\n" + self.lag.metrics("esvpn_rs")
+        yield GaugeMetricFamily(
+            p + "uptime_seconds", "seconds since start", value=time.monotonic() - self.started
+        )
+        yield from self.lag.families("esvpn_rs")
 
     async def _http(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -583,7 +600,7 @@ class RouteServer:
                 url = urllib.parse.urlsplit(parts[1])
                 query = dict(urllib.parse.parse_qsl(url.query))
                 if url.path == "/metrics":
-                    status, ctype, body = 200, "text/plain; version=0.0.4", self.metrics()
+                    status, ctype, body = 200, CONTENT_TYPE_LATEST, self.metrics()
                 elif url.path.startswith("/show/"):
                     try:
                         data = self.show(url.path.removeprefix("/show/"), query)
@@ -605,6 +622,24 @@ class RouteServer:
             pass
         finally:
             writer.close()
+
+
+_COUNTER_HELP = {
+    "xmpp_requests": "XMPP requests from forwarders",
+    "xmpp_refused": "XMPP requests refused",
+    "xmpp_notifications": "XMPP route notifications sent to forwarders",
+    "bgp_inputs": "BGP inputs from ExaBGP (updates, peer state)",
+    "bgp_refused": "BGP inputs ignored: malformed, or refused by the RIB",
+    "bgp_commands_refused": "commands ExaBGP answered with an error (retried)",
+    "exabgp_restarts": "ExaBGP child restarts",
+}
+
+
+class _Families:
+    """A prometheus_client collector over a function that yields metric families."""
+
+    def __init__(self, families: Callable[[], Iterable[Metric]]) -> None:
+        self.collect = families
 
 
 def _add(sid: str, vpn: str, entry: RouteEntry) -> XmppRouteAdd:

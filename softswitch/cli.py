@@ -1,7 +1,7 @@
 """``softswitch``: the embedded P4 target, a drop-in for simple_switch_grpc.
 
     softswitch -i 1@veth1 -i 2@veth3 --grpc-server-addr 127.0.0.1:9559 \\
-        --cpu-port 255 [--device-id 1] [--no-p4 | program.json]
+        --cpu-port 255 [--device-id 0] [--no-p4 | program.json]
 """
 
 from __future__ import annotations
@@ -34,7 +34,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--grpc-server-addr", default="0.0.0.0:9559", help="P4Runtime listen address")
     p.add_argument("--cpu-port", type=int, default=None, help="port number of the CPU port")
-    p.add_argument("--device-id", type=int, default=1, help="P4Runtime device id")
+    p.add_argument(
+        "--device-id",
+        type=int,
+        default=0,
+        help="P4Runtime device id (0, as simple_switch_grpc and the agent default to)",
+    )
     p.add_argument("--no-p4", action="store_true", help="start without a program")
     p.add_argument("-L", "--log-level", default="info", help="debug, info, warning, error")
     p.add_argument(

@@ -9,7 +9,7 @@ event loop, so the engine is never entered from two threads.
 
 Wiring it (what the CLI does)::
 
-    server = P4RuntimeServer(engine, device_id=1, cpu_port=255,
+    server = P4RuntimeServer(engine, device_id=0, cpu_port=255,
                              packet_out=inject)   # or emit=send_to_port
     port = await server.start("0.0.0.0:9559")                 # plaintext
     port = await server.start("0.0.0.0:9559", tls=TlsConfig(cert_pem, key_pem))

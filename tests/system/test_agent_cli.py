@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tests.system.test_agent_flow import HOST_SID, Lab, until
+from esxmpp.pki import CertPair, Pki
+from tests.system.test_agent_flow import FWD_SID, HOST_SID, Lab, attach_and_learn, until
 from tests.system.test_agent_support import COMPILED
 
 BIN = Path(sys.executable).parent
@@ -257,5 +258,96 @@ def test_agent_process_json_logs_and_sigterm(tmp_path: Path) -> None:
                 proc.kill()
                 await proc.wait()
             await lab.close()
+
+    asyncio.run(scenario())
+
+
+class _Issued(Pki):
+    """The certificates ``esvpn certs`` wrote, used as they are (none issued here)."""
+
+    def server(self, name: str) -> CertPair:
+        pair = self.paths(name, server=True)
+        assert pair.certfile.exists() and pair.keyfile.exists(), name
+        return pair
+
+    def client(self, name: str) -> CertPair:
+        pair = self.paths(name, server=False)
+        assert pair.certfile.exists() and pair.keyfile.exists(), name
+        return pair
+
+
+def test_certs_command_makes_a_lab_pki_for_both_xmpp_hops(tmp_path: Path) -> None:
+    """``esvpn certs`` output authenticates, with mutual TLS, the host tool to
+    the agent (server tor.test, client = the host's system id) and the agent
+    to the route server (server rs.test, client = the forwarder's system id)."""
+
+    async def scenario() -> None:
+        d = tmp_path / "pki"
+        esvpn = str(BIN / "esvpn")
+        rc, out, err = await run(
+            esvpn, "certs", "--dir", str(d), "tor.test", "RS.test", "02:aa:00:00:00:01", HOST_SID
+        )
+        assert (rc, err) == (0, "")
+        assert out == (
+            f"created CA {d}/ca.pem {d}/ca.key\n"
+            f"created server tor.test: {d}/server-tor.test.pem {d}/server-tor.test.key\n"
+            f"created server rs.test: {d}/server-rs.test.pem {d}/server-rs.test.key\n"
+            f"created client 02aa00000001: {d}/client-02aa00000001.pem "
+            f"{d}/client-02aa00000001.key\n"
+            f"created client {HOST_SID}: {d}/client-{HOST_SID}.pem {d}/client-{HOST_SID}.key\n"
+        )
+        assert (d / "ca.key").stat().st_mode & 0o777 == 0o600
+        # a second run keeps what exists (same CA: certificates stay valid)
+        ca = (d / "ca.pem").read_bytes()
+        rc, out, _ = await run(esvpn, "certs", "--dir", str(d), "tor.test")
+        assert (rc, out) == (
+            0,
+            f"kept CA {d}/ca.pem {d}/ca.key\n"
+            f"kept server tor.test: {d}/server-tor.test.pem {d}/server-tor.test.key\n",
+        )
+        assert (d / "ca.pem").read_bytes() == ca
+        assert await run(esvpn, "certs", "--dir", str(d), "not a name") == (
+            2,
+            "",
+            "esvpn certs: 'not a name': neither a system id nor a domain name\n",
+        )
+        async with Lab(tmp_path, pki=_Issued(d / "ca.pem", d / "ca.key", d)) as lab:
+            agent = await attach_and_learn(lab)  # both hops up, a route each way
+            assert lab.rs is not None
+            (session,) = lab.rs.sessions()
+            assert (session.mechanism, session.system_id.hex()) == ("EXTERNAL", FWD_SID)
+            assert agent.xmpp is not None
+            (host,) = agent.xmpp.sessions()
+            assert (host.mechanism, host.system_id.hex()) == ("EXTERNAL", HOST_SID)
+
+    asyncio.run(scenario())
+
+
+def test_show_reports_a_failed_view_not_an_unreachable_agent(tmp_path: Path) -> None:
+    """A view that raises inside the agent is answered 500 with the error, and
+    ``esvpn show`` prints it (not "cannot reach the agent ... Remote end closed
+    connection"); the agent keeps serving. The failure is injected (a fake
+    view, named as such): no input makes a real view fail."""
+
+    async def scenario() -> None:
+        async with Lab(tmp_path) as lab:
+            await lab.start_switch()
+            await lab.start_rs()
+            agent = await lab.start_agent()
+
+            def broken_view() -> Any:  # the injected fault
+                raise KeyError("vrf 'red'")
+
+            agent.view_vrfs = broken_view  # type: ignore[method-assign]
+            control = f"127.0.0.1:{agent.control_port}"
+            esvpn = str(BIN / "esvpn")
+            assert await run(esvpn, "show", "vrfs", "--agent", control) == (
+                1,
+                "",
+                f"esvpn: the agent at {control} answered 500: "
+                "/v1/vrfs failed in the agent: KeyError: \"vrf 'red'\"\n",
+            )
+            rc, out, _ = await run(esvpn, "show", "interfaces", "--agent", control)
+            assert (rc, out) == (0, "(none)\n")
 
     asyncio.run(scenario())

@@ -55,6 +55,7 @@ from esxmpp.dialect import (
 from esxmpp.server import XmppServer
 from esxmpp.testing import Pki, make_pki
 from softswitch.p4runtime import P4RuntimeServer
+from tests.prometheus_text import families
 from tests.system.test_agent_support import (
     COMPILED,
     EsxmppRouteSource,
@@ -456,7 +457,46 @@ def test_attach_publish_export_and_encapsulate(tmp_path: Path) -> None:
                 {"vpn": "red", "vrf_id": 1, "interfaces": 1, "routes": 1, "received": 1}
             ]
             assert await http_get(agent, "/v1/diff") == {"updates": []}
-            assert "esvpn_interfaces 1\n" in await http_get(agent, "/metrics")
+            fams = families(await http_get(agent, "/metrics"))
+            assert {n: (t, v) for n, (t, _, v) in fams.items()} == {
+                "esvpn_end_system_sessions": ("gauge", {"esvpn_end_system_sessions": 1}),
+                "esvpn_vrfs": ("gauge", {"esvpn_vrfs": 1}),
+                "esvpn_interfaces": ("gauge", {"esvpn_interfaces": 1}),
+                "esvpn_exported_routes": ("gauge", {"esvpn_exported_routes": 1}),
+                "esvpn_received_routes": ("gauge", {"esvpn_received_routes": 1}),
+                "esvpn_route_servers_connected": ("gauge", {"esvpn_route_servers_connected": 1}),
+                "esvpn_switch_connected": ("gauge", {"esvpn_switch_connected": 1}),
+                "esvpn_switch_installed_entities": (
+                    "gauge",
+                    {"esvpn_switch_installed_entities": len(agent.driver.installed)},
+                ),
+                "esvpn_switch_held_deletes": ("gauge", {"esvpn_switch_held_deletes": 0}),
+                "esvpn_switch_connects_total": ("counter", {"esvpn_switch_connects_total": 1}),
+                "esvpn_switch_pipeline_commits_total": (
+                    "counter",
+                    {"esvpn_switch_pipeline_commits_total": 1},
+                ),
+                "esvpn_switch_write_requests_total": (
+                    "counter",
+                    {"esvpn_switch_write_requests_total": agent.driver.stats.writes},
+                ),
+                "esvpn_switch_updates_total": (
+                    "counter",
+                    {"esvpn_switch_updates_total": agent.driver.stats.updates},
+                ),
+                "esvpn_switch_update_errors_total": (
+                    "counter",
+                    {"esvpn_switch_update_errors_total": 0},
+                ),
+                "esvpn_end_system_requests_accepted_total": (
+                    "counter",
+                    {"esvpn_end_system_requests_accepted_total": 3},
+                ),
+                "esvpn_end_system_requests_refused_total": (
+                    "counter",
+                    {"esvpn_end_system_requests_refused_total": 0},
+                ),
+            }
 
     asyncio.run(scenario())
 
@@ -714,8 +754,8 @@ def test_a_burst_of_routes_is_written_in_one_request(tmp_path: Path) -> None:
             # 250 route entries (same next hop as 10.2.0.0/16): one WriteRequest
             assert (st.writes - writes, st.updates - updates) == (1, 250)
             metrics = await http_get(agent, "/metrics")
-            assert f"esvpn_switch_write_requests_total {st.writes}\n" in metrics
-            assert f"esvpn_switch_updates_total {st.updates}\n" in metrics
+            assert f"esvpn_switch_write_requests_total {float(st.writes)}\n" in metrics
+            assert f"esvpn_switch_updates_total {float(st.updates)}\n" in metrics
 
     asyncio.run(scenario())
 
@@ -772,7 +812,7 @@ def test_switch_refusals_are_reported_and_retried_when_room_is_made(tmp_path: Pa
             full = lab.info.full_name(T.IPV4_ROUTE)
             assert full == "SwitchIngress.pipe.routing.ipv4_route"
             assert why == f"INSERT: RESOURCE_EXHAUSTED: table {full} is full (2)"
-            assert "esvpn_switch_update_errors_total 1\n" in await http_get(agent, "/metrics")
+            assert "esvpn_switch_update_errors_total 1.0\n" in await http_get(agent, "/metrics")
             routes = {
                 e.match["dst_addr"]
                 for e in await lab.switch_entities()
@@ -927,7 +967,7 @@ def test_agent_without_state_file_keeps_the_switch_forwarding_until_the_stale_de
             assert agent.driver.stats.held_deletes == len(forwarding)
             assert lab.engine.calls[calls:] == []
             assert await lab.switch_entities() == expected
-            assert "esvpn_switch_held_deletes 11\n" in await http_get(agent, "/metrics")
+            assert "esvpn_switch_held_deletes 11.0\n" in await http_get(agent, "/metrics")
             # the ids the switch uses are not handed out meanwhile
             now = clock()
             assert agent.state.labels.held(now) == {16: deadline}
@@ -1166,5 +1206,51 @@ def test_ecmp_and_newer_version(tmp_path: Path) -> None:
                 ),
             }
             assert await lab.switch_entities() == lab.canon(attached_entities() | newest)
+
+    asyncio.run(scenario())
+
+
+def test_end_system_publish_needs_no_next_hop_and_label(tmp_path: Path) -> None:
+    """§5-§6, external forwarder: the forwarder supplies the next hop and label
+    of an end-system's address. A publish without them is accepted; present
+    ones are ignored: the export carries our infra address and the vif's label."""
+
+    async def scenario() -> None:
+        async with Lab(tmp_path) as lab:
+            await lab.start_switch()
+            await lab.start_rs()
+            agent = await lab.start_agent()
+            await agent.driver.wait_synced(10)
+            assert agent.xmpp is not None
+            cli = lab.pki.client(HOST_SID)
+            es = XmppClient(
+                ClientConfig(
+                    jid=f"{HOST_SID}@tor.test",
+                    host="127.0.0.1",
+                    port=agent.xmpp.port,
+                    certfile=cli.certfile,
+                    keyfile=cli.keyfile,
+                    cafile=lab.pki.cafile,
+                    request_timeout=5.0,
+                )
+            )
+            await es.connect()
+            try:
+                await es.subscribe("red", 10)
+                bare, other = f"{HOST_SID}:10.1.1.5/32", f"{HOST_SID}:10.1.1.6/32"
+                prefix = ipaddress.ip_network("10.1.1.5/32")
+                await es.publish(bare, RouteEntry.end_system(prefix, 3))
+                await es.publish(other, route("10.1.1.6/32", "198.51.100.9", 999, 1))
+                await es.associate("red", bare)
+                await es.associate("red", other)
+                await until(lambda: len(lab.rs_handler.requests) == 5, what="exports")
+                assert sorted(
+                    (r.node, r.entry) for _, r in lab.rs_handler.requests if isinstance(r, Publish)
+                ) == [
+                    (bare, route("10.1.1.5/32", INFRA, 16, 3)),
+                    (other, route("10.1.1.6/32", INFRA, 16, 1)),
+                ]
+            finally:
+                await es.close()
 
     asyncio.run(scenario())

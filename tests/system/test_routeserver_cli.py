@@ -8,9 +8,13 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
+from prometheus_client import CONTENT_TYPE_LATEST
+
 from esxmpp.testing import make_pki
+from tests.prometheus_text import families
 
 CLI = [sys.executable, "-m", "routeserver.cli"]
 
@@ -135,6 +139,28 @@ def test_run_show_and_stop(tmp_path: Path) -> None:
             "peer        rtc  received  advertised  routes_out",
             "127.0.6.22  *    -         -           0",
         ]
+        # /metrics: Prometheus text by prometheus_client, HELP and TYPE for every family
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+            assert r.headers["Content-Type"] == CONTENT_TYPE_LATEST
+            fams = families(r.read().decode())
+        assert {n: t for n, (t, _, _) in fams.items()} == {
+            "esvpn_rs_rib_entries": "gauge",
+            "esvpn_rs_rib_inputs_total": "counter",
+            "esvpn_rs_xmpp_requests_total": "counter",
+            "esvpn_rs_xmpp_refused_total": "counter",
+            "esvpn_rs_xmpp_notifications_total": "counter",
+            "esvpn_rs_bgp_inputs_total": "counter",
+            "esvpn_rs_bgp_refused_total": "counter",
+            "esvpn_rs_bgp_commands_refused_total": "counter",
+            "esvpn_rs_exabgp_restarts_total": "counter",
+            "esvpn_rs_bgp_commands_total": "counter",
+            "esvpn_rs_bgp_command_errors_total": "counter",
+            "esvpn_rs_bgp_commands_pending": "gauge",
+            "esvpn_rs_bgp_peer_up": "gauge",
+            "esvpn_rs_xmpp_sessions": "gauge",
+            "esvpn_rs_uptime_seconds": "gauge",
+        }
+        assert fams["esvpn_rs_bgp_peer_up"][2] == {'esvpn_rs_bgp_peer_up{peer="127.0.6.22"}': 0}
     finally:
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=20)
@@ -142,3 +168,25 @@ def test_run_show_and_stop(tmp_path: Path) -> None:
     logs = [json.loads(line) for line in err.splitlines()]
     assert {"level", "logger", "msg", "ts"} <= set(logs[0])
     assert any(r["msg"] == "route server 127.0.6.21 started" for r in logs)
+
+
+def test_run_names_its_own_port_in_use(tmp_path: Path) -> None:
+    """The control port taken by another process: ``run`` says so (not
+    "cannot reach the route server") and exits 1."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = int(taken.getsockname()[1])
+        conf = write_config(tmp_path, port)
+        res = subprocess.run(
+            [*CLI, "run", "--config", str(conf)],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
+        )
+    assert res.returncode == 1, res.stderr
+    assert res.stderr.splitlines()[-1] == (
+        f"error: cannot start the route server: control port 127.0.0.1:{port}: "
+        "cannot listen: address already in use"
+    )

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import grpc
 import pytest
@@ -39,9 +40,7 @@ def daemon(request: pytest.FixtureRequest) -> Iterator[str]:
             address,
             "--cpu-port",
             "255",
-            "--device-id",
-            "1",
-            *getattr(request, "param", ()),
+            *getattr(request, "param", ("--device-id", "1")),
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -80,7 +79,9 @@ def test_daemon_serves_p4runtime(daemon: str) -> None:
         c.close()
 
 
-@pytest.mark.parametrize("daemon", [(), ("--general-write-path",)], indirect=True)
+@pytest.mark.parametrize(
+    "daemon", [("--device-id", "1"), ("--device-id", "1", "--general-write-path")], indirect=True
+)
 def test_daemon_write_paths_agree(daemon: str) -> None:
     """The compiled entry parsers and --general-write-path give the same
     per-update results and the same entries back."""
@@ -111,3 +112,29 @@ def test_daemon_write_paths_agree(daemon: str) -> None:
         assert first.action.action.params[0].value == b"\x02"
     finally:
         c.close()
+
+
+@pytest.mark.parametrize("daemon", [()], indirect=True)
+def test_default_device_id_matches_the_agent(daemon: str) -> None:
+    """Started without --device-id (as the README shows), the switch is device
+    0, simple_switch_grpc's default and the agent's: an agent with a default
+    [switch] config becomes primary instead of looping on NOT_FOUND."""
+    import asyncio
+
+    from control.config import SwitchConfig
+    from control.p4rt import P4Info, P4RuntimeClient
+
+    default = SwitchConfig(daemon, Path("p4src/build/esvpn.p4info.txtpb"), Path("x.json"))
+    assert default.device_id == 0
+
+    async def arbitrate() -> bool:
+        c = await P4RuntimeClient.connect(
+            daemon, P4Info.load(default.p4info), default.device_id, default.election_id
+        )
+        try:
+            await c.wait_primary(timeout=10)
+            return c.is_primary
+        finally:
+            await c.close()
+
+    assert asyncio.run(arbitrate())

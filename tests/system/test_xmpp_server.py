@@ -22,6 +22,7 @@ from esxmpp.client import XmppClient
 from esxmpp.config import ClientConfig, ServerConfig
 from esxmpp.server import ServerSession, XmppServer
 from esxmpp.session import Advertised
+from esxmpp.stream import StreamOpen
 from esxmpp.testing import CertPair, Pki, RawClient, make_pki
 
 DOMAIN = "fwd1.test"
@@ -924,3 +925,59 @@ def test_one_client_object_reconnects_after_being_dropped(certs: Certs) -> None:
         await c.close()
 
     run(certs, body)
+
+
+def test_domain_is_case_insensitive(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """RFC 7622 §3.2: a server configured as 'torA.lab' serves a client whose
+    JID says 'torA.lab' (slixmpp lower-cases it to 'tora.lab' on the wire) and
+    a stream header to 'TORA.LAB.'; another domain still gets host-unknown."""
+    base = tmp_path_factory.mktemp("pki-case")
+    pki = make_pki(base)
+    server, client = pki.server("torA.lab"), pki.client("01020304abcd")
+    cfg = ServerConfig(
+        domain="torA.lab",
+        certfile=server.certfile,
+        keyfile=server.keyfile,
+        cafile=pki.cafile,
+        port=0,
+    )
+
+    async def main() -> None:
+        rec = Recorder()
+        srv = XmppServer(cfg, rec)
+        await srv.start()
+        try:
+            c = XmppClient(
+                ClientConfig(
+                    jid="01020304abcd@torA.lab",
+                    host="127.0.0.1",
+                    port=srv.port,
+                    certfile=client.certfile,
+                    keyfile=client.keyfile,
+                    cafile=pki.cafile,
+                    request_timeout=5.0,
+                )
+            )
+            await asyncio.wait_for(c.connect(), 10)
+            try:
+                assert c.jid.startswith("01020304abcd@")
+                await c.subscribe("vpn1", 100)
+                await rec.wait_for(lambda e: e[0] == "request")
+            finally:
+                await c.close()
+            raw = await RawClient.open(srv.port)
+            await raw.header("TORA.LAB.")
+            assert isinstance(await raw.event(), StreamOpen)
+            assert (await raw.element()).tag == "{http://etherx.jabber.org/streams}features"
+            raw.close()
+            raw = await RawClient.open(srv.port)
+            await raw.header("torb.lab")
+            assert (await raw.closed()).endswith(
+                b"<stream:error><host-unknown xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>"
+                b"<text xmlns='urn:ietf:params:xml:ns:xmpp-streams'>this server is torA.lab"
+                b"</text></stream:error></stream:stream>"
+            )
+        finally:
+            await srv.close()
+
+    asyncio.run(main())

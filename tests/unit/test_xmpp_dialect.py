@@ -368,3 +368,59 @@ def test_tungsten_fabric_entry_form_is_read() -> None:
     )
     with pytest.raises(d.DialectError, match=r"entry: missing <next-hops><next-hop>"):
         d.parse_entry(bad)
+
+
+# ------------------------------------------- end-system publish (external forwarder)
+
+BARE = d.RouteEntry.end_system(ip.ip_network("10.1.1.1/32"), 1)
+
+
+def test_end_system_publish_is_built_without_next_hop_and_label() -> None:
+    assert req_xml(d.Publish(NODE, BARE)) == (
+        f"<iq type='set' id='r1'>{PS}<publish node='{NODE}'><item>"
+        "<entry xmlns='http://ietf.org/protocol/bgpvpn'><nlri af='1'>10.1.1.1/32</nlri>"
+        "<version id='1'/></entry></item></publish></pubsub></iq>"
+    )
+    six = d.RouteEntry.end_system(ip.ip_network("2001:db8::5/128"))
+    assert (six.nexthop, six.label, six.has_nexthop) == (ip.ip_address("::"), d.NO_LABEL, False)
+    assert ENTRY.has_nexthop
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        pub(nh="", label=""),  # the end-system's form
+        pub(),  # present ones are ignored
+        pub(nh="<next-hop af='1'>0.0.0.0</next-hop>", label="<label>16</label>"),  # placeholders
+        pub(label=""),
+        wrap(
+            f"<publish node='{NODE}'><item><entry xmlns='http://ietf.org/protocol/bgpvpn'>"
+            "<nlri><af>1</af><address>10.1.1.1</address></nlri><version>1</version>"
+            "</entry></item></publish>"
+        ),  # Tungsten Fabric's nested form without next-hops
+    ],
+)
+def test_end_system_side_accepts_publish_without_next_hop_and_label(text: str) -> None:
+    assert d.parse_request(ET.fromstring(text), end_system=True) == d.Publish(NODE, BARE)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (pub(nh="<next-hop af='1'>nowhere</next-hop>"), "not an IP address"),
+        (pub(label="<label>15</label>"), "label: 15 outside 16..1048575"),
+        (pub(nlri="<nlri af='1'>10.1.1/32</nlri>"), "nlri: '10.1.1/32': "),
+    ],
+)
+def test_end_system_side_still_refuses_malformed_elements(text: str, message: str) -> None:
+    with pytest.raises(d.DialectError) as info:
+        d.parse_request(ET.fromstring(text), end_system=True)
+    assert info.value.condition == "bad-request"
+    assert message in info.value.text
+
+
+def test_forwarder_side_still_needs_next_hop_and_label() -> None:
+    with pytest.raises(d.DialectError, match=r"entry: missing <next-hop>"):
+        parse(pub(nh="", label=""))
+    with pytest.raises(d.DialectError, match=r"label 0 outside 16\.\.1048575"):
+        d.RouteEntry(ip.ip_network("10.1.1.1/32"), ip.ip_address("192.0.2.1"), d.NO_LABEL)

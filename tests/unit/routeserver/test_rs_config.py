@@ -108,7 +108,7 @@ def test_example_config_loads():
 
     from routeserver.config import load
 
-    cfg = load(Path(__file__).parents[3] / "routeserver" / "example.toml")
+    cfg = load(Path(__file__).parents[3] / "examples" / "routeserver.toml")
     assert [(v.name, v.rd) for v in cfg.vrfs] == [
         ("tenant1", "192.0.2.254:1"),
         ("tenant2-spokes", "192.0.2.254:2"),
