@@ -192,7 +192,7 @@ class Lab:
             netns.veth(t.ns(es.name), "eth0", t.ns(f"tor{es.tor}"), f"p{es.port}")
 
     def build_configs(self) -> None:
-        from esxmpp.testing import make_pki
+        from esxmpp.pki import make_pki
 
         t = self.topo
         pki = make_pki(self.path("pki"), "esvpn lab CA")
