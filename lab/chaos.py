@@ -73,6 +73,14 @@ def kill_exabgp(lab: Lab, rs: str) -> None:
     poll(renewed, 30, f"{rs} to start a new ExaBGP")
 
 
+def restart_end_system(lab: Lab, name: str) -> None:
+    """kill -9 of an end-system's host tool; it keeps nothing on disk, so its
+    hypervisor hook subscribes and publishes again once it is back (within
+    the agent's retention, so the vif, its label and routes are kept)."""
+    restart(lab, f"host-{name}")
+    lab.join(lab.topo.end_system(name))
+
+
 def route_server_outage(lab: Lab, rs: str, seconds: float) -> None:
     lab.kill(rs)
     time.sleep(seconds)  # the outage itself is the fault: a deliberate wait
@@ -96,7 +104,7 @@ def faults(lab: Lab) -> dict[str, Callable[[], None]]:
         out[f"kill-{rs.name}"] = partial(restart, lab, rs.name)
         out[f"kill-{rs.name}-exabgp"] = partial(kill_exabgp, lab, rs.name)
     es = t.end_systems[0]
-    out[f"kill-host-{es.name}"] = partial(restart, lab, f"host-{es.name}")
+    out[f"kill-host-{es.name}"] = partial(restart_end_system, lab, es.name)
     out["kill-reflector"] = partial(restart, lab, "rr")
     rs0 = t.route_servers[0].name
     out[f"{rs0}-down-past-stale"] = partial(route_server_outage, lab, rs0, lab.stale + 2.0)
@@ -199,7 +207,8 @@ def rr_routes(lab: Lab) -> set[tuple[str, str, str]]:
             for p in paths:
                 rd = p["nlri"]["rd"]
                 nh = next(a["nexthop"] for a in p["attrs"] if a["type"] == 14 or a["type"] == 3)
-                out.add((f"{rd['admin']}:{rd['assigned']}", p["nlri"]["prefix"], nh))
+                rd_text = f"{rd['admin']}:{rd['assigned']}"
+                out.add((rd_text, p["nlri"]["prefix"], nh + (" (stale)" if p.get("stale") else "")))
     return out
 
 
@@ -274,6 +283,13 @@ def run_fault(
     poll(partial(flowing_since, lab, repaired), recover_within, f"traffic after {name}")
     wait_exact(lab, converge_within)
     converged = time.monotonic() - t0
+    # the timers that could still undo the recovery (stale routes, retained
+    # end-system state) run out in this window: the state must stay exact
+    time.sleep(max(lab.stale, lab.retention) + 1.0)
+    poll(partial(flowing_recently, lab), 5, f"traffic to keep flowing after {name}")
+    problems = state_differences(lab)
+    if problems:
+        raise LabError(f"after {name}, the state changed once the timers ran out: {problems}")
     time.sleep(0.5)  # let the last packets sent before the check arrive (a drain, not a wait)
     after = flow_state(lab)
     lost = sum(after[f]["missing"] - before[f]["missing"] for f in after)
