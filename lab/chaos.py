@@ -134,8 +134,14 @@ def flow_state(lab: Lab) -> dict[str, dict[str, Any]]:
 
 
 def flowing_since(lab: Lab, since: float) -> bool:
-    """Every flow delivered a packet after ``since`` (CLOCK_MONOTONIC)."""
-    return all(r["last"] > since for r in flow_state(lab).values())
+    """Every flow delivered a packet after ``since`` (CLOCK_MONOTONIC);
+    LabError naming the flows that did not."""
+    late = {
+        f: round(since - r["last"], 2) for f, r in flow_state(lab).items() if r["last"] <= since
+    }
+    if late:
+        raise LabError(f"flows silent (seconds before the mark): {late}")
+    return True
 
 
 def flowing_recently(lab: Lab, within: float = 0.5) -> bool:

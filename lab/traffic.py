@@ -213,8 +213,11 @@ class Generator:
 
 def write_status(path: Path, status: dict[str, object]) -> None:
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(status))
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(status))
+        os.replace(tmp, path)
+    except OSError as exc:  # the flows go on; the next write may succeed
+        print(f"traffic: cannot write {path}: {exc}", file=sys.stderr, flush=True)
 
 
 def parse_flow(spec: str) -> Flow:

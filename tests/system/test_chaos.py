@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -42,9 +43,12 @@ TOPO = default_topology(prefix="esc", mgmt="198.51.100.0/24")
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+def lab() -> Iterator[Lab]:
     teardown(TOPO.prefix)  # what a killed earlier run may have left
-    lab = Lab(TOPO, tmp_path_factory.mktemp("chaos"), stale=4.0, retention=5.0)
+    # a directory of its own: pytest prunes old basetemp directories while
+    # another pytest runs, and the lab's daemons live for the whole module
+    workdir = Path(tempfile.mkdtemp(prefix="esvpn-chaos-"))
+    lab = Lab(TOPO, workdir, stale=4.0, retention=5.0)
     lab.up()
     try:
         yield lab
@@ -52,6 +56,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         exits = lab.down()
         slow = {k: v for k, v in exits.items() if v > 5.0}
         assert not slow, f"processes that took over 5 s to exit after SIGTERM: {slow}"
+        print(f"chaos lab logs: {workdir}/logs")
 
 
 FAULTS = list(chaos.faults(Lab(TOPO, Path("/nonexistent"))))
