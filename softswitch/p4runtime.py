@@ -11,8 +11,8 @@ Wiring it (what the CLI does)::
 
     server = P4RuntimeServer(engine, device_id=0, cpu_port=255,
                              packet_out=inject)   # or emit=send_to_port
-    port = await server.start("0.0.0.0:9559")                 # plaintext
-    port = await server.start("0.0.0.0:9559", tls=TlsConfig(cert_pem, key_pem))
+    port = await server.start("127.0.0.1:9559")               # plaintext
+    port = await server.start("10.0.0.1:9559", tls=TlsConfig(cert_pem, key_pem, ca_pem))
     ...
     server.packet_in(frame)   # a frame the engine emitted on cpu_port
     ...
@@ -69,7 +69,8 @@ from softswitch.p4rt_wire import decode_write_request, read_response
 log = logging.getLogger(__name__)
 
 P4RUNTIME_API_VERSION = "1.4.1"
-DEFAULT_ADDRESS = "0.0.0.0:9559"
+#: loopback: P4Runtime has no authentication of its own (TLS options: TlsConfig)
+DEFAULT_ADDRESS = "127.0.0.1:9559"
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024
 #: PacketIns waiting for a slow client before new ones are dropped
 MAX_QUEUED_PACKET_INS = 4096
