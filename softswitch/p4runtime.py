@@ -91,10 +91,26 @@ def _grpc_code(code: int) -> grpc.StatusCode:
     return _CODE_TO_GRPC.get(code, grpc.StatusCode.UNKNOWN)
 
 
+@dataclass(frozen=True)
+class Peer:
+    """Who sent a request: its gRPC connection (``context.peer()``, the
+    client's address and port) and, under mutual TLS, its certificate."""
+
+    address: str
+    certificate: bytes | None
+
+    @classmethod
+    def of(cls, context: grpc.aio.ServicerContext) -> Peer:
+        auth = context.auth_context() or {}
+        certs = auth.get("x509_pem_cert") or [None]
+        return cls(str(context.peer()), certs[0])
+
+
 class _Stream:
     """One StreamChannel client: an outbound queue drained by the RPC task."""
 
-    def __init__(self) -> None:
+    def __init__(self, peer: Peer) -> None:
+        self.peer = peer
         self.queue: asyncio.Queue[p4runtime_pb2.StreamMessageResponse | None] = asyncio.Queue()
         self.closing: P4RTError | None = None
 
@@ -245,12 +261,33 @@ class P4RuntimeServer(p4runtime_pb2_grpc.P4RuntimeServicer):  # type: ignore[mis
         if device_id != self.device_id:
             raise P4RTError(code_pb2.NOT_FOUND, f"unknown device id {device_id}")
 
-    def _check_primary(self, device_id: int, role: str, election: Any) -> None:
+    def _check_primary(
+        self, device_id: int, role: str, election: Any, context: grpc.aio.ServicerContext
+    ) -> None:
+        """A write is the primary's when it carries the primary's election id
+        AND comes from the primary's StreamChannel connection (same gRPC peer,
+        and under mutual TLS the same client certificate). The P4Runtime
+        specification lets a server trust the election id alone; knowing the
+        number is not enough here (softswitch/README.md)."""
         eid = election if isinstance(election, int) else (election.high << 64) | election.low
-        if not self._arbitration.is_primary(device_id, role, eid):
+        key = self._arbitration.primary_key(device_id, role, eid)
+        if key is None:
             raise P4RTError(
                 PERMISSION_DENIED,
                 f"election id {eid} is not the primary of device {device_id} role '{role}'",
+            )
+        stream = self._streams.get(key)
+        peer = Peer.of(context)
+        if stream is None or stream.peer != peer:
+            what = (
+                "client certificate"
+                if stream is not None and stream.peer.address == peer.address
+                else "connection"
+            )
+            raise P4RTError(
+                PERMISSION_DENIED,
+                f"election id {eid} is the primary's of device {device_id} role '{role}', "
+                f"but this request does not come from the primary's {what}",
             )
 
     @staticmethod
@@ -271,7 +308,7 @@ class P4RuntimeServer(p4runtime_pb2_grpc.P4RuntimeServicer):  # type: ignore[mis
     ) -> p4runtime_pb2.SetForwardingPipelineConfigResponse:
         try:
             self._check_device(request.device_id)
-            self._check_primary(request.device_id, request.role, request.election_id)
+            self._check_primary(request.device_id, request.role, request.election_id, context)
             self.device.set_pipeline(request.action, request.config)
         except P4RTError as exc:
             await self._abort(context, exc)
@@ -304,7 +341,7 @@ class P4RuntimeServer(p4runtime_pb2_grpc.P4RuntimeServicer):  # type: ignore[mis
             except DecodeError as exc:
                 raise P4RTError(INVALID_ARGUMENT, f"malformed WriteRequest: {exc}") from None
             self._check_device(batch.device_id)
-            self._check_primary(batch.device_id, batch.role, batch.election_id)
+            self._check_primary(batch.device_id, batch.role, batch.election_id, context)
             if batch.atomicity != p4runtime_pb2.WriteRequest.CONTINUE_ON_ERROR:
                 raise P4RTError(
                     code_pb2.UNIMPLEMENTED, "only CONTINUE_ON_ERROR atomicity is supported"
@@ -368,7 +405,7 @@ class P4RuntimeServer(p4runtime_pb2_grpc.P4RuntimeServicer):  # type: ignore[mis
         context: grpc.aio.ServicerContext,
     ) -> None:
         key: Hashable = object()
-        stream = _Stream()
+        stream = _Stream(Peer.of(context))
         self._streams[key] = stream
         reader = asyncio.create_task(self._read_stream(key, stream, request_iterator))
         try:
