@@ -23,7 +23,7 @@ from collections.abc import Sequence
 
 from softswitch.api import EngineError
 from softswitch.engine import SoftEngine
-from softswitch.p4runtime import DEFAULT_ADDRESS, P4RuntimeServer, TlsConfig
+from softswitch.p4runtime import DEFAULT_ADDRESS, Limits, P4RuntimeServer, TlsConfig
 from softswitch.ports import AfPacketPort, PortHub, parse_interface
 
 log = logging.getLogger("softswitch")
@@ -75,6 +75,37 @@ def build_parser() -> argparse.ArgumentParser:
         help="decode every table entry the general way, without the compiled entry parsers "
         "(the reference they are measured against)",
     )
+    d = Limits()
+    p.add_argument(
+        "--grpc-max-message-bytes",
+        type=int,
+        default=d.max_message_bytes,
+        metavar="N",
+        help="largest gRPC message taken or sent: WriteRequest, pipeline config "
+        f"(default {d.max_message_bytes})",
+    )
+    p.add_argument(
+        "--max-write-updates",
+        type=int,
+        default=d.max_write_updates,
+        metavar="N",
+        help=f"most updates in one WriteRequest (default {d.max_write_updates})",
+    )
+    p.add_argument(
+        "--write-slice",
+        type=int,
+        default=d.write_slice,
+        metavar="N",
+        help=f"updates applied before the ports get a turn again (default {d.write_slice})",
+    )
+    p.add_argument(
+        "--max-write-error-bytes",
+        type=int,
+        default=d.max_error_bytes,
+        metavar="N",
+        help="largest per-update error details of a Write; beyond, a summary "
+        f"(default {d.max_error_bytes})",
+    )
     p.add_argument("program", nargs="?", help="bmv2 JSON to run at start")
     return p
 
@@ -87,6 +118,7 @@ def _check(args: argparse.Namespace) -> list[tuple[int, str]]:
     if args.device_id < 0:
         raise ValueError("--device-id: must be an integer >= 0")
     _check_tls(args)
+    limits(args)
     if args.cpu_port is not None and not 0 <= args.cpu_port < 511:
         raise ValueError("--cpu-port: must be in 0..510")
     ifaces = [parse_interface(s) for s in args.interface]
@@ -96,6 +128,20 @@ def _check(args: argparse.Namespace) -> list[tuple[int, str]]:
     if args.cpu_port is not None and args.cpu_port in ports:
         raise ValueError("--cpu-port: the CPU port cannot be bound to an interface")
     return ifaces
+
+
+def limits(args: argparse.Namespace) -> Limits:
+    """The request limits from the options; ValueError names the option."""
+    options = {
+        "max_message_bytes": "grpc_max_message_bytes",
+        "max_write_updates": "max_write_updates",
+        "write_slice": "write_slice",
+        "max_error_bytes": "max_write_error_bytes",
+    }
+    for option in options.values():
+        if getattr(args, option) < 1:
+            raise ValueError(f"--{option.replace('_', '-')}: must be at least 1")
+    return Limits(**{field: getattr(args, option) for field, option in options.items()})
 
 
 def _check_tls(args: argparse.Namespace) -> None:
@@ -157,6 +203,7 @@ async def run(args: argparse.Namespace, ifaces: Sequence[tuple[int, str]]) -> in
         cpu_port=cpu_port,
         packet_out=lambda frame: hub.receive(cpu_port, frame),
         compiled_parsers=not args.general_write_path,
+        limits=limits(args),
     )
     hub.cpu_hook = server.packet_in
     try:
