@@ -3,9 +3,12 @@
 On every (re)connect: arbitration (wait until primary), pipeline (committed
 only when the device does not already run the same cookie, so an agent
 restart leaves forwarding alone), a full read of the switch, then only the
-difference is written. Afterwards every :meth:`kick` (a state change)
-schedules a sync; kicks within ``coalesce`` seconds share one sync, and a
-sync sends each phase of the plan as one WriteRequest.
+difference is written. Losing primary to another controller and regaining it
+on the same connection counts as a reconnect: whatever the other primary did
+meanwhile is read back, and the difference repaired (the pipeline too).
+Afterwards every :meth:`kick` (a state change) schedules a sync; kicks
+within ``coalesce`` seconds share one sync, and a sync sends each phase of
+the plan as one WriteRequest.
 
 Restart without state (:meth:`SwitchDriver.keep_inherited`): when the agent
 has lost its state file it starts empty, and a plain reconcile would delete
@@ -73,6 +76,8 @@ class DriverStats:
     update_errors: int = 0
     errors: int = 0  # driver iterations ended by an unexpected exception (then reconnect)
     last_reconcile_diff: int = -1  # updates written by the last (re)connect reconcile
+    primary_lost: int = 0  # times another controller took primary on a live connection
+    primary_regained: int = 0  # ... and this agent got it back (then: read, diff, repair)
     held_deletes: int = 0  # DELETEs of inherited entities held back by the last sync
     failed: dict[tuple[Any, ...], str] = field(default_factory=dict)
 
@@ -138,6 +143,7 @@ class SwitchDriver:
         self._task: asyncio.Task[None] | None = None
         self._kicks = 0
         self._synced_kicks = -1
+        self._term = 0  # the client's primary term the switch was last read in
 
     @staticmethod
     def check_files(cfg: SwitchConfig) -> None:
@@ -247,29 +253,35 @@ class SwitchDriver:
         )
         try:
             await client.wait_primary(timeout=max(self.reconnect, 2.0))
-            if await client.set_pipeline(self.pipeline):
-                self.stats.pipeline_commits += 1
-                log.info("switch %s: pipeline committed", self.cfg.address)
         except BaseException:
             await client.close()
             raise
         return client
+
+    async def _take_over(self, client: P4RuntimeClient) -> int:
+        """As a new primary: pipeline, a full read, then write the difference."""
+        self._term = client.primary_terms
+        if await client.set_pipeline(self.pipeline):
+            self.stats.pipeline_commits += 1
+            log.info("switch %s: pipeline committed", self.cfg.address)
+        self._failed.clear()
+        snapshot = await self.read_switch()
+        self.installed = reconcile.index(snapshot)
+        if self._keep_until is not None and self._inherited is None:
+            self._inherited = set(self.installed)
+            if self.on_inherited is not None:
+                self.on_inherited(snapshot)
+        written = await self._sync()
+        self.stats.last_reconcile_diff = written
+        log.info("switch %s: reconciled, %d updates written", self.cfg.address, written)
+        return written
 
     async def _run(self) -> None:
         while True:
             try:
                 self.client = await self._connect()
                 self.stats.connects += 1
-                self._failed.clear()
-                snapshot = await self.read_switch()
-                self.installed = reconcile.index(snapshot)
-                if self._keep_until is not None and self._inherited is None:
-                    self._inherited = set(self.installed)
-                    if self.on_inherited is not None:
-                        self.on_inherited(snapshot)
-                written = await self._sync()
-                self.stats.last_reconcile_diff = written
-                log.info("switch %s: reconciled, %d updates written", self.cfg.address, written)
+                await self._take_over(self.client)
                 await self._serve(self.client)
             except asyncio.CancelledError:
                 raise
@@ -289,14 +301,42 @@ class SwitchDriver:
         try:
             while client.connected:
                 kicked = asyncio.ensure_future(self._kick.wait())
-                await asyncio.wait({kicked, closed}, return_when=asyncio.FIRST_COMPLETED)
+                demoted = asyncio.ensure_future(client.wait_not_primary())
+                await asyncio.wait({kicked, closed, demoted}, return_when=asyncio.FIRST_COMPLETED)
                 kicked.cancel()
+                demoted.cancel()
                 if not client.connected:
                     return
+                if not client.is_primary:
+                    await self._wait_primary_again(client)
+                    continue
                 await asyncio.sleep(self.coalesce)  # let a burst of changes coalesce
+                if client.primary_terms != self._term:  # lost and regained meanwhile
+                    await self._regained(client)
+                    continue
                 await self._sync()
         finally:
             closed.cancel()
+
+    async def _wait_primary_again(self, client: P4RuntimeClient) -> None:
+        """Another controller took primary: stay connected as a backup until
+        this agent is primary again, then read, diff and repair."""
+        self.stats.primary_lost += 1
+        self._synced.clear()
+        log.warning(
+            "switch %s: another controller is primary (election id %s); waiting as backup",
+            self.cfg.address,
+            client.primary_election_id,
+        )
+        with contextlib.suppress(P4RuntimeError):  # the stream ended: _serve returns
+            await client.wait_primary(timeout=None)
+        if client.connected and client.is_primary:
+            await self._regained(client)
+
+    async def _regained(self, client: P4RuntimeClient) -> None:
+        self.stats.primary_regained += 1
+        log.info("switch %s: primary again; reading the switch back", self.cfg.address)
+        await self._take_over(client)
 
     async def _sync(self) -> int:
         # A sync allocates many short-lived objects in a burst; the cyclic GC

@@ -1023,6 +1023,11 @@ class P4RuntimeClient:
         self._stream_done = asyncio.Event()
         self.stream_error: BaseException | None = None
         self.is_primary = False
+        #: times this client became primary on this stream (a lost and regained
+        #: primary shows as a new term, however quickly it happened)
+        self.primary_terms = 0
+        self._backup = asyncio.Event()  # set while not primary
+        self._backup.set()
         self.primary_election_id: int | None = None
         self._stream_task: asyncio.Task[None] | None = None
 
@@ -1115,11 +1120,16 @@ class P4RuntimeClient:
                 if which == "arbitration":
                     arb = resp.arbitration
                     self.primary_election_id = (arb.election_id.high << 64) | arb.election_id.low
+                    was_primary = self.is_primary
                     self.is_primary = arb.status.code == code_pb2.OK
                     if self.is_primary:
+                        if not was_primary:
+                            self.primary_terms += 1
+                        self._backup.clear()
                         self._primary.set()
                     else:
                         self._primary.clear()
+                        self._backup.set()
                     self._arbitrated.set()
                     log.info(
                         "p4rt %s: %s (primary election id %s)",
@@ -1146,6 +1156,7 @@ class P4RuntimeClient:
         finally:
             self.is_primary = False
             self._primary.clear()
+            self._backup.set()
             self._stream_done.set()
 
     @property
@@ -1174,6 +1185,10 @@ class P4RuntimeClient:
             raise P4RuntimeError(
                 f"{self.address}: not primary (primary election id {self.primary_election_id})"
             )
+
+    async def wait_not_primary(self) -> None:
+        """Returns when this client is not (or no longer) primary, or the stream ended."""
+        await self._backup.wait()
 
     async def close(self) -> None:
         self._out.put_nowait(None)

@@ -1,7 +1,13 @@
 """``softswitch``: the embedded P4 target, a drop-in for simple_switch_grpc.
 
     softswitch -i 1@veth1 -i 2@veth3 --grpc-server-addr 127.0.0.1:9559 \\
-        --cpu-port 255 [--device-id 0] [--no-p4 | program.json]
+        --cpu-port 255 [--device-id 0] [--no-p4 | program.json] \\
+        [--grpc-server-ssl --grpc-server-cert CERT --grpc-server-key KEY \\
+         [--grpc-server-with-client-auth --grpc-server-cacert CA]]
+
+The P4Runtime server listens on loopback unless told otherwise (P4Runtime
+itself has no authentication: anyone who reaches the port can program the
+switch). The TLS options are simple_switch_grpc's; see softswitch/README.md.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from collections.abc import Sequence
 
 from softswitch.api import EngineError
 from softswitch.engine import SoftEngine
+from softswitch.p4runtime import DEFAULT_ADDRESS, Limits, P4RuntimeServer, TlsConfig
 from softswitch.ports import AfPacketPort, PortHub, parse_interface
 
 log = logging.getLogger("softswitch")
@@ -32,7 +39,24 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PORT@IFNAME",
         help="bind a port number to a Linux interface (repeatable)",
     )
-    p.add_argument("--grpc-server-addr", default="0.0.0.0:9559", help="P4Runtime listen address")
+    p.add_argument(
+        "--grpc-server-addr",
+        default=DEFAULT_ADDRESS,
+        help=f"P4Runtime listen address (default {DEFAULT_ADDRESS}: loopback only)",
+    )
+    p.add_argument("--grpc-server-ssl", action="store_true", help="serve P4Runtime over TLS")
+    p.add_argument("--grpc-server-cert", metavar="PEM", help="server certificate (chain) for TLS")
+    p.add_argument("--grpc-server-key", metavar="PEM", help="server private key")
+    p.add_argument(
+        "--grpc-server-cacert",
+        metavar="PEM",
+        help="CA certificate(s) that client certificates must chain to",
+    )
+    p.add_argument(
+        "--grpc-server-with-client-auth",
+        action="store_true",
+        help="mutual TLS: refuse clients without a certificate from --grpc-server-cacert",
+    )
     p.add_argument("--cpu-port", type=int, default=None, help="port number of the CPU port")
     p.add_argument(
         "--device-id",
@@ -51,6 +75,37 @@ def build_parser() -> argparse.ArgumentParser:
         help="decode every table entry the general way, without the compiled entry parsers "
         "(the reference they are measured against)",
     )
+    d = Limits()
+    p.add_argument(
+        "--grpc-max-message-bytes",
+        type=int,
+        default=d.max_message_bytes,
+        metavar="N",
+        help="largest gRPC message taken or sent: WriteRequest, pipeline config "
+        f"(default {d.max_message_bytes})",
+    )
+    p.add_argument(
+        "--max-write-updates",
+        type=int,
+        default=d.max_write_updates,
+        metavar="N",
+        help=f"most updates in one WriteRequest (default {d.max_write_updates})",
+    )
+    p.add_argument(
+        "--write-slice",
+        type=int,
+        default=d.write_slice,
+        metavar="N",
+        help=f"updates applied before the ports get a turn again (default {d.write_slice})",
+    )
+    p.add_argument(
+        "--max-write-error-bytes",
+        type=int,
+        default=d.max_error_bytes,
+        metavar="N",
+        help="largest per-update error details of a Write; beyond, a summary "
+        f"(default {d.max_error_bytes})",
+    )
     p.add_argument("program", nargs="?", help="bmv2 JSON to run at start")
     return p
 
@@ -62,6 +117,8 @@ def _check(args: argparse.Namespace) -> list[tuple[int, str]]:
         raise ValueError("give a bmv2 JSON program or --no-p4")
     if args.device_id < 0:
         raise ValueError("--device-id: must be an integer >= 0")
+    _check_tls(args)
+    limits(args)
     if args.cpu_port is not None and not 0 <= args.cpu_port < 511:
         raise ValueError("--cpu-port: must be in 0..510")
     ifaces = [parse_interface(s) for s in args.interface]
@@ -73,9 +130,65 @@ def _check(args: argparse.Namespace) -> list[tuple[int, str]]:
     return ifaces
 
 
-async def run(args: argparse.Namespace, ifaces: Sequence[tuple[int, str]]) -> int:
-    from softswitch.p4runtime import P4RuntimeServer
+def limits(args: argparse.Namespace) -> Limits:
+    """The request limits from the options; ValueError names the option."""
+    options = {
+        "max_message_bytes": "grpc_max_message_bytes",
+        "max_write_updates": "max_write_updates",
+        "write_slice": "write_slice",
+        "max_error_bytes": "max_write_error_bytes",
+    }
+    for option in options.values():
+        if getattr(args, option) < 1:
+            raise ValueError(f"--{option.replace('_', '-')}: must be at least 1")
+    return Limits(**{field: getattr(args, option) for field, option in options.items()})
 
+
+def _check_tls(args: argparse.Namespace) -> None:
+    """The TLS options are consistent; a half-given TLS setup is refused, not
+    ignored (simple_switch_grpc warns and serves plaintext)."""
+    files = ("grpc_server_cert", "grpc_server_key", "grpc_server_cacert")
+    if not args.grpc_server_ssl:
+        given = [f"--{f.replace('_', '-')}" for f in files if getattr(args, f)]
+        if args.grpc_server_with_client_auth:
+            given.append("--grpc-server-with-client-auth")
+        if given:
+            raise ValueError(f"{given[0]}: needs --grpc-server-ssl")
+        return
+    for f in ("grpc_server_cert", "grpc_server_key"):
+        if not getattr(args, f):
+            raise ValueError(f"--grpc-server-ssl: --{f.replace('_', '-')} is required")
+    if args.grpc_server_with_client_auth and not args.grpc_server_cacert:
+        raise ValueError("--grpc-server-with-client-auth: --grpc-server-cacert is required")
+
+
+def tls_config(args: argparse.Namespace) -> TlsConfig | None:
+    """The server's TLS setup from the (checked) options; OSError names the option."""
+    if not args.grpc_server_ssl:
+        return None
+
+    def read(option: str) -> bytes:
+        path = getattr(args, option)
+        try:
+            with open(path, "rb") as f:
+                return f.read()
+        except OSError as exc:
+            raise OSError(f"--{option.replace('_', '-')}: {path}: {exc.strerror}") from None
+
+    if args.grpc_server_cacert and not args.grpc_server_with_client_auth:
+        log.warning(
+            "--grpc-server-cacert without --grpc-server-with-client-auth: "
+            "client certificates are not requested"
+        )
+    return TlsConfig(
+        cert_chain=read("grpc_server_cert"),
+        private_key=read("grpc_server_key"),
+        client_ca=read("grpc_server_cacert") if args.grpc_server_with_client_auth else None,
+    )
+
+
+async def run(args: argparse.Namespace, ifaces: Sequence[tuple[int, str]]) -> int:
+    tls = tls_config(args)
     engine = SoftEngine()
     if args.program:
         with open(args.program, encoding="utf-8") as f:
@@ -90,6 +203,7 @@ async def run(args: argparse.Namespace, ifaces: Sequence[tuple[int, str]]) -> in
         cpu_port=cpu_port,
         packet_out=lambda frame: hub.receive(cpu_port, frame),
         compiled_parsers=not args.general_write_path,
+        limits=limits(args),
     )
     hub.cpu_hook = server.packet_in
     try:
@@ -98,8 +212,13 @@ async def run(args: argparse.Namespace, ifaces: Sequence[tuple[int, str]]) -> in
             hub.attach(port, drv)
             drivers.append(drv)
             drv.start(loop)
-        bound = await server.start(args.grpc_server_addr)
-        log.info("softswitch: P4Runtime on port %d, %d interfaces", bound, len(drivers))
+        bound = await server.start(args.grpc_server_addr, tls=tls)
+        log.info(
+            "softswitch: P4Runtime on port %d (%s), %d interfaces",
+            bound,
+            "plaintext" if tls is None else "TLS" if tls.client_ca is None else "mutual TLS",
+            len(drivers),
+        )
         stop = asyncio.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError):

@@ -121,11 +121,16 @@ class Arbitration:
         return c is not None and self._primary.get(c.group) == key
 
     def is_primary(self, device_id: int, role: str, election_id: int | None) -> bool:
-        """Does a request with this election id come from the primary?"""
+        """Is this election id the primary's? (Not enough to accept a write:
+        see `primary_key` and P4RuntimeServer._check_primary.)"""
+        return self.primary_key(device_id, role, election_id) is not None
+
+    def primary_key(self, device_id: int, role: str, election_id: int | None) -> Hashable | None:
+        """The primary's stream key when ``election_id`` is the primary's, else None."""
         primary = self._primary.get((device_id, role))
         if primary is None or election_id is None:
-            return False
-        return self._clients[primary].election_id == election_id
+            return None
+        return primary if self._clients[primary].election_id == election_id else None
 
     def primaries(self, device_id: int) -> list[Hashable]:
         return [k for (dev, _), k in self._primary.items() if dev == device_id and k is not None]

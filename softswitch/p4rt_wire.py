@@ -556,6 +556,25 @@ def batch_from_proto(req: p4runtime_pb2.WriteRequest) -> WriteBatch:
     return batch
 
 
+def count_updates(data: bytes) -> int:
+    """The number of updates in a serialized WriteRequest, without decoding
+    them (a scan of its top-level fields): what a server checks against its
+    limit before doing any work per update. Stops at the first malformed
+    field; decode_write_request reports that one."""
+    count = 0
+    pos = 0
+    end = len(data)
+    try:
+        while pos < end:
+            key, pos = _varint(data, pos)
+            if key == 0x22:
+                count += 1
+            pos = _skip(data, pos, key & 7)
+    except (_Fallback, IndexError):
+        pass
+    return count
+
+
 def decode_write_request(
     data: bytes, parsers: Mapping[bytes, EntryParser] | None = None
 ) -> WriteBatch:

@@ -11,8 +11,8 @@ Wiring it (what the CLI does)::
 
     server = P4RuntimeServer(engine, device_id=0, cpu_port=255,
                              packet_out=inject)   # or emit=send_to_port
-    port = await server.start("0.0.0.0:9559")                 # plaintext
-    port = await server.start("0.0.0.0:9559", tls=TlsConfig(cert_pem, key_pem))
+    port = await server.start("127.0.0.1:9559")               # plaintext
+    port = await server.start("10.0.0.1:9559", tls=TlsConfig(cert_pem, key_pem, ca_pem))
     ...
     server.packet_in(frame)   # a frame the engine emitted on cpu_port
     ...
@@ -37,6 +37,16 @@ Wiring it (what the CLI does)::
 Status codes: per-update Write errors come back as gRPC UNKNOWN whose
 ``grpc-status-details-bin`` trailer is a google.rpc.Status holding one
 p4.v1.Error per update (OK for those applied); see p4rt_store for the rules.
+When those details would exceed ``Limits.max_error_bytes``, the Status has
+no details and its message counts the failures and quotes the first
+``ERRORS_QUOTED`` (a client that needs them all splits the batch).
+
+What one request may cost is bounded by `Limits` (softswitch/README.md):
+the message size (gRPC refuses bigger ones with RESOURCE_EXHAUSTED), the
+updates per WriteRequest (RESOURCE_EXHAUSTED before any is decoded), and the
+updates applied between two turns of the event loop, so that ports keep
+forwarding while a batch is applied. Writes and pipeline changes run one at
+a time, in arrival order.
 """
 
 from __future__ import annotations
@@ -64,17 +74,39 @@ from softswitch.p4rt_store import (
     DeviceState,
     P4RTError,
 )
-from softswitch.p4rt_wire import decode_write_request, read_response
+from softswitch.p4rt_wire import count_updates, decode_write_request, read_response
 
 log = logging.getLogger(__name__)
 
 P4RUNTIME_API_VERSION = "1.4.1"
-DEFAULT_ADDRESS = "0.0.0.0:9559"
-MAX_MESSAGE_BYTES = 256 * 1024 * 1024
+#: loopback: P4Runtime has no authentication of its own (TLS options: TlsConfig)
+DEFAULT_ADDRESS = "127.0.0.1:9559"
+#: failures quoted in the message of a Write error whose details were omitted
+ERRORS_QUOTED = 10
+_QUOTE_CHARS = 160  # of each quoted failure's message
 #: PacketIns waiting for a slow client before new ones are dropped
 MAX_QUEUED_PACKET_INS = 4096
 
 _CODE_TO_GRPC = {s.value[0]: s for s in grpc.StatusCode}
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may cost the switch (CLI options in softswitch/cli.py)."""
+
+    #: gRPC message size, both ways: WriteRequests, pipeline configs, read responses
+    max_message_bytes: int = 8 * 1024 * 1024
+    #: updates in one WriteRequest; more are refused as a whole
+    max_write_updates: int = 20_000
+    #: updates applied before the event loop (ports, other RPCs) gets a turn
+    write_slice: int = 256
+    #: size of the per-update error details of a Write; over it, a summary
+    max_error_bytes: int = 1024 * 1024
+
+    def __post_init__(self) -> None:
+        for name in ("max_message_bytes", "max_write_updates", "write_slice", "max_error_bytes"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: must be at least 1")
 
 
 @dataclass(frozen=True)
@@ -86,14 +118,34 @@ class TlsConfig:
     client_ca: bytes | None = None
 
 
+def _clip(message: str) -> str:
+    return message if len(message) <= _QUOTE_CHARS else message[: _QUOTE_CHARS - 3] + "..."
+
+
 def _grpc_code(code: int) -> grpc.StatusCode:
     return _CODE_TO_GRPC.get(code, grpc.StatusCode.UNKNOWN)
+
+
+@dataclass(frozen=True)
+class Peer:
+    """Who sent a request: its gRPC connection (``context.peer()``, the
+    client's address and port) and, under mutual TLS, its certificate."""
+
+    address: str
+    certificate: bytes | None
+
+    @classmethod
+    def of(cls, context: grpc.aio.ServicerContext) -> Peer:
+        auth = context.auth_context() or {}
+        certs = auth.get("x509_pem_cert") or [None]
+        return cls(str(context.peer()), certs[0])
 
 
 class _Stream:
     """One StreamChannel client: an outbound queue drained by the RPC task."""
 
-    def __init__(self) -> None:
+    def __init__(self, peer: Peer) -> None:
+        self.peer = peer
         self.queue: asyncio.Queue[p4runtime_pb2.StreamMessageResponse | None] = asyncio.Queue()
         self.closing: P4RTError | None = None
 
@@ -149,8 +201,13 @@ class P4RuntimeServer(p4runtime_pb2_grpc.P4RuntimeServicer):  # type: ignore[mis
         packet_out: Callable[[bytes], None] | None = None,
         emit: api.EmitHook | None = None,
         compiled_parsers: bool = True,
+        limits: Limits = Limits(),
     ) -> None:
         self.device = DeviceState(engine, device_id, compiled_parsers)
+        self.limits = limits
+        # writes and pipeline changes one at a time: a batch applied in slices
+        # is never interleaved with another's (nor with a new primary's)
+        self._write_lock = asyncio.Lock()
         self.device_id = device_id
         self.cpu_port = cpu_port
         self._packet_out = packet_out
@@ -166,9 +223,10 @@ class P4RuntimeServer(p4runtime_pb2_grpc.P4RuntimeServicer):  # type: ignore[mis
         """Listen on ``address`` (``host:port``, port 0 = ephemeral); returns the port."""
         server = grpc.aio.server(
             options=[
-                # bmv2 JSON configs and big write batches exceed gRPC's 4 MB default
-                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                # bmv2 JSON configs and write batches may exceed gRPC's 4 MB default;
+                # bigger messages are refused by gRPC (RESOURCE_EXHAUSTED)
+                ("grpc.max_receive_message_length", self.limits.max_message_bytes),
+                ("grpc.max_send_message_length", self.limits.max_message_bytes),
                 # a second server on a port in use must fail, not share it
                 ("grpc.so_reuseport", 0),
             ]
@@ -244,12 +302,33 @@ class P4RuntimeServer(p4runtime_pb2_grpc.P4RuntimeServicer):  # type: ignore[mis
         if device_id != self.device_id:
             raise P4RTError(code_pb2.NOT_FOUND, f"unknown device id {device_id}")
 
-    def _check_primary(self, device_id: int, role: str, election: Any) -> None:
+    def _check_primary(
+        self, device_id: int, role: str, election: Any, context: grpc.aio.ServicerContext
+    ) -> None:
+        """A write is the primary's when it carries the primary's election id
+        AND comes from the primary's StreamChannel connection (same gRPC peer,
+        and under mutual TLS the same client certificate). The P4Runtime
+        specification lets a server trust the election id alone; knowing the
+        number is not enough here (softswitch/README.md)."""
         eid = election if isinstance(election, int) else (election.high << 64) | election.low
-        if not self._arbitration.is_primary(device_id, role, eid):
+        key = self._arbitration.primary_key(device_id, role, eid)
+        if key is None:
             raise P4RTError(
                 PERMISSION_DENIED,
                 f"election id {eid} is not the primary of device {device_id} role '{role}'",
+            )
+        stream = self._streams.get(key)
+        peer = Peer.of(context)
+        if stream is None or stream.peer != peer:
+            what = (
+                "client certificate"
+                if stream is not None and stream.peer.address == peer.address
+                else "connection"
+            )
+            raise P4RTError(
+                PERMISSION_DENIED,
+                f"election id {eid} is the primary's of device {device_id} role '{role}', "
+                f"but this request does not come from the primary's {what}",
             )
 
     @staticmethod
@@ -269,9 +348,10 @@ class P4RuntimeServer(p4runtime_pb2_grpc.P4RuntimeServicer):  # type: ignore[mis
         context: grpc.aio.ServicerContext,
     ) -> p4runtime_pb2.SetForwardingPipelineConfigResponse:
         try:
-            self._check_device(request.device_id)
-            self._check_primary(request.device_id, request.role, request.election_id)
-            self.device.set_pipeline(request.action, request.config)
+            async with self._write_lock:
+                self._check_device(request.device_id)
+                self._check_primary(request.device_id, request.role, request.election_id, context)
+                self.device.set_pipeline(request.action, request.config)
         except P4RTError as exc:
             await self._abort(context, exc)
         return p4runtime_pb2.SetForwardingPipelineConfigResponse()
@@ -291,54 +371,97 @@ class P4RuntimeServer(p4runtime_pb2_grpc.P4RuntimeServicer):  # type: ignore[mis
     async def Write(
         self, request: bytes, context: grpc.aio.ServicerContext
     ) -> p4runtime_pb2.WriteResponse:
-        # Decoding and storing a batch allocate many objects and create no
-        # cycles; no cyclic GC pass while it runs (each would rescan what the
-        # batch allocated), and see _WriteGc for after.
-        gc_was_enabled = gc.isenabled()
-        gc.disable()
         error: P4RTError | None = None
+        results: list[P4RTError | None] = []
         try:
-            try:
-                batch = decode_write_request(request, self.device.entry_parsers)
-            except DecodeError as exc:
-                raise P4RTError(INVALID_ARGUMENT, f"malformed WriteRequest: {exc}") from None
-            self._check_device(batch.device_id)
-            self._check_primary(batch.device_id, batch.role, batch.election_id)
-            if batch.atomicity != p4runtime_pb2.WriteRequest.CONTINUE_ON_ERROR:
+            n = count_updates(request)
+            if n > self.limits.max_write_updates:
                 raise P4RTError(
-                    code_pb2.UNIMPLEMENTED, "only CONTINUE_ON_ERROR atomicity is supported"
+                    code_pb2.RESOURCE_EXHAUSTED,
+                    f"WriteRequest has {n} updates; this switch takes at most "
+                    f"{self.limits.max_write_updates} in one request (--max-write-updates)",
                 )
-            if not self.device.has_pipeline:
-                raise P4RTError(FAILED_PRECONDITION, "no forwarding pipeline config set")
-            results = self.device.write_entities(batch.updates)
+            async with self._write_lock:
+                results = await self._write_batch(request, context)
         except P4RTError as exc:
             error = exc
-        finally:
-            if gc_was_enabled:
-                gc.enable()
-        if error is None:
-            self.write_gc.batch_done(len(results))
         if error is not None:
             await self._abort(context, error)
         if any(r is not None for r in results):
-            status = status_pb2.Status(code=code_pb2.UNKNOWN)
-            failed = 0
-            for r in results:
-                err = p4runtime_pb2.Error(canonical_code=code_pb2.OK)
-                if r is not None:
-                    failed += 1
-                    err.canonical_code = r.code
-                    err.message = r.message
-                detail = any_pb2.Any()
-                detail.Pack(err)
-                status.details.append(detail)
-            status.message = f"{failed} of {len(results)} updates failed"
+            status = self._write_status(results)
             await context.abort(
                 grpc.StatusCode.UNKNOWN,
                 status.message,
                 trailing_metadata=(("grpc-status-details-bin", status.SerializeToString()),),
             )
         return p4runtime_pb2.WriteResponse()
+
+    async def _write_batch(
+        self, request: bytes, context: grpc.aio.ServicerContext
+    ) -> list[P4RTError | None]:
+        """Decode, check and apply one WriteRequest, ``write_slice`` updates
+        at a time with a turn of the event loop between slices."""
+        # Decoding and storing a batch allocate many objects and create no
+        # cycles; no cyclic GC pass while it runs (each would rescan what the
+        # batch allocated), and see _WriteGc for after.
+        gc_was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            try:
+                batch = decode_write_request(request, self.device.entry_parsers)
+            except DecodeError as exc:
+                raise P4RTError(INVALID_ARGUMENT, f"malformed WriteRequest: {exc}") from None
+            self._check_device(batch.device_id)
+            self._check_primary(batch.device_id, batch.role, batch.election_id, context)
+            if batch.atomicity != p4runtime_pb2.WriteRequest.CONTINUE_ON_ERROR:
+                raise P4RTError(
+                    code_pb2.UNIMPLEMENTED, "only CONTINUE_ON_ERROR atomicity is supported"
+                )
+            if not self.device.has_pipeline:
+                raise P4RTError(FAILED_PRECONDITION, "no forwarding pipeline config set")
+            updates = batch.updates
+            step = self.limits.write_slice
+            results: list[P4RTError | None] = []
+            for i in range(0, len(updates), step):
+                if i:
+                    await asyncio.sleep(0)  # the ports and other RPCs get a turn
+                results += self.device.write_entities(updates[i : i + step])
+        finally:
+            if gc_was_enabled:
+                gc.enable()
+        self.write_gc.batch_done(len(results))
+        return results
+
+    def _write_status(self, results: list[P4RTError | None]) -> status_pb2.Status:
+        """The google.rpc.Status of a Write with failed updates: one p4.v1.Error
+        per update, or (over ``max_error_bytes``) a summary without details."""
+        status = status_pb2.Status(code=code_pb2.UNKNOWN)
+        failed = [(i, r) for i, r in enumerate(results) if r is not None]
+        ok = any_pb2.Any()
+        ok.Pack(p4runtime_pb2.Error(canonical_code=code_pb2.OK))
+        size = 0
+        for r in results:
+            detail = ok
+            if r is not None:
+                detail = any_pb2.Any()
+                detail.Pack(p4runtime_pb2.Error(canonical_code=r.code, message=r.message))
+            size += detail.ByteSize() + 4  # with the field's tag and length
+            if size > self.limits.max_error_bytes:
+                break
+            status.details.append(detail)
+        status.message = f"{len(failed)} of {len(results)} updates failed"
+        if size <= self.limits.max_error_bytes:
+            return status
+        del status.details[:]
+        quoted = "; ".join(
+            f"#{i} {code_pb2.Code.Name(r.code)}: {_clip(r.message)}"
+            for i, r in failed[:ERRORS_QUOTED]
+        )
+        status.message += (
+            f"; per-update errors omitted: they exceed {self.limits.max_error_bytes} bytes "
+            f"(--max-write-error-bytes); first {min(len(failed), ERRORS_QUOTED)}: {quoted}"
+        )
+        return status
 
     async def Read(
         self, request: p4runtime_pb2.ReadRequest, context: grpc.aio.ServicerContext
@@ -367,7 +490,7 @@ class P4RuntimeServer(p4runtime_pb2_grpc.P4RuntimeServicer):  # type: ignore[mis
         context: grpc.aio.ServicerContext,
     ) -> None:
         key: Hashable = object()
-        stream = _Stream()
+        stream = _Stream(Peer.of(context))
         self._streams[key] = stream
         reader = asyncio.create_task(self._read_stream(key, stream, request_iterator))
         try:
@@ -475,4 +598,4 @@ class P4RuntimeServer(p4runtime_pb2_grpc.P4RuntimeServicer):  # type: ignore[mis
             stream.send(msg)
 
 
-__all__ = ["DEFAULT_ADDRESS", "INVALID_ARGUMENT", "P4RuntimeServer", "TlsConfig"]
+__all__ = ["DEFAULT_ADDRESS", "INVALID_ARGUMENT", "Limits", "P4RuntimeServer", "TlsConfig"]
