@@ -14,7 +14,9 @@ def families(text: str) -> dict[str, tuple[str, str, dict[str, float]]]:
     for fam in text_string_to_metric_families(text):
         assert fam.name.startswith("esvpn_"), fam.name
         assert fam.documentation, f"{fam.name}: no HELP"
-        assert fam.type in ("counter", "gauge"), f"{fam.name}: TYPE {fam.type}"
+        assert fam.type in ("counter", "gauge", "histogram"), f"{fam.name}: TYPE {fam.type}"
+        if fam.type == "histogram":
+            assert fam.name.endswith("_seconds"), f"{fam.name}: a histogram names its unit"
         name = f"{fam.name}_total" if fam.type == "counter" else fam.name
         assert f"# HELP {name} {fam.documentation}" in lines
         assert f"# TYPE {name} {fam.type}" in lines

@@ -458,7 +458,13 @@ def test_attach_publish_export_and_encapsulate(tmp_path: Path) -> None:
             ]
             assert await http_get(agent, "/v1/diff") == {"updates": []}
             fams = families(await http_get(agent, "/metrics"))
-            assert {n: (t, v) for n, (t, _, v) in fams.items()} == {
+            lag = {n for n in fams if n.startswith("esvpn_loop_lag_")}
+            assert {n: fams[n][0] for n in lag} == {
+                "esvpn_loop_lag_worst_seconds": "gauge",
+                "esvpn_loop_lag_recent_max_seconds": "gauge",
+                "esvpn_loop_lag_seconds": "histogram",
+            }
+            assert {n: (t, v) for n, (t, _, v) in fams.items() if n not in lag} == {
                 "esvpn_end_system_sessions": ("gauge", {"esvpn_end_system_sessions": 1}),
                 "esvpn_vrfs": ("gauge", {"esvpn_vrfs": 1}),
                 "esvpn_interfaces": ("gauge", {"esvpn_interfaces": 1}),
@@ -495,6 +501,39 @@ def test_attach_publish_export_and_encapsulate(tmp_path: Path) -> None:
                 "esvpn_end_system_requests_refused_total": (
                     "counter",
                     {"esvpn_end_system_requests_refused_total": 0},
+                ),
+                "esvpn_end_system_requests_failed_total": (
+                    "counter",
+                    {"esvpn_end_system_requests_failed_total": 0},
+                ),
+                "esvpn_switch_driver_errors_total": (
+                    "counter",
+                    {"esvpn_switch_driver_errors_total": 0},
+                ),
+                "esvpn_route_server_refusals_total": (
+                    "counter",
+                    {"esvpn_route_server_refusals_total": 0},
+                ),
+                "esvpn_route_server_already_withdrawn_total": (
+                    "counter",
+                    {"esvpn_route_server_already_withdrawn_total": 0},
+                ),
+                "esvpn_route_server_conflicts_total": (
+                    "counter",
+                    {"esvpn_route_server_conflicts_total": 0},
+                ),
+                "esvpn_loop_errors_total": (
+                    "counter",
+                    {
+                        f'esvpn_loop_errors_total{{loop="{loop}"}}': 0
+                        for loop in (
+                            "control",
+                            "routeserver_notification",
+                            "routeserver_sync",
+                            "save",
+                            "timer",
+                        )
+                    },
                 ),
             }
 

@@ -159,6 +159,10 @@ def test_run_show_and_stop(tmp_path: Path) -> None:
             "esvpn_rs_bgp_peer_up": "gauge",
             "esvpn_rs_xmpp_sessions": "gauge",
             "esvpn_rs_uptime_seconds": "gauge",
+            "esvpn_rs_xmpp_sessions_opened_total": "counter",
+            "esvpn_rs_loop_lag_worst_seconds": "gauge",
+            "esvpn_rs_loop_lag_recent_max_seconds": "gauge",
+            "esvpn_rs_loop_lag_seconds": "histogram",
         }
         assert fams["esvpn_rs_bgp_peer_up"][2] == {'esvpn_rs_bgp_peer_up{peer="127.0.6.22"}': 0}
     finally:
