@@ -25,7 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lab import chaos
-from lab.lab import Lab, teardown
+from lab.lab import Lab, Slot
 from lab.topology import default_topology
 
 
@@ -34,8 +34,8 @@ def main() -> int:
     p.add_argument("--out", default="bench/results")
     p.add_argument("--only", action="append", default=[])
     args = p.parse_args()
-    topo = default_topology(prefix="esb", mgmt="198.51.100.0/24")
-    teardown(topo.prefix)
+    slot = Slot("b")
+    topo = default_topology(slot.prefix, slot.mgmt)
     results: dict[str, object] = {}
     with tempfile.TemporaryDirectory() as tmp:
         lab = Lab(topo, Path(tmp), stale=4.0, retention=5.0)
@@ -58,6 +58,7 @@ def main() -> int:
                     print(f"faults: {name}: {exc}", flush=True)
         finally:
             results["sigterm_exit_seconds"] = lab.down()
+            slot.release()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "faults.json").write_text(json.dumps(results, indent=2) + "\n")

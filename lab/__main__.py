@@ -237,13 +237,19 @@ def main(argv: list[str] | None = None) -> int:
             console.print(f"removed lab {data['prefix']} ({data['workdir']})")
         teardown(DEMO.prefix)
         return 0
-    teardown(DEMO.prefix)
     with contextlib.ExitStack() as stack:
         workdir = args.workdir or Path(stack.enter_context(tempfile.TemporaryDirectory()))
-        lab = Lab(DEMO, workdir, target=args.target)
+        if args.cmd == "check":  # a slot of its own: a demo may be running beside it
+            slot = Slot("d")
+            stack.callback(slot.release)
+            topo = default_topology(slot.prefix, slot.mgmt)
+        else:
+            teardown(DEMO.prefix)
+            topo = DEMO
+        lab = Lab(topo, workdir, target=args.target)
         console.print(
             f"esvpn {args.cmd}: building the lab in network namespaces "
-            f"({DEMO.prefix}-*), logs in {workdir}/logs ..."
+            f"({topo.prefix}-*), logs in {workdir}/logs ..."
         )
         started = time.monotonic()
         try:

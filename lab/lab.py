@@ -24,6 +24,7 @@ Layout (names carry the topology's prefix ``P``)::
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import signal
@@ -556,6 +557,7 @@ class Lab:
     def save_record(self) -> None:
         rec = {
             "prefix": self.topo.prefix,
+            "mgmt": str(self.topo.mgmt),
             "workdir": str(self.workdir),
             "pids": {n: p.pid for n, p in self.procs.items() if p.popen is not None},
         }
@@ -652,6 +654,47 @@ class Lab:
 
 def toml(d: dict[str, Any]) -> str:
     return tomli_w.dumps(d)
+
+
+class Slot:
+    """An exclusive (prefix, management /24) for one lab on this machine.
+
+    Labs of the chaos suite and the benchmarks may run side by side (two
+    pytest runs): each holds a lock file under /run/esvpn-lab for its slot;
+    slot N is prefix ``<kind>N`` with management network 198.18.N.0/24 (RFC
+    2544's benchmarking range: never routed beyond this machine's own
+    namespaces). A slot whose lock is free but whose namespaces remain was
+    left by a killed run: it is cleaned before use.
+    """
+
+    def __init__(self, kind: str, slots: int = 200) -> None:
+        RECORDS.mkdir(parents=True, exist_ok=True)
+        for n in range(slots):
+            fd = os.open(RECORDS / f"slot-{n}.lock", os.O_CREAT | os.O_RDWR, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                continue
+            self.fd, self.number = fd, n
+            self.prefix, self.mgmt = f"{kind}{n}", f"198.18.{n}.0/24"
+            for leftover in [ns for ns in netns.namespaces() if ns.endswith("-hub")]:
+                if ns_net(leftover) == self.mgmt:
+                    teardown(leftover.removesuffix("-hub"))
+            teardown(self.prefix)
+            return
+        raise LabError(f"all {slots} lab slots are in use (/run/esvpn-lab/slot-*.lock)")
+
+    def release(self) -> None:
+        os.close(self.fd)
+
+
+def ns_net(hub: str) -> str | None:
+    """The management network a lab's hub serves, from the lab record."""
+    rec = RECORDS / f"{hub.removesuffix('-hub')}.json"
+    with contextlib.suppress(OSError, ValueError, KeyError):
+        return str(json.loads(rec.read_text())["mgmt"])
+    return None
 
 
 def teardown(prefix: str) -> None:

@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from lab import chaos
-from lab.lab import Lab, teardown
+from lab.lab import Lab, Slot
 from lab.topology import default_topology
 
 assert shutil.which("gobgpd"), "install gobgpd: scripts/apt-deps.sh"
@@ -39,27 +39,26 @@ assert shutil.which("gobgpd"), "install gobgpd: scripts/apt-deps.sh"
 BOUNDS = {"kill-switch": 15.0, "sigterm-switch": 15.0}
 CONTROL_PLANE_BOUND = 2.0
 
-TOPO = default_topology(prefix="esc", mgmt="198.51.100.0/24")
-
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[Lab]:
-    teardown(TOPO.prefix)  # what a killed earlier run may have left
+    slot = Slot("c")  # a prefix and management network no other run uses
     # a directory of its own: pytest prunes old basetemp directories while
     # another pytest runs, and the lab's daemons live for the whole module
     workdir = Path(tempfile.mkdtemp(prefix="esvpn-chaos-"))
-    lab = Lab(TOPO, workdir, stale=4.0, retention=5.0)
+    lab = Lab(default_topology(slot.prefix, slot.mgmt), workdir, stale=4.0, retention=5.0)
     lab.up()
     try:
         yield lab
     finally:
         exits = lab.down()
+        slot.release()
         slow = {k: v for k, v in exits.items() if v > 5.0}
         assert not slow, f"processes that took over 5 s to exit after SIGTERM: {slow}"
         print(f"chaos lab logs: {workdir}/logs")
 
 
-FAULTS = list(chaos.faults(Lab(TOPO, Path("/nonexistent"))))
+FAULTS = list(chaos.faults(Lab(default_topology(), Path("/nonexistent"))))
 
 
 @pytest.mark.parametrize("fault", FAULTS)

@@ -108,7 +108,7 @@ def test_dual_stack_end_system_is_saved_installed_and_shown(tmp_path: Path) -> N
             metrics = await http_get(agent, "/metrics")
             assert 'esvpn_loop_errors_total{loop="save"} 0.0\n' in metrics
             assert "esvpn_switch_driver_errors_total 0.0\n" in metrics
-            assert "esvpn_switch_connects_total 1\n" in metrics
+            assert "esvpn_switch_connects_total 1.0\n" in metrics
         # closed cleanly (Lab.close awaited agent.close) and saved a last time
         assert len(saved()) == 2
 
