@@ -29,7 +29,7 @@ from rich.panel import Panel
 from rich.table import Table
 
 from lab import chaos
-from lab.lab import RECORDS, REPO, Lab, LabError, poll, teardown
+from lab.lab import RECORDS, REPO, Lab, LabError, Slot, poll, teardown
 from lab.topology import Topology, default_topology
 
 DEMO = default_topology(prefix="esd", mgmt="203.0.113.0/24")
