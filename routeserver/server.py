@@ -100,6 +100,8 @@ def setup_logging(level: str) -> None:
 
 MAX_ITEMS = 100  # items per notification, so no stanza grows past a client's limit
 INGEST_SLICE = 64  # BGP inputs applied in one go at most (the rest: next loop turns)
+PACE_BUFFER = 256 << 10  # bytes unsent to a session above which bulk work waits ...
+PACE_WAIT = 1.0  # ... at most this long a slice
 BGP_WINDOW = 256  # ExaBGP commands written and not yet acknowledged, at most
 STOP_TIMEOUT = 3.5  # RouteServer.stop() returns within this (a daemon exits within 5 s)
 BgpOutput = BgpAnnounce | BgpWithdraw | RtcAnnounce | RtcWithdraw
@@ -309,7 +311,22 @@ class RouteServer:
             while self._backlog or self.rib.has_work():
                 self.work_step()
                 await asyncio.sleep(0)
+                await self._paced()
             self.gc.tick()  # a big withdrawal done: thaw a heap that became small
+
+    async def _paced(self, timeout: float = PACE_WAIT) -> None:
+        """Bulk work waits (up to ``timeout``) while a session has more than
+        PACE_BUFFER bytes unsent: a table of 100,000 routes is not queued at
+        once in front of the forwarder's ping answers (nor past the buffer limit
+        that drops a slow client); a forwarder that stops reading does not
+        stop the bulk work for long."""
+        if self.xmpp is None:
+            return
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and any(
+            s.is_open and s.write_buffer > PACE_BUFFER for s in self.xmpp.sessions()
+        ):
+            await asyncio.sleep(0.005)
 
     def work_step(self) -> None:
         """One slice of pending work: BGP inputs waiting in the backlog (at most
