@@ -21,6 +21,7 @@ BENCHES = (
     "xmpp_load.py",
     "rs_routes.py",
     "rs_loop_lag.py",
+    "agent_loop_lag.py",
     "faults.py",
 )
 

@@ -35,7 +35,7 @@ from prometheus_client.registry import CollectorRegistry
 
 from control import tables as T
 from control.config import AgentConfig, ConfigError, load_config
-from control.desired import NexthopIds, desired_entities, label_entry
+from control.desired import NexthopIds, desired_steps, label_entry
 from control.driver import SwitchDriver
 from control.p4rt import (
     ActionProfileGroup,
@@ -46,7 +46,7 @@ from control.p4rt import (
     TableEntry,
 )
 from control.routeservers import RouteServers
-from control.vrf import Export, LocalTarget, VrfState, export_key
+from control.vrf import Export, LocalTarget, Steps, VrfState, export_key
 from esxmpp.dialect import DialectError, Request, format_system_id
 from esxmpp.looplag import LoopLag
 from esxmpp.server import ServerSession, XmppServer
@@ -152,8 +152,8 @@ class Agent:
         self._timer_wakeup.set()
         self._save_wakeup.set()
 
-    def _desired(self) -> set[Entity]:
-        ents = desired_entities(
+    def _desired(self) -> Steps[set[Entity]]:
+        ents = yield from desired_steps(  # in steps: control.driver awaits between them
             self.state, self.cfg.fabric, self.ids, self.clock(), self.driver.full_name
         )
         labels = {

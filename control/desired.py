@@ -27,7 +27,16 @@ from control.p4rt import (
     Replica,
     TableEntry,
 )
-from control.vrf import Interface, LocalTarget, RemoteTarget, Target, VrfState
+from control.vrf import (
+    STEP,
+    Interface,
+    LocalTarget,
+    RemoteTarget,
+    Steps,
+    Target,
+    VrfState,
+    finish,
+)
 
 Names = Callable[[str], str]
 
@@ -177,14 +186,24 @@ def desired_entities(
     ``n`` maps the names of control.tables to the program's (P4Info full
     names, so the driver's canonical form costs nothing); identity by default.
     """
+    return finish(desired_steps(state, fabric, ids, now, n))
+
+
+def desired_steps(
+    state: VrfState, fabric: FabricConfig, ids: NexthopIds, now: float, n: Names = _same
+) -> Steps[set[Entity]]:
+    """:func:`desired_entities` in steps of at most :data:`control.vrf.STEP` routes
+    (control.driver awaits between them). Next hop ids are assigned in one step,
+    so the entities of one run refer to one assignment."""
     out = fabric_entities(fabric, n)
     # (vrf id, prefix, targets); (vrf id, prefix) unique: selected_routes is a dict
-    routes: list[tuple[int, ipaddress.IPv4Network | ipaddress.IPv6Network, frozenset[Target]]] = [
-        (vrf.vrf_id, prefix, targets)
-        for vpn, vrf in sorted(state.vrfs.items())
-        for prefix, targets in state.selected_routes(vpn).items()
-    ]
+    routes: list[tuple[int, ipaddress.IPv4Network | ipaddress.IPv6Network, frozenset[Target]]] = []
+    for vpn, vrf in sorted(state.vrfs.items()):
+        selected = yield from state.selected_steps(vpn)
+        routes += [(vrf.vrf_id, prefix, targets) for prefix, targets in selected.items()]
+        yield
     ids.assign((r[2] for r in routes), now)
+    yield
 
     peers = set(fabric.peers)
     for t, mid in ids.members.items():
@@ -204,7 +223,9 @@ def desired_entities(
     vrf_match: dict[int, Exact] = {}
     nh_params: dict[int, FrozenMap[str, int]] = {}
     nexthops = ids.nexthops
-    for vrf_id, prefix, targets in routes:
+    for k, (vrf_id, prefix, targets) in enumerate(routes, 1):
+        if k % STEP == 0:
+            yield
         vm = vrf_match.get(vrf_id)
         if vm is None:
             vm = vrf_match[vrf_id] = Exact(vrf_id)

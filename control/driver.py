@@ -35,6 +35,7 @@ import logging
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
+from types import GeneratorType
 from typing import Any
 
 import grpc
@@ -57,11 +58,14 @@ from control.p4rt import (
     UpdateError,
     WriteResult,
 )
+from control.vrf import STEP, R, Steps, finish
+from esxmpp.gcfreeze import GcFreeze
 
 log = logging.getLogger("control.driver")
 
 ALREADY_EXISTS = 6
 MAX_BATCH = 1000  # updates per WriteRequest
+WRITES_IN_FLIGHT = 2  # WriteRequests being encoded or awaiting the switch at once
 _SPLITTABLE = (grpc.StatusCode.UNKNOWN, grpc.StatusCode.RESOURCE_EXHAUSTED)
 NOT_FOUND = 5
 
@@ -100,7 +104,7 @@ class SwitchDriver:
     def __init__(
         self,
         cfg: SwitchConfig,
-        desired: Callable[[], set[Entity]],
+        desired: Callable[[], Collection[Entity] | Steps[set[Entity]]],
         coalesce: float = 0.005,
         reconnect: float = 1.0,
         on_synced: Callable[[], None] | None = None,
@@ -144,6 +148,7 @@ class SwitchDriver:
         self._kicks = 0
         self._synced_kicks = -1
         self._term = 0  # the client's primary term the switch was last read in
+        self.gc = GcFreeze()
 
     @staticmethod
     def check_files(cfg: SwitchConfig) -> None:
@@ -209,11 +214,20 @@ class SwitchDriver:
         return self.installed.get(c.key()) == c
 
     def desired(self) -> set[Entity]:
+        return finish(self._desired_steps())
+
+    def _desired_steps(self) -> Steps[set[Entity]]:
+        """The desired entities, canonical, in steps (see control.vrf.Steps): the
+        desired function may itself be a computation in steps."""
+        got = self._desired_fn()
+        ents = (yield from got) if isinstance(got, GeneratorType) else got
         out: set[Entity] = set()
         cache = self._canonical
         if len(cache) > 500_000:
             cache.clear()
-        for e in self._desired_fn():
+        for k, e in enumerate(ents, 1):
+            if k % STEP == 0:
+                yield
             c = cache.get(e)
             if c is None:
                 c = cache[e] = self.p4info.canonical(e)
@@ -344,18 +358,23 @@ class SwitchDriver:
         # (bounded) duration of one sync, back on right after.
         was_enabled = gc.isenabled()
         gc.disable()
+        written = 0
         try:
-            return await self._sync_once()
+            written = await self._sync_once()
+            return written
         finally:
             if was_enabled:
                 gc.enable()
+            self.gc.added(written)  # no full collection over what it wrote (esxmpp.gcfreeze)
+            self.gc.tick()
 
     async def _sync_once(self) -> int:
         client = self._need()
         self._kick.clear()
         kicks = self._kicks
-        desired = self.desired()
-        batches = reconcile.plan(desired, self.installed.values())
+        # a big table is computed and diffed in steps, the loop served between them
+        desired = await _stepped(self._desired_steps())
+        batches = await _stepped(reconcile.plan_steps(desired, list(self.installed.values())))
         if self._inherited is not None and self._keep_until is not None:
             batches = self._hold_inherited(desired, batches)
         written = 0
@@ -365,10 +384,19 @@ class SwitchDriver:
             while todo:
                 # updates of one phase do not depend on each other: the chunks
                 # are written concurrently (encoding overlaps the switch's work)
+                # (at most WRITES_IN_FLIGHT at a time: each encodes its chunk in
+                # one go, so the loop never holds more than that many encodings)
                 chunks = [todo[i : i + MAX_BATCH] for i in range(0, len(todo), MAX_BATCH)]
-                results = await asyncio.gather(*(self._write(client, c) for c in chunks))
+                window = asyncio.Semaphore(WRITES_IN_FLIGHT)
+
+                async def write(c: list[Update], window: asyncio.Semaphore = window) -> WriteResult:
+                    async with window:
+                        return await self._write(client, c)
+
+                results = await asyncio.gather(*(write(c) for c in chunks))
                 todo = []
                 for chunk, res in zip(chunks, results, strict=True):
+                    await asyncio.sleep(0)  # a chunk's results at a time
                     failed = {e.index: e for e in res.errors}
                     for i, u in enumerate(chunk):
                         err = failed.get(i)
@@ -464,6 +492,16 @@ class SwitchDriver:
             err.message,
         )
         return None
+
+
+async def _stepped(steps: Steps[R]) -> R:
+    """Run a computation in steps, letting the event loop run between them."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as e:
+            return e.value  # type: ignore[no-any-return]
+        await asyncio.sleep(0)
 
 
 def now() -> float:

@@ -31,6 +31,7 @@ from control.p4rt import (
     TableEntry,
     Update,
 )
+from control.vrf import STEP, Steps, finish
 
 
 def _phase(e: Entity) -> int:
@@ -47,10 +48,30 @@ def index(entities: Iterable[Entity]) -> dict[tuple[Any, ...], Entity]:
 
 def plan(desired: Iterable[Entity], installed: Iterable[Entity]) -> list[list[Update]]:
     """Ordered non-empty batches turning ``installed`` into ``desired``."""
-    want = index(desired)
-    have = index(installed)
+    return finish(plan_steps(desired, installed))
+
+
+def plan_steps(desired: Iterable[Entity], installed: Iterable[Entity]) -> Steps[list[list[Update]]]:
+    """:func:`plan` in steps of at most :data:`control.vrf.STEP` entities; both
+    sides are read in the first steps (``installed`` must not change meanwhile)."""
+    n = 0  # entities handled: a step ends every STEP of them, across the passes
+    want: dict[tuple[Any, ...], Entity] = {}
+    for e in desired:
+        n += 1
+        if n % STEP == 0:
+            yield
+        want[e.key()] = e
+    have: dict[tuple[Any, ...], Entity] = {}
+    for e in installed:
+        n += 1
+        if n % STEP == 0:
+            yield
+        have[e.key()] = e
     batches: list[list[Update]] = [[] for _ in range(6)]
     for k, e in want.items():
+        n += 1
+        if n % STEP == 0:
+            yield
         cur = have.get(k)
         if cur == e:
             continue
@@ -58,6 +79,9 @@ def plan(desired: Iterable[Entity], installed: Iterable[Entity]) -> list[list[Up
         kind = MODIFY if cur is not None or is_default else INSERT
         batches[_phase(e)].append(Update(kind, e))
     for k, e in have.items():
+        n += 1
+        if n % STEP == 0:
+            yield
         if k in want or (isinstance(e, TableEntry) and e.is_default):
             continue
         batches[5 - _phase(e)].append(Update(DELETE, e))

@@ -25,9 +25,9 @@ delivery target.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from control.labels import ExhaustedError, IdPool
 from esxmpp.dialect import (
@@ -45,6 +45,23 @@ from esxmpp.dialect import (
     format_system_id,
     parse_item_node,
 )
+
+STEP = 1000  # items a step of a sliced computation handles at most (see Steps)
+
+R = TypeVar("R")
+# A computation in steps: it yields (None) after at most STEP items of work
+# and returns its result; an asyncio shell awaits between steps
+# (control.driver), so a 100,000-route table never holds the loop in one go.
+Steps = Generator[None, None, R]
+
+
+def finish(steps: Steps[R]) -> R:
+    """Run a sliced computation to its end at once; its result."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as e:
+            return e.value  # type: ignore[no-any-return]
 
 
 def net_key(prefix: IPNetwork) -> tuple[int, int, int]:
@@ -163,8 +180,18 @@ class VrfState:
 
     def selected_routes(self, vpn: str) -> dict[IPNetwork, frozenset[Target]]:
         """prefix -> targets of the newest version received for it (ECMP when several)."""
+        return finish(self.selected_steps(vpn))
+
+    def selected_steps(self, vpn: str) -> Steps[dict[IPNetwork, frozenset[Target]]]:
+        """:meth:`selected_routes` in steps of at most :data:`STEP` routes; the
+        routes are those of when it starts (the state may change between steps)."""
         best: dict[IPNetwork, tuple[int, set[tuple[IPAddress, int]]]] = {}
-        for item in self.remote.get(vpn, {}).values():
+        items = list(self.remote.get(vpn, {}).values())
+        n = 0  # items handled: a step ends every STEP of them, across both passes
+        for item in items:
+            n += 1
+            if n % STEP == 0:
+                yield
             e = item.entry
             cur = best.get(e.prefix)
             if cur is None or e.version > cur[0]:
@@ -174,6 +201,9 @@ class VrfState:
         local = {i.label: i for i in self.interfaces_of(vpn)}
         out: dict[IPNetwork, frozenset[Target]] = {}
         for prefix, (_v, hops) in best.items():
+            n += 1
+            if n % STEP == 0:
+                yield
             targets: set[Target] = set()
             for nh, label in hops:
                 if nh == self.infra:

@@ -176,6 +176,11 @@ class ServerSession:
     def is_open(self) -> bool:
         return self._open
 
+    @property
+    def write_buffer(self) -> int:
+        """Bytes queued for the peer and not yet sent (a bulk sender paces on it)."""
+        return int(self._writer.transport.get_write_buffer_size())
+
     def _write(self, data: bytes) -> None:
         if not self._open:
             return

@@ -53,6 +53,7 @@ Model
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -70,7 +71,7 @@ ORIGIN_IGP, ORIGIN_EGP, ORIGIN_INCOMPLETE = 0, 1, 2
 # backoff starts over once no command has been refused for 60 s
 RESYNC_BACKOFF_MIN, RESYNC_BACKOFF_MAX, RESYNC_BACKOFF_RESET = 1.0, 30.0, 60.0
 
-WORK_SLICE = 128  # paths one slice of bulk work (sweep, stale marking) handles at most
+WORK_SLICE = 64  # paths one slice of bulk work (sweep, stale marking) handles at most
 
 
 class RibError(ValueError):
@@ -300,6 +301,7 @@ def family_of(prefix: IPNetwork) -> str:
     return "vpnv4" if prefix.version == 4 else "vpnv6"
 
 
+@functools.lru_cache(maxsize=4096)  # router ids and peers: few, parsed once each
 def _ip_key(text: str | None) -> tuple[int, int]:
     if not text:
         return (0, 0)
@@ -350,6 +352,8 @@ class Rib:
         self._jobs: deque[Iterator[list[Output]]] = deque()  # bulk work, in slices
         self._by_prefix: dict[IPNetwork, set[tuple[str, tuple[str, str, IPNetwork]]]] = {}
         self._selected: dict[tuple[str, IPNetwork], Path] = {}
+        self._vrf_selected: dict[str, dict[IPNetwork, Path]] = {}  # the same, per VRF
+        self._dumps: dict[tuple[str, str], int] = {}  # (vrf, system id) -> latest table dump
         self._subscribers: dict[str, set[str]] = {}  # vrf name -> system ids
         self._exports: dict[tuple[str, IPNetwork], VpnRoute] = {}  # (rd, prefix)
         self.counters: dict[str, int] = {}
@@ -498,21 +502,55 @@ class Rib:
         if ev.system_id in subs:
             return []
         subs.add(ev.system_id)
-        out: list[Output] = []
-        routes = self.table(vrf.name)
-        if routes:
-            out.append(FwdRoutes(ev.system_id, vrf.vpn, routes))
-        out.append(FwdEndOfRib(ev.system_id, vrf.vpn))
-        out += self._rtc_update()
-        return out
+        out = self._start(self._dump(vrf, ev.system_id))
+        return out + self._rtc_update()
+
+    def resend(self, system_id: str, vpn: str) -> list[Output]:
+        """The whole table of a subscribed VPN again, then End-of-RIB (a resumed
+        session): a bulk job, the first slice's outputs now (see :meth:`work`)."""
+        vrf = self.vrf_of(system_id, vpn)
+        if system_id not in self._subscribers.get(vrf.name, ()):
+            return []
+        return self._start(self._dump(vrf, system_id))
+
+    def _dump(self, vrf: Vrf, sid: str) -> Iterator[list[Output]]:
+        """Job: the selected routes of ``vrf`` to subscriber ``sid``, then End-of-RIB.
+
+        One step per route of the VRF. The subscriber gets every later change
+        as it happens, so each slice sends what is selected *then*: a route
+        withdrawn meanwhile is skipped, one changed meanwhile goes with its
+        new value. An unsubscribe (or a newer dump of the same table) ends it.
+        """
+        self._dumps[(vrf.name, sid)] = token = self._dumps.get((vrf.name, sid), 0) + 1
+        # taken now: later routes reach the subscriber through _recompute
+        prefixes = list(self._vrf_selected.get(vrf.name, ()))
+
+        def current() -> bool:
+            return self._dumps.get((vrf.name, sid)) == token and sid in self._subscribers.get(
+                vrf.name, ()
+            )
+
+        def job() -> Iterator[list[Output]]:
+            for i in range(0, len(prefixes), WORK_SLICE):
+                if not current():
+                    return
+                table = self._vrf_selected.get(vrf.name, {})
+                chunk = prefixes[i : i + WORK_SLICE]
+                routes = tuple(self._fwd(p) for p in map(table.get, chunk) if p is not None)
+                if routes:
+                    yield [FwdRoutes(sid, vrf.vpn, routes)]
+                for _ in range(len(chunk) - 1 if routes else len(chunk)):
+                    yield []  # one step per route
+            if current():
+                del self._dumps[(vrf.name, sid)]
+                yield [FwdEndOfRib(sid, vrf.vpn)]
+
+        return job()
 
     def table(self, vrf_name: str) -> tuple[FwdRoute, ...]:
         """The selected routes of a VRF, as forwarders get them (prefix order)."""
-        return tuple(
-            self._fwd(p)
-            for (name, _), p in sorted(self._selected.items(), key=_sel_order)
-            if name == vrf_name
-        )
+        table = self._vrf_selected.get(vrf_name, {})
+        return tuple(self._fwd(table[p]) for p in sorted(table, key=_net_order))
 
     def _unsubscribe(self, ev: XmppUnsubscribe) -> list[Output]:
         vrf = self.vrf_of(ev.system_id, ev.vpn)
@@ -724,14 +762,14 @@ class Rib:
 
     def best(self, paths: list[Path]) -> Path | None:
         """The decision process over ``paths`` (MED compared within one neighbour AS)."""
-        if not paths:
-            return None
+        if len(paths) <= 1:
+            return paths[0] if paths else None
         # MED: drop paths beaten on MED by a path from the same neighbouring AS
         # when everything before MED is equal.
-        ranked = sorted(paths, key=self._rank)
-        top = ranked[0]
-        pre = self._rank(top)[:5]  # version, local, LOCAL_PREF, AS_PATH length, ORIGIN
-        tied = [p for p in ranked if self._rank(p)[:5] == pre]
+        ranked = sorted((self._rank(p), i, p) for i, p in enumerate(paths))
+        top = ranked[0][2]
+        pre = ranked[0][0][:5]  # version, local, LOCAL_PREF, AS_PATH length, ORIGIN
+        tied = [p for r, _, p in ranked if r[:5] == pre]
         if len(tied) > 1:
             by_as: dict[int | None, int] = {}
             for p in tied:
@@ -755,10 +793,12 @@ class Rib:
             if new is None:
                 if old is not None:
                     del self._selected[(vrf.name, prefix)]
+                    del self._vrf_selected[vrf.name][prefix]
                     for sid in sorted(self._subscribers.get(vrf.name, ())):
                         out.append(FwdWithdraw(sid, vrf.vpn, (prefix,)))
             else:
                 self._selected[(vrf.name, prefix)] = new
+                self._vrf_selected.setdefault(vrf.name, {})[prefix] = new
                 if old is None or self._fwd(old) != self._fwd(new):
                     for sid in sorted(self._subscribers.get(vrf.name, ())):
                         out.append(FwdRoutes(sid, vrf.vpn, (self._fwd(new),)))
@@ -876,7 +916,7 @@ class Rib:
                 "systems": list(v.systems),
                 "isolated": v.isolated,
                 "subscribers": sorted(self._subscribers.get(v.name, ())),
-                "routes": sum(1 for (n, _) in self._selected if n == v.name),
+                "routes": len(self._vrf_selected.get(v.name, ())),
             }
             for v in self.vrfs.values()
         ]
@@ -997,10 +1037,6 @@ def coalesce(outputs: Iterable[Output]) -> list[Output]:
 
 def _net_order(n: IPNetwork) -> tuple[int, int, int]:
     return (n.version, int(n.network_address), n.prefixlen)
-
-
-def _sel_order(item: tuple[tuple[str, IPNetwork], Path]) -> tuple[int, int, int]:
-    return _net_order(item[0][1])
 
 
 def _export_order(key: tuple[str, IPNetwork]) -> tuple[str, tuple[int, int, int]]:

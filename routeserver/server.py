@@ -50,6 +50,7 @@ from esxmpp.dialect import (
     format_system_id,
     parse_item_node,
 )
+from esxmpp.gcfreeze import GcFreeze
 from esxmpp.looplag import LoopLag
 from esxmpp.server import ServerSession, XmppServer
 from routeserver.config import Config
@@ -104,6 +105,9 @@ def setup_logging(level: str) -> None:
 
 
 MAX_ITEMS = 100  # items per notification, so no stanza grows past a client's limit
+INGEST_SLICE = 64  # BGP inputs applied in one go at most (the rest: next loop turns)
+PACE_BUFFER = 256 << 10  # bytes unsent to a session above which bulk work waits ...
+PACE_WAIT = 1.0  # ... at most this long a slice
 BGP_WINDOW = 256  # ExaBGP commands written and not yet acknowledged, at most
 STOP_TIMEOUT = 3.5  # RouteServer.stop() returns within this (a daemon exits within 5 s)
 BgpOutput = BgpAnnounce | BgpWithdraw | RtcAnnounce | RtcWithdraw
@@ -169,8 +173,10 @@ class RouteServer:
         self._wake = asyncio.Event()
         self._work_ready = asyncio.Event()  # the RIB has bulk work left (Rib.work)
         self.lag = LoopLag()
+        self.gc = GcFreeze()  # no full GC collection over a big RIB (esxmpp.gcfreeze)
         # BGP outputs not yet written to ExaBGP, and the commands awaiting their answer
         self._bgp_out: deque[BgpOutput] = deque()
+        self._backlog: deque[Input] = deque()  # BGP inputs not applied yet (_bgp_inputs)
         self._bgp_ready = asyncio.Event()
         self._inflight: set[asyncio.Future[None]] = set()
         self._bgp_idle = asyncio.Event()  # nothing queued, nothing awaiting an answer
@@ -219,6 +225,7 @@ class RouteServer:
         self._sender = asyncio.create_task(self._send_loop())
         self._worker = asyncio.create_task(self._work_loop())
         self.lag.start()
+        self.gc.start()
         if supervise:
             self._supervisor = asyncio.create_task(self._supervise())
 
@@ -319,6 +326,7 @@ class RouteServer:
         finally:
             self._emit(outputs)
             self._wake.set()
+            self.gc.added(len(inputs))
 
     async def _work_loop(self) -> None:
         """Carry out the RIB's bulk work (sweeps, stale marking) a slice at a time,
@@ -326,13 +334,37 @@ class RouteServer:
         while True:
             await self._work_ready.wait()
             self._work_ready.clear()
-            while self.rib.has_work():
-                try:
-                    self._emit(self.rib.work())
-                except Exception:  # a bug in one slice must not stop the rest
-                    log.exception("RIB bulk work failed")
-                self._wake.set()
+            while self._backlog or self.rib.has_work():
+                self.work_step()
                 await asyncio.sleep(0)
+                await self._paced()
+            self.gc.tick()  # a big withdrawal done: thaw a heap that became small
+
+    async def _paced(self, timeout: float = PACE_WAIT) -> None:
+        """Bulk work waits (up to ``timeout``) while a session has more than
+        PACE_BUFFER bytes unsent: a table of 100,000 routes is not queued at
+        once in front of the forwarder's ping answers (nor past the buffer limit
+        that drops a slow client); a forwarder that stops reading does not
+        stop the bulk work for long."""
+        if self.xmpp is None:
+            return
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and any(
+            s.is_open and s.write_buffer > PACE_BUFFER for s in self.xmpp.sessions()
+        ):
+            await asyncio.sleep(0.005)
+
+    def work_step(self) -> None:
+        """One slice of pending work: BGP inputs waiting in the backlog (at most
+        INGEST_SLICE), then the RIB's bulk jobs (at most WORK_SLICE paths)."""
+        if self._backlog:
+            self._ingest()
+        if self.rib.has_work():
+            try:
+                self._emit(self.rib.work())
+            except Exception:  # a bug in one slice must not stop the rest
+                log.exception("RIB bulk work failed")
+            self._wake.set()
 
     def _emit(self, outputs: list[Output]) -> None:
         if self.rib.has_work():
@@ -404,6 +436,21 @@ class RouteServer:
         self.bgp_refused[reason] = self.bgp_refused.get(reason, 0) + n
 
     def _bgp_inputs(self, inputs: list[Input]) -> None:
+        """BGP inputs from the adapter, applied in order, at most :data:`INGEST_SLICE`
+        now: the rest waits in a backlog the work loop applies a slice at a time
+        (a big UPDATE, or many queued behind a slow one, never holds the loop)."""
+        self._backlog.extend(inputs)
+        if len(self._backlog) == len(inputs):  # nothing was waiting: start now
+            self._ingest()
+        if self._backlog:
+            self._work_ready.set()
+
+    def _ingest(self, budget: int = INGEST_SLICE) -> None:
+        """Apply up to ``budget`` inputs of the BGP backlog."""
+        n = min(budget, len(self._backlog))
+        self._apply_bgp([self._backlog.popleft() for _ in range(n)])
+
+    def _apply_bgp(self, inputs: list[Input]) -> None:
         now = time.monotonic()
         outputs: list[Output] = []
         reserved: list[BgpRouteAdd] = []
@@ -428,6 +475,7 @@ class RouteServer:
             )  # fmt: skip
         self._emit(outputs)
         self._wake.set()
+        self.gc.added(len(inputs))
 
     def _bgp_bad(self, err: BgpInputError) -> None:
         self._refused(err.reason)
@@ -439,16 +487,15 @@ class RouteServer:
         log.info("xmpp session %s from %s (resumed=%s)", session.jid, session.peer, resumed)
         self.counters["xmpp_sessions_opened"] += 1
         if resumed:
+            # each table again, then End-of-RIB: bulk jobs of the RIB, in slices
             sid = format_system_id(session.system_id)
+            outputs: list[Output] = []
             for vpn in sorted(session.state.subscriptions):
                 try:
-                    vrf = self.rib.vrf_of(sid, vpn)
+                    outputs += self.rib.resend(sid, vpn)
                 except RibError:
                     continue
-                routes = self.rib.table(vrf.name)
-                if routes:
-                    self._notify(FwdRoutes(sid, vpn, routes))
-                self._notify(FwdEndOfRib(sid, vpn))
+            self._emit(outputs)
 
     def session_closed(self, session: ServerSession, reason: str) -> None:
         log.info("xmpp session %s closed: %s (state kept for retention)", session.jid, reason)

@@ -14,15 +14,18 @@ from routeserver.rib import (
     BgpPeerDown,
     BgpPeerUp,
     BgpRouteAdd,
+    BgpRouteDel,
+    FwdEndOfRib,
     FwdRoute,
     FwdRoutes,
     FwdWithdraw,
     Output,
     Rib,
     XmppSubscribe,
+    XmppUnsubscribe,
     coalesce,
 )
-from tests.unit.routeserver.test_rs_rib import H1, PE, cfg
+from tests.unit.routeserver.test_rs_rib import H1, H2, PE, cfg
 
 
 class CountingNet(IPv4Network):
@@ -149,3 +152,77 @@ def test_graceful_restart_expiry_sweeps_in_slices() -> None:
     outs, slices = drain(rib, rib.expire(31))
     assert slices == 3
     assert coalesce(outs) == [FwdWithdraw(H1, "red", tuple(route(i).prefix for i in range(count)))]
+
+
+def test_subscribe_sends_a_big_table_in_slices_then_end_of_rib() -> None:
+    count = 3 * WORK_SLICE + 5
+    rib = loaded_rib(count, gr=0)
+    first = rib.handle(XmppSubscribe(H2, "red"), 1)
+    # the first slice only: WORK_SLICE routes, End-of-RIB not yet
+    assert [o for o in first if isinstance(o, FwdRoutes)] == [
+        FwdRoutes(H2, "red", tuple(fwd(i) for i in range(WORK_SLICE)))
+    ]
+    assert not any(isinstance(o, FwdEndOfRib) for o in first) and rib.has_work()
+    outs, slices = [o for o in first if isinstance(o, FwdRoutes | FwdEndOfRib)], 1
+    while rib.has_work():
+        step = rib.work()
+        assert sum(len(o.routes) for o in step if isinstance(o, FwdRoutes)) <= WORK_SLICE
+        outs += step
+        slices += 1
+    assert slices == 4  # 197 routes, 64 a slice; End-of-RIB with the last 5
+    assert coalesce(outs) == [
+        FwdRoutes(H2, "red", tuple(fwd(i) for i in range(count))),
+        FwdEndOfRib(H2, "red"),
+    ]
+
+
+def test_a_table_dump_sends_what_is_selected_when_its_slice_runs() -> None:
+    count = 2 * WORK_SLICE
+    rib = loaded_rib(count, gr=0)
+    first = rib.handle(XmppSubscribe(H2, "red"), 1)
+    # changes before the second slice reach the subscriber at once ...
+    late = count - 1
+    withdrawn = rib.handle(BgpRouteDel(PE, "64512:7", route(late).prefix), 1)
+    assert FwdWithdraw(H2, "red", (route(late).prefix,)) in withdrawn
+    # ... and the dump does not send the withdrawn route again
+    outs, _ = drain_all(rib)
+    assert coalesce([o for o in first + outs if getattr(o, "system_id", "") == H2]) == [
+        FwdRoutes(H2, "red", tuple(fwd(i) for i in range(late))),
+        FwdEndOfRib(H2, "red"),
+    ]
+
+
+def test_an_unsubscribe_ends_a_pending_table_dump() -> None:
+    rib = loaded_rib(3 * WORK_SLICE, gr=0)
+    rib.handle(XmppSubscribe(H2, "red"), 1)
+    rib.handle(XmppUnsubscribe(H2, "red"), 1)
+    outs, _ = drain_all(rib)
+    assert [o for o in outs if getattr(o, "system_id", "") == H2] == []
+
+
+def test_resend_dumps_a_subscribed_table_again() -> None:
+    count = WORK_SLICE + 1
+    rib = loaded_rib(count, gr=0)
+    first = rib.resend(H1, "red")
+    assert len(first) == 1 and len(first[0].routes) == WORK_SLICE  # type: ignore[union-attr]
+    outs, slices = drain_all(rib)
+    assert slices == 1  # the last route and End-of-RIB
+    assert coalesce(first + outs) == [
+        FwdRoutes(H1, "red", tuple(fwd(i) for i in range(count))),
+        FwdEndOfRib(H1, "red"),
+    ]
+    assert rib.resend(H2, "red") == []  # not subscribed
+
+
+def fwd(i: int) -> FwdRoute:
+    r = route(i)
+    return FwdRoute(r.prefix, r.nexthop, r.label)
+
+
+def drain_all(rib: Rib) -> tuple[list[Output], int]:
+    outs: list[Output] = []
+    slices = 0
+    while rib.has_work():
+        outs += rib.work()
+        slices += 1
+    return outs, slices
