@@ -135,6 +135,7 @@ def test_route_server_applies_a_bgp_burst_in_slices_in_order() -> None:
 def test_gc_freeze_every_so_many_items_and_thaw_when_small() -> None:
     now = [0.0]
     g = GcFreeze(every=1000, thaw_below=10**9, check=10.0, clock=lambda: now[0])
+    gc.unfreeze()  # what earlier tests' daemons froze
     try:
         g.added(999)
         assert g.freezes == 0 and gc.get_freeze_count() == 0
