@@ -363,9 +363,11 @@ class SwitchDriver:
             written = await self._sync_once()
             return written
         finally:
+            # frozen before the GC is back on: the young generation holds all the
+            # sync allocated, the first allocation after enable() would scan it
+            self.gc.added(written)
             if was_enabled:
                 gc.enable()
-            self.gc.added(written)  # no full collection over what it wrote (esxmpp.gcfreeze)
             self.gc.tick()
 
     async def _sync_once(self) -> int:

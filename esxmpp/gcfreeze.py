@@ -8,9 +8,8 @@ at unpredictable moments while a table loads. The routes themselves form
 no reference cycles (refcounting frees them), so scanning them is waste.
 
 After bulk work, :meth:`GcFreeze.added` is told how many long-lived items
-(routes, entries) it created; every :attr:`every` of them the young
-generations are collected (cheap) and the whole heap is moved to the
-permanent generation (``gc.freeze()``, O(1)). Later collections scan only
+(routes, entries) it created; every :attr:`every` of them the whole heap
+is moved to the permanent generation (``gc.freeze()``, O(1), no scan). Later collections scan only
 what was allocated since, so none scans more than about ``every`` items'
 objects. The idea is the one softswitch/p4runtime.py applies to big
 P4Runtime write batches.
@@ -62,7 +61,8 @@ class GcFreeze:
         self._pending += n
         if self._pending >= self.every:
             self._pending = 0
-            gc.collect(1)  # young garbage first: what is frozen is (nearly) all alive
+            # no young collection first: after a long pause of the GC (control.driver
+            # disables it during a sync) the young generation holds the whole burst
             gc.freeze()
             self.freezes += 1
 

@@ -342,16 +342,21 @@ class RouteServer:
 
     async def _paced(self, timeout: float = PACE_WAIT) -> None:
         """Bulk work waits (up to ``timeout``) while a session has more than
-        PACE_BUFFER bytes unsent: a table of 100,000 routes is not queued at
-        once in front of the forwarder's ping answers (nor past the buffer limit
-        that drops a slow client); a forwarder that stops reading does not
-        stop the bulk work for long."""
+        PACE_BUFFER bytes unsent, as long as that session reads: a table of
+        100,000 routes is not queued at once (encrypting a big backlog holds
+        the loop, and the buffer limit drops a slow client); a forwarder that
+        stops reading holds the bulk work ``timeout`` at most a slice."""
         if self.xmpp is None:
             return
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and any(
-            s.is_open and s.write_buffer > PACE_BUFFER for s in self.xmpp.sessions()
-        ):
+        last = -1
+        while time.monotonic() < deadline:
+            unsent = max((s.write_buffer for s in self.xmpp.sessions() if s.is_open), default=0)
+            if unsent <= PACE_BUFFER:
+                return
+            if last >= 0 and unsent < last:
+                deadline = time.monotonic() + timeout  # it reads: wait on
+            last = unsent
             await asyncio.sleep(0.005)
 
     def work_step(self) -> None:

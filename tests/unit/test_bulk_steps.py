@@ -136,6 +136,7 @@ def test_gc_freeze_every_so_many_items_and_thaw_when_small() -> None:
     gc.unfreeze()  # another test in this process (the switch's big writes) may have frozen
     now = [0.0]
     g = GcFreeze(every=1000, thaw_below=10**9, check=10.0, clock=lambda: now[0])
+    gc.unfreeze()  # what earlier tests' daemons froze
     try:
         g.added(999)
         assert g.freezes == 0 and gc.get_freeze_count() == 0
