@@ -81,6 +81,8 @@ class XmppClient:
         #: condition of the stream error that ended the last session ('' if none),
         #: e.g. 'conflict' when the server replaced it by a newer session
         self.stream_error = ""
+        #: when the last stanza arrived from the server (liveness beside pings)
+        self.last_received = 0.0
 
     # ---------------------------------------------------------------- setup
 
@@ -107,7 +109,12 @@ class XmppClient:
         xmpp.register_handler(
             Callback("esxmpp notification", MatchXPath(f"{{{NS_CLIENT}}}message"), self._on_msg)
         )
+        xmpp.add_filter("in", self._received)
         return xmpp
+
+    def _received(self, stanza: Any) -> Any:
+        self.last_received = time.monotonic()
+        return stanza
 
     async def connect(self, timeout: float | None = None) -> None:
         """Connect, STARTTLS, authenticate, bind; return when the session is up.
@@ -169,14 +176,22 @@ class XmppClient:
         t.add_done_callback(self._tasks.discard)
 
     async def _keepalive(self) -> None:
-        """XEP-0199 ping every ping_interval; no answer within ping_timeout ends the session."""
+        """XEP-0199 ping every ping_interval; no answer within ping_timeout ends the
+        session, unless other stanzas arrived since the ping was sent (a server
+        busy sending us a big table answers late but is alive)."""
         while self._connected:
             await asyncio.sleep(self.config.ping_interval)
             if not self._connected:
                 return
+            sent = time.monotonic()
             try:
                 await self.ping()
             except (IqTimeout, TimeoutError):
+                if self.last_received >= sent:
+                    # the answer is queued behind what the server is sending us
+                    # (a big table): stanzas keep arriving, so it is alive
+                    log.info("%s: ping answer late behind received stanzas", self.config.jid)
+                    continue
                 log.warning("%s: server did not answer a ping; closing", self.config.jid)
                 self._xmpp.abort()
                 return

@@ -12,6 +12,7 @@ import dataclasses
 import ipaddress as ip
 import logging
 import ssl
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -981,3 +982,36 @@ def test_domain_is_case_insensitive(tmp_path_factory: pytest.TempPathFactory) ->
             await srv.close()
 
     asyncio.run(main())
+
+
+def test_client_busy_reading_a_big_table_keeps_its_session(certs: Certs) -> None:
+    """A route server sending a forwarder a big table delays the answer to the
+    forwarder's ping behind megabytes of notifications; the forwarder, still
+    receiving stanzas, must not take the late answer for a dead server (it
+    dropped its session in the middle of a 100,000-route table load)."""
+
+    async def body(srv: XmppServer, rec: Recorder) -> None:
+        got: list[d.Notification] = []
+        c = XmppClient(
+            client_config(certs, srv.port, ping_interval=0.02, ping_timeout=0.02),
+            on_notification=got.append,
+        )
+        await c.connect()
+        session = srv.session(SID)
+        assert session is not None
+        count = 20000
+        for i in range(count):  # paced on the socket as the route server's table dump is
+            while session.write_buffer > 256 * 1024 and c.connected:
+                await asyncio.sleep(0.005)
+            prefix = f"10.{i >> 8 & 255}.{i & 255}.0/24"
+            session.send(d.ItemsEvent("vpn1", ((prefix, ENTRY),)))
+        session.send(d.EndOfRib("vpn1"))
+        deadline = time.monotonic() + 25
+        while c.connected and len(got) < count + 1 and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        assert c.connected, "the client closed a live session on a late ping answer"
+        assert len(got) == count + 1 and got[-1] == d.EndOfRib("vpn1")
+        assert srv.session(SID) is session
+        await c.close()
+
+    run(certs, body)
