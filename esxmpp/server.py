@@ -388,7 +388,9 @@ class _Conn:
         self.cert_error = "no client certificate"
 
     def _new_parser(self) -> StreamParser:
-        return StreamParser(self.cfg.max_stanza_bytes, self.cfg.max_depth)
+        return StreamParser(
+            self.cfg.max_stanza_bytes, self.cfg.max_depth, self.cfg.max_whitespace_bytes
+        )
 
     async def run(self) -> None:
         sess = self.sess

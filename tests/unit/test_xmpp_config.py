@@ -54,6 +54,8 @@ def test_server_config_from_toml() -> None:
         ('duplicate = "both"', "xmpp.duplicate: must be 'takeover' or 'refuse'"),
         ('auth = ["DIGEST-MD5"]', "xmpp.auth: must be a non-empty list of"),
         ("max_sessions = 0", "xmpp.max_sessions: must be an integer > 0"),
+        ("max_whitespace_bytes = 0", "xmpp.max_whitespace_bytes: must be an integer > 0"),
+        ('max_whitespace_bytes = "1"', "xmpp.max_whitespace_bytes: must be int"),
         ("retention = -1", "xmpp.retention: must be a number >= 0"),
         ("ping_interval = 0", "xmpp.ping_interval: must be a number > 0"),
         ("colour = 1", "xmpp.colour: unknown key"),
