@@ -15,7 +15,10 @@ Server table (e.g. ``[xmpp]`` in a daemon's TOML; every key optional except
     max_stanza_bytes = 65536
     max_depth = 16
     max_whitespace_bytes = 4096        # keepalive whitespace allowed between two stanzas
-    max_sessions = 10000
+    max_sessions = 10000               # bound (authenticated) sessions
+    max_preauth_connections = 256      # connections still negotiating (before bind) ...
+    max_preauth_per_address = 16       # ... from one IPv4 address or IPv6 /64
+    max_preauth_stanza_bytes = 8192    # stanza (and stream header) size before SASL success
     max_write_buffer = 1048576
     negotiation_timeout = 10.0
     ping_interval = 30.0               # server pings a client idle this long ...
@@ -61,6 +64,9 @@ class ServerConfig:
     max_depth: int = 16
     max_whitespace_bytes: int = 4096
     max_sessions: int = 10000
+    max_preauth_connections: int = 256
+    max_preauth_per_address: int = 16
+    max_preauth_stanza_bytes: int = 8192
     max_write_buffer: int = 1 << 20
     negotiation_timeout: float = 10.0
     ping_interval: float = 30.0
@@ -123,6 +129,9 @@ def validate_server_config(cfg: ServerConfig, prefix: str) -> None:
         "max_depth",
         "max_whitespace_bytes",
         "max_sessions",
+        "max_preauth_connections",
+        "max_preauth_per_address",
+        "max_preauth_stanza_bytes",
         "max_write_buffer",
         "ping_misses",
     ):
@@ -175,6 +184,7 @@ def server_config_from_toml(data: Mapping[str, Any], prefix: str = "xmpp") -> Se
         if k not in kw:
             raise ConfigError(f"{prefix}.{k}: required")
     for k in ("port", "max_stanza_bytes", "max_depth", "max_whitespace_bytes", "max_sessions",
+              "max_preauth_connections", "max_preauth_per_address", "max_preauth_stanza_bytes",
               "max_write_buffer", "ping_misses"):  # fmt: skip
         if k in data:
             kw[k] = _get(data, k, prefix, int)
