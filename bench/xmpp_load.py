@@ -103,6 +103,8 @@ async def serve(pki_dir: Path, sessions: int, port_file: Path) -> None:
         auth=("PLAIN",),
         plain_users={sid(i): "pw" for i in range(sessions + 10)},
         max_sessions=sessions + 100,
+        max_preauth_connections=400,  # one source logs in 200 at a time
+        max_preauth_per_address=400,
         negotiation_timeout=120.0,
         ping_interval=600.0,
         max_write_buffer=1 << 22,

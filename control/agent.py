@@ -47,6 +47,7 @@ from control.p4rt import (
 )
 from control.routeservers import RouteServers
 from control.vrf import Export, LocalTarget, Steps, VrfState, export_key
+from esxmpp import httpserve
 from esxmpp.dialect import DialectError, Request, format_system_id
 from esxmpp.looplag import LoopLag
 from esxmpp.server import ServerSession, XmppServer
@@ -599,25 +600,11 @@ class Agent:
 
     # ------------------------------------------------------------- control HTTP
     async def _http(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            line = await asyncio.wait_for(reader.readline(), 5.0)
-            while (await asyncio.wait_for(reader.readline(), 5.0)) not in (b"\r\n", b"\n", b""):
-                pass
-            parts = line.decode("latin-1").split()
-            path = parts[1] if len(parts) >= 2 else ""
-            status, ctype, body = await self._route(path)
-        except (TimeoutError, ConnectionError, UnicodeError):
-            writer.close()
-            return
-        data = body.encode()
-        writer.write(
-            f"HTTP/1.0 {status}\r\nContent-Type: {ctype}\r\n"
-            f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n".encode()
-            + data
-        )
-        with contextlib.suppress(ConnectionError):
-            await writer.drain()
-        writer.close()
+        await httpserve.serve_one(reader, writer, self._http_route)
+
+    async def _http_route(self, req: httpserve.Request) -> httpserve.Response:
+        status, ctype, body = await self._route(req.path)
+        return httpserve.Response(int(status.split()[0]), body, ctype)
 
     async def _route(self, path: str) -> tuple[str, str, str]:
         if path == "/metrics":

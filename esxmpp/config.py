@@ -14,7 +14,11 @@ Server table (e.g. ``[xmpp]`` in a daemon's TOML; every key optional except
     plain_users = { "01020304abcd" = "secret" }   # for PLAIN (labs only)
     max_stanza_bytes = 65536
     max_depth = 16
-    max_sessions = 10000
+    max_whitespace_bytes = 4096        # keepalive whitespace allowed between two stanzas
+    max_sessions = 10000               # bound (authenticated) sessions
+    max_preauth_connections = 256      # connections still negotiating (before bind) ...
+    max_preauth_per_address = 16       # ... from one IPv4 address or IPv6 /64
+    max_preauth_stanza_bytes = 8192    # stanza (and stream header) size before SASL success
     max_write_buffer = 1048576
     negotiation_timeout = 10.0
     ping_interval = 30.0               # server pings a client idle this long ...
@@ -58,7 +62,11 @@ class ServerConfig:
     plain_users: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     max_stanza_bytes: int = 65536
     max_depth: int = 16
+    max_whitespace_bytes: int = 4096
     max_sessions: int = 10000
+    max_preauth_connections: int = 256
+    max_preauth_per_address: int = 16
+    max_preauth_stanza_bytes: int = 8192
     max_write_buffer: int = 1 << 20
     negotiation_timeout: float = 10.0
     ping_interval: float = 30.0
@@ -116,7 +124,17 @@ def validate_server_config(cfg: ServerConfig, prefix: str) -> None:
         raise ConfigError(f"{prefix}.cafile: required when auth includes EXTERNAL")
     if "PLAIN" in cfg.auth and not cfg.plain_users:
         raise ConfigError(f"{prefix}.plain_users: required when auth includes PLAIN")
-    for n in ("max_stanza_bytes", "max_depth", "max_sessions", "max_write_buffer", "ping_misses"):
+    for n in (
+        "max_stanza_bytes",
+        "max_depth",
+        "max_whitespace_bytes",
+        "max_sessions",
+        "max_preauth_connections",
+        "max_preauth_per_address",
+        "max_preauth_stanza_bytes",
+        "max_write_buffer",
+        "ping_misses",
+    ):
         v = getattr(cfg, n)
         if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
             raise ConfigError(f"{prefix}.{n}: must be an integer > 0")
@@ -165,8 +183,9 @@ def server_config_from_toml(data: Mapping[str, Any], prefix: str = "xmpp") -> Se
     for k in ("domain", "certfile", "keyfile"):
         if k not in kw:
             raise ConfigError(f"{prefix}.{k}: required")
-    for k in ("port", "max_stanza_bytes", "max_depth", "max_sessions", "max_write_buffer",
-              "ping_misses"):  # fmt: skip
+    for k in ("port", "max_stanza_bytes", "max_depth", "max_whitespace_bytes", "max_sessions",
+              "max_preauth_connections", "max_preauth_per_address", "max_preauth_stanza_bytes",
+              "max_write_buffer", "ping_misses"):  # fmt: skip
         if k in data:
             kw[k] = _get(data, k, prefix, int)
     for k in ("negotiation_timeout", "ping_interval", "retention"):

@@ -34,6 +34,19 @@ certificate: 12 hex digits, bare ('01020304abcd'), in pairs separated by ':',
 '-' or '.' ('01:02:03:04:ab:cd'), or dotted in groups of four ('0102.0304.abcd');
 see :func:`esxmpp.dialect.parse_system_id`.
 
+Fair shares (issue 18): bound sessions are limited by ``max_sessions`` (one
+more is refused at bind with ``resource-constraint``; a system id already
+bound may still take over). Connections still negotiating have their own pool,
+``max_preauth_connections``, and a share per source (IPv4 address or IPv6
+/64), ``max_preauth_per_address``: a source over its share is refused before
+TLS with ``policy-violation``; when the pool is full, the newcomer takes the
+slot of the oldest negotiating connection of the source holding the most, if
+that source holds more than the newcomer's would (that connection gets
+``resource-constraint``, or is just closed mid-TLS-handshake), else the
+newcomer gets ``resource-constraint``. Until SASL succeeds stanzas and stream
+headers are bounded by ``max_preauth_stanza_bytes``, and whitespace between
+stanzas by ``max_whitespace_bytes`` always.
+
 Every violation closes that one stream with the RFC 6120 §4.9 stream error,
 logged as ``esxmpp.server`` warnings; the server and other sessions go on.
 """
@@ -46,6 +59,7 @@ import binascii
 import contextlib
 import hmac
 import inspect
+import ipaddress
 import itertools
 import logging
 import secrets
@@ -131,6 +145,20 @@ def _stream_error_bytes(condition: str, text: str) -> bytes:
     return f"<stream:error>{body}</stream:error></stream:stream>".encode()
 
 
+def source_key(host: str) -> str:
+    """The source a pre-authentication connection is counted against: its IPv4
+    address, or the /64 of its IPv6 address (one host usually holds a whole /64)."""
+    try:
+        addr = ipaddress.ip_address(host)
+    except ValueError:
+        return host  # a Unix socket path or the like: one source
+    if isinstance(addr, ipaddress.IPv6Address):
+        if addr.ipv4_mapped is not None:
+            return str(addr.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{addr}/64", strict=False))
+    return str(addr)
+
+
 def identity_from_cert(cert: dict[str, Any]) -> bytes | None:
     """System id from a verified peer certificate (``SSLSocket.getpeercert()``).
 
@@ -152,7 +180,9 @@ def identity_from_cert(cert: dict[str, Any]) -> bytes | None:
 class ServerSession:
     """One client connection; a *session* once authenticated and bound."""
 
-    def __init__(self, server: XmppServer, writer: asyncio.StreamWriter, peer: str) -> None:
+    def __init__(
+        self, server: XmppServer, writer: asyncio.StreamWriter, peer: str, peer_host: str = ""
+    ) -> None:
         self._server = server
         self._writer = writer
         self.peer = peer
@@ -165,6 +195,9 @@ class ServerSession:
         self._closing: asyncio.Event = asyncio.Event()
         self._ids = itertools.count(1)
         self.pending_pings: set[str] = set()
+        self.source = source_key(peer_host)
+        self.header_sent = False  # our stream header went out on the current stream
+        self.handshaking = False  # in the TLS handshake: no XML can be written
 
     @property
     def state(self) -> Advertised:
@@ -217,6 +250,17 @@ class ServerSession:
         )
         self._finish()
 
+    def _refuse(self, condition: str, text: str) -> None:
+        """Close a stream that is still negotiating (our header first if not yet sent)."""
+        if self.handshaking:  # mid-TLS: a stream error cannot be delivered
+            self._abort(f"{condition}: {text}")
+            return
+        if not self.header_sent:
+            self._write(self._server._header(None, secrets.token_hex(8)))
+            self.header_sent = True
+        self._close_reason = self._close_reason or f"{condition}: {text}"
+        self.close(condition, text)
+
     def _abort(self, reason: str) -> None:
         self._close_reason = self._close_reason or reason
         self._open = False
@@ -255,6 +299,9 @@ class XmppServer:
         self._ssl = server_ssl_context(config)
         self._server: asyncio.Server | None = None
         self._conns: set[ServerSession] = set()
+        # connections not yet bound, by source (oldest first): see _admit
+        self._preauth: dict[str, dict[ServerSession, None]] = {}
+        self._preauth_count = 0
         self._bound: dict[bytes, ServerSession] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._expiry_wakeup = asyncio.Event()
@@ -289,6 +336,11 @@ class XmppServer:
     def connection_count(self) -> int:
         """Open connections, bound or still negotiating."""
         return len(self._conns)
+
+    @property
+    def preauth_count(self) -> int:
+        """Open connections still negotiating (not yet bound)."""
+        return self._preauth_count
 
     async def close(self) -> None:
         """Stop listening and end every stream (state is kept, not withdrawn)."""
@@ -331,14 +383,15 @@ class XmppServer:
         self._tasks.add(task)
         peername = writer.get_extra_info("peername")
         peer = f"{peername[0]}:{peername[1]}" if isinstance(peername, tuple) else str(peername)
-        sess = ServerSession(self, writer, peer)
+        host = str(peername[0]) if isinstance(peername, tuple) else str(peername)
+        sess = ServerSession(self, writer, peer, host)
         self._conns.add(sess)
         key = next(self._session_keys)
         try:
-            if len(self._conns) > self.config.max_sessions:
-                writer.write(self._header(None, secrets.token_hex(8)))
-                sess.close("resource-constraint", "too many sessions")
-                log.warning("%s: refused, %d connections", peer, len(self._conns) - 1)
+            refusal = self._admit(sess)
+            if refusal is not None:
+                log.warning("%s: refused: %s", peer, refusal[1])
+                sess._refuse(*refusal)
                 return
             await _Conn(self, sess, reader, key).run()
         except asyncio.CancelledError:  # server shutdown: this task is the connection's root
@@ -348,6 +401,7 @@ class XmppServer:
             sess.close("internal-server-error", "")
         finally:
             self._conns.discard(sess)
+            self._preauth_done(sess)
             if sess.bound:
                 if self._bound.get(sess.system_id) is sess:
                     del self._bound[sess.system_id]
@@ -360,6 +414,56 @@ class XmppServer:
             if sess.is_open:
                 sess._abort("connection ended")
             self._tasks.discard(task)
+
+    def _admit(self, sess: ServerSession) -> tuple[str, str] | None:
+        """Count a new connection as pre-authentication, or say why it is refused.
+
+        Connections that are not yet bound have their own pool
+        (``max_preauth_connections``), apart from the bound sessions
+        (``max_sessions``), and a share per source (``max_preauth_per_address``):
+        a source at its share gets ``policy-violation``. When the pool is full,
+        the newcomer takes the slot of the oldest negotiating connection of the
+        source holding the most, if that source would still hold more than the
+        newcomer's after it (that connection gets ``resource-constraint``);
+        otherwise the newcomer gets ``resource-constraint``. So a flood from a
+        few sources cannot keep other sources from logging in, and every
+        negotiating connection still ends within ``negotiation_timeout``.
+        """
+        cfg = self.config
+        mine = self._preauth.get(sess.source, {})
+        if len(mine) >= cfg.max_preauth_per_address:
+            return (
+                "policy-violation",
+                f"too many unauthenticated connections from {sess.source}",
+            )
+        if self._preauth_count >= cfg.max_preauth_connections:
+            top = max(self._preauth.values(), key=len)
+            if len(top) <= len(mine) + 1:
+                return ("resource-constraint", "too many unauthenticated connections")
+            victim = next(iter(top))
+            log.warning(
+                "%s: dropped for %s: %d unauthenticated connections",
+                victim.peer,
+                sess.peer,
+                self._preauth_count,
+            )
+            self._preauth_done(victim)
+            victim._refuse(
+                "resource-constraint", "too many unauthenticated connections from your address"
+            )
+        self._preauth.setdefault(sess.source, {})[sess] = None
+        self._preauth_count += 1
+        return None
+
+    def _preauth_done(self, sess: ServerSession) -> None:
+        """The connection is bound or gone: it no longer counts as pre-authentication."""
+        mine = self._preauth.get(sess.source)
+        if mine is None or sess not in mine:
+            return
+        del mine[sess]
+        self._preauth_count -= 1
+        if not mine:
+            del self._preauth[sess.source]
 
     def _header(self, to: str | None, stream_id: str) -> bytes:
         to_attr = f" to='{to}'" if to else ""
@@ -387,13 +491,17 @@ class _Conn:
         self.key = key
         self.parser = self._new_parser()
         self.queue: list[StreamEvent] = []
-        self.header_sent = False
         self.tls = False
         self.cert_id: bytes | None = None
         self.cert_error = "no client certificate"
 
     def _new_parser(self) -> StreamParser:
-        return StreamParser(self.cfg.max_stanza_bytes, self.cfg.max_depth)
+        # Before SASL succeeds a stanza (and the stream header) is small: a client
+        # that has not authenticated gets the smaller bound.
+        size = self.cfg.max_stanza_bytes
+        if not self.sess.mechanism:
+            size = min(size, self.cfg.max_preauth_stanza_bytes)
+        return StreamParser(size, self.cfg.max_depth, self.cfg.max_whitespace_bytes)
 
     async def run(self) -> None:
         sess = self.sess
@@ -403,13 +511,13 @@ class _Conn:
             await self._session_loop()
         except StreamError as exc:
             log.warning("%s %s: stream error %s", sess.peer, sess.jid, exc)
-            if not self.header_sent:
+            if not sess.header_sent:
                 sess._write(self.server._header(None, secrets.token_hex(8)))
             sess._close_reason = f"{exc.condition}: {exc.text}"
             sess.close(exc.condition, exc.text)
         except TimeoutError:
             log.warning("%s: negotiation timed out", sess.peer)
-            if not self.header_sent:
+            if not sess.header_sent:
                 sess._write(self.server._header(None, secrets.token_hex(8)))
             sess.close("connection-timeout", "negotiation took too long")
         except _Closed as exc:
@@ -448,7 +556,7 @@ class _Conn:
         from_ = ev.attrs.get("from")
         hdr_to = from_ if from_ and _xml_attr_ok(from_) else None
         self.sess._write(self.server._header(hdr_to, secrets.token_hex(8)))
-        self.header_sent = True
+        self.sess.header_sent = True
         if ev.default_ns != NS_CLIENT:
             raise StreamError("invalid-namespace", f"content namespace must be {NS_CLIENT}")
         if ev.attrs.get("version", "") != "1.0":
@@ -460,7 +568,7 @@ class _Conn:
         self.parser.close()
         self.parser = self._new_parser()
         self.queue = []
-        self.header_sent = False
+        self.sess.header_sent = False
 
     def _features(self, body: str) -> None:
         self.sess._write(f"<stream:features>{body}</stream:features>".encode())
@@ -476,10 +584,24 @@ class _Conn:
         self.sess._write(f"<proceed xmlns='{NS_TLS}'/>".encode())
         if self.queue or self.parser.closed:
             raise StreamError("policy-violation", "data after <starttls/>")
+        writer = self.sess._writer
+        raw = writer.transport
+        self.sess.handshaking = True
         try:
-            await self.sess._writer.start_tls(self.server._ssl)
+            await writer.start_tls(self.server._ssl)
         except (ssl.SSLError, ConnectionError, OSError) as exc:
             raise _Closed(f"TLS handshake failed: {exc}") from None
+        except AttributeError:
+            # We closed it mid-handshake (a dropped pre-authentication connection, or
+            # shutdown): asyncio 3.11's start_tls then sets the writer's transport to
+            # None and fails on it. Put the closed one back so the writer still works
+            # (close, __del__).
+            if writer.transport is not None:
+                raise
+            setattr(writer, "_transport", raw)  # noqa: B010 - private, no setter
+            raise _Closed(self.sess._close_reason or "closed during the TLS handshake") from None
+        finally:
+            self.sess.handshaking = False
         self.tls = True
         shrink_tls_read_buffer(self.sess._writer)
         sslobj = self.sess._writer.get_extra_info("ssl_object")
@@ -584,6 +706,11 @@ class _Conn:
                 err = DialectError("not-authorized", "bind a resource first")
                 self.sess.send_element(build_error(el, err))
                 continue
+            if (
+                len(self.server._bound) >= self.cfg.max_sessions
+                and self.sess.system_id not in self.server._bound
+            ):
+                raise StreamError("resource-constraint", "too many sessions")
             res_el = bind.find(f"{{{NS_BIND}}}resource")
             resource = (res_el.text or "").strip() if res_el is not None else ""
             if not resource or len(resource) > 64 or not _xml_attr_ok(resource):
@@ -600,6 +727,7 @@ class _Conn:
             ).text = self.sess.jid
             self.sess.send_element(res)
             self.sess.bound = True
+            self.server._preauth_done(self.sess)
             if opened.replaced is not None:
                 old = self.server._bound.get(self.sess.system_id)
                 if old is not None:

@@ -7,8 +7,11 @@
 Refused outright (``restricted-xml``): DOCTYPE (so no entity declarations,
 no billion laughs, no external entities), processing instructions, comments.
 Refused as ``policy-violation``: a stanza over ``max_stanza_bytes``, nesting
-deeper than ``max_depth`` (the stream element is depth 1), or more than
-``max_stanza_bytes`` of anything between stanzas. Malformed XML or invalid
+deeper than ``max_depth`` (the stream element is depth 1), more than
+``max_stanza_bytes`` of anything between stanzas, or more than
+``max_whitespace_bytes`` of whitespace (keepalives, RFC 6120 §4.6.1) since the
+stream header or the last complete stanza: a live client sends a stanza at least
+when it answers a ping, so a bound per gap is a bound per ping interval. Malformed XML or invalid
 UTF-8 gives ``not-well-formed``; a declared encoding other than UTF-8 gives
 ``unsupported-encoding``; a wrong stream namespace ``invalid-namespace``.
 """
@@ -62,9 +65,13 @@ def _clark(name: str) -> str:
 class StreamParser:
     """One parser per stream (a new one after each stream restart)."""
 
-    def __init__(self, max_stanza_bytes: int = 65536, max_depth: int = 16) -> None:
+    def __init__(
+        self, max_stanza_bytes: int = 65536, max_depth: int = 16, max_whitespace_bytes: int = 4096
+    ) -> None:
         self.max_stanza_bytes = max_stanza_bytes
         self.max_depth = max_depth
+        self.max_whitespace_bytes = max_whitespace_bytes
+        self._whitespace = 0  # whitespace bytes since the stream header or the last stanza
         # Our own intern dict, cleared between stanzas, so a stream cannot grow it
         # without bound by sending ever new element and attribute names.
         self._intern: dict[str, str] = {}
@@ -126,6 +133,7 @@ class StreamParser:
                     plain[k] = v
             self._events.append(StreamOpen(plain, self._default_ns))
             self._mark = self._p.CurrentByteIndex
+            self._whitespace = 0
             return
         if self._depth > self.max_depth:
             raise StreamError("policy-violation", f"elements nested deeper than {self.max_depth}")
@@ -162,6 +170,7 @@ class StreamParser:
         if self._depth == 1:
             self._events.append(Stanza(el))
             self._mark = self._p.CurrentByteIndex
+            self._whitespace = 0
             if len(self._intern) > 256:
                 self._intern.clear()
                 self._names.clear()
@@ -173,7 +182,14 @@ class StreamParser:
         if self._depth <= 1:
             if data.strip():
                 raise StreamError("bad-format", "text outside stanzas")
-            self._mark = self._p.CurrentByteIndex  # whitespace keepalives are fine
+            # whitespace keepalives are fine, a bounded amount of them between stanzas
+            self._whitespace += len(data)  # XML whitespace is ASCII: characters = bytes
+            if self._whitespace > self.max_whitespace_bytes:
+                raise StreamError(
+                    "policy-violation",
+                    f"more than {self.max_whitespace_bytes} bytes of whitespace between stanzas",
+                )
+            self._mark = self._p.CurrentByteIndex
             return
         el = self._stack[-1]
         if len(el):

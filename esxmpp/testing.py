@@ -32,10 +32,12 @@ class RawClient:
         self.jid = ""
 
     @classmethod
-    async def open(cls, port: int, host: str = "127.0.0.1") -> RawClient:
+    async def open(cls, port: int, host: str = "127.0.0.1", source: str | None = None) -> RawClient:
+        """Connect to host:port, from address ``source`` if given (e.g. '127.0.0.2')."""
         import asyncio
 
-        reader, writer = await asyncio.open_connection(host, port)
+        local = (source, 0) if source is not None else None
+        reader, writer = await asyncio.open_connection(host, port, local_addr=local)
         return cls(reader, writer)
 
     def restart(self) -> None:

@@ -21,7 +21,6 @@ import json
 import logging
 import os
 import time
-import urllib.parse
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
@@ -31,6 +30,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import CollectorRegistry
 
+from esxmpp import httpserve
 from esxmpp.config import ServerConfig
 from esxmpp.dialect import (
     LABEL_MIN,
@@ -643,37 +643,20 @@ class RouteServer:
         yield from self.lag.families("esvpn_rs")
 
     async def _http(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
-            request_line = head.split(b"\r\n", 1)[0].decode("latin-1")
-            parts = request_line.split()
-            status, ctype, body = 400, "text/plain", "bad request\n"
-            if len(parts) == 3 and parts[0] == "GET":
-                url = urllib.parse.urlsplit(parts[1])
-                query = dict(urllib.parse.parse_qsl(url.query))
-                if url.path == "/metrics":
-                    status, ctype, body = 200, CONTENT_TYPE_LATEST, self.metrics()
-                elif url.path.startswith("/show/"):
-                    try:
-                        data = self.show(url.path.removeprefix("/show/"), query)
-                        status, ctype = 200, "application/json"
-                        body = json.dumps(data, indent=1) + "\n"
-                    except KeyError:
-                        status, body = 404, f"unknown: {url.path}\n"
-                else:
-                    status, body = 404, f"unknown: {url.path}\n"
-            raw = body.encode()
-            reason = {200: "OK", 400: "Bad Request", 404: "Not Found"}[status]
-            writer.write(
-                f"HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\n"
-                f"Content-Length: {len(raw)}\r\nConnection: close\r\n\r\n".encode()
-                + raw
-            )
-            await writer.drain()
-        except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, OSError):
-            pass
-        finally:
-            writer.close()
+        await httpserve.serve_one(reader, writer, self._http_route)
+
+    async def _http_route(self, req: httpserve.Request) -> httpserve.Response:
+        if req.method != "GET":
+            return httpserve.Response(400, "bad request\n")
+        if req.path == "/metrics":
+            return httpserve.Response(200, self.metrics(), CONTENT_TYPE_LATEST)
+        if req.path.startswith("/show/"):
+            try:
+                data = self.show(req.path.removeprefix("/show/"), dict(req.query))
+            except KeyError:
+                return httpserve.Response(404, f"unknown: {req.path}\n")
+            return httpserve.Response(200, json.dumps(data, indent=1) + "\n", "application/json")
+        return httpserve.Response(404, f"unknown: {req.path}\n")
 
 
 _COUNTER_HELP = {

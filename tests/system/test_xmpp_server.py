@@ -774,18 +774,32 @@ def test_flooding_client_does_not_starve_another_session(certs: Certs) -> None:
 
 
 def test_max_sessions(certs: Certs) -> None:
+    """max_sessions bounds bound sessions: one more is refused at bind; a system id
+    that is already bound may still take its session over."""
+
     async def body(srv: XmppServer, rec: Recorder) -> None:
-        del rec
         first = await RawClient.open(srv.port)
-        await first.header(DOMAIN)
-        await first.element()
+        jid = await first.login(DOMAIN, client_ctx(certs, certs.client))
         second = await RawClient.open(srv.port)
+        with pytest.raises(PermissionError):
+            await second.login(DOMAIN, client_ctx(certs, certs.client2))
         assert (await second.closed()).endswith(
             b"<stream:error><resource-constraint xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>"
             b"<text xmlns='urn:ietf:params:xml:ns:xmpp-streams'>too many sessions</text>"
             b"</stream:error></stream:stream>"
         )
+        again = await RawClient.open(srv.port)
+        assert await again.login(DOMAIN, client_ctx(certs, certs.client)) == jid
+        assert (await first.closed()).endswith(
+            b"<stream:error><conflict xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>"
+            b"<text xmlns='urn:ietf:params:xml:ns:xmpp-streams'>replaced by a new session</text>"
+            b"</stream:error></stream:stream>"
+        )
+        await rec.wait_for(lambda e: e[0] == "closed")
+        assert sorted(e[:2] for e in rec.log) == [("closed", jid), ("opened", jid), ("opened", jid)]
         first.close()
+        second.close()
+        again.close()
 
     run(certs, body, max_sessions=1)
 

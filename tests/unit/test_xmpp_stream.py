@@ -29,11 +29,40 @@ def test_events_byte_by_byte() -> None:
 
 
 def test_whitespace_keepalives_do_not_count_toward_stanza_size() -> None:
-    p = StreamParser(max_stanza_bytes=1000)
+    p = StreamParser(max_stanza_bytes=1000, max_whitespace_bytes=50000)
     p.feed(HDR)
     for _ in range(100):
         assert p.feed(b" " * 500) == []
     assert len(p.feed(b"<presence/>")) == 1
+
+
+def test_whitespace_between_stanzas_is_bounded_per_gap() -> None:
+    p = StreamParser(max_whitespace_bytes=100)
+    p.feed(HDR)
+    # up to the bound in each gap, byte by byte and in one piece; a stanza resets it
+    for _ in range(100):
+        assert p.feed(b"\n") == []
+    assert len(p.feed(b"<presence/>")) == 1
+    assert p.feed(b" \t\r\n" * 25) == []
+    assert len(p.feed(b"<presence/>")) == 1
+    with pytest.raises(StreamError) as info:
+        p.feed(b" " * 101)
+    assert (info.value.condition, info.value.text) == (
+        "policy-violation",
+        "more than 100 bytes of whitespace between stanzas",
+    )
+
+
+def test_whitespace_before_the_first_stanza_counts_too() -> None:
+    p = StreamParser(max_whitespace_bytes=4096)
+    assert len(p.feed(HDR)) == 1
+    fed = 0
+    with pytest.raises(StreamError) as info:
+        for _ in range(1000):
+            p.feed(b" " * 10)
+            fed += 10
+    assert info.value.condition == "policy-violation"
+    assert fed == 4090  # refused with the piece that crossed 4096
 
 
 BILLION_LAUGHS = (
