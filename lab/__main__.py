@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import re
 import signal
 import sys
@@ -29,10 +30,14 @@ from rich.panel import Panel
 from rich.table import Table
 
 from lab import chaos
-from lab.lab import RECORDS, REPO, Lab, LabError, Slot, poll, teardown
+from lab.lab import RECORDS, REPO, Lab, LabError, Slot, pid_alive, poll, teardown
 from lab.topology import Topology, default_topology
 
 DEMO = default_topology(prefix="esd", mgmt="203.0.113.0/24")
+
+
+def gone(pid: int) -> bool:
+    return not pid_alive(pid)
 
 
 def drop_reasons() -> dict[int, str]:
@@ -232,8 +237,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "down":
         for rec in sorted(RECORDS.glob("*.json")) if RECORDS.exists() else []:
             data = json.loads(rec.read_text())
+            owner = data.get("owner")
+            if isinstance(owner, int) and owner != os.getpid():
+                # the demo that runs it stops its processes, removes its
+                # namespaces and its temporary directory itself
+                with contextlib.suppress(OSError):
+                    os.kill(owner, signal.SIGTERM)
+                    poll(partial(gone, owner), 15, f"the demo (pid {owner}) to end")
             teardown(data["prefix"])
-            rec.unlink()
+            rec.unlink(missing_ok=True)
             console.print(f"removed lab {data['prefix']} ({data['workdir']})")
         teardown(DEMO.prefix)
         return 0

@@ -558,6 +558,7 @@ class Lab:
         rec = {
             "prefix": self.topo.prefix,
             "mgmt": str(self.topo.mgmt),
+            "owner": os.getpid(),  # the process that runs the lab (the demo's live view)
             "workdir": str(self.workdir),
             "pids": {n: p.pid for n, p in self.procs.items() if p.popen is not None},
         }
