@@ -236,7 +236,10 @@ def main(argv: list[str] | None = None) -> int:
     console = Console()
     if args.cmd == "down":
         for rec in sorted(RECORDS.glob("*.json")) if RECORDS.exists() else []:
-            data = json.loads(rec.read_text())
+            try:
+                data = json.loads(rec.read_text())
+            except (OSError, ValueError):
+                data = {"prefix": rec.stem, "workdir": "?"}
             owner = data.get("owner")
             if isinstance(owner, int) and owner != os.getpid():
                 # the demo that runs it stops its processes, removes its

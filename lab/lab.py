@@ -563,7 +563,10 @@ class Lab:
             "pids": {n: p.pid for n, p in self.procs.items() if p.popen is not None},
         }
         RECORDS.mkdir(parents=True, exist_ok=True)
-        (RECORDS / f"{self.topo.prefix}.json").write_text(json.dumps(rec))
+        path = RECORDS / f"{self.topo.prefix}.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(rec))
+        os.replace(tmp, path)  # readers never see half a record
 
     # ---- faults -------------------------------------------------------------
 
