@@ -410,6 +410,7 @@ def test_big_write_batches_freeze_the_heap_for_a_while() -> None:
     try:
         assert client.open_stream().arbitration.status.code == code_pb2.OK
         client.set_pipeline(load_config())
+        gc.unfreeze()  # an agent run in this process before may have frozen it (its own GcFreeze)
         assert gc.get_freeze_count() == 0
         wgc.HOLD = 3600.0  # thawed below, not by the clock
         macs = (i.to_bytes(6, "big") for i in range(1, 10_000))
