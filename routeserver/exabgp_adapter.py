@@ -40,7 +40,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -351,11 +351,38 @@ def _gr_time(open_msg: Any) -> int:
     return 0
 
 
+def _open_families(open_msg: Any) -> frozenset[str]:
+    """Our families among those a peer's OPEN lists in its multiprotocol capabilities."""
+    caps = open_msg.get("capabilities", {}) if isinstance(open_msg, dict) else {}
+    out: set[str] = set()
+    for cap in caps.values() if isinstance(caps, dict) else ():
+        if isinstance(cap, dict) and cap.get("name") == "multiprotocol":
+            for fam in cap.get("families", []) or []:
+                name = _JSON_FAMILY.get(str(fam).replace("/", " "))
+                if name is not None:
+                    out.add(name)
+    return frozenset(out)
+
+
+def _open_capabilities(open_msg: Any) -> list[str]:
+    caps = open_msg.get("capabilities", {}) if isinstance(open_msg, dict) else {}
+    names = (
+        str(c.get("name", code)) if isinstance(c, dict) else str(code)
+        for code, c in (caps.items() if isinstance(caps, dict) else ())
+    )
+    return sorted(set(names))
+
+
 @dataclass
 class PeerOpen:
-    """Graceful-restart time each peer advertised in its last OPEN (filled by parse)."""
+    """What each peer advertised in its last OPEN (filled by parse): graceful-restart
+    time, families (multiprotocol), capability names; ``configured``: our families
+    per peer (what we advertise), to log what was negotiated."""
 
     gr: dict[str, int]
+    families: dict[str, frozenset[str]] = field(default_factory=dict)
+    capabilities: dict[str, list[str]] = field(default_factory=dict)
+    configured: dict[str, frozenset[str]] = field(default_factory=dict)
 
 
 def parse_message(
@@ -395,12 +422,20 @@ def parse_message(
         state = neighbor.get("state")
         if state == "up":
             gr = opens.gr.get(peer, 0)
-            note(
-                PeerEvent(
-                    peer, "up", logging.INFO, f"BGP session with {who} up (graceful restart {gr} s)"
-                )
-            )
-            return [BgpPeerUp(peer, gr)]
+            theirs = opens.families.get(peer)
+            ours = opens.configured.get(peer)
+            level, text = logging.INFO, f"BGP session with {who} up (graceful restart {gr} s"
+            if theirs is not None:
+                both = theirs if ours is None else theirs & ours
+                text += f", families {' '.join(sorted(both)) or 'none'}"
+                missing = sorted(ours - theirs) if ours is not None else []
+                if missing:
+                    level = logging.WARNING
+                    text += f"; not negotiated: {' '.join(missing)}"
+                    if "rtc" in missing:
+                        text += " (no RT-Constraint: this peer gets routes unfiltered)"
+            note(PeerEvent(peer, "up", level, text + ")"))
+            return [BgpPeerUp(peer, gr, theirs)]
         if state == "down":
             reason = neighbor.get("reason") or "no reason given"
             note(PeerEvent(peer, "down", logging.WARNING, f"BGP session with {who} down: {reason}"))
@@ -425,6 +460,8 @@ def parse_message(
     if kind == "open":
         if neighbor.get("direction") == "receive":
             opens.gr[peer] = _gr_time(neighbor.get("open"))
+            opens.families[peer] = _open_families(neighbor.get("open"))
+            opens.capabilities[peer] = _open_capabilities(neighbor.get("open"))
         return []
     message = neighbor.get("message")
     if kind != "update" or not isinstance(message, dict):
@@ -573,7 +610,9 @@ class ExaBgp:
         self._stopping = False
         self._acks: deque[tuple[asyncio.Future[None], str]] = deque()  # (future, command)
         self._tasks: list[asyncio.Task[None]] = []
-        self._opens = PeerOpen({})
+        self._opens = PeerOpen(
+            {}, configured={n.address: frozenset(n.families) for n in cfg.neighbors}
+        )
         self._up: set[str] = set()  # peers whose session is established
         self.commands_sent = 0
         self.commands_failed = 0  # answered 'error'

@@ -155,6 +155,9 @@ class BgpRtcDel:
 class BgpPeerUp:
     peer: str
     graceful_restart: int = 0  # restart time the peer advertised, 0 = no GR
+    # families both sides advertised in their OPEN (RFC 4760 multiprotocol
+    # capability); None = not known, taken as the configured ones
+    families: frozenset[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -316,9 +319,12 @@ def _ip_key(text: str | None) -> tuple[int, int]:
 class _Peer:
     address: str
     asn: int
-    rtc: bool  # RT-Constraint configured for this peer
+    configured_rtc: bool  # RT-Constraint configured for this peer
     filter_out: bool = True  # RFC 4684 outbound filtering by the peer's RTC routes
-    families: frozenset[str] = frozenset({"vpnv4", "vpnv6", "rtc"})
+    configured: frozenset[str] = frozenset({"vpnv4", "vpnv6", "rtc"})
+    # families in use: the configured ones both sides advertised in the OPEN of
+    # the last session (RFC 4760); nothing before the first session is up
+    families: frozenset[str] = frozenset()
     up: bool = False
     session: int = 0  # counts the peer's sessions: paths remember the one they came in
     gr_time: int = 0
@@ -326,6 +332,11 @@ class _Peer:
     rtc_in: dict[str | None, bool] = field(default_factory=dict)  # target -> stale
     adj_out: dict[tuple[str, IPNetwork], VpnRoute] = field(default_factory=dict)
     rtc_out: set[str] = field(default_factory=set)
+
+    @property
+    def rtc(self) -> bool:
+        """RT-Constraint in use: configured and negotiated (RFC 4684 §4)."""
+        return "rtc" in self.families
 
 
 class Rib:
@@ -645,11 +656,26 @@ class Rib:
         return self._readvertise(peer)
 
     def _peer_up(self, ev: BgpPeerUp) -> list[Output]:
+        """A session is established: what it negotiated decides what it gets.
+
+        Routes and RTC routes go to established peers only (a peer that never
+        came up has no adj-RIB-out); a peer gets the families both sides
+        negotiated, and RTC filtering only if RT-Constraint was negotiated
+        (RFC 4684 §4: a peer without it gets every route its policy allows).
+        """
         peer = self._peer(ev.peer)
         peer.up = True
         peer.session += 1
         peer.gr_time = ev.graceful_restart
-        return []
+        peer.families = peer.configured if ev.families is None else peer.configured & ev.families
+        out: list[Output] = []
+        if not peer.rtc and peer.rtc_out:
+            out += [RtcWithdraw(peer.address, t) for t in sorted(peer.rtc_out)]
+            peer.rtc_out = set()
+        if not peer.rtc:
+            peer.rtc_in.clear()
+        out += self._rtc_sync(peer, self._wanted_targets())
+        return out + self._readvertise(peer)
 
     def _peer_down(self, ev: BgpPeerDown, now: float) -> list[Output]:
         peer = self._peer(ev.peer)
@@ -829,7 +855,7 @@ class Rib:
     # --------------------------------------------------------------- export
 
     def _eligible(self, peer: _Peer, route: VpnRoute) -> bool:
-        if family_of(route.prefix) not in peer.families:
+        if not peer.up or family_of(route.prefix) not in peer.families:
             return False
         if not peer.rtc or not peer.filter_out:
             return True
@@ -851,6 +877,8 @@ class Rib:
     def _advertise(
         self, peer: _Peer, key: tuple[str, IPNetwork], route: VpnRoute | None
     ) -> list[Output]:
+        if not peer.up:
+            return []  # what it gets is decided when its session comes up (_peer_up)
         old = peer.adj_out.get(key)
         if route is not None and not self._eligible(peer, route):
             route = None
@@ -880,13 +908,19 @@ class Rib:
         wanted = self._wanted_targets()
         out: list[Output] = []
         for peer in self._peers.values():
-            if not peer.rtc:
-                continue
-            for t in sorted(peer.rtc_out - wanted):
-                out.append(RtcWithdraw(peer.address, t))
-            for t in sorted(wanted - peer.rtc_out):
-                out.append(RtcAnnounce(peer.address, t))
-            peer.rtc_out = set(wanted)
+            out += self._rtc_sync(peer, wanted)
+        return out
+
+    def _rtc_sync(self, peer: _Peer, wanted: set[str]) -> list[Output]:
+        """Our RTC routes to one established peer that negotiated RT-Constraint."""
+        if not peer.up or not peer.rtc:
+            return []
+        out: list[Output] = []
+        for t in sorted(peer.rtc_out - wanted):
+            out.append(RtcWithdraw(peer.address, t))
+        for t in sorted(wanted - peer.rtc_out):
+            out.append(RtcAnnounce(peer.address, t))
+        peer.rtc_out = set(wanted)
         return out
 
     def up_peers(self) -> list[str]:

@@ -164,3 +164,44 @@ def test_frr_pe_vpnv4_both_ways(frr: Frr, pki: Pki) -> None:
             await rs.stop()
 
     run(body)
+
+
+def test_rtc_configured_but_not_negotiated_routes_unfiltered(
+    frr: Frr, pki: Pki, caplog: pytest.LogCaptureFixture
+) -> None:
+    """RFC 4684 §4: rtc configured toward FRR, which has no SAFI 132: FRR gets our
+    routes (no RTC filtering) and the session-up line says what was negotiated."""
+
+    async def body() -> None:
+        cfg = dataclasses.replace(
+            rs_config(pki, RS1),
+            neighbors=(
+                Neighbor(address=FRR, asn=ASN, port=FRR_PORT, families=("vpnv4", "vpnv6", "rtc")),
+            ),
+        )
+        rs = RouteServer(cfg)
+        await rs.start()
+        f1 = Forwarder(pki, F1, rs.xmpp.port)  # type: ignore[union-attr]
+        try:
+            await poll(lambda: rs.rib.show_peers()[0]["up"], "session with FRR")
+            await f1.client.connect()
+            await f1.client.subscribe("red")
+            await f1.publish("red", entry("10.1.1.1/32", "192.0.2.11", 10000, 7))
+            await poll(lambda: f"{RS1}:1:10.1.1.1/32" in frr.vpn_routes(), "our route at FRR")
+            assert rs.rib.show_peers()[0]["routes_out"] == 1
+            assert rs.rib.show_rtc()["peers"][FRR]["rtc"] is False  # type: ignore[index]
+            ups = [r for r in caplog.records if "BGP session with" in r.getMessage()]
+            assert [(r.levelname, r.getMessage()) for r in ups] == [
+                (
+                    "WARNING",
+                    f"BGP session with {FRR} (AS {ASN}) up (graceful restart 120 s, families "
+                    "vpnv4; not negotiated: rtc vpnv6 (no RT-Constraint: this peer gets routes "
+                    "unfiltered))",
+                )
+            ]
+        finally:
+            await f1.client.close()
+            await rs.stop()
+
+    caplog.set_level("INFO", logger="routeserver")
+    run(body)

@@ -158,7 +158,10 @@ def test_parse_session_events_and_gr_from_open():
     )
     assert parse_message(open_msg, opens) == []
     assert parse_message(msg("state", '"state": "connected"'), opens) == []
-    assert parse_message(msg("state", '"state": "up"'), opens) == [BgpPeerUp("127.0.0.2", 90)]
+    # no multiprotocol capability in that OPEN: the peer negotiated none of our families
+    assert parse_message(msg("state", '"state": "up"'), opens) == [
+        BgpPeerUp("127.0.0.2", 90, frozenset())
+    ]
     assert parse_message(msg("state", '"state": "down", "reason": "x"'), opens) == [
         BgpPeerDown("127.0.0.2")
     ]

@@ -67,6 +67,14 @@ def cfg(**bgp):
     )
 
 
+def live(config):
+    """A RIB whose configured peers are established (routes go to those only)."""
+    rib = Rib(config)
+    for n in config.neighbors:
+        rib.handle(BgpPeerUp(n.address, 0), 0)
+    return rib
+
+
 def n(s):
     return ip_network(s)
 
@@ -76,7 +84,7 @@ def a(s):
 
 
 def test_symmetric_vpn_xmpp_to_bgp_and_forwarders():
-    rib = Rib(cfg())
+    rib = live(cfg())
     out = rib.handle(XmppSubscribe(H1, "red"), 0)
     assert out == [FwdEndOfRib(H1, "red"), RtcAnnounce(PE, "64512:100")]
     out = rib.handle(XmppRouteAdd(H1, "red", n("10.1.1.1/32"), a("192.0.2.11"), 10000, 1), 0)
@@ -129,7 +137,7 @@ def test_bgp_route_imported_by_target_only():
 
 
 def test_hub_and_spoke():
-    rib = Rib(cfg())
+    rib = live(cfg())
     for sid in (H1, H2, HUB):
         rib.handle(XmppSubscribe(sid, "tenant1"), 0)
     rib.handle(BgpRtcAdd(PE, None), 0)
@@ -344,7 +352,7 @@ def test_bad_input_is_refused_precisely():
 
 
 def test_rtc_wildcard_and_withdraw_on_rtc_loss():
-    rib = Rib(cfg())
+    rib = live(cfg())
     rib.handle(XmppSubscribe(H1, "red"), 0)
     rib.handle(XmppRouteAdd(H1, "red", n("2001:db8::1/128"), a("2001:db8:ffff::11"), 99), 0)
     route = VpnRoute(
@@ -360,7 +368,7 @@ def test_rtc_filter_out_can_be_turned_off_per_peer():
         "bgp": {"neighbor": [{"address": PE, "asn": 64512, "rtc_filter_out": False}]},
         "vrf": [{"vpn": "red", "import_targets": ["64512:100"], "export_targets": ["64512:1"]}],
     }
-    rib = Rib(load_dict(doc))
+    rib = live(load_dict(doc))
     assert rib.handle(XmppSubscribe(H1, "red"), 0) == [
         FwdEndOfRib(H1, "red"),
         RtcAnnounce(PE, "64512:100"),
@@ -379,7 +387,7 @@ def test_only_configured_families_are_advertised():
         "bgp": {"neighbor": [{"address": PE2, "asn": 65001, "families": ["vpnv4"]}]},
         "vrf": [{"vpn": "red", "import_targets": ["64512:100"], "export_targets": ["64512:100"]}],
     }
-    rib = Rib(load_dict(doc))
+    rib = live(load_dict(doc))
     rib.handle(XmppSubscribe(H1, "red"), 0)
     out = rib.handle(XmppRouteAdd(H1, "red", n("2001:db8::1/128"), a("192.0.2.11"), 16), 0)
     assert [type(o).__name__ for o in out] == ["FwdRoutes"]
@@ -428,7 +436,7 @@ def test_coalesce_keeps_per_forwarder_order():
 
 
 def test_replay_lists_everything_advertised():
-    rib = Rib(cfg())
+    rib = live(cfg())
     rib.handle(XmppSubscribe(H1, "red"), 0)
     rib.handle(BgpRtcAdd(PE, "64512:100"), 0)
     rib.handle(XmppRouteAdd(H1, "red", n("10.1.1.1/32"), a("192.0.2.11"), 16), 0)
@@ -445,7 +453,7 @@ def test_replay_lists_everything_advertised():
 def test_refused_command_is_forgotten_and_resent_with_backoff():
     from routeserver.rib import BgpCommandFailed
 
-    rib = Rib(cfg())
+    rib = live(cfg())
     rib.handle(XmppSubscribe(H1, "red"), 0)
     rib.handle(BgpRtcAdd(PE, "64512:100"), 0)
     out = rib.handle(XmppRouteAdd(H1, "red", n("10.1.1.1/32"), a("192.0.2.11"), 16), 0)
@@ -520,3 +528,28 @@ def test_local_path_wins_over_bgp_at_equal_version():
     # ... and the local path is back as soon as it is republished with a newer one
     out = rib.handle(XmppRouteAdd(H1, "red", local.prefix, local.nexthop, 100, 5), 0)
     assert out[0] == FwdRoutes(H1, "red", (FwdRoute(local.prefix, local.nexthop, 100, 5),))
+
+
+def test_peer_without_negotiated_rtc_gets_routes_unfiltered():
+    """RFC 4684 §4: RTC configured for PE but not in its OPEN -> no RTC filtering."""
+    rib = Rib(cfg())
+    rib.handle(XmppSubscribe(H1, "red"), 0)
+    rib.handle(XmppRouteAdd(H1, "red", n("10.1.1.1/32"), a("192.0.2.11"), 10000), 0)
+    route = VpnRoute(
+        "10.255.0.1:1", n("10.1.1.1/32"), 10000, a("192.0.2.11"), frozenset({"64512:100"})
+    )
+    # never up: nothing recorded as sent (routes_out 0), nothing sent
+    assert [p["routes_out"] for p in rib.show_peers()] == [0, 0]
+    out = rib.handle(BgpPeerUp(PE, 0, frozenset({"vpnv4", "vpnv6"})), 0)
+    assert out == [BgpAnnounce(PE, route)]  # no RTC route, and no filtering
+    assert rib.show_rtc()["peers"][PE]["rtc"] is False  # type: ignore[index]
+    # the next session negotiates RTC: filtering applies, our RTC route is sent
+    rib.handle(BgpPeerDown(PE), 1)
+    out = rib.handle(BgpPeerUp(PE, 0, frozenset({"vpnv4", "vpnv6", "rtc"})), 2)
+    assert out == [RtcAnnounce(PE, "64512:100"), BgpWithdraw(PE, route)]
+    # a family the peer did not negotiate is not advertised
+    rib.handle(BgpPeerDown(PE), 3)
+    out = rib.handle(BgpPeerUp(PE, 0, frozenset({"vpnv6"})), 4)
+    assert out == [RtcWithdraw(PE, "64512:100")]
+    rib.handle(XmppRouteAdd(H1, "red", n("2001:db8::1/128"), a("192.0.2.11"), 10001), 5)
+    assert [p["routes_out"] for p in rib.show_peers()] == [1, 0]
