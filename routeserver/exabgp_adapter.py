@@ -255,15 +255,27 @@ def _attrs(attr: Any) -> tuple[BgpAttrs, frozenset[str], int]:
     if origin is None:
         raise BgpInputError(f"unknown origin {attr.get('origin')!r}")
     as_path: list[int] = []
-    for seg in attr.get("as-path", []) or []:
+    as_sets: list[tuple[int, ...]] = []
+
+    def segment(kind: object, value: list[Any]) -> None:
+        asns = [x for x in value if isinstance(x, int)]
+        if kind in ("as-set", "confed-set"):  # an AS_SET counts as one (RFC 4271 §9.1.2.2)
+            as_sets.append(tuple(asns))
+            as_path.append(min(asns) if asns else 0)
+        else:
+            as_path.extend(asns)
+
+    raw_path = attr.get("as-path", []) or []
+    if isinstance(raw_path, dict):
+        # ExaBGP 5: {"0": {"element": "as-sequence", "value": [65001, 64512]}, ...}
+        raw_path = [raw_path[k] for k in sorted(raw_path, key=lambda k: (len(str(k)), str(k)))]
+    for seg in raw_path:
         if isinstance(seg, int):
             as_path.append(seg)
-        elif isinstance(seg, list):  # AS_SET counts as one (RFC 4271 §9.1.2.2)
-            as_path.append(min(x for x in seg if isinstance(x, int)) if seg else 0)
-        elif isinstance(seg, dict):  # ExaBGP's per-segment form
-            for s in seg.values():
-                if isinstance(s, dict) and isinstance(s.get("value"), list):
-                    as_path.extend(x for x in s["value"] if isinstance(x, int))
+        elif isinstance(seg, list):  # older form: a nested list is an AS_SET
+            segment("as-set", seg)
+        elif isinstance(seg, dict) and isinstance(seg.get("value"), list):
+            segment(seg.get("element"), seg["value"])
     targets: set[str] = set()
     version = 0
     for ec in attr.get("extended-community", []) or []:
@@ -284,6 +296,7 @@ def _attrs(attr: Any) -> tuple[BgpAttrs, frozenset[str], int]:
         BgpAttrs(
             local_pref=lp,
             as_path=tuple(as_path),
+            as_sets=tuple(as_sets),
             origin=origin,
             med=med,
             originator_id=oid if isinstance(oid, str) else None,

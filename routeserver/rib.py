@@ -113,11 +113,12 @@ class XmppRouteDel:
 @dataclass(frozen=True)
 class BgpAttrs:
     local_pref: int = 100
-    as_path: tuple[int, ...] = ()
+    as_path: tuple[int, ...] = ()  # an AS_SET counts as one entry (its lowest AS)
     origin: int = ORIGIN_IGP
     med: int = 0
     originator_id: str | None = None
     cluster_list_len: int = 0  # RFC 4456: 0 without a CLUSTER_LIST
+    as_sets: tuple[tuple[int, ...], ...] = ()  # the AS_SETs' members (loop check)
 
 
 @dataclass(frozen=True)
@@ -298,6 +299,11 @@ def check_route(prefix: IPNetwork, nexthop: IPAddress) -> None:
     """RibError unless the route can be advertised (IPv6 over IPv4 is fine, not the reverse)."""
     if prefix.version == 4 and nexthop.version == 6:
         raise RibError(f"IPv4 prefix {prefix} with IPv6 next hop {nexthop} is not supported")
+
+
+def as_path_loop(ev: BgpRouteAdd, asn: int) -> bool:
+    """True when the route's AS_PATH contains ``asn`` (RFC 4271 §9.1.2 loop)."""
+    return asn in ev.attrs.as_path or any(asn in s for s in ev.attrs.as_sets)
 
 
 def family_of(prefix: IPNetwork) -> str:
@@ -610,6 +616,11 @@ class Rib:
         if ev.attrs.originator_id == self.router_id:
             # our own route reflected back (RFC 4456 §8): ignore, as a withdrawal
             self.counters["own_route_reflected"] = self.counters.get("own_route_reflected", 0) + 1
+            return self._bgp_del(BgpRouteDel(ev.peer, ev.rd, ev.prefix))
+        if as_path_loop(ev, self.config.asn):
+            # RFC 4271 §9.1.2: a route whose AS_PATH holds our AS is not used;
+            # as a withdrawal, so an earlier path of that key goes too
+            self.counters["as_path_loop"] = self.counters.get("as_path_loop", 0) + 1
             return self._bgp_del(BgpRouteDel(ev.peer, ev.rd, ev.prefix))
         path = Path(
             source="bgp",

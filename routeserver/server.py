@@ -74,6 +74,7 @@ from routeserver.rib import (
     XmppRouteDel,
     XmppSubscribe,
     XmppUnsubscribe,
+    as_path_loop,
     check_route,
     coalesce,
 )
@@ -458,6 +459,12 @@ class RouteServer:
             self.counters["bgp_inputs"] += 1
             if isinstance(ev, BgpRouteAdd) and ev.label < LABEL_MIN:
                 reserved.append(ev)
+            if isinstance(ev, BgpRouteAdd) and as_path_loop(ev, self.cfg.asn):
+                self._refused("as-path-loop")
+                log.warning(
+                    "BGP peer %s: %s:%s ignored, our AS %d is in its AS_PATH %s (RFC 4271 9.1.2)",
+                    ev.peer, ev.rd, ev.prefix, self.cfg.asn, list(ev.attrs.as_path),
+                )  # fmt: skip
             try:
                 outputs += self.rib.handle(ev, now)
             except RibError as e:

@@ -42,9 +42,10 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
 
 
 class Frr:
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, asn: int = ASN, statics: tuple[str, ...] = (STATIC,)) -> None:
         self.dir = tmp
         conf = tmp / "bgpd.conf"
+        lines = "\n".join(f"  {s}" for s in statics)
         conf.write_text(
             f"""hostname frr-pe
 log stdout informational
@@ -52,16 +53,21 @@ log stdout informational
 route-map RT permit 10
  set extcommunity rt 64512:100
 !
-router bgp {ASN}
+route-map LOOP permit 10
+ set extcommunity rt 64512:100
+ set as-path prepend {ASN}
+!
+router bgp {asn}
  bgp router-id {FRR}
  no bgp default ipv4-unicast
+ no bgp ebgp-requires-policy
  neighbor {RS1} remote-as {ASN}
  neighbor {RS1} update-source {FRR}
  neighbor {RS1} passive
  !
  address-family ipv4 vpn
   neighbor {RS1} activate
-  {STATIC}
+{lines}
  exit-address-family
 !
 """
@@ -205,3 +211,35 @@ def test_rtc_configured_but_not_negotiated_routes_unfiltered(
 
     caplog.set_level("INFO", logger="routeserver")
     run(body)
+
+
+def test_as_path_loop_is_ignored(tmp_path: Path, pki: Pki) -> None:
+    """RFC 4271 §9.1.2: FRR (eBGP, AS 65001) sends a route whose AS_PATH holds our
+    AS 64512: not used, counted as refused (as-path-loop); the other route is used."""
+    looped = "network 10.6.6.6/32 rd 64512:66 label 6006 route-map LOOP"
+    frr = Frr(tmp_path, asn=65001, statics=(STATIC, looped))
+
+    async def body() -> None:
+        cfg = dataclasses.replace(
+            rs_config(pki, RS1),
+            neighbors=(Neighbor(address=FRR, asn=65001, port=FRR_PORT, families=("vpnv4",)),),
+        )
+        rs = RouteServer(cfg)
+        await rs.start()
+        try:
+            await poll(lambda: rs.rib.show_routes("red"), "FRR route in the RIB")
+            await poll(lambda: rs.bgp_refused.get("as-path-loop"), "looped route refused")
+            assert [(r["prefix"], r["rd"]) for r in rs.rib.show_routes("red")] == [
+                ("10.5.5.5/32", "64512:55")
+            ]
+            assert rs.bgp_refused["as-path-loop"] == 1
+            assert rs.rib.counters["as_path_loop"] == 1
+            metrics = rs.metrics().splitlines()
+            assert 'esvpn_rs_bgp_refused_total{reason="as-path-loop"} 1.0' in metrics
+        finally:
+            await rs.stop()
+
+    try:
+        run(body)
+    finally:
+        frr.stop()

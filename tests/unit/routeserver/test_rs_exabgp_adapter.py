@@ -177,7 +177,11 @@ def test_parse_updates():
     upd = {
         "attribute": {
             "origin": "incomplete",
-            "as-path": [65001, 65002],
+            # ExaBGP 5's form: segments by position
+            "as-path": {
+                "0": {"element": "as-sequence", "value": [65001, 65002]},
+                "1": {"element": "as-set", "value": [65009, 65003]},
+            },
             "med": 5,
             "local-preference": 200,
             "originator-id": "127.0.0.9",
@@ -199,7 +203,7 @@ def test_parse_updates():
         },
     }
     line = update_line(upd)
-    attrs = BgpAttrs(200, (65001, 65002), 2, 5, "127.0.0.9", 2)
+    attrs = BgpAttrs(200, (65001, 65002, 65003), 2, 5, "127.0.0.9", 2, ((65009, 65003),))
     assert parse_message(line, PeerOpen({})) == [
         BgpRouteDel("127.0.0.2", "64512:8", ip_network("10.3.3.3/32")),
         BgpRtcDel("127.0.0.2", "64512:200"),

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from dataclasses import replace
 from ipaddress import ip_address, ip_network
 
 import pytest
@@ -553,3 +554,22 @@ def test_peer_without_negotiated_rtc_gets_routes_unfiltered():
     assert out == [RtcWithdraw(PE, "64512:100")]
     rib.handle(XmppRouteAdd(H1, "red", n("2001:db8::1/128"), a("192.0.2.11"), 10001), 5)
     assert [p["routes_out"] for p in rib.show_peers()] == [1, 0]
+
+
+def test_as_path_loop_is_ignored_as_a_withdrawal():
+    """RFC 4271 §9.1.2: our AS (64512) in the AS_PATH (or an AS_SET): not used."""
+    rib = live(cfg())
+    rib.handle(XmppSubscribe(H1, "red"), 0)
+    rt = frozenset({"64512:100"})
+    good = BgpRouteAdd(PE2, "65001:7", n("10.2.2.2/32"), 20000, a("192.0.2.22"), rt, 0,
+                       BgpAttrs(as_path=(65001,)))  # fmt: skip
+    assert rib.handle(good, 0) == [
+        FwdRoutes(H1, "red", (FwdRoute(n("10.2.2.2/32"), a("192.0.2.22"), 20000),))
+    ]
+    looped = replace(good, attrs=BgpAttrs(as_path=(65001, 64512)))
+    assert rib.handle(looped, 1) == [FwdWithdraw(H1, "red", (n("10.2.2.2/32"),))]
+    in_set = replace(good, prefix=n("10.3.3.3/32"), attrs=BgpAttrs(as_path=(65001, 1),
+                     as_sets=((1, 64512),)))  # fmt: skip
+    assert rib.handle(in_set, 2) == []
+    assert rib.counters["as_path_loop"] == 2
+    assert rib.show_routes("red") == []
