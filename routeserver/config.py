@@ -106,6 +106,19 @@ def parse_route_target(text: str) -> str:
     return f"{asn}:{num}"
 
 
+def route_target_value(text: str) -> int:
+    """The 8-octet route target extended community (RFC 4360) of a canonical RT, as a
+    number: type 0x00 (2-octet AS), 0x01 (IPv4) or 0x02 (4-octet AS), sub-type 0x02."""
+    admin, _, number = text.rpartition(":")
+    num = int(number)
+    if "." in admin:
+        return (0x0102 << 48) | (int(ipaddress.IPv4Address(admin)) << 16) | num
+    asn = int(admin)
+    if asn > 0xFFFF:
+        return (0x0202 << 48) | (asn << 16) | num
+    return (0x0002 << 48) | (asn << 32) | num
+
+
 def parse_rd(text: str) -> str:
     """Canonical route distinguisher 'admin:number' (types 0, 1 and 2)."""
     try:

@@ -60,7 +60,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 
 from esxmpp.dialect import LABEL_MIN
-from routeserver.config import Config, Vrf
+from routeserver.config import Config, Vrf, route_target_value
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -141,15 +141,39 @@ class BgpRouteDel:
 
 
 @dataclass(frozen=True)
+class RtcPrefix:
+    """An RT-Constraint NLRI of 32..95 bits (RFC 4684 §4): the origin AS, then the
+    first ``length - 32`` bits of a route target; it asks for every route target
+    that starts with those bits (32 bits: every route target)."""
+
+    origin: int
+    value: int  # the 8-octet route target as a number, bits past the prefix zero
+    length: int
+
+    def covers(self, target: str) -> bool:
+        bits = self.length - 32
+        shift = 64 - bits
+        return bits <= 0 or route_target_value(target) >> shift == self.value >> shift
+
+    def __str__(self) -> str:
+        return f"{self.origin}:0x{self.value:016x}/{self.length}"
+
+
+# an RTC route: a whole route target (96 bits; the origin AS does not matter to
+# us), a prefix of one, or None = the default RTC route (length 0): everything
+RtcTarget = str | RtcPrefix | None
+
+
+@dataclass(frozen=True)
 class BgpRtcAdd:
     peer: str
-    target: str | None  # None = default (wildcard) RTC route
+    target: RtcTarget
 
 
 @dataclass(frozen=True)
 class BgpRtcDel:
     peer: str
-    target: str | None
+    target: RtcTarget
 
 
 @dataclass(frozen=True)
@@ -335,7 +359,7 @@ class _Peer:
     session: int = 0  # counts the peer's sessions: paths remember the one they came in
     gr_time: int = 0
     gr_deadline: float | None = None
-    rtc_in: dict[str | None, bool] = field(default_factory=dict)  # target -> stale
+    rtc_in: dict[RtcTarget, bool] = field(default_factory=dict)  # target -> stale
     adj_out: dict[tuple[str, IPNetwork], VpnRoute] = field(default_factory=dict)
     rtc_out: set[str] = field(default_factory=set)
 
@@ -744,7 +768,7 @@ class Rib:
                 else:
                     yield []
             if "rtc" in fams and (stale_only or peer.session == session):
-                keep: dict[str | None, bool] = {
+                keep: dict[RtcTarget, bool] = {
                     t: s for t, s in peer.rtc_in.items() if stale_only and not s
                 }
                 if keep != peer.rtc_in:
@@ -872,7 +896,12 @@ class Rib:
             return True
         if None in peer.rtc_in:
             return True
-        return any(t in peer.rtc_in for t in route.targets)
+        if any(t in peer.rtc_in for t in route.targets):
+            return True  # route targets are matched exactly (RFC 4684 §4) ...
+        return any(  # ... against RTC routes of 96 bits; shorter ones by prefix
+            isinstance(k, RtcPrefix) and any(k.covers(t) for t in route.targets)
+            for k in peer.rtc_in
+        )
 
     def _export(self, rd: str, prefix: IPNetwork, route: VpnRoute | None) -> list[Output]:
         key = (rd, prefix)
@@ -1003,7 +1032,7 @@ class Rib:
             "peers": {
                 a: {
                     "rtc": p.rtc,
-                    "received": sorted("default" if t is None else t for t in p.rtc_in),
+                    "received": sorted("default" if t is None else str(t) for t in p.rtc_in),
                     "advertised": sorted(p.rtc_out),
                     "routes_out": len(p.adj_out),
                 }

@@ -287,7 +287,8 @@ class RouteServer:
             self._bgp_inputs([BgpPeerDown(a) for a in self.rib.up_peers()])
             await self.bgp.stop()
             while True:
-                bgp = ExaBgp(self.cfg, self._bgp_inputs, self._bgp_bad)
+                # the RIB it replays is state kept over the restart (RFC 4724 R bit)
+                bgp = ExaBgp(self.cfg, self._bgp_inputs, self._bgp_bad, restarted=True)
                 try:
                     await bgp.start()
                     break

@@ -26,6 +26,7 @@ from routeserver.rib import (
     BgpRtcDel,
     BgpWithdraw,
     RtcAnnounce,
+    RtcPrefix,
     RtcWithdraw,
     VpnRoute,
 )
@@ -194,6 +195,7 @@ def test_parse_updates():
                 "127.0.0.2": [
                     {"origin": 64512, "route-target": "target:64512:100"},
                     {"origin": 0, "route-target": None},
+                    {"origin": 64513, "length": 80, "value": 0x0002FC0000000000},
                 ]
             },
         },
@@ -229,6 +231,7 @@ def test_parse_updates():
         ),
         BgpRtcAdd("127.0.0.2", "64512:100"),
         BgpRtcAdd("127.0.0.2", None),
+        BgpRtcAdd("127.0.0.2", RtcPrefix(64513, 0x0002FC0000000000, 80)),
     ]
 
 

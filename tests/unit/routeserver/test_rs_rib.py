@@ -573,3 +573,27 @@ def test_as_path_loop_is_ignored_as_a_withdrawal():
     assert rib.handle(in_set, 2) == []
     assert rib.counters["as_path_loop"] == 2
     assert rib.show_routes("red") == []
+
+
+def test_rtc_prefix_matches_route_targets_by_prefix():
+    """RFC 4684 §4: an RTC NLRI of 32..95 bits asks for the route targets it prefixes."""
+    from routeserver.rib import RtcPrefix
+
+    rt100 = (0x0002 << 48) | (64512 << 32) | 100
+    by80 = RtcPrefix(64512, rt100 & ~0xFFFFFFFF, 80)  # type, AS, high 16 bits of number
+    assert by80.covers("64512:100") and by80.covers("64512:65535")
+    assert not by80.covers("64512:70000") and not by80.covers("64513:100")
+    assert not by80.covers("10.0.0.1:100")  # another type
+    assert RtcPrefix(64512, 0, 32).covers("10.0.0.1:100")  # origin AS only: everything
+    rib = live(cfg())
+    rib.handle(XmppSubscribe(H1, "red"), 0)
+    rib.handle(XmppRouteAdd(H1, "red", n("10.1.1.1/32"), a("192.0.2.11"), 10000), 0)
+    route = VpnRoute(
+        "10.255.0.1:1", n("10.1.1.1/32"), 10000, a("192.0.2.11"), frozenset({"64512:100"})
+    )
+    assert rib.handle(BgpRtcAdd(PE, RtcPrefix(64513, 0x0002FC0000000000, 64)), 0) == [
+        BgpAnnounce(PE, route)
+    ]
+    assert rib.handle(BgpRtcDel(PE, RtcPrefix(64513, 0x0002FC0000000000, 64)), 0) == [
+        BgpWithdraw(PE, route)
+    ]
