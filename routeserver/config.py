@@ -149,6 +149,20 @@ class Vrf:
     # spoke VRF: its forwarders' paths are candidates in it only through
     # import_targets, like one VRF per forwarder (hub and spoke)
     isolated: bool = False
+    index: int = 1  # position in the file, from 1: the number of derived RDs
+    rd_configured: bool = False  # rd set in the file: one RD for the whole VRF
+
+    def rd_for(self, nexthop: str) -> str:
+        """The RD of a forwarder's routes in this VRF.
+
+        Type 1 ``<forwarder IPv4 address>:<VRF index>``: one RD per (forwarder,
+        VRF), so every forwarder's path of an anycast prefix stays visible in
+        BGP. A configured ``rd`` is used as is; a forwarder reached over IPv6
+        gets the VRF's RD (``<router_id>:<index>``).
+        """
+        if self.rd_configured or ":" in nexthop:
+            return self.rd
+        return f"{nexthop}:{self.index}"
 
     def matches(self, system_id: str, vpn: str) -> bool:
         return vpn == self.vpn and any(fnmatch.fnmatchcase(system_id, p) for p in self.systems)
@@ -354,6 +368,8 @@ def _vrf(d: Any, index: int, router_id: str) -> Vrf:
         export_targets=exp,
         systems=tuple(systems),
         isolated=isolated,
+        index=index + 1,
+        rd_configured="rd" in d,
     )
 
 

@@ -397,6 +397,7 @@ class Rib:
         self._dumps: dict[tuple[str, str], int] = {}  # (vrf, system id) -> latest table dump
         self._subscribers: dict[str, set[str]] = {}  # vrf name -> system ids
         self._exports: dict[tuple[str, IPNetwork], VpnRoute] = {}  # (rd, prefix)
+        self._vrf_rds: dict[tuple[str, IPNetwork], set[str]] = {}  # (vrf, prefix) -> RDs out
         self.counters: dict[str, int] = {}
         # resync after refused BGP commands: when, and the backoff for the next one
         self._resync_at: float | None = None
@@ -609,7 +610,7 @@ class Rib:
         path = Path(
             source="xmpp",
             origin_id=ev.system_id,
-            rd=vrf.rd,
+            rd=vrf.rd_for(str(ev.nexthop)),
             prefix=ev.prefix,
             nexthop=ev.nexthop,
             label=ev.label,
@@ -863,24 +864,34 @@ class Rib:
                 if old is None or self._fwd(old) != self._fwd(new):
                     for sid in sorted(self._subscribers.get(vrf.name, ())):
                         out.append(FwdRoutes(sid, vrf.vpn, (self._fwd(new),)))
-            # export: the best XMPP path of this VRF for this prefix
+            # export: per RD (one per forwarder, Vrf.rd_for) the best XMPP path of
+            # this VRF for this prefix
             if vrf.export_targets:
-                local = [p for p in paths if p.source == "xmpp" and p.vrf == vrf.name]
-                best_local = self.best(local)
-                out += self._export(
-                    vrf.rd,
-                    prefix,
-                    None
-                    if best_local is None
-                    else VpnRoute(
-                        rd=vrf.rd,
-                        prefix=prefix,
-                        label=best_local.label,
-                        nexthop=best_local.nexthop,
-                        targets=vrf.export_targets,
-                        version=best_local.version,
-                    ),
-                )
+                by_rd: dict[str, list[Path]] = {}
+                for p in paths:
+                    if p.source == "xmpp" and p.vrf == vrf.name:
+                        by_rd.setdefault(p.rd, []).append(p)
+                key = (vrf.name, prefix)
+                gone = self._vrf_rds.pop(key, set()) - set(by_rd)
+                if by_rd:
+                    self._vrf_rds[key] = set(by_rd)
+                for rd in sorted(gone):
+                    out += self._export(rd, prefix, None)
+                for rd, local in sorted(by_rd.items()):
+                    best_local = self.best(local)
+                    assert best_local is not None
+                    out += self._export(
+                        rd,
+                        prefix,
+                        VpnRoute(
+                            rd=rd,
+                            prefix=prefix,
+                            label=best_local.label,
+                            nexthop=best_local.nexthop,
+                            targets=vrf.export_targets,
+                            version=best_local.version,
+                        ),
+                    )
         return out
 
     @staticmethod

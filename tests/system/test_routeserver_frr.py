@@ -150,9 +150,9 @@ def test_frr_pe_vpnv4_both_ways(frr: Frr, pki: Pki) -> None:
             assert f1.notes == [pe, d.EndOfRib("red")]
             # ours reaches FRR: our RD, the forwarder's label and next hop, RT and version
             await f1.publish("red", entry("10.1.1.1/32", "192.0.2.11", 10000, 7))
-            await poll(lambda: f"{RS1}:1:10.1.1.1/32" in frr.vpn_routes(), "our route at FRR")
-            detail = await asyncio.to_thread(frr.route_detail, f"{RS1}:1", "10.1.1.1/32")
-            (path,) = detail[f"{RS1}:1"]["paths"]
+            await poll(lambda: "192.0.2.11:1:10.1.1.1/32" in frr.vpn_routes(), "our route at FRR")
+            detail = await asyncio.to_thread(frr.route_detail, "192.0.2.11:1", "10.1.1.1/32")
+            (path,) = detail["192.0.2.11:1"]["paths"]
             assert (path["remoteLabel"], [n["ip"] for n in path["nexthops"]]) == (
                 10000, ["192.0.2.11"]
             )  # fmt: skip
@@ -193,7 +193,7 @@ def test_rtc_configured_but_not_negotiated_routes_unfiltered(
             await f1.client.connect()
             await f1.client.subscribe("red")
             await f1.publish("red", entry("10.1.1.1/32", "192.0.2.11", 10000, 7))
-            await poll(lambda: f"{RS1}:1:10.1.1.1/32" in frr.vpn_routes(), "our route at FRR")
+            await poll(lambda: "192.0.2.11:1:10.1.1.1/32" in frr.vpn_routes(), "our route at FRR")
             assert rs.rib.show_peers()[0]["routes_out"] == 1
             assert rs.rib.show_rtc()["peers"][FRR]["rtc"] is False  # type: ignore[index]
             ups = [r for r in caplog.records if "BGP session with" in r.getMessage()]

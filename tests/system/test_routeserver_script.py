@@ -140,7 +140,7 @@ def test_restart_flag_only_after_a_restart_and_no_next_hop_beside_mp_reach(pki: 
             await f1.publish("red", entry("10.1.1.1/32", "192.0.2.11", 10000))
             await poll(lambda: announced(peer) == {"10.1.1.1/32"}, "our route")
             (ours,) = [u for u in peer.updates if u.vpn]
-            assert ours.vpn == [(f"{RS1}:1", "10.1.1.1/32")]
+            assert ours.vpn == [("192.0.2.11:1", "10.1.1.1/32")]
             assert MP_REACH in ours.codes and NEXT_HOP not in ours.codes, ours.codes
             # ExaBGP dies; the daemon restarts it and replays its RIB: a restart
             pid = rs.bgp.pid

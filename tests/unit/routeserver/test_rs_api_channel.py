@@ -187,7 +187,7 @@ def test_route_server_resends_a_refused_announcement() -> None:
                 ]
             )  # fmt: skip
             ann = (
-                "neighbor 192.0.2.1 announce route 10.1.1.1/32 rd 10.255.0.1:1 label 16 "
+                "neighbor 192.0.2.1 announce route 10.1.1.1/32 rd 192.0.2.11:1 label 16 "
                 "next-hop 192.0.2.11 origin igp local-preference 100 "
                 "extended-community [ target:64512:100 ]"
             )

@@ -90,7 +90,7 @@ def test_symmetric_vpn_xmpp_to_bgp_and_forwarders():
     assert out == [FwdEndOfRib(H1, "red"), RtcAnnounce(PE, "64512:100")]
     out = rib.handle(XmppRouteAdd(H1, "red", n("10.1.1.1/32"), a("192.0.2.11"), 10000, 1), 0)
     route = VpnRoute(
-        "10.255.0.1:1", n("10.1.1.1/32"), 10000, a("192.0.2.11"), frozenset({"64512:100"}), 1
+        "192.0.2.11:1", n("10.1.1.1/32"), 10000, a("192.0.2.11"), frozenset({"64512:100"}), 1
     )
     # PE negotiated RTC but has not asked for 64512:100 yet; PE2 has no RTC
     assert out == [
@@ -145,7 +145,7 @@ def test_hub_and_spoke():
     spoke = FwdRoute(n("10.9.0.1/32"), a("192.0.2.11"), 100)
     out = rib.handle(XmppRouteAdd(H1, "tenant1", spoke.prefix, spoke.nexthop, 100), 0)
     # a spoke's route goes to the hub (and to BGP with the spoke target), not to spoke H2
-    spoke_vpn = VpnRoute("10.255.0.1:2", spoke.prefix, 100, spoke.nexthop, frozenset({"64512:200"}))
+    spoke_vpn = VpnRoute("192.0.2.11:2", spoke.prefix, 100, spoke.nexthop, frozenset({"64512:200"}))
     assert out == [
         BgpAnnounce(PE, spoke_vpn),
         BgpAnnounce(PE2, spoke_vpn),
@@ -375,7 +375,7 @@ def test_rtc_filter_out_can_be_turned_off_per_peer():
         RtcAnnounce(PE, "64512:100"),
     ]
     out = rib.handle(XmppRouteAdd(H1, "red", n("10.1.1.1/32"), a("192.0.2.11"), 16), 0)
-    route = VpnRoute("10.255.0.1:1", n("10.1.1.1/32"), 16, a("192.0.2.11"), frozenset({"64512:1"}))
+    route = VpnRoute("192.0.2.11:1", n("10.1.1.1/32"), 16, a("192.0.2.11"), frozenset({"64512:1"}))
     assert out == [
         FwdRoutes(H1, "red", (FwdRoute(n("10.1.1.1/32"), a("192.0.2.11"), 16, 0),)),
         BgpAnnounce(PE, route),
@@ -442,7 +442,7 @@ def test_replay_lists_everything_advertised():
     rib.handle(BgpRtcAdd(PE, "64512:100"), 0)
     rib.handle(XmppRouteAdd(H1, "red", n("10.1.1.1/32"), a("192.0.2.11"), 16), 0)
     route = VpnRoute(
-        "10.255.0.1:1", n("10.1.1.1/32"), 16, a("192.0.2.11"), frozenset({"64512:100"})
+        "192.0.2.11:1", n("10.1.1.1/32"), 16, a("192.0.2.11"), frozenset({"64512:100"})
     )
     assert rib.replay() == [
         RtcAnnounce(PE, "64512:100"),
@@ -459,7 +459,7 @@ def test_refused_command_is_forgotten_and_resent_with_backoff():
     rib.handle(BgpRtcAdd(PE, "64512:100"), 0)
     out = rib.handle(XmppRouteAdd(H1, "red", n("10.1.1.1/32"), a("192.0.2.11"), 16), 0)
     route = VpnRoute(
-        "10.255.0.1:1", n("10.1.1.1/32"), 16, a("192.0.2.11"), frozenset({"64512:100"})
+        "192.0.2.11:1", n("10.1.1.1/32"), 16, a("192.0.2.11"), frozenset({"64512:100"})
     )
     assert out[1:] == [BgpAnnounce(PE, route), BgpAnnounce(PE2, route)]
     # ExaBGP refuses the announcement to PE: it leaves PE's adj-RIB-out, a resync is due in 1 s
@@ -480,7 +480,7 @@ def test_refused_command_is_forgotten_and_resent_with_backoff():
     assert rib.handle(BgpCommandFailed(BgpWithdraw(PE2, route)), 10) == []
     assert rib.expire(14) == [BgpWithdraw(PE2, route)]
     # a refusal for a route replaced meanwhile changes nothing; after 60 s quiet, 1 s again
-    stale = VpnRoute("10.255.0.1:1", n("10.1.1.1/32"), 99, a("192.0.2.11"), frozenset())
+    stale = VpnRoute("192.0.2.11:1", n("10.1.1.1/32"), 99, a("192.0.2.11"), frozenset())
     assert rib.handle(BgpCommandFailed(BgpAnnounce(PE, stale)), 100) == []
     assert rib.next_deadline() == 101
     assert rib.expire(101) == []
@@ -537,7 +537,7 @@ def test_peer_without_negotiated_rtc_gets_routes_unfiltered():
     rib.handle(XmppSubscribe(H1, "red"), 0)
     rib.handle(XmppRouteAdd(H1, "red", n("10.1.1.1/32"), a("192.0.2.11"), 10000), 0)
     route = VpnRoute(
-        "10.255.0.1:1", n("10.1.1.1/32"), 10000, a("192.0.2.11"), frozenset({"64512:100"})
+        "192.0.2.11:1", n("10.1.1.1/32"), 10000, a("192.0.2.11"), frozenset({"64512:100"})
     )
     # never up: nothing recorded as sent (routes_out 0), nothing sent
     assert [p["routes_out"] for p in rib.show_peers()] == [0, 0]
@@ -589,7 +589,7 @@ def test_rtc_prefix_matches_route_targets_by_prefix():
     rib.handle(XmppSubscribe(H1, "red"), 0)
     rib.handle(XmppRouteAdd(H1, "red", n("10.1.1.1/32"), a("192.0.2.11"), 10000), 0)
     route = VpnRoute(
-        "10.255.0.1:1", n("10.1.1.1/32"), 10000, a("192.0.2.11"), frozenset({"64512:100"})
+        "192.0.2.11:1", n("10.1.1.1/32"), 10000, a("192.0.2.11"), frozenset({"64512:100"})
     )
     assert rib.handle(BgpRtcAdd(PE, RtcPrefix(64513, 0x0002FC0000000000, 64)), 0) == [
         BgpAnnounce(PE, route)
@@ -597,3 +597,33 @@ def test_rtc_prefix_matches_route_targets_by_prefix():
     assert rib.handle(BgpRtcDel(PE, RtcPrefix(64513, 0x0002FC0000000000, 64)), 0) == [
         BgpWithdraw(PE, route)
     ]
+
+
+def test_anycast_prefix_keeps_every_forwarders_path_in_bgp():
+    """One RD per (forwarder, VRF): type 1 <forwarder address>:<VRF index>."""
+    rib = live(cfg())
+    rib.handle(BgpRtcAdd(PE, None), 0)
+    rt = frozenset({"64512:100"})
+    p = n("10.8.8.8/32")
+    out = rib.handle(XmppRouteAdd(H1, "red", p, a("192.0.2.11"), 10000, 1), 0)
+    one = VpnRoute("192.0.2.11:1", p, 10000, a("192.0.2.11"), rt, 1)
+    assert out == [BgpAnnounce(PE, one), BgpAnnounce(PE2, one)]
+    out = rib.handle(XmppRouteAdd(H2, "red", p, a("192.0.2.12"), 20000, 1), 0)
+    two = VpnRoute("192.0.2.12:1", p, 20000, a("192.0.2.12"), rt, 1)
+    assert out == [BgpAnnounce(PE, two), BgpAnnounce(PE2, two)]
+    assert rib.handle(XmppRouteDel(H1, "red", p), 0) == [
+        BgpWithdraw(PE, one),
+        BgpWithdraw(PE2, one),
+    ]
+    # a configured rd is the VRF's one RD: the best path per prefix
+    doc = {
+        "server": {"router_id": "10.255.0.1", "asn": 64512},
+        "bgp": {"neighbor": [{"address": PE, "asn": 64512, "families": ["vpnv4"]}]},
+        "vrf": [{"vpn": "red", "rd": "64512:9", "import_targets": ["64512:100"],
+                 "export_targets": ["64512:100"]}],
+    }  # fmt: skip
+    rib = live(load_dict(doc))
+    out = rib.handle(XmppRouteAdd(H1, "red", p, a("192.0.2.11"), 10000, 1), 0)
+    assert out == [BgpAnnounce(PE, replace(one, rd="64512:9"))]
+    out = rib.handle(XmppRouteAdd(H2, "red", p, a("192.0.2.12"), 20000, 2), 0)
+    assert out == [BgpAnnounce(PE, replace(two, rd="64512:9", version=2))]
