@@ -73,6 +73,14 @@ RESYNC_BACKOFF_MIN, RESYNC_BACKOFF_MAX, RESYNC_BACKOFF_RESET = 1.0, 30.0, 60.0
 
 WORK_SLICE = 64  # paths one slice of bulk work (sweep, stale marking) handles at most
 
+# End-of-RIB to a forwarder is held while BGP routes its subscription pulls in
+# may still come: RTC_ROUTES_WAIT seconds after an RTC route for one of the
+# VRF's import targets went to an established peer (RFC 4684 gives no marker
+# for "routes for this RTC sent"), and until each established peer's
+# End-of-RIB, at most EOR_WAIT seconds after its session came up
+RTC_ROUTES_WAIT = 1.0
+EOR_WAIT = 10.0
+
 
 class RibError(ValueError):
     """An input the RIB refuses; the message says precisely why. State is unchanged."""
@@ -360,6 +368,10 @@ class _Peer:
     gr_time: int = 0
     gr_deadline: float | None = None
     rtc_in: dict[RtcTarget, bool] = field(default_factory=dict)  # target -> stale
+    up_at: float = 0.0
+    eor_pending: set[str] = field(default_factory=set)  # VPN families before End-of-RIB
+    # our RTC target -> (when sent, acknowledged by the speaker): End-of-RIB waits
+    rtc_sent: dict[str, tuple[float, bool]] = field(default_factory=dict)
     adj_out: dict[tuple[str, IPNetwork], VpnRoute] = field(default_factory=dict)
     rtc_out: set[str] = field(default_factory=set)
 
@@ -401,6 +413,8 @@ class Rib:
         self.counters: dict[str, int] = {}
         # resync after refused BGP commands: when, and the backoff for the next one
         self._resync_at: float | None = None
+        self._now = 0.0  # the clock of the latest input or expire()
+        self._held: dict[tuple[str, str], float] = {}  # (vrf, system id) -> End-of-RIB due
         self._backoff = RESYNC_BACKOFF_MIN
         self._last_refusal: float | None = None
 
@@ -408,6 +422,7 @@ class Rib:
 
     def handle(self, event: Input, now: float) -> list[Output]:
         """Apply one input; raises :class:`RibError` (state unchanged) for a bad one."""
+        self._now = now
         match event:
             case XmppSubscribe():
                 out = self._subscribe(event)
@@ -439,13 +454,16 @@ class Rib:
 
     def next_deadline(self) -> float | None:
         ds = [p.gr_deadline for p in self._peers.values() if p.gr_deadline is not None]
+        ds += self._held.values()
         if self._resync_at is not None:
             ds.append(self._resync_at)
         return min(ds) if ds else None
 
     def expire(self, now: float) -> list[Output]:
-        """Drop stale paths of peers whose graceful-restart time ran out; resync BGP if due."""
-        out: list[Output] = []
+        """Drop stale paths of peers whose graceful-restart time ran out; resync BGP if due;
+        send the End-of-RIB markers held until now."""
+        self._now = now
+        out: list[Output] = self._release(now)
         for peer in self._peers.values():
             if peer.gr_deadline is not None and peer.gr_deadline <= now:
                 peer.gr_deadline = None
@@ -544,8 +562,8 @@ class Rib:
         if ev.system_id in subs:
             return []
         subs.add(ev.system_id)
-        out = self._start(self._dump(vrf, ev.system_id))
-        return out + self._rtc_update()
+        rtc = self._rtc_update()  # first: End-of-RIB waits for what it pulls in
+        return self._start(self._dump(vrf, ev.system_id)) + rtc
 
     def resend(self, system_id: str, vpn: str) -> list[Output]:
         """The whole table of a subscribed VPN again, then End-of-RIB (a resumed
@@ -585,9 +603,55 @@ class Rib:
                     yield []  # one step per route
             if current():
                 del self._dumps[(vrf.name, sid)]
-                yield [FwdEndOfRib(sid, vrf.vpn)]
+                yield self._end_of_rib(vrf, sid)
 
         return job()
+
+    def _eor_due(self, vrf: Vrf) -> float:
+        """When End-of-RIB for ``vrf`` may go: BGP routes it pulls in are in by then."""
+        due = 0.0
+        for peer in self._peers.values():
+            if not peer.up:
+                continue
+            if peer.eor_pending:
+                due = max(due, peer.up_at + EOR_WAIT)
+            for t in vrf.import_targets:
+                sent = peer.rtc_sent.get(t)
+                if sent is not None:  # unacknowledged yet: at most EOR_WAIT
+                    due = max(due, sent[0] + (RTC_ROUTES_WAIT if sent[1] else EOR_WAIT))
+        return due
+
+    def rtc_sent(self, peer: str, target: str, now: float) -> list[Output]:
+        """The BGP speaker took our RTC route for ``target`` to ``peer`` (its
+        acknowledgement): the routes it pulls in get RTC_ROUTES_WAIT from now."""
+        self._now = now
+        p = self._peers.get(peer)
+        if p is not None and target in p.rtc_sent:
+            p.rtc_sent[target] = (now, True)
+            for key in self._held:
+                vrf = self.vrfs.get(key[0])
+                if vrf is not None and target in vrf.import_targets:
+                    self._held[key] = self._eor_due(vrf)
+        return []
+
+    def _end_of_rib(self, vrf: Vrf, sid: str) -> list[Output]:
+        due = self._eor_due(vrf)
+        if due > self._now:
+            self._held[(vrf.name, sid)] = due
+            return []
+        self._held.pop((vrf.name, sid), None)
+        return [FwdEndOfRib(sid, vrf.vpn)]
+
+    def _release(self, now: float) -> list[Output]:
+        """End-of-RIB markers whose wait is over (or no longer needed)."""
+        out: list[Output] = []
+        for (name, sid), due in list(self._held.items()):
+            vrf = self.vrfs.get(name)
+            if vrf is None or sid not in self._subscribers.get(name, ()):
+                del self._held[(name, sid)]
+            elif due <= now or self._eor_due(vrf) <= now:
+                out += self._end_of_rib(vrf, sid)
+        return out
 
     def table(self, vrf_name: str) -> tuple[FwdRoute, ...]:
         """The selected routes of a VRF, as forwarders get them (prefix order)."""
@@ -704,6 +768,9 @@ class Rib:
         peer.session += 1
         peer.gr_time = ev.graceful_restart
         peer.families = peer.configured if ev.families is None else peer.configured & ev.families
+        peer.up_at = self._now
+        peer.eor_pending = set(peer.families) - {"rtc"}
+        peer.rtc_sent.clear()
         out: list[Output] = []
         if not peer.rtc and peer.rtc_out:
             out += [RtcWithdraw(peer.address, t) for t in sorted(peer.rtc_out)]
@@ -740,7 +807,8 @@ class Rib:
 
     def _eor(self, ev: BgpEndOfRib) -> list[Output]:
         peer = self._peer(ev.peer)
-        return self._start(self._eor_sweep(peer, ev.family))
+        peer.eor_pending.discard(ev.family)
+        return self._start(self._eor_sweep(peer, ev.family)) + self._release(self._now)
 
     def _eor_sweep(self, peer: _Peer, family: str) -> Iterator[list[Output]]:
         yield from self._sweep(peer, (family,))
@@ -971,6 +1039,11 @@ class Rib:
             out.append(RtcWithdraw(peer.address, t))
         for t in sorted(wanted - peer.rtc_out):
             out.append(RtcAnnounce(peer.address, t))
+            peer.rtc_sent[t] = (self._now, False)
+        for t in list(peer.rtc_sent):
+            when, acked = peer.rtc_sent[t]
+            if t not in wanted or when + (RTC_ROUTES_WAIT if acked else EOR_WAIT) <= self._now:
+                del peer.rtc_sent[t]
         peer.rtc_out = set(wanted)
         return out
 

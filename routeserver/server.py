@@ -416,6 +416,10 @@ class RouteServer:
         if fut.cancelled():
             return
         err = fut.exception()
+        if err is None and isinstance(out, RtcAnnounce):
+            # End-of-RIB to forwarders waits for the routes it pulls in, from now
+            self.rib.rtc_sent(out.peer, out.target, time.monotonic())
+            self._wake.set()
         if err is None or isinstance(err, ChannelLost):
             return  # done, or ExaBGP is gone: the supervisor replays the RIB
         if isinstance(err, CommandError):

@@ -269,6 +269,10 @@ def test_xmpp_to_bgp_and_back_with_rtc(gobgpd: Any, pki: Pki) -> None:
             await f1.client.subscribe("red")
             await f2.client.subscribe("green")
             await poll(lambda: rtc_routes() == ["64512:64512:100", "64512:64512:200"], "RTC")
+            await poll(
+                lambda: d.EndOfRib("red") in f1.notes and d.EndOfRib("green") in f2.notes,
+                "End-of-RIB, once what our RTC routes pull in from BGP is in",
+            )
             await f1.publish("red", entry("10.1.1.1/32", "192.0.2.11", 10000, 7))
             await f1.publish("red", entry("2001:db8::1/128", "192.0.2.11", 10001, 7))
 
@@ -497,6 +501,8 @@ def test_graceful_restart_keeps_pe_routes_until_restart_time(tmp_path: Path, pki
             await poll(lambda: neighbor_established(RS1), "RS1 established")
             await f1.client.connect()
             await f1.client.subscribe("red")
+            # End-of-RIB comes once what our RTC route pulls in from BGP is in
+            await poll(lambda: d.EndOfRib("red") in f1.notes, "End-of-RIB at F1")
             await f1.publish("red", entry("10.1.1.1/32", "192.0.2.11", 10000, 1))
             mine = d.ItemsEvent(
                 "red", (("10.1.1.1/32", entry("10.1.1.1/32", "192.0.2.11", 10000, 1)),)
@@ -740,6 +746,36 @@ def test_anycast_prefix_from_two_forwarders_keeps_both_paths(gobgpd: Any, pki: P
         finally:
             await f1.client.close()
             await f2.client.close()
+            await rs.stop()
+
+    run(body)
+
+
+def test_end_of_rib_to_a_forwarder_follows_the_routes_its_rtc_pulls_in(
+    gobgpd: Any, pki: Pki
+) -> None:
+    """A PE route is in GoBGP before the forwarder subscribes: our RTC route for the
+    VPN pulls it in from BGP, and the forwarder's End-of-RIB comes after it (a
+    forwarder that sweeps stale routes on End-of-RIB never drops a good one)."""
+
+    async def body() -> None:
+        rs = RouteServer(rs_config(pki, RS1))
+        await rs.start()
+        f1 = Forwarder(pki, F1, rs.xmpp.port)  # type: ignore[union-attr]
+        try:
+            await poll(lambda: neighbor_established(RS1), "RS1 established")
+            gobgp("global", "rib", "-a", "vpnv4", "add", "10.2.2.2/32", "label", "20000",
+                  "rd", "64512:7", "rt", "64512:100", "nexthop", "192.0.2.22")  # fmt: skip
+            await poll(lambda: rs.rib.show_peers()[0]["up"], "session up at the RIB")
+            await f1.client.connect()
+            await f1.client.subscribe("red")
+            await poll(lambda: d.EndOfRib("red") in f1.notes, "End-of-RIB at F1")
+            red_pe = d.ItemsEvent(
+                "red", (("10.2.2.2/32", entry("10.2.2.2/32", "192.0.2.22", 20000)),)
+            )
+            assert f1.notes == [red_pe, d.EndOfRib("red")]
+        finally:
+            await f1.client.close()
             await rs.stop()
 
     run(body)

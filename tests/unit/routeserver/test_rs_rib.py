@@ -73,6 +73,8 @@ def live(config):
     rib = Rib(config)
     for n in config.neighbors:
         rib.handle(BgpPeerUp(n.address, 0), 0)
+        for fam in ("vpnv4", "vpnv6"):  # its initial routes are in
+            rib.handle(BgpEndOfRib(n.address, fam), 0)
     return rib
 
 
@@ -87,7 +89,14 @@ def a(s):
 def test_symmetric_vpn_xmpp_to_bgp_and_forwarders():
     rib = live(cfg())
     out = rib.handle(XmppSubscribe(H1, "red"), 0)
-    assert out == [FwdEndOfRib(H1, "red"), RtcAnnounce(PE, "64512:100")]
+    # End-of-RIB waits for the routes our RTC route pulls in from PE
+    # (unacknowledged, at most EOR_WAIT; acknowledged, RTC_ROUTES_WAIT from then)
+    assert out == [RtcAnnounce(PE, "64512:100")]
+    assert rib.next_deadline() == 10.0
+    rib.rtc_sent(PE, "64512:100", 0.5)
+    assert rib.next_deadline() == 1.5
+    assert rib.expire(1.49) == []
+    assert rib.expire(1.5) == [FwdEndOfRib(H1, "red")]
     out = rib.handle(XmppRouteAdd(H1, "red", n("10.1.1.1/32"), a("192.0.2.11"), 10000, 1), 0)
     route = VpnRoute(
         "192.0.2.11:1", n("10.1.1.1/32"), 10000, a("192.0.2.11"), frozenset({"64512:100"}), 1
@@ -98,8 +107,10 @@ def test_symmetric_vpn_xmpp_to_bgp_and_forwarders():
         BgpAnnounce(PE2, route),
     ]
     assert rib.handle(BgpRtcAdd(PE, "64512:100"), 0) == [BgpAnnounce(PE, route)]
-    # a second forwarder subscribing gets the table and the end-of-RIB marker
-    assert rib.handle(XmppSubscribe(H2, "red"), 0) == [
+    # a second forwarder subscribing gets the table and the end-of-RIB marker (the
+    # routes our RTC route pulled in had RTC_ROUTES_WAIT to come)
+    rib.rtc_sent(PE, "64512:100", 0)
+    assert rib.handle(XmppSubscribe(H2, "red"), 1) == [
         FwdRoutes(H2, "red", (FwdRoute(n("10.1.1.1/32"), a("192.0.2.11"), 10000, 1),)),
         FwdEndOfRib(H2, "red"),
     ]
@@ -370,10 +381,8 @@ def test_rtc_filter_out_can_be_turned_off_per_peer():
         "vrf": [{"vpn": "red", "import_targets": ["64512:100"], "export_targets": ["64512:1"]}],
     }
     rib = live(load_dict(doc))
-    assert rib.handle(XmppSubscribe(H1, "red"), 0) == [
-        FwdEndOfRib(H1, "red"),
-        RtcAnnounce(PE, "64512:100"),
-    ]
+    assert rib.handle(XmppSubscribe(H1, "red"), 0) == [RtcAnnounce(PE, "64512:100")]
+    assert rib.expire(10.0) == [FwdEndOfRib(H1, "red")]
     out = rib.handle(XmppRouteAdd(H1, "red", n("10.1.1.1/32"), a("192.0.2.11"), 16), 0)
     route = VpnRoute("192.0.2.11:1", n("10.1.1.1/32"), 16, a("192.0.2.11"), frozenset({"64512:1"}))
     assert out == [
@@ -456,6 +465,7 @@ def test_refused_command_is_forgotten_and_resent_with_backoff():
 
     rib = live(cfg())
     rib.handle(XmppSubscribe(H1, "red"), 0)
+    assert rib.expire(10.0) == [FwdEndOfRib(H1, "red")]
     rib.handle(BgpRtcAdd(PE, "64512:100"), 0)
     out = rib.handle(XmppRouteAdd(H1, "red", n("10.1.1.1/32"), a("192.0.2.11"), 16), 0)
     route = VpnRoute(
