@@ -37,7 +37,7 @@ Example::
     systems = ["*"]                # system id patterns: hex digits, fnmatch * ? [0-9a-f]
     import_targets = ["64512:100"]
     export_targets = ["64512:100"]
-    # rd = "64512:7"               # default: type 1, <router_id>:<index, from 1>
+    # rd = "64512:7"               # default: type 1 per forwarder, <its IPv4>:<index, from 1>
     # isolated = true              # spokes: own forwarders' paths only via import_targets
 
 A (system id, VPN name) pair maps to the first ``[[vrf]]`` (in file order)
