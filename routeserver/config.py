@@ -37,7 +37,7 @@ Example::
     systems = ["*"]                # system id patterns: hex digits, fnmatch * ? [0-9a-f]
     import_targets = ["64512:100"]
     export_targets = ["64512:100"]
-    # rd = "64512:7"               # default: type 1, <router_id>:<index, from 1>
+    # rd = "64512:7"               # default: type 1 per forwarder, <its IPv4>:<index, from 1>
     # isolated = true              # spokes: own forwarders' paths only via import_targets
 
 A (system id, VPN name) pair maps to the first ``[[vrf]]`` (in file order)
@@ -106,6 +106,19 @@ def parse_route_target(text: str) -> str:
     return f"{asn}:{num}"
 
 
+def route_target_value(text: str) -> int:
+    """The 8-octet route target extended community (RFC 4360) of a canonical RT, as a
+    number: type 0x00 (2-octet AS), 0x01 (IPv4) or 0x02 (4-octet AS), sub-type 0x02."""
+    admin, _, number = text.rpartition(":")
+    num = int(number)
+    if "." in admin:
+        return (0x0102 << 48) | (int(ipaddress.IPv4Address(admin)) << 16) | num
+    asn = int(admin)
+    if asn > 0xFFFF:
+        return (0x0202 << 48) | (asn << 16) | num
+    return (0x0002 << 48) | (asn << 32) | num
+
+
 def parse_rd(text: str) -> str:
     """Canonical route distinguisher 'admin:number' (types 0, 1 and 2)."""
     try:
@@ -136,6 +149,20 @@ class Vrf:
     # spoke VRF: its forwarders' paths are candidates in it only through
     # import_targets, like one VRF per forwarder (hub and spoke)
     isolated: bool = False
+    index: int = 1  # position in the file, from 1: the number of derived RDs
+    rd_configured: bool = False  # rd set in the file: one RD for the whole VRF
+
+    def rd_for(self, nexthop: str) -> str:
+        """The RD of a forwarder's routes in this VRF.
+
+        Type 1 ``<forwarder IPv4 address>:<VRF index>``: one RD per (forwarder,
+        VRF), so every forwarder's path of an anycast prefix stays visible in
+        BGP. A configured ``rd`` is used as is; a forwarder reached over IPv6
+        gets the VRF's RD (``<router_id>:<index>``).
+        """
+        if self.rd_configured or ":" in nexthop:
+            return self.rd
+        return f"{nexthop}:{self.index}"
 
     def matches(self, system_id: str, vpn: str) -> bool:
         return vpn == self.vpn and any(fnmatch.fnmatchcase(system_id, p) for p in self.systems)
@@ -341,6 +368,8 @@ def _vrf(d: Any, index: int, router_id: str) -> Vrf:
         export_targets=exp,
         systems=tuple(systems),
         isolated=isolated,
+        index=index + 1,
+        rd_configured="rd" in d,
     )
 
 

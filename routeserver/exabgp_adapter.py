@@ -40,7 +40,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +62,8 @@ from routeserver.rib import (
     Input,
     Output,
     RtcAnnounce,
+    RtcPrefix,
+    RtcTarget,
     RtcWithdraw,
     VpnRoute,
 )
@@ -73,6 +75,9 @@ VERSION_EC_SUBTYPE = 0x01
 PROCESS_NAME = "esvpn-rs"
 # the daemon's pid, given to its ExaBGP child: the child ends when its parent is gone
 PARENT_ENV = "ESVPN_RS_PARENT_PID"
+# "1" when the daemon restarts a dead ExaBGP and replays the RIB it kept: the
+# graceful-restart Restart State bit (RFC 4724) is set in the first OPENs
+RESTARTED_ENV = "ESVPN_RS_RESTARTED"
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 YIELD_AFTER = 0.005  # seconds of API lines handled in a row before yielding to the loop
 
@@ -255,15 +260,27 @@ def _attrs(attr: Any) -> tuple[BgpAttrs, frozenset[str], int]:
     if origin is None:
         raise BgpInputError(f"unknown origin {attr.get('origin')!r}")
     as_path: list[int] = []
-    for seg in attr.get("as-path", []) or []:
+    as_sets: list[tuple[int, ...]] = []
+
+    def segment(kind: object, value: list[Any]) -> None:
+        asns = [x for x in value if isinstance(x, int)]
+        if kind in ("as-set", "confed-set"):  # an AS_SET counts as one (RFC 4271 §9.1.2.2)
+            as_sets.append(tuple(asns))
+            as_path.append(min(asns) if asns else 0)
+        else:
+            as_path.extend(asns)
+
+    raw_path = attr.get("as-path", []) or []
+    if isinstance(raw_path, dict):
+        # ExaBGP 5: {"0": {"element": "as-sequence", "value": [65001, 64512]}, ...}
+        raw_path = [raw_path[k] for k in sorted(raw_path, key=lambda k: (len(str(k)), str(k)))]
+    for seg in raw_path:
         if isinstance(seg, int):
             as_path.append(seg)
-        elif isinstance(seg, list):  # AS_SET counts as one (RFC 4271 §9.1.2.2)
-            as_path.append(min(x for x in seg if isinstance(x, int)) if seg else 0)
-        elif isinstance(seg, dict):  # ExaBGP's per-segment form
-            for s in seg.values():
-                if isinstance(s, dict) and isinstance(s.get("value"), list):
-                    as_path.extend(x for x in s["value"] if isinstance(x, int))
+        elif isinstance(seg, list):  # older form: a nested list is an AS_SET
+            segment("as-set", seg)
+        elif isinstance(seg, dict) and isinstance(seg.get("value"), list):
+            segment(seg.get("element"), seg["value"])
     targets: set[str] = set()
     version = 0
     for ec in attr.get("extended-community", []) or []:
@@ -284,6 +301,7 @@ def _attrs(attr: Any) -> tuple[BgpAttrs, frozenset[str], int]:
         BgpAttrs(
             local_pref=lp,
             as_path=tuple(as_path),
+            as_sets=tuple(as_sets),
             origin=origin,
             med=med,
             originator_id=oid if isinstance(oid, str) else None,
@@ -320,9 +338,21 @@ def _rd(nlri: dict[str, Any], family: str) -> str:
         raise BgpInputError(f"{family}: {e}") from None
 
 
-def _rtc_target(nlri: Any) -> str | None:
+def _rtc_target(nlri: Any) -> RtcTarget:
     if not isinstance(nlri, dict):
         raise BgpInputError(f"rtc: bad NLRI {nlri!r}")
+    length = nlri.get("length")
+    if length is not None:  # 32..95 bits (_install_rtc_prefixes)
+        origin, value = nlri.get("origin"), nlri.get("value")
+        if not (
+            isinstance(length, int)
+            and 32 <= length < 96
+            and isinstance(origin, int)
+            and isinstance(value, int)
+            and 0 <= value < 1 << 64
+        ):
+            raise BgpInputError(f"rtc: bad NLRI {nlri!r}")
+        return RtcPrefix(origin, value, length)
     rt = nlri.get("route-target")
     if rt is None:
         return None
@@ -351,11 +381,38 @@ def _gr_time(open_msg: Any) -> int:
     return 0
 
 
+def _open_families(open_msg: Any) -> frozenset[str]:
+    """Our families among those a peer's OPEN lists in its multiprotocol capabilities."""
+    caps = open_msg.get("capabilities", {}) if isinstance(open_msg, dict) else {}
+    out: set[str] = set()
+    for cap in caps.values() if isinstance(caps, dict) else ():
+        if isinstance(cap, dict) and cap.get("name") == "multiprotocol":
+            for fam in cap.get("families", []) or []:
+                name = _JSON_FAMILY.get(str(fam).replace("/", " "))
+                if name is not None:
+                    out.add(name)
+    return frozenset(out)
+
+
+def _open_capabilities(open_msg: Any) -> list[str]:
+    caps = open_msg.get("capabilities", {}) if isinstance(open_msg, dict) else {}
+    names = (
+        str(c.get("name", code)) if isinstance(c, dict) else str(code)
+        for code, c in (caps.items() if isinstance(caps, dict) else ())
+    )
+    return sorted(set(names))
+
+
 @dataclass
 class PeerOpen:
-    """Graceful-restart time each peer advertised in its last OPEN (filled by parse)."""
+    """What each peer advertised in its last OPEN (filled by parse): graceful-restart
+    time, families (multiprotocol), capability names; ``configured``: our families
+    per peer (what we advertise), to log what was negotiated."""
 
     gr: dict[str, int]
+    families: dict[str, frozenset[str]] = field(default_factory=dict)
+    capabilities: dict[str, list[str]] = field(default_factory=dict)
+    configured: dict[str, frozenset[str]] = field(default_factory=dict)
 
 
 def parse_message(
@@ -395,12 +452,20 @@ def parse_message(
         state = neighbor.get("state")
         if state == "up":
             gr = opens.gr.get(peer, 0)
-            note(
-                PeerEvent(
-                    peer, "up", logging.INFO, f"BGP session with {who} up (graceful restart {gr} s)"
-                )
-            )
-            return [BgpPeerUp(peer, gr)]
+            theirs = opens.families.get(peer)
+            ours = opens.configured.get(peer)
+            level, text = logging.INFO, f"BGP session with {who} up (graceful restart {gr} s"
+            if theirs is not None:
+                both = theirs if ours is None else theirs & ours
+                text += f", families {' '.join(sorted(both)) or 'none'}"
+                missing = sorted(ours - theirs) if ours is not None else []
+                if missing:
+                    level = logging.WARNING
+                    text += f"; not negotiated: {' '.join(missing)}"
+                    if "rtc" in missing:
+                        text += " (no RT-Constraint: this peer gets routes unfiltered)"
+            note(PeerEvent(peer, "up", level, text + ")"))
+            return [BgpPeerUp(peer, gr, theirs)]
         if state == "down":
             reason = neighbor.get("reason") or "no reason given"
             note(PeerEvent(peer, "down", logging.WARNING, f"BGP session with {who} down: {reason}"))
@@ -425,6 +490,8 @@ def parse_message(
     if kind == "open":
         if neighbor.get("direction") == "receive":
             opens.gr[peer] = _gr_time(neighbor.get("open"))
+            opens.families[peer] = _open_families(neighbor.get("open"))
+            opens.capabilities[peer] = _open_capabilities(neighbor.get("open"))
         return []
     message = neighbor.get("message")
     if kind != "update" or not isinstance(message, dict):
@@ -559,8 +626,10 @@ class ExaBgp:
         on_inputs: Callable[[list[Input]], None],
         on_bad_input: Callable[[BgpInputError], None] | None = None,
         python: str | None = None,
+        restarted: bool = False,
     ) -> None:
         self.cfg = cfg
+        self.restarted = restarted  # a restart that replays the RIB: Restart State bit set
         self.on_inputs = on_inputs
         self.on_bad_input = on_bad_input or (lambda e: log.warning("bad BGP input: %s", e))
         self.python = python or cfg.exabgp_python or sys.executable
@@ -573,7 +642,9 @@ class ExaBgp:
         self._stopping = False
         self._acks: deque[tuple[asyncio.Future[None], str]] = deque()  # (future, command)
         self._tasks: list[asyncio.Task[None]] = []
-        self._opens = PeerOpen({})
+        self._opens = PeerOpen(
+            {}, configured={n.address: frozenset(n.families) for n in cfg.neighbors}
+        )
         self._up: set[str] = set()  # peers whose session is established
         self.commands_sent = 0
         self.commands_failed = 0  # answered 'error'
@@ -593,6 +664,7 @@ class ExaBgp:
         env.update(
             {
                 PARENT_ENV: str(os.getpid()),
+                RESTARTED_ENV: "1" if self.restarted else "0",
                 "exabgp_api_ack": "true",
                 "exabgp_api_cli": "false",
                 "exabgp_api_terminate": "true",
@@ -923,6 +995,89 @@ def _install_rtc() -> None:  # pragma: no cover - runs inside the ExaBGP child
 
     Command.register("announce rtc")(make(Action.ANNOUNCE))
     Command.register("withdraw rtc")(make(Action.WITHDRAW))
+    _install_rtc_prefixes()
+
+
+def _install_rtc_prefixes() -> None:  # pragma: no cover - runs inside the ExaBGP child
+    """Accept RTC NLRI of every legal length (RFC 4684 §4: 0 or 32..96 bits).
+
+    ExaBGP 5.0 reads every non-zero RTC NLRI as 13 octets: a shorter, legal
+    prefix (e.g. 80 bits: origin AS + the first 6 octets of a route target)
+    made it send NOTIFICATION 3/10 and reset the session. A length 32..95 is
+    read here (the prefix's octets, the rest of the route target zero) and
+    reported in the JSON as ``{"origin", "length", "value"}`` (value: the
+    8-octet route target as a number); 0 and 96 stay ExaBGP's.
+    """
+    from exabgp.bgp.message.notification import Notify
+    from exabgp.bgp.message.open.asn import ASN
+    from exabgp.bgp.message.update.nlri.nlri import NLRI
+    from exabgp.bgp.message.update.nlri.rtc import RTC
+
+    plain_unpack = RTC.unpack_nlri.__func__
+    plain_json = RTC.json
+
+    def unpack_nlri(cls: Any, afi: Any, safi: Any, bgp: bytes, action: Any, addpath: Any) -> Any:
+        path_info, data = NLRI.consume_path_information(bgp, addpath)
+        if not data or not 32 <= data[0] < 96:
+            return plain_unpack(cls, afi, safi, bgp, action, addpath)
+        length = data[0]
+        size = 1 + (length + 7) // 8
+        if len(data) < size:
+            raise Notify(3, 10, f"RTC NLRI truncated: length {length} needs {size} octets")
+        origin = int.from_bytes(data[1:5], "big")
+        rt = (data[5:size] + bytes(8))[:8]
+        keep = (1 << (length - 32)) - 1 << (96 - length) if length > 32 else 0
+        nlri = cls(afi, safi, action, ASN(origin), None)
+        nlri.prefix_len = length
+        nlri.rt_value = int.from_bytes(rt, "big") & keep
+        nlri.addpath = path_info
+        return nlri, data[size:]
+
+    def json_text(self: Any, announced: bool = True, compact: Any = None) -> str:
+        length = getattr(self, "prefix_len", None)
+        if length is None:
+            return str(plain_json(self, announced, compact))
+        return f'{{ "origin": {int(self.origin)}, "length": {length}, "value": {self.rt_value} }}'
+
+    RTC.unpack_nlri = classmethod(unpack_nlri)
+    RTC.json = json_text
+
+
+def _install_bgp_hygiene(restarted: bool) -> None:  # pragma: no cover - in the ExaBGP child
+    """Two RFC points ExaBGP 5.0 gets wrong for us, set right in its own classes.
+
+    * RFC 4724 §3: the Restart State bit is for a speaker that restarted. ExaBGP
+      sets it in the first OPEN of every process (``FORCE_GRACEFUL``). Ours is
+      set only when the daemon restarted ExaBGP and replays the RIB it kept
+      (``restarted``, from :data:`RESTARTED_ENV`); a fresh daemon has no state
+      to preserve and sends it clear. ExaBGP itself clears it once a session
+      is established (a reconnection is not a restart).
+    * RFC 4760 §3: an UPDATE that carries only MP_REACH_NLRI SHOULD NOT carry
+      NEXT_HOP. ExaBGP's text API records the ``next-hop`` of a VPN route as a
+      NEXT_HOP attribute too and packs it beside MP_REACH_NLRI; here it is
+      left out of any UPDATE without IPv4 unicast NLRI (all of ours).
+    """
+    import exabgp.reactor.peer as peer_module
+    from exabgp.bgp.message.update import Update
+    from exabgp.bgp.message.update.attribute import Attribute, Attributes
+    from exabgp.protocol.family import AFI, SAFI
+
+    peer_module.FORCE_GRACEFUL = restarted
+    plain_messages = Update.messages
+
+    def messages(self: Any, negotiated: Any, include_withdraw: bool = True) -> Any:
+        attrs = self.attributes
+        if Attribute.CODE.NEXT_HOP in attrs and not any(
+            n.afi == AFI.ipv4 and n.safi == SAFI.unicast for n in self.nlris
+        ):
+            without = Attributes()
+            for code, attribute in attrs.items():
+                if code != Attribute.CODE.NEXT_HOP:
+                    without[code] = attribute
+            self = Update(self.nlris, without)
+        yield from plain_messages(self, negotiated, include_withdraw)
+
+    Update.messages = messages
 
 
 def _relay(sock: str) -> int:  # pragma: no cover - runs as ExaBGP's API process
@@ -958,6 +1113,7 @@ def main(argv: list[str]) -> int:  # pragma: no cover - child entry points
         parent = os.environ.get(PARENT_ENV)
         die_with_parent(int(parent) if parent and parent.isdigit() else None)
         _install_rtc()
+        _install_bgp_hygiene(os.environ.get(RESTARTED_ENV) == "1")
         from exabgp.application.main import main as exabgp_main
 
         sys.argv = ["exabgp", *argv[1:]]

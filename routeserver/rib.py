@@ -60,7 +60,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 
 from esxmpp.dialect import LABEL_MIN
-from routeserver.config import Config, Vrf
+from routeserver.config import Config, Vrf, route_target_value
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -72,6 +72,14 @@ ORIGIN_IGP, ORIGIN_EGP, ORIGIN_INCOMPLETE = 0, 1, 2
 RESYNC_BACKOFF_MIN, RESYNC_BACKOFF_MAX, RESYNC_BACKOFF_RESET = 1.0, 30.0, 60.0
 
 WORK_SLICE = 64  # paths one slice of bulk work (sweep, stale marking) handles at most
+
+# End-of-RIB to a forwarder is held while BGP routes its subscription pulls in
+# may still come: RTC_ROUTES_WAIT seconds after an RTC route for one of the
+# VRF's import targets went to an established peer (RFC 4684 gives no marker
+# for "routes for this RTC sent"), and until each established peer's
+# End-of-RIB, at most EOR_WAIT seconds after its session came up
+RTC_ROUTES_WAIT = 1.0
+EOR_WAIT = 10.0
 
 
 class RibError(ValueError):
@@ -113,11 +121,12 @@ class XmppRouteDel:
 @dataclass(frozen=True)
 class BgpAttrs:
     local_pref: int = 100
-    as_path: tuple[int, ...] = ()
+    as_path: tuple[int, ...] = ()  # an AS_SET counts as one entry (its lowest AS)
     origin: int = ORIGIN_IGP
     med: int = 0
     originator_id: str | None = None
     cluster_list_len: int = 0  # RFC 4456: 0 without a CLUSTER_LIST
+    as_sets: tuple[tuple[int, ...], ...] = ()  # the AS_SETs' members (loop check)
 
 
 @dataclass(frozen=True)
@@ -140,21 +149,48 @@ class BgpRouteDel:
 
 
 @dataclass(frozen=True)
+class RtcPrefix:
+    """An RT-Constraint NLRI of 32..95 bits (RFC 4684 §4): the origin AS, then the
+    first ``length - 32`` bits of a route target; it asks for every route target
+    that starts with those bits (32 bits: every route target)."""
+
+    origin: int
+    value: int  # the 8-octet route target as a number, bits past the prefix zero
+    length: int
+
+    def covers(self, target: str) -> bool:
+        bits = self.length - 32
+        shift = 64 - bits
+        return bits <= 0 or route_target_value(target) >> shift == self.value >> shift
+
+    def __str__(self) -> str:
+        return f"{self.origin}:0x{self.value:016x}/{self.length}"
+
+
+# an RTC route: a whole route target (96 bits; the origin AS does not matter to
+# us), a prefix of one, or None = the default RTC route (length 0): everything
+RtcTarget = str | RtcPrefix | None
+
+
+@dataclass(frozen=True)
 class BgpRtcAdd:
     peer: str
-    target: str | None  # None = default (wildcard) RTC route
+    target: RtcTarget
 
 
 @dataclass(frozen=True)
 class BgpRtcDel:
     peer: str
-    target: str | None
+    target: RtcTarget
 
 
 @dataclass(frozen=True)
 class BgpPeerUp:
     peer: str
     graceful_restart: int = 0  # restart time the peer advertised, 0 = no GR
+    # families both sides advertised in their OPEN (RFC 4760 multiprotocol
+    # capability); None = not known, taken as the configured ones
+    families: frozenset[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -297,6 +333,11 @@ def check_route(prefix: IPNetwork, nexthop: IPAddress) -> None:
         raise RibError(f"IPv4 prefix {prefix} with IPv6 next hop {nexthop} is not supported")
 
 
+def as_path_loop(ev: BgpRouteAdd, asn: int) -> bool:
+    """True when the route's AS_PATH contains ``asn`` (RFC 4271 §9.1.2 loop)."""
+    return asn in ev.attrs.as_path or any(asn in s for s in ev.attrs.as_sets)
+
+
 def family_of(prefix: IPNetwork) -> str:
     return "vpnv4" if prefix.version == 4 else "vpnv6"
 
@@ -316,16 +357,28 @@ def _ip_key(text: str | None) -> tuple[int, int]:
 class _Peer:
     address: str
     asn: int
-    rtc: bool  # RT-Constraint configured for this peer
+    configured_rtc: bool  # RT-Constraint configured for this peer
     filter_out: bool = True  # RFC 4684 outbound filtering by the peer's RTC routes
-    families: frozenset[str] = frozenset({"vpnv4", "vpnv6", "rtc"})
+    configured: frozenset[str] = frozenset({"vpnv4", "vpnv6", "rtc"})
+    # families in use: the configured ones both sides advertised in the OPEN of
+    # the last session (RFC 4760); nothing before the first session is up
+    families: frozenset[str] = frozenset()
     up: bool = False
     session: int = 0  # counts the peer's sessions: paths remember the one they came in
     gr_time: int = 0
     gr_deadline: float | None = None
-    rtc_in: dict[str | None, bool] = field(default_factory=dict)  # target -> stale
+    rtc_in: dict[RtcTarget, bool] = field(default_factory=dict)  # target -> stale
+    up_at: float = 0.0
+    eor_pending: set[str] = field(default_factory=set)  # VPN families before End-of-RIB
+    # our RTC target -> (when sent, acknowledged by the speaker): End-of-RIB waits
+    rtc_sent: dict[str, tuple[float, bool]] = field(default_factory=dict)
     adj_out: dict[tuple[str, IPNetwork], VpnRoute] = field(default_factory=dict)
     rtc_out: set[str] = field(default_factory=set)
+
+    @property
+    def rtc(self) -> bool:
+        """RT-Constraint in use: configured and negotiated (RFC 4684 §4)."""
+        return "rtc" in self.families
 
 
 class Rib:
@@ -356,9 +409,12 @@ class Rib:
         self._dumps: dict[tuple[str, str], int] = {}  # (vrf, system id) -> latest table dump
         self._subscribers: dict[str, set[str]] = {}  # vrf name -> system ids
         self._exports: dict[tuple[str, IPNetwork], VpnRoute] = {}  # (rd, prefix)
+        self._vrf_rds: dict[tuple[str, IPNetwork], set[str]] = {}  # (vrf, prefix) -> RDs out
         self.counters: dict[str, int] = {}
         # resync after refused BGP commands: when, and the backoff for the next one
         self._resync_at: float | None = None
+        self._now = 0.0  # the clock of the latest input or expire()
+        self._held: dict[tuple[str, str], float] = {}  # (vrf, system id) -> End-of-RIB due
         self._backoff = RESYNC_BACKOFF_MIN
         self._last_refusal: float | None = None
 
@@ -366,6 +422,7 @@ class Rib:
 
     def handle(self, event: Input, now: float) -> list[Output]:
         """Apply one input; raises :class:`RibError` (state unchanged) for a bad one."""
+        self._now = now
         match event:
             case XmppSubscribe():
                 out = self._subscribe(event)
@@ -397,13 +454,16 @@ class Rib:
 
     def next_deadline(self) -> float | None:
         ds = [p.gr_deadline for p in self._peers.values() if p.gr_deadline is not None]
+        ds += self._held.values()
         if self._resync_at is not None:
             ds.append(self._resync_at)
         return min(ds) if ds else None
 
     def expire(self, now: float) -> list[Output]:
-        """Drop stale paths of peers whose graceful-restart time ran out; resync BGP if due."""
-        out: list[Output] = []
+        """Drop stale paths of peers whose graceful-restart time ran out; resync BGP if due;
+        send the End-of-RIB markers held until now."""
+        self._now = now
+        out: list[Output] = self._release(now)
         for peer in self._peers.values():
             if peer.gr_deadline is not None and peer.gr_deadline <= now:
                 peer.gr_deadline = None
@@ -502,8 +562,8 @@ class Rib:
         if ev.system_id in subs:
             return []
         subs.add(ev.system_id)
-        out = self._start(self._dump(vrf, ev.system_id))
-        return out + self._rtc_update()
+        rtc = self._rtc_update()  # first: End-of-RIB waits for what it pulls in
+        return self._start(self._dump(vrf, ev.system_id)) + rtc
 
     def resend(self, system_id: str, vpn: str) -> list[Output]:
         """The whole table of a subscribed VPN again, then End-of-RIB (a resumed
@@ -543,9 +603,55 @@ class Rib:
                     yield []  # one step per route
             if current():
                 del self._dumps[(vrf.name, sid)]
-                yield [FwdEndOfRib(sid, vrf.vpn)]
+                yield self._end_of_rib(vrf, sid)
 
         return job()
+
+    def _eor_due(self, vrf: Vrf) -> float:
+        """When End-of-RIB for ``vrf`` may go: BGP routes it pulls in are in by then."""
+        due = 0.0
+        for peer in self._peers.values():
+            if not peer.up:
+                continue
+            if peer.eor_pending:
+                due = max(due, peer.up_at + EOR_WAIT)
+            for t in vrf.import_targets:
+                sent = peer.rtc_sent.get(t)
+                if sent is not None:  # unacknowledged yet: at most EOR_WAIT
+                    due = max(due, sent[0] + (RTC_ROUTES_WAIT if sent[1] else EOR_WAIT))
+        return due
+
+    def rtc_sent(self, peer: str, target: str, now: float) -> list[Output]:
+        """The BGP speaker took our RTC route for ``target`` to ``peer`` (its
+        acknowledgement): the routes it pulls in get RTC_ROUTES_WAIT from now."""
+        self._now = now
+        p = self._peers.get(peer)
+        if p is not None and target in p.rtc_sent:
+            p.rtc_sent[target] = (now, True)
+            for key in self._held:
+                vrf = self.vrfs.get(key[0])
+                if vrf is not None and target in vrf.import_targets:
+                    self._held[key] = self._eor_due(vrf)
+        return []
+
+    def _end_of_rib(self, vrf: Vrf, sid: str) -> list[Output]:
+        due = self._eor_due(vrf)
+        if due > self._now:
+            self._held[(vrf.name, sid)] = due
+            return []
+        self._held.pop((vrf.name, sid), None)
+        return [FwdEndOfRib(sid, vrf.vpn)]
+
+    def _release(self, now: float) -> list[Output]:
+        """End-of-RIB markers whose wait is over (or no longer needed)."""
+        out: list[Output] = []
+        for (name, sid), due in list(self._held.items()):
+            vrf = self.vrfs.get(name)
+            if vrf is None or sid not in self._subscribers.get(name, ()):
+                del self._held[(name, sid)]
+            elif due <= now or self._eor_due(vrf) <= now:
+                out += self._end_of_rib(vrf, sid)
+        return out
 
     def table(self, vrf_name: str) -> tuple[FwdRoute, ...]:
         """The selected routes of a VRF, as forwarders get them (prefix order)."""
@@ -568,7 +674,7 @@ class Rib:
         path = Path(
             source="xmpp",
             origin_id=ev.system_id,
-            rd=vrf.rd,
+            rd=vrf.rd_for(str(ev.nexthop)),
             prefix=ev.prefix,
             nexthop=ev.nexthop,
             label=ev.label,
@@ -599,6 +705,11 @@ class Rib:
         if ev.attrs.originator_id == self.router_id:
             # our own route reflected back (RFC 4456 §8): ignore, as a withdrawal
             self.counters["own_route_reflected"] = self.counters.get("own_route_reflected", 0) + 1
+            return self._bgp_del(BgpRouteDel(ev.peer, ev.rd, ev.prefix))
+        if as_path_loop(ev, self.config.asn):
+            # RFC 4271 §9.1.2: a route whose AS_PATH holds our AS is not used;
+            # as a withdrawal, so an earlier path of that key goes too
+            self.counters["as_path_loop"] = self.counters.get("as_path_loop", 0) + 1
             return self._bgp_del(BgpRouteDel(ev.peer, ev.rd, ev.prefix))
         path = Path(
             source="bgp",
@@ -645,11 +756,29 @@ class Rib:
         return self._readvertise(peer)
 
     def _peer_up(self, ev: BgpPeerUp) -> list[Output]:
+        """A session is established: what it negotiated decides what it gets.
+
+        Routes and RTC routes go to established peers only (a peer that never
+        came up has no adj-RIB-out); a peer gets the families both sides
+        negotiated, and RTC filtering only if RT-Constraint was negotiated
+        (RFC 4684 §4: a peer without it gets every route its policy allows).
+        """
         peer = self._peer(ev.peer)
         peer.up = True
         peer.session += 1
         peer.gr_time = ev.graceful_restart
-        return []
+        peer.families = peer.configured if ev.families is None else peer.configured & ev.families
+        peer.up_at = self._now
+        peer.eor_pending = set(peer.families) - {"rtc"}
+        peer.rtc_sent.clear()
+        out: list[Output] = []
+        if not peer.rtc and peer.rtc_out:
+            out += [RtcWithdraw(peer.address, t) for t in sorted(peer.rtc_out)]
+            peer.rtc_out = set()
+        if not peer.rtc:
+            peer.rtc_in.clear()
+        out += self._rtc_sync(peer, self._wanted_targets())
+        return out + self._readvertise(peer)
 
     def _peer_down(self, ev: BgpPeerDown, now: float) -> list[Output]:
         peer = self._peer(ev.peer)
@@ -678,7 +807,8 @@ class Rib:
 
     def _eor(self, ev: BgpEndOfRib) -> list[Output]:
         peer = self._peer(ev.peer)
-        return self._start(self._eor_sweep(peer, ev.family))
+        peer.eor_pending.discard(ev.family)
+        return self._start(self._eor_sweep(peer, ev.family)) + self._release(self._now)
 
     def _eor_sweep(self, peer: _Peer, family: str) -> Iterator[list[Output]]:
         yield from self._sweep(peer, (family,))
@@ -707,7 +837,7 @@ class Rib:
                 else:
                     yield []
             if "rtc" in fams and (stale_only or peer.session == session):
-                keep: dict[str | None, bool] = {
+                keep: dict[RtcTarget, bool] = {
                     t: s for t, s in peer.rtc_in.items() if stale_only and not s
                 }
                 if keep != peer.rtc_in:
@@ -802,24 +932,34 @@ class Rib:
                 if old is None or self._fwd(old) != self._fwd(new):
                     for sid in sorted(self._subscribers.get(vrf.name, ())):
                         out.append(FwdRoutes(sid, vrf.vpn, (self._fwd(new),)))
-            # export: the best XMPP path of this VRF for this prefix
+            # export: per RD (one per forwarder, Vrf.rd_for) the best XMPP path of
+            # this VRF for this prefix
             if vrf.export_targets:
-                local = [p for p in paths if p.source == "xmpp" and p.vrf == vrf.name]
-                best_local = self.best(local)
-                out += self._export(
-                    vrf.rd,
-                    prefix,
-                    None
-                    if best_local is None
-                    else VpnRoute(
-                        rd=vrf.rd,
-                        prefix=prefix,
-                        label=best_local.label,
-                        nexthop=best_local.nexthop,
-                        targets=vrf.export_targets,
-                        version=best_local.version,
-                    ),
-                )
+                by_rd: dict[str, list[Path]] = {}
+                for p in paths:
+                    if p.source == "xmpp" and p.vrf == vrf.name:
+                        by_rd.setdefault(p.rd, []).append(p)
+                key = (vrf.name, prefix)
+                gone = self._vrf_rds.pop(key, set()) - set(by_rd)
+                if by_rd:
+                    self._vrf_rds[key] = set(by_rd)
+                for rd in sorted(gone):
+                    out += self._export(rd, prefix, None)
+                for rd, local in sorted(by_rd.items()):
+                    best_local = self.best(local)
+                    assert best_local is not None
+                    out += self._export(
+                        rd,
+                        prefix,
+                        VpnRoute(
+                            rd=rd,
+                            prefix=prefix,
+                            label=best_local.label,
+                            nexthop=best_local.nexthop,
+                            targets=vrf.export_targets,
+                            version=best_local.version,
+                        ),
+                    )
         return out
 
     @staticmethod
@@ -829,13 +969,18 @@ class Rib:
     # --------------------------------------------------------------- export
 
     def _eligible(self, peer: _Peer, route: VpnRoute) -> bool:
-        if family_of(route.prefix) not in peer.families:
+        if not peer.up or family_of(route.prefix) not in peer.families:
             return False
         if not peer.rtc or not peer.filter_out:
             return True
         if None in peer.rtc_in:
             return True
-        return any(t in peer.rtc_in for t in route.targets)
+        if any(t in peer.rtc_in for t in route.targets):
+            return True  # route targets are matched exactly (RFC 4684 §4) ...
+        return any(  # ... against RTC routes of 96 bits; shorter ones by prefix
+            isinstance(k, RtcPrefix) and any(k.covers(t) for t in route.targets)
+            for k in peer.rtc_in
+        )
 
     def _export(self, rd: str, prefix: IPNetwork, route: VpnRoute | None) -> list[Output]:
         key = (rd, prefix)
@@ -851,6 +996,8 @@ class Rib:
     def _advertise(
         self, peer: _Peer, key: tuple[str, IPNetwork], route: VpnRoute | None
     ) -> list[Output]:
+        if not peer.up:
+            return []  # what it gets is decided when its session comes up (_peer_up)
         old = peer.adj_out.get(key)
         if route is not None and not self._eligible(peer, route):
             route = None
@@ -880,13 +1027,24 @@ class Rib:
         wanted = self._wanted_targets()
         out: list[Output] = []
         for peer in self._peers.values():
-            if not peer.rtc:
-                continue
-            for t in sorted(peer.rtc_out - wanted):
-                out.append(RtcWithdraw(peer.address, t))
-            for t in sorted(wanted - peer.rtc_out):
-                out.append(RtcAnnounce(peer.address, t))
-            peer.rtc_out = set(wanted)
+            out += self._rtc_sync(peer, wanted)
+        return out
+
+    def _rtc_sync(self, peer: _Peer, wanted: set[str]) -> list[Output]:
+        """Our RTC routes to one established peer that negotiated RT-Constraint."""
+        if not peer.up or not peer.rtc:
+            return []
+        out: list[Output] = []
+        for t in sorted(peer.rtc_out - wanted):
+            out.append(RtcWithdraw(peer.address, t))
+        for t in sorted(wanted - peer.rtc_out):
+            out.append(RtcAnnounce(peer.address, t))
+            peer.rtc_sent[t] = (self._now, False)
+        for t in list(peer.rtc_sent):
+            when, acked = peer.rtc_sent[t]
+            if t not in wanted or when + (RTC_ROUTES_WAIT if acked else EOR_WAIT) <= self._now:
+                del peer.rtc_sent[t]
+        peer.rtc_out = set(wanted)
         return out
 
     def up_peers(self) -> list[str]:
@@ -958,7 +1116,7 @@ class Rib:
             "peers": {
                 a: {
                     "rtc": p.rtc,
-                    "received": sorted("default" if t is None else t for t in p.rtc_in),
+                    "received": sorted("default" if t is None else str(t) for t in p.rtc_in),
                     "advertised": sorted(p.rtc_out),
                     "routes_out": len(p.adj_out),
                 }

@@ -74,6 +74,7 @@ from routeserver.rib import (
     XmppRouteDel,
     XmppSubscribe,
     XmppUnsubscribe,
+    as_path_loop,
     check_route,
     coalesce,
 )
@@ -286,7 +287,8 @@ class RouteServer:
             self._bgp_inputs([BgpPeerDown(a) for a in self.rib.up_peers()])
             await self.bgp.stop()
             while True:
-                bgp = ExaBgp(self.cfg, self._bgp_inputs, self._bgp_bad)
+                # the RIB it replays is state kept over the restart (RFC 4724 R bit)
+                bgp = ExaBgp(self.cfg, self._bgp_inputs, self._bgp_bad, restarted=True)
                 try:
                     await bgp.start()
                     break
@@ -419,6 +421,10 @@ class RouteServer:
         if fut.cancelled():
             return
         err = fut.exception()
+        if err is None and isinstance(out, RtcAnnounce):
+            # End-of-RIB to forwarders waits for the routes it pulls in, from now
+            self.rib.rtc_sent(out.peer, out.target, time.monotonic())
+            self._wake.set()
         if err is None or isinstance(err, ChannelLost):
             return  # done, or ExaBGP is gone: the supervisor replays the RIB
         if isinstance(err, CommandError):
@@ -463,6 +469,12 @@ class RouteServer:
             self.counters["bgp_inputs"] += 1
             if isinstance(ev, BgpRouteAdd) and ev.label < LABEL_MIN:
                 reserved.append(ev)
+            if isinstance(ev, BgpRouteAdd) and as_path_loop(ev, self.cfg.asn):
+                self._refused("as-path-loop")
+                log.warning(
+                    "BGP peer %s: %s:%s ignored, our AS %d is in its AS_PATH %s (RFC 4271 9.1.2)",
+                    ev.peer, ev.rd, ev.prefix, self.cfg.asn, list(ev.attrs.as_path),
+                )  # fmt: skip
             try:
                 outputs += self.rib.handle(ev, now)
             except RibError as e:

@@ -137,7 +137,7 @@ def test_run_show_and_stop(tmp_path: Path) -> None:
         assert res.stdout.splitlines() == [
             "originated: -",
             "peer        rtc  received  advertised  routes_out",
-            "127.0.6.22  *    -         -           0",
+            "127.0.6.22       -         -           0",  # RTC not negotiated: never up
         ]
         # /metrics: Prometheus text by prometheus_client, HELP and TYPE for every family
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:

@@ -46,7 +46,7 @@ from tests.system.test_routeserver_gobgp import (
 )
 
 CLI = [sys.executable, "-m", "routeserver.cli"]
-OURS = "127.0.6.1:1:10.1.1.1/32"
+OURS = "192.0.2.11:1:10.1.1.1/32"
 
 
 def free_port() -> int:
@@ -248,7 +248,11 @@ def test_kill_9_takes_exabgp_along_and_a_restart_peers_again(
         await poll(lambda: OURS not in vpn_paths("vpnv4"), "stale route swept", 10)
         assert gobgp_json("neighbor", RS1)["state"]["session_state"] == 6
         # bug 8: session events reach the log at info/warning, with the peer and reason
-        up = ("info", f"BGP session with {GOBGP} (AS 64512) up (graceful restart 90 s)")
+        up = (
+            "info",
+            f"BGP session with {GOBGP} (AS 64512) up (graceful restart 90 s, "
+            "families rtc vpnv4 vpnv6)",
+        )
         assert up in [(r["level"], r["msg"]) for r in rs2.records()]
         gobgp("neighbor", RS1, "reset")  # GoBGP sends a Cease NOTIFICATION
 

@@ -42,9 +42,10 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
 
 
 class Frr:
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, asn: int = ASN, statics: tuple[str, ...] = (STATIC,)) -> None:
         self.dir = tmp
         conf = tmp / "bgpd.conf"
+        lines = "\n".join(f"  {s}" for s in statics)
         conf.write_text(
             f"""hostname frr-pe
 log stdout informational
@@ -52,16 +53,21 @@ log stdout informational
 route-map RT permit 10
  set extcommunity rt 64512:100
 !
-router bgp {ASN}
+route-map LOOP permit 10
+ set extcommunity rt 64512:100
+ set as-path prepend {ASN}
+!
+router bgp {asn}
  bgp router-id {FRR}
  no bgp default ipv4-unicast
+ no bgp ebgp-requires-policy
  neighbor {RS1} remote-as {ASN}
  neighbor {RS1} update-source {FRR}
  neighbor {RS1} passive
  !
  address-family ipv4 vpn
   neighbor {RS1} activate
-  {STATIC}
+{lines}
  exit-address-family
 !
 """
@@ -144,9 +150,9 @@ def test_frr_pe_vpnv4_both_ways(frr: Frr, pki: Pki) -> None:
             assert f1.notes == [pe, d.EndOfRib("red")]
             # ours reaches FRR: our RD, the forwarder's label and next hop, RT and version
             await f1.publish("red", entry("10.1.1.1/32", "192.0.2.11", 10000, 7))
-            await poll(lambda: f"{RS1}:1:10.1.1.1/32" in frr.vpn_routes(), "our route at FRR")
-            detail = await asyncio.to_thread(frr.route_detail, f"{RS1}:1", "10.1.1.1/32")
-            (path,) = detail[f"{RS1}:1"]["paths"]
+            await poll(lambda: "192.0.2.11:1:10.1.1.1/32" in frr.vpn_routes(), "our route at FRR")
+            detail = await asyncio.to_thread(frr.route_detail, "192.0.2.11:1", "10.1.1.1/32")
+            (path,) = detail["192.0.2.11:1"]["paths"]
             assert (path["remoteLabel"], [n["ip"] for n in path["nexthops"]]) == (
                 10000, ["192.0.2.11"]
             )  # fmt: skip
@@ -164,3 +170,76 @@ def test_frr_pe_vpnv4_both_ways(frr: Frr, pki: Pki) -> None:
             await rs.stop()
 
     run(body)
+
+
+def test_rtc_configured_but_not_negotiated_routes_unfiltered(
+    frr: Frr, pki: Pki, caplog: pytest.LogCaptureFixture
+) -> None:
+    """RFC 4684 §4: rtc configured toward FRR, which has no SAFI 132: FRR gets our
+    routes (no RTC filtering) and the session-up line says what was negotiated."""
+
+    async def body() -> None:
+        cfg = dataclasses.replace(
+            rs_config(pki, RS1),
+            neighbors=(
+                Neighbor(address=FRR, asn=ASN, port=FRR_PORT, families=("vpnv4", "vpnv6", "rtc")),
+            ),
+        )
+        rs = RouteServer(cfg)
+        await rs.start()
+        f1 = Forwarder(pki, F1, rs.xmpp.port)  # type: ignore[union-attr]
+        try:
+            await poll(lambda: rs.rib.show_peers()[0]["up"], "session with FRR")
+            await f1.client.connect()
+            await f1.client.subscribe("red")
+            await f1.publish("red", entry("10.1.1.1/32", "192.0.2.11", 10000, 7))
+            await poll(lambda: "192.0.2.11:1:10.1.1.1/32" in frr.vpn_routes(), "our route at FRR")
+            assert rs.rib.show_peers()[0]["routes_out"] == 1
+            assert rs.rib.show_rtc()["peers"][FRR]["rtc"] is False  # type: ignore[index]
+            ups = [r for r in caplog.records if "BGP session with" in r.getMessage()]
+            assert [(r.levelname, r.getMessage()) for r in ups] == [
+                (
+                    "WARNING",
+                    f"BGP session with {FRR} (AS {ASN}) up (graceful restart 120 s, families "
+                    "vpnv4; not negotiated: rtc vpnv6 (no RT-Constraint: this peer gets routes "
+                    "unfiltered))",
+                )
+            ]
+        finally:
+            await f1.client.close()
+            await rs.stop()
+
+    caplog.set_level("INFO", logger="routeserver")
+    run(body)
+
+
+def test_as_path_loop_is_ignored(tmp_path: Path, pki: Pki) -> None:
+    """RFC 4271 §9.1.2: FRR (eBGP, AS 65001) sends a route whose AS_PATH holds our
+    AS 64512: not used, counted as refused (as-path-loop); the other route is used."""
+    looped = "network 10.6.6.6/32 rd 64512:66 label 6006 route-map LOOP"
+    frr = Frr(tmp_path, asn=65001, statics=(STATIC, looped))
+
+    async def body() -> None:
+        cfg = dataclasses.replace(
+            rs_config(pki, RS1),
+            neighbors=(Neighbor(address=FRR, asn=65001, port=FRR_PORT, families=("vpnv4",)),),
+        )
+        rs = RouteServer(cfg)
+        await rs.start()
+        try:
+            await poll(lambda: rs.rib.show_routes("red"), "FRR route in the RIB")
+            await poll(lambda: rs.bgp_refused.get("as-path-loop"), "looped route refused")
+            assert [(r["prefix"], r["rd"]) for r in rs.rib.show_routes("red")] == [
+                ("10.5.5.5/32", "64512:55")
+            ]
+            assert rs.bgp_refused["as-path-loop"] == 1
+            assert rs.rib.counters["as_path_loop"] == 1
+            metrics = rs.metrics().splitlines()
+            assert 'esvpn_rs_bgp_refused_total{reason="as-path-loop"} 1.0' in metrics
+        finally:
+            await rs.stop()
+
+    try:
+        run(body)
+    finally:
+        frr.stop()

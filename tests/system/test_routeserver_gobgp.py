@@ -269,15 +269,19 @@ def test_xmpp_to_bgp_and_back_with_rtc(gobgpd: Any, pki: Pki) -> None:
             await f1.client.subscribe("red")
             await f2.client.subscribe("green")
             await poll(lambda: rtc_routes() == ["64512:64512:100", "64512:64512:200"], "RTC")
+            await poll(
+                lambda: d.EndOfRib("red") in f1.notes and d.EndOfRib("green") in f2.notes,
+                "End-of-RIB, once what our RTC routes pull in from BGP is in",
+            )
             await f1.publish("red", entry("10.1.1.1/32", "192.0.2.11", 10000, 7))
             await f1.publish("red", entry("2001:db8::1/128", "192.0.2.11", 10001, 7))
 
             # our routes in GoBGP's VPN RIBs: RD type 1 router id:1, RT, version, label, NH
             v4 = await poll(lambda: vpn_paths("vpnv4"), "vpnv4 route in GoBGP")
             assert v4 == {
-                "127.0.6.1:1:10.1.1.1/32": {
+                "192.0.2.11:1:10.1.1.1/32": {
                     "labels": [10000],
-                    "rd": {"type": 1, "admin": RS1, "assigned": 1},
+                    "rd": {"type": 1, "admin": "192.0.2.11", "assigned": 1},
                     "nexthop": "192.0.2.11",
                     "ext": sorted([(0, 2, "64512:100"), version_ec(7)]),
                     "from": RS1,
@@ -285,9 +289,9 @@ def test_xmpp_to_bgp_and_back_with_rtc(gobgpd: Any, pki: Pki) -> None:
             }
             v6 = await poll(lambda: vpn_paths("vpnv6"), "vpnv6 route in GoBGP")
             assert v6 == {
-                "127.0.6.1:1:2001:db8::1/128": {
+                "192.0.2.11:1:2001:db8::1/128": {
                     "labels": [10001],
-                    "rd": {"type": 1, "admin": RS1, "assigned": 1},
+                    "rd": {"type": 1, "admin": "192.0.2.11", "assigned": 1},
                     "nexthop": "192.0.2.11",
                     "ext": sorted([(0, 2, "64512:100"), version_ec(7)]),
                     "from": RS1,
@@ -335,11 +339,11 @@ def test_xmpp_to_bgp_and_back_with_rtc(gobgpd: Any, pki: Pki) -> None:
             common = {"vrf": "red", "targets": ["64512:100"], "best": True, "stale": False}
             assert json.loads(res.stdout) == [
                 {"prefix": "10.1.1.1/32", "nexthop": "192.0.2.11", "label": 10000, "version": 7,
-                 "source": "xmpp", "from": F1, "rd": "127.0.6.1:1", **common},
+                 "source": "xmpp", "from": F1, "rd": "192.0.2.11:1", **common},
                 {"prefix": "10.2.2.2/32", "nexthop": "192.0.2.22", "label": 20000, "version": 0,
                  "source": "bgp", "from": GOBGP, "rd": "64512:7", **common},
                 {"prefix": "2001:db8::1/128", "nexthop": "192.0.2.11", "label": 10001,
-                 "version": 7, "source": "xmpp", "from": F1, "rd": "127.0.6.1:1", **common},
+                 "version": 7, "source": "xmpp", "from": F1, "rd": "192.0.2.11:1", **common},
             ]  # fmt: skip
             res = await asyncio.to_thread(
                 subprocess.run, [*cli, "--control", control],
@@ -371,7 +375,7 @@ def test_xmpp_to_bgp_and_back_with_rtc(gobgpd: Any, pki: Pki) -> None:
                 "not-acceptable",
                 "IPv4 prefix 10.7.7.7/32 with IPv6 next hop 2001:db8::7 is not supported",
             )
-            assert "127.0.6.1:1:10.7.7.7/32" not in vpn_paths("vpnv4")
+            assert "192.0.2.11:1:10.7.7.7/32" not in vpn_paths("vpnv4")
 
             # a VPN-IPv6 route from the PE (IPv4-mapped next hop) reaches F1 as IPv6-over-IPv4
             gobgp("global", "rib", "-a", "vpnv6", "add", "2001:db8::2/128", "label", "20001",
@@ -417,7 +421,7 @@ def test_xmpp_to_bgp_and_back_with_rtc(gobgpd: Any, pki: Pki) -> None:
                 d.EndOfRib("red"),
             ]
             assert sorted(vpn_paths("vpnv4")) == [
-                "127.0.6.1:1:10.1.1.1/32",
+                "192.0.2.11:1:10.1.1.1/32",
                 "64512:8:10.3.3.3/32",
                 "64512:9:10.4.4.4/32",
             ]
@@ -463,7 +467,7 @@ def test_two_route_servers_through_reflector_and_stale_timeout(gobgpd: Any, pki:
             )
             await poll(lambda: newer in f1.notes, "moved address at F1")
             # F1 goes away: its routes stay in BGP until its XMPP state expires
-            key = "127.0.6.1:1:10.1.1.1/32"
+            key = "192.0.2.11:1:10.1.1.1/32"
             assert key in vpn_paths("vpnv4")
             await f1.client.close()
             table = rs1.xmpp.table  # type: ignore[union-attr]
@@ -497,6 +501,8 @@ def test_graceful_restart_keeps_pe_routes_until_restart_time(tmp_path: Path, pki
             await poll(lambda: neighbor_established(RS1), "RS1 established")
             await f1.client.connect()
             await f1.client.subscribe("red")
+            # End-of-RIB comes once what our RTC route pulls in from BGP is in
+            await poll(lambda: d.EndOfRib("red") in f1.notes, "End-of-RIB at F1")
             await f1.publish("red", entry("10.1.1.1/32", "192.0.2.11", 10000, 1))
             mine = d.ItemsEvent(
                 "red", (("10.1.1.1/32", entry("10.1.1.1/32", "192.0.2.11", 10000, 1)),)
@@ -519,7 +525,7 @@ def test_graceful_restart_keeps_pe_routes_until_restart_time(tmp_path: Path, pki
             assert [r["prefix"] for r in rs.rib.show_routes("red")] == ["10.1.1.1/32"]
             # when it does come back, it gets our RTC and VPN routes again
             procs.append(start_gobgpd(tmp_path, restart_time=3))
-            await poll(lambda: "127.0.6.1:1:10.1.1.1/32" in vpn_paths("vpnv4"), "re-advertised")
+            await poll(lambda: "192.0.2.11:1:10.1.1.1/32" in vpn_paths("vpnv4"), "re-advertised")
             assert rtc_routes() == ["64512:64512:100"]
         finally:
             await f1.client.close()
@@ -607,7 +613,7 @@ def test_ebgp_pe(tmp_path: Path, pki: Pki) -> None:
             await f1.client.subscribe("red")
             await f1.publish("red", entry("10.1.1.1/32", "192.0.2.11", 10000))
             paths = await poll(lambda: gobgp_json("global", "rib", "-a", "vpnv4"), "our route")
-            attrs = {a["type"]: a for a in paths["127.0.6.1:1:10.1.1.1/32"][0]["attrs"]}
+            attrs = {a["type"]: a for a in paths["192.0.2.11:1:10.1.1.1/32"][0]["attrs"]}
             assert attrs[2]["as_paths"] == [{"segment_type": 2, "num": 1, "asns": [ASN]}]
             assert 5 not in attrs  # no LOCAL_PREF over eBGP
             assert attrs[14]["nexthop"] == "192.0.2.11"
@@ -698,13 +704,76 @@ def test_exabgp_crash_is_survived(gobgpd: Any, pki: Pki) -> None:
             await poll(lambda: rs.rib.show_peers()[0]["up"], "session back")
 
             def ours_fresh() -> bool:
-                paths = gobgp_json("global", "rib", "-a", "vpnv4").get("127.0.6.1:1:10.1.1.1/32")
+                paths = gobgp_json("global", "rib", "-a", "vpnv4").get("192.0.2.11:1:10.1.1.1/32")
                 return bool(paths) and paths[0]["stale"] is False
 
             await poll(ours_fresh, "our route re-advertised")
             await poll(lambda: rs.rib.show_routes("red")[1]["stale"] is False, "PE route fresh")
             assert [type(n).__name__ for n in f1.notes].count("RetractEvent") == 0
             assert rtc_routes() == ["64512:64512:100"]
+        finally:
+            await f1.client.close()
+            await rs.stop()
+
+    run(body)
+
+
+def test_anycast_prefix_from_two_forwarders_keeps_both_paths(gobgpd: Any, pki: Pki) -> None:
+    """Draft §6 (RD from the end system): one RD per (forwarder, VRF), type 1
+    <forwarder address>:<VRF index>, so GoBGP holds both forwarders' paths."""
+
+    async def body() -> None:
+        rs = RouteServer(rs_config(pki, RS1))
+        await rs.start()
+        f1 = Forwarder(pki, F1, rs.xmpp.port)  # type: ignore[union-attr]
+        f2 = Forwarder(pki, F2, rs.xmpp.port)  # type: ignore[union-attr]
+        try:
+            await poll(lambda: neighbor_established(RS1), "RS1 established")
+            for f, nh, label in ((f1, "192.0.2.11", 10000), (f2, "192.0.2.12", 20000)):
+                await f.client.connect()
+                await f.client.subscribe("red")
+                await f.publish("red", entry("10.8.8.8/32", nh, label, 3))
+            both = {
+                "192.0.2.11:1:10.8.8.8/32": ([10000], "192.0.2.11"),
+                "192.0.2.12:1:10.8.8.8/32": ([20000], "192.0.2.12"),
+            }
+            await poll(
+                lambda: (
+                    {k: (v["labels"], v["nexthop"]) for k, v in vpn_paths("vpnv4").items()} == both
+                ),
+                "both anycast paths in GoBGP",
+            )
+        finally:
+            await f1.client.close()
+            await f2.client.close()
+            await rs.stop()
+
+    run(body)
+
+
+def test_end_of_rib_to_a_forwarder_follows_the_routes_its_rtc_pulls_in(
+    gobgpd: Any, pki: Pki
+) -> None:
+    """A PE route is in GoBGP before the forwarder subscribes: our RTC route for the
+    VPN pulls it in from BGP, and the forwarder's End-of-RIB comes after it (a
+    forwarder that sweeps stale routes on End-of-RIB never drops a good one)."""
+
+    async def body() -> None:
+        rs = RouteServer(rs_config(pki, RS1))
+        await rs.start()
+        f1 = Forwarder(pki, F1, rs.xmpp.port)  # type: ignore[union-attr]
+        try:
+            await poll(lambda: neighbor_established(RS1), "RS1 established")
+            gobgp("global", "rib", "-a", "vpnv4", "add", "10.2.2.2/32", "label", "20000",
+                  "rd", "64512:7", "rt", "64512:100", "nexthop", "192.0.2.22")  # fmt: skip
+            await poll(lambda: rs.rib.show_peers()[0]["up"], "session up at the RIB")
+            await f1.client.connect()
+            await f1.client.subscribe("red")
+            await poll(lambda: d.EndOfRib("red") in f1.notes, "End-of-RIB at F1")
+            red_pe = d.ItemsEvent(
+                "red", (("10.2.2.2/32", entry("10.2.2.2/32", "192.0.2.22", 20000)),)
+            )
+            assert f1.notes == [red_pe, d.EndOfRib("red")]
         finally:
             await f1.client.close()
             await rs.stop()

@@ -171,6 +171,8 @@ def test_route_server_resends_a_refused_announcement() -> None:
         peer, task = await attach(rs.bgp)
         rs.start_tasks(supervise=False)
         try:
+            peer.say(STATE_UP)  # routes go to established peers only
+            await until(lambda: rs.rib.up_peers() == [PE], "peer up")
             rs.feed([XmppSubscribe("0102030405a1", "red")])
             assert await peer.command() == (
                 "neighbor 192.0.2.1 announce rtc 64512 64512:100 next-hop 10.255.0.1"
@@ -185,7 +187,7 @@ def test_route_server_resends_a_refused_announcement() -> None:
                 ]
             )  # fmt: skip
             ann = (
-                "neighbor 192.0.2.1 announce route 10.1.1.1/32 rd 10.255.0.1:1 label 16 "
+                "neighbor 192.0.2.1 announce route 10.1.1.1/32 rd 192.0.2.11:1 label 16 "
                 "next-hop 192.0.2.11 origin igp local-preference 100 "
                 "extended-community [ target:64512:100 ]"
             )

@@ -26,6 +26,7 @@ from routeserver.rib import (
     BgpRtcDel,
     BgpWithdraw,
     RtcAnnounce,
+    RtcPrefix,
     RtcWithdraw,
     VpnRoute,
 )
@@ -158,7 +159,10 @@ def test_parse_session_events_and_gr_from_open():
     )
     assert parse_message(open_msg, opens) == []
     assert parse_message(msg("state", '"state": "connected"'), opens) == []
-    assert parse_message(msg("state", '"state": "up"'), opens) == [BgpPeerUp("127.0.0.2", 90)]
+    # no multiprotocol capability in that OPEN: the peer negotiated none of our families
+    assert parse_message(msg("state", '"state": "up"'), opens) == [
+        BgpPeerUp("127.0.0.2", 90, frozenset())
+    ]
     assert parse_message(msg("state", '"state": "down", "reason": "x"'), opens) == [
         BgpPeerDown("127.0.0.2")
     ]
@@ -174,7 +178,11 @@ def test_parse_updates():
     upd = {
         "attribute": {
             "origin": "incomplete",
-            "as-path": [65001, 65002],
+            # ExaBGP 5's form: segments by position
+            "as-path": {
+                "0": {"element": "as-sequence", "value": [65001, 65002]},
+                "1": {"element": "as-set", "value": [65009, 65003]},
+            },
             "med": 5,
             "local-preference": 200,
             "originator-id": "127.0.0.9",
@@ -187,6 +195,7 @@ def test_parse_updates():
                 "127.0.0.2": [
                     {"origin": 64512, "route-target": "target:64512:100"},
                     {"origin": 0, "route-target": None},
+                    {"origin": 64513, "length": 80, "value": 0x0002FC0000000000},
                 ]
             },
         },
@@ -196,7 +205,7 @@ def test_parse_updates():
         },
     }
     line = update_line(upd)
-    attrs = BgpAttrs(200, (65001, 65002), 2, 5, "127.0.0.9", 2)
+    attrs = BgpAttrs(200, (65001, 65002, 65003), 2, 5, "127.0.0.9", 2, ((65009, 65003),))
     assert parse_message(line, PeerOpen({})) == [
         BgpRouteDel("127.0.0.2", "64512:8", ip_network("10.3.3.3/32")),
         BgpRtcDel("127.0.0.2", "64512:200"),
@@ -222,6 +231,7 @@ def test_parse_updates():
         ),
         BgpRtcAdd("127.0.0.2", "64512:100"),
         BgpRtcAdd("127.0.0.2", None),
+        BgpRtcAdd("127.0.0.2", RtcPrefix(64513, 0x0002FC0000000000, 80)),
     ]
 
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from dataclasses import replace
 from ipaddress import ip_address, ip_network
 
 import pytest
@@ -67,6 +68,16 @@ def cfg(**bgp):
     )
 
 
+def live(config):
+    """A RIB whose configured peers are established (routes go to those only)."""
+    rib = Rib(config)
+    for n in config.neighbors:
+        rib.handle(BgpPeerUp(n.address, 0), 0)
+        for fam in ("vpnv4", "vpnv6"):  # its initial routes are in
+            rib.handle(BgpEndOfRib(n.address, fam), 0)
+    return rib
+
+
 def n(s):
     return ip_network(s)
 
@@ -76,12 +87,19 @@ def a(s):
 
 
 def test_symmetric_vpn_xmpp_to_bgp_and_forwarders():
-    rib = Rib(cfg())
+    rib = live(cfg())
     out = rib.handle(XmppSubscribe(H1, "red"), 0)
-    assert out == [FwdEndOfRib(H1, "red"), RtcAnnounce(PE, "64512:100")]
+    # End-of-RIB waits for the routes our RTC route pulls in from PE
+    # (unacknowledged, at most EOR_WAIT; acknowledged, RTC_ROUTES_WAIT from then)
+    assert out == [RtcAnnounce(PE, "64512:100")]
+    assert rib.next_deadline() == 10.0
+    rib.rtc_sent(PE, "64512:100", 0.5)
+    assert rib.next_deadline() == 1.5
+    assert rib.expire(1.49) == []
+    assert rib.expire(1.5) == [FwdEndOfRib(H1, "red")]
     out = rib.handle(XmppRouteAdd(H1, "red", n("10.1.1.1/32"), a("192.0.2.11"), 10000, 1), 0)
     route = VpnRoute(
-        "10.255.0.1:1", n("10.1.1.1/32"), 10000, a("192.0.2.11"), frozenset({"64512:100"}), 1
+        "192.0.2.11:1", n("10.1.1.1/32"), 10000, a("192.0.2.11"), frozenset({"64512:100"}), 1
     )
     # PE negotiated RTC but has not asked for 64512:100 yet; PE2 has no RTC
     assert out == [
@@ -89,8 +107,10 @@ def test_symmetric_vpn_xmpp_to_bgp_and_forwarders():
         BgpAnnounce(PE2, route),
     ]
     assert rib.handle(BgpRtcAdd(PE, "64512:100"), 0) == [BgpAnnounce(PE, route)]
-    # a second forwarder subscribing gets the table and the end-of-RIB marker
-    assert rib.handle(XmppSubscribe(H2, "red"), 0) == [
+    # a second forwarder subscribing gets the table and the end-of-RIB marker (the
+    # routes our RTC route pulled in had RTC_ROUTES_WAIT to come)
+    rib.rtc_sent(PE, "64512:100", 0)
+    assert rib.handle(XmppSubscribe(H2, "red"), 1) == [
         FwdRoutes(H2, "red", (FwdRoute(n("10.1.1.1/32"), a("192.0.2.11"), 10000, 1),)),
         FwdEndOfRib(H2, "red"),
     ]
@@ -129,14 +149,14 @@ def test_bgp_route_imported_by_target_only():
 
 
 def test_hub_and_spoke():
-    rib = Rib(cfg())
+    rib = live(cfg())
     for sid in (H1, H2, HUB):
         rib.handle(XmppSubscribe(sid, "tenant1"), 0)
     rib.handle(BgpRtcAdd(PE, None), 0)
     spoke = FwdRoute(n("10.9.0.1/32"), a("192.0.2.11"), 100)
     out = rib.handle(XmppRouteAdd(H1, "tenant1", spoke.prefix, spoke.nexthop, 100), 0)
     # a spoke's route goes to the hub (and to BGP with the spoke target), not to spoke H2
-    spoke_vpn = VpnRoute("10.255.0.1:2", spoke.prefix, 100, spoke.nexthop, frozenset({"64512:200"}))
+    spoke_vpn = VpnRoute("192.0.2.11:2", spoke.prefix, 100, spoke.nexthop, frozenset({"64512:200"}))
     assert out == [
         BgpAnnounce(PE, spoke_vpn),
         BgpAnnounce(PE2, spoke_vpn),
@@ -344,7 +364,7 @@ def test_bad_input_is_refused_precisely():
 
 
 def test_rtc_wildcard_and_withdraw_on_rtc_loss():
-    rib = Rib(cfg())
+    rib = live(cfg())
     rib.handle(XmppSubscribe(H1, "red"), 0)
     rib.handle(XmppRouteAdd(H1, "red", n("2001:db8::1/128"), a("2001:db8:ffff::11"), 99), 0)
     route = VpnRoute(
@@ -360,13 +380,11 @@ def test_rtc_filter_out_can_be_turned_off_per_peer():
         "bgp": {"neighbor": [{"address": PE, "asn": 64512, "rtc_filter_out": False}]},
         "vrf": [{"vpn": "red", "import_targets": ["64512:100"], "export_targets": ["64512:1"]}],
     }
-    rib = Rib(load_dict(doc))
-    assert rib.handle(XmppSubscribe(H1, "red"), 0) == [
-        FwdEndOfRib(H1, "red"),
-        RtcAnnounce(PE, "64512:100"),
-    ]
+    rib = live(load_dict(doc))
+    assert rib.handle(XmppSubscribe(H1, "red"), 0) == [RtcAnnounce(PE, "64512:100")]
+    assert rib.expire(10.0) == [FwdEndOfRib(H1, "red")]
     out = rib.handle(XmppRouteAdd(H1, "red", n("10.1.1.1/32"), a("192.0.2.11"), 16), 0)
-    route = VpnRoute("10.255.0.1:1", n("10.1.1.1/32"), 16, a("192.0.2.11"), frozenset({"64512:1"}))
+    route = VpnRoute("192.0.2.11:1", n("10.1.1.1/32"), 16, a("192.0.2.11"), frozenset({"64512:1"}))
     assert out == [
         FwdRoutes(H1, "red", (FwdRoute(n("10.1.1.1/32"), a("192.0.2.11"), 16, 0),)),
         BgpAnnounce(PE, route),
@@ -379,7 +397,7 @@ def test_only_configured_families_are_advertised():
         "bgp": {"neighbor": [{"address": PE2, "asn": 65001, "families": ["vpnv4"]}]},
         "vrf": [{"vpn": "red", "import_targets": ["64512:100"], "export_targets": ["64512:100"]}],
     }
-    rib = Rib(load_dict(doc))
+    rib = live(load_dict(doc))
     rib.handle(XmppSubscribe(H1, "red"), 0)
     out = rib.handle(XmppRouteAdd(H1, "red", n("2001:db8::1/128"), a("192.0.2.11"), 16), 0)
     assert [type(o).__name__ for o in out] == ["FwdRoutes"]
@@ -428,12 +446,12 @@ def test_coalesce_keeps_per_forwarder_order():
 
 
 def test_replay_lists_everything_advertised():
-    rib = Rib(cfg())
+    rib = live(cfg())
     rib.handle(XmppSubscribe(H1, "red"), 0)
     rib.handle(BgpRtcAdd(PE, "64512:100"), 0)
     rib.handle(XmppRouteAdd(H1, "red", n("10.1.1.1/32"), a("192.0.2.11"), 16), 0)
     route = VpnRoute(
-        "10.255.0.1:1", n("10.1.1.1/32"), 16, a("192.0.2.11"), frozenset({"64512:100"})
+        "192.0.2.11:1", n("10.1.1.1/32"), 16, a("192.0.2.11"), frozenset({"64512:100"})
     )
     assert rib.replay() == [
         RtcAnnounce(PE, "64512:100"),
@@ -445,12 +463,13 @@ def test_replay_lists_everything_advertised():
 def test_refused_command_is_forgotten_and_resent_with_backoff():
     from routeserver.rib import BgpCommandFailed
 
-    rib = Rib(cfg())
+    rib = live(cfg())
     rib.handle(XmppSubscribe(H1, "red"), 0)
+    assert rib.expire(10.0) == [FwdEndOfRib(H1, "red")]
     rib.handle(BgpRtcAdd(PE, "64512:100"), 0)
     out = rib.handle(XmppRouteAdd(H1, "red", n("10.1.1.1/32"), a("192.0.2.11"), 16), 0)
     route = VpnRoute(
-        "10.255.0.1:1", n("10.1.1.1/32"), 16, a("192.0.2.11"), frozenset({"64512:100"})
+        "192.0.2.11:1", n("10.1.1.1/32"), 16, a("192.0.2.11"), frozenset({"64512:100"})
     )
     assert out[1:] == [BgpAnnounce(PE, route), BgpAnnounce(PE2, route)]
     # ExaBGP refuses the announcement to PE: it leaves PE's adj-RIB-out, a resync is due in 1 s
@@ -471,7 +490,7 @@ def test_refused_command_is_forgotten_and_resent_with_backoff():
     assert rib.handle(BgpCommandFailed(BgpWithdraw(PE2, route)), 10) == []
     assert rib.expire(14) == [BgpWithdraw(PE2, route)]
     # a refusal for a route replaced meanwhile changes nothing; after 60 s quiet, 1 s again
-    stale = VpnRoute("10.255.0.1:1", n("10.1.1.1/32"), 99, a("192.0.2.11"), frozenset())
+    stale = VpnRoute("192.0.2.11:1", n("10.1.1.1/32"), 99, a("192.0.2.11"), frozenset())
     assert rib.handle(BgpCommandFailed(BgpAnnounce(PE, stale)), 100) == []
     assert rib.next_deadline() == 101
     assert rib.expire(101) == []
@@ -520,3 +539,101 @@ def test_local_path_wins_over_bgp_at_equal_version():
     # ... and the local path is back as soon as it is republished with a newer one
     out = rib.handle(XmppRouteAdd(H1, "red", local.prefix, local.nexthop, 100, 5), 0)
     assert out[0] == FwdRoutes(H1, "red", (FwdRoute(local.prefix, local.nexthop, 100, 5),))
+
+
+def test_peer_without_negotiated_rtc_gets_routes_unfiltered():
+    """RFC 4684 §4: RTC configured for PE but not in its OPEN -> no RTC filtering."""
+    rib = Rib(cfg())
+    rib.handle(XmppSubscribe(H1, "red"), 0)
+    rib.handle(XmppRouteAdd(H1, "red", n("10.1.1.1/32"), a("192.0.2.11"), 10000), 0)
+    route = VpnRoute(
+        "192.0.2.11:1", n("10.1.1.1/32"), 10000, a("192.0.2.11"), frozenset({"64512:100"})
+    )
+    # never up: nothing recorded as sent (routes_out 0), nothing sent
+    assert [p["routes_out"] for p in rib.show_peers()] == [0, 0]
+    out = rib.handle(BgpPeerUp(PE, 0, frozenset({"vpnv4", "vpnv6"})), 0)
+    assert out == [BgpAnnounce(PE, route)]  # no RTC route, and no filtering
+    assert rib.show_rtc()["peers"][PE]["rtc"] is False  # type: ignore[index]
+    # the next session negotiates RTC: filtering applies, our RTC route is sent
+    rib.handle(BgpPeerDown(PE), 1)
+    out = rib.handle(BgpPeerUp(PE, 0, frozenset({"vpnv4", "vpnv6", "rtc"})), 2)
+    assert out == [RtcAnnounce(PE, "64512:100"), BgpWithdraw(PE, route)]
+    # a family the peer did not negotiate is not advertised
+    rib.handle(BgpPeerDown(PE), 3)
+    out = rib.handle(BgpPeerUp(PE, 0, frozenset({"vpnv6"})), 4)
+    assert out == [RtcWithdraw(PE, "64512:100")]
+    rib.handle(XmppRouteAdd(H1, "red", n("2001:db8::1/128"), a("192.0.2.11"), 10001), 5)
+    assert [p["routes_out"] for p in rib.show_peers()] == [1, 0]
+
+
+def test_as_path_loop_is_ignored_as_a_withdrawal():
+    """RFC 4271 §9.1.2: our AS (64512) in the AS_PATH (or an AS_SET): not used."""
+    rib = live(cfg())
+    rib.handle(XmppSubscribe(H1, "red"), 0)
+    rt = frozenset({"64512:100"})
+    good = BgpRouteAdd(PE2, "65001:7", n("10.2.2.2/32"), 20000, a("192.0.2.22"), rt, 0,
+                       BgpAttrs(as_path=(65001,)))  # fmt: skip
+    assert rib.handle(good, 0) == [
+        FwdRoutes(H1, "red", (FwdRoute(n("10.2.2.2/32"), a("192.0.2.22"), 20000),))
+    ]
+    looped = replace(good, attrs=BgpAttrs(as_path=(65001, 64512)))
+    assert rib.handle(looped, 1) == [FwdWithdraw(H1, "red", (n("10.2.2.2/32"),))]
+    in_set = replace(good, prefix=n("10.3.3.3/32"), attrs=BgpAttrs(as_path=(65001, 1),
+                     as_sets=((1, 64512),)))  # fmt: skip
+    assert rib.handle(in_set, 2) == []
+    assert rib.counters["as_path_loop"] == 2
+    assert rib.show_routes("red") == []
+
+
+def test_rtc_prefix_matches_route_targets_by_prefix():
+    """RFC 4684 §4: an RTC NLRI of 32..95 bits asks for the route targets it prefixes."""
+    from routeserver.rib import RtcPrefix
+
+    rt100 = (0x0002 << 48) | (64512 << 32) | 100
+    by80 = RtcPrefix(64512, rt100 & ~0xFFFFFFFF, 80)  # type, AS, high 16 bits of number
+    assert by80.covers("64512:100") and by80.covers("64512:65535")
+    assert not by80.covers("64512:70000") and not by80.covers("64513:100")
+    assert not by80.covers("10.0.0.1:100")  # another type
+    assert RtcPrefix(64512, 0, 32).covers("10.0.0.1:100")  # origin AS only: everything
+    rib = live(cfg())
+    rib.handle(XmppSubscribe(H1, "red"), 0)
+    rib.handle(XmppRouteAdd(H1, "red", n("10.1.1.1/32"), a("192.0.2.11"), 10000), 0)
+    route = VpnRoute(
+        "192.0.2.11:1", n("10.1.1.1/32"), 10000, a("192.0.2.11"), frozenset({"64512:100"})
+    )
+    assert rib.handle(BgpRtcAdd(PE, RtcPrefix(64513, 0x0002FC0000000000, 64)), 0) == [
+        BgpAnnounce(PE, route)
+    ]
+    assert rib.handle(BgpRtcDel(PE, RtcPrefix(64513, 0x0002FC0000000000, 64)), 0) == [
+        BgpWithdraw(PE, route)
+    ]
+
+
+def test_anycast_prefix_keeps_every_forwarders_path_in_bgp():
+    """One RD per (forwarder, VRF): type 1 <forwarder address>:<VRF index>."""
+    rib = live(cfg())
+    rib.handle(BgpRtcAdd(PE, None), 0)
+    rt = frozenset({"64512:100"})
+    p = n("10.8.8.8/32")
+    out = rib.handle(XmppRouteAdd(H1, "red", p, a("192.0.2.11"), 10000, 1), 0)
+    one = VpnRoute("192.0.2.11:1", p, 10000, a("192.0.2.11"), rt, 1)
+    assert out == [BgpAnnounce(PE, one), BgpAnnounce(PE2, one)]
+    out = rib.handle(XmppRouteAdd(H2, "red", p, a("192.0.2.12"), 20000, 1), 0)
+    two = VpnRoute("192.0.2.12:1", p, 20000, a("192.0.2.12"), rt, 1)
+    assert out == [BgpAnnounce(PE, two), BgpAnnounce(PE2, two)]
+    assert rib.handle(XmppRouteDel(H1, "red", p), 0) == [
+        BgpWithdraw(PE, one),
+        BgpWithdraw(PE2, one),
+    ]
+    # a configured rd is the VRF's one RD: the best path per prefix
+    doc = {
+        "server": {"router_id": "10.255.0.1", "asn": 64512},
+        "bgp": {"neighbor": [{"address": PE, "asn": 64512, "families": ["vpnv4"]}]},
+        "vrf": [{"vpn": "red", "rd": "64512:9", "import_targets": ["64512:100"],
+                 "export_targets": ["64512:100"]}],
+    }  # fmt: skip
+    rib = live(load_dict(doc))
+    out = rib.handle(XmppRouteAdd(H1, "red", p, a("192.0.2.11"), 10000, 1), 0)
+    assert out == [BgpAnnounce(PE, replace(one, rd="64512:9"))]
+    out = rib.handle(XmppRouteAdd(H2, "red", p, a("192.0.2.12"), 20000, 2), 0)
+    assert out == [BgpAnnounce(PE, replace(two, rd="64512:9", version=2))]

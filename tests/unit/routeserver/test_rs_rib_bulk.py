@@ -9,6 +9,7 @@ from __future__ import annotations
 from ipaddress import IPv4Address, IPv4Network, ip_address
 
 from routeserver.rib import (
+    RTC_ROUTES_WAIT,
     WORK_SLICE,
     BgpEndOfRib,
     BgpPeerDown,
@@ -76,8 +77,12 @@ def loaded_rib(count: int, gr: int) -> Rib:
     rib = Rib(cfg())
     rib.handle(XmppSubscribe(H1, "red"), 0)
     rib.handle(BgpPeerUp(PE, gr), 0)
+    for fam in ("vpnv4", "vpnv6"):  # the peer's initial routes are in
+        rib.handle(BgpEndOfRib(PE, fam), 0)
     for i in range(count):
         rib.handle(route(i), 0)
+    rib.rtc_sent(PE, "64512:100", 0)  # our RTC route acknowledged ...
+    rib.expire(RTC_ROUTES_WAIT)  # ... and what it pulls in is in
     return rib
 
 
