@@ -246,6 +246,8 @@ class Lab:
                     **pair("server", rs.domain),
                     "retention": self.retention,
                     "own_nodes_only": False,
+                    # only the ToRs' agents may act as forwarders here
+                    "forwarders": [tor.system_id for tor in t.tors],
                     "ping_interval": self.ping,
                     "ping_misses": 3,
                 },

@@ -36,7 +36,13 @@ KEYS: dict[str, dict[str, set[str]]] = {
     "host.toml": {"host": {"socket", "reconnect"}, "xmpp": CLIENT},
     "routeserver.toml": {
         "server": {"router_id", "asn", "local_address", "log_level"},
-        "xmpp": SERVER,
+        "xmpp": SERVER | {"forwarders"},
+        "limits": {
+            "routes_per_forwarder",
+            "vpns_per_forwarder",
+            "requests_per_second",
+            "request_burst",
+        },
         "control": {"host", "port"},
         "bgp": {"graceful_restart", "exabgp", "neighbor"},
         "bgp.neighbor": {
