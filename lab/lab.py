@@ -322,6 +322,8 @@ class Lab:
                     for rs in t.route_servers
                 ],
                 "timers": {"stale": self.stale, "reconnect": 0.5},
+                # the VPNs this ToR serves (host routes only, the default)
+                "vpns": {v.name: {} for v in t.vpns},
             }
             self.path(node).mkdir(parents=True, exist_ok=True)
             self.path(node, "agent.toml").write_text(toml(cfg))

@@ -32,6 +32,14 @@ KEYS: dict[str, dict[str, set[str]]] = {
         "route_servers": CLIENT,
         "timers": {"stale", "coalesce", "reconnect"},
         "labels": {"min", "max"},
+        "vpns.red": {"prefixes", "host_routes_only", "end_systems"},
+        "limits": {
+            "interfaces_per_end_system",
+            "addresses_per_end_system",
+            "requests_per_second",
+            "request_burst",
+            "switch_answer",
+        },
     },
     "host.toml": {"host": {"socket", "reconnect"}, "xmpp": CLIENT},
     "routeserver.toml": {
