@@ -11,8 +11,11 @@ import ipaddress
 from pathlib import Path
 from typing import Any
 
+from control import tables as T
+from control.desired import source_entry
 from esxmpp.dialect import Associate, Publish, RouteEntry, Subscribe
 from tests.system.test_agent_flow import HOST_SID, Lab, attach_and_learn, end_system_client, refused
+from tests.system.test_agent_support import write_sized_program
 
 OTHER = "0a0000000002"
 
@@ -103,5 +106,41 @@ def test_request_rate_quota(tmp_path: Path) -> None:
             # withdrawals always pass
             assert await lab.host_cmd(op="retract", prefix="10.1.1.6/32") == {"ok": True}
             assert {str(e.prefix) for e in agent.state.exports()} == {"10.1.1.5/32"}
+
+    asyncio.run(scenario())
+
+
+def test_an_address_the_switch_cannot_hold_is_refused(tmp_path: Path) -> None:
+    """The anti-spoofing table is full: the end-system is told so (never OK
+    while its traffic would be dropped), and nothing of the address stays."""
+
+    async def scenario() -> None:
+        program = write_sized_program(tmp_path / "small", sizes={"ipv4_source": 1})
+        async with OwnLab(tmp_path, program=program) as lab:
+            agent = await attach_and_learn(lab)  # 10.1.1.5/32 fills the table
+            on_switch = await lab.switch_entities()
+            exports = agent.state.exports()
+            full = lab.info.full_name(T.IPV4_SOURCE)
+            resp = await lab.host_cmd(op="publish", prefix="10.1.1.6/32", vpn="red")
+            assert resp == {
+                "ok": False,
+                "error": "resource-constraint: the switch refused it: "
+                f"INSERT: RESOURCE_EXHAUSTED: table {full} is full (1)",
+            }
+            itf = agent.state.interface(bytes.fromhex(HOST_SID), "red")
+            assert itf is not None and set(map(str, itf.addresses)) == {"10.1.1.5/32"}
+            assert agent.state.exports() == exports
+            assert agent.switch_refusals == 1
+            await agent.driver.wait_synced(10)
+            assert await lab.switch_entities() == on_switch
+            assert await agent.driver.diff() == []
+            # room again: the same address is accepted once the switch holds it
+            assert await lab.host_cmd(op="retract", prefix="10.1.1.5/32") == {"ok": True}
+            resp = await lab.host_cmd(op="publish", prefix="10.1.1.6/32", vpn="red")
+            assert resp == {"ok": True}
+            assert agent.driver.holds(
+                source_entry(agent.state.interface(bytes.fromhex(HOST_SID), "red"),  # type: ignore[arg-type]
+                             ipaddress.ip_network("10.1.1.6/32"), agent.driver.full_name)
+            )  # fmt: skip
 
     asyncio.run(scenario())
