@@ -175,6 +175,7 @@ async def bench(n: int, tmp: Path) -> dict[str, Any]:
                 "cafile": str(pki.cafile),
                 "port": 0,
                 "max_write_buffer": 256 << 20,
+                "forwarders": [SID, SID2],
             },
             "control": {"port": 0},
             "bgp": {"neighbor": [{"address": PE, "asn": 64512, "families": ["vpnv4"]}]},

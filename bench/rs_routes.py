@@ -192,6 +192,7 @@ async def bench(n: int, tmp: Path) -> dict[str, Any]:
                     "cafile": str(pki.cafile),
                     "port": 0,
                     "max_write_buffer": 64 << 20,
+                    "forwarders": [SID],
                 },
                 "control": {"port": 0},
                 "bgp": {

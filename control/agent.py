@@ -35,7 +35,13 @@ from prometheus_client.registry import CollectorRegistry
 
 from control import tables as T
 from control.config import AgentConfig, ConfigError, load_config
-from control.desired import NexthopIds, desired_steps, label_entry
+from control.desired import (
+    NexthopIds,
+    desired_steps,
+    interface_entries,
+    label_entry,
+    source_entry,
+)
 from control.driver import SwitchDriver
 from control.p4rt import (
     ActionProfileGroup,
@@ -48,8 +54,18 @@ from control.p4rt import (
 from control.routeservers import RouteServers
 from control.vrf import Export, LocalTarget, Steps, VrfState, export_key
 from esxmpp import httpserve
-from esxmpp.dialect import DialectError, Request, format_system_id
+from esxmpp.dialect import (
+    Associate,
+    DialectError,
+    Dissociate,
+    Publish,
+    Request,
+    Subscribe,
+    Unsubscribe,
+    format_system_id,
+)
 from esxmpp.looplag import LoopLag
+from esxmpp.quota import RateLimits
 from esxmpp.server import ServerSession, XmppServer
 from esxmpp.tasks import SHUTDOWN_DEADLINE, cancel_and_wait, exit_watchdog
 
@@ -60,12 +76,7 @@ class Agent:
     def __init__(self, cfg: AgentConfig, clock: Callable[[], float] = time.monotonic) -> None:
         self.cfg = cfg
         self.clock = clock
-        self.state = VrfState(
-            cfg.fabric.infra_address,
-            cfg.end_system_ports,
-            cfg.timers.stale,
-            (cfg.labels.min, cfg.labels.max),
-        )
+        self.state = self._new_state()
         self.ids = NexthopIds(hold=cfg.timers.stale)
         self.driver = SwitchDriver(
             cfg.switch,
@@ -98,6 +109,9 @@ class Agent:
         self.requests_refused = 0
         self.requests_accepted = 0
         self.requests_failed = 0  # the handler raised something else than a refusal
+        self.switch_refusals = 0  # requests refused because the switch did not take them
+        self._rates = RateLimits(cfg.limits.requests_per_second, cfg.limits.request_burst)
+        self._sync_waiters: list[tuple[int, asyncio.Future[None]]] = []
         self.loop_errors: dict[str, int] = {}  # loop name -> failed iterations
         self._timer_wakeup = asyncio.Event()
         self._save_wakeup = asyncio.Event()
@@ -106,6 +120,17 @@ class Agent:
         self._saved_json = ""
         self._saved_ids: tuple[int, ...] = ()
         self._loaded = False
+
+    def _new_state(self) -> VrfState:
+        cfg = self.cfg
+        return VrfState(
+            cfg.fabric.infra_address,
+            cfg.end_system_ports,
+            cfg.timers.stale,
+            (cfg.labels.min, cfg.labels.max),
+            vpns=cfg.vpns,
+            limits=cfg.limits,
+        )
 
     # ------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -192,6 +217,15 @@ class Agent:
     def _on_synced(self) -> None:
         """After a sync (complete or with refused updates): export exactly the
         routes whose label entry the switch holds."""
+        done = self.driver.synced_kicks
+        waiting = []
+        for kicks, fut in self._sync_waiters:
+            if kicks <= done:
+                if not fut.done():
+                    fut.set_result(None)
+            else:
+                waiting.append((kicks, fut))
+        self._sync_waiters = waiting
         exports = {ex for ex, ent in self._pending_exports.items() if self.driver.holds(ent)}
         if self._installed_exports != exports or not self._exports_ready:
             self._installed_exports = exports
@@ -228,12 +262,7 @@ class Agent:
         try:
             data = json.loads(path.read_text())
             # dry run first, so a bad file cannot leave half a state behind
-            scratch = VrfState(
-                self.cfg.fabric.infra_address,
-                self.cfg.end_system_ports,
-                self.cfg.timers.stale,
-                (self.cfg.labels.min, self.cfg.labels.max),
-            )
+            scratch = self._new_state()
             scratch.restore(data["vrf"], self.clock())
             NexthopIds().restore(data["nexthops"], self.clock())
         except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError) as e:
@@ -324,9 +353,29 @@ class Agent:
             " (state resumed)" if resumed else "",
         )
 
-    def request(self, session: ServerSession, request: Request, changes: Sequence[Request]) -> None:
+    async def request(
+        self, session: ServerSession, request: Request, changes: Sequence[Request]
+    ) -> None:
+        """Apply an end-system's request; answered (by returning) only once the
+        switch holds what it adds, refused (DialectError, state undone) when
+        the switch refuses it or does not answer within limits.switch_answer."""
+        sid = session.system_id
         try:
-            self.state.end_system(session.system_id, changes, self.clock())
+            adds = isinstance(request, Subscribe | Publish | Associate)
+            if not self._rates.take(sid, self.clock()) and adds:
+                lim = self.cfg.limits
+                raise DialectError(
+                    "resource-constraint",
+                    f"more than {lim.request_burst} requests in a row or "
+                    f"{lim.requests_per_second:g}/s (limits.request_burst, "
+                    "limits.requests_per_second)",
+                )
+            self.state.end_system(sid, changes, self.clock())
+            if changes:
+                self.changed()
+            new = self._new_entities(sid, changes)
+            if new:
+                await self._switch_answer(sid, changes, new)
         except DialectError as e:
             self.requests_refused += 1
             log.warning("end-system %s: refused %s: %s", session.jid, request, e)
@@ -338,7 +387,56 @@ class Agent:
         self.requests_accepted += 1
         if changes:
             log.info("end-system %s: %s", session.jid, request)
-            self.changed()
+
+    def _new_entities(self, sid: bytes, changes: Sequence[Request]) -> list[Entity]:
+        """Entries the switch must take for ``changes`` (already applied) that
+        it does not hold yet: a new vif's, a new address's anti-spoofing entry."""
+        n = self.driver.full_name
+        ents: list[Entity] = []
+        for ch in changes:
+            if isinstance(ch, Subscribe):
+                itf = self.state.interface(sid, ch.node)
+                if itf is not None:
+                    ents += interface_entries(itf, self.state.vrfs[ch.node].vrf_id, n)
+            elif isinstance(ch, Associate):
+                itf = self.state.interface(sid, ch.collection)
+                entry = self.state.published.get(sid, {}).get(ch.node)
+                if itf is not None and entry is not None:
+                    ents.append(source_entry(itf, entry.prefix, n))
+        return [e for e in ents if not self.driver.holds(e)]
+
+    async def _switch_answer(
+        self, sid: bytes, changes: Sequence[Request], ents: list[Entity]
+    ) -> None:
+        """Wait until the switch holds ``ents``; when it refuses one (e.g. a
+        full table) or does not answer in time, undo ``changes`` and refuse."""
+        deadline = self.clock() + self.cfg.limits.switch_answer
+        kicks_at = self.driver.kicks  # the changes were kicked: a sync covering this has them
+        problem = ""
+        while True:
+            pending = [e for e in ents if not self.driver.holds(e)]
+            if not pending:
+                return
+            if self.driver.synced_kicks >= kicks_at:
+                refused = [r for e in pending if (r := self.driver.refusal(e)) is not None]
+                if refused:
+                    problem = f"the switch refused it: {refused[0]}"
+                    break
+            left = deadline - self.clock()
+            if left <= 0:
+                problem = (
+                    f"the switch did not take it within {self.cfg.limits.switch_answer:g} s "
+                    f"(limits.switch_answer){'' if self.driver.connected else ': not connected'}"
+                )
+                break
+            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._sync_waiters.append((max(kicks_at, self.driver.synced_kicks + 1), fut))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(fut, left)
+        self.switch_refusals += 1
+        self.state.end_system(sid, _undo(changes), self.clock())
+        self.changed()
+        raise DialectError("resource-constraint", problem)
 
     def session_closed(self, session: ServerSession, reason: str) -> None:
         log.info("end-system %s disconnected: %s", session.jid, reason)
@@ -566,6 +664,16 @@ class Agent:
                 "end-system requests that failed in the agent (a bug, logged)",
                 self.requests_failed,
             ),
+            (
+                "esvpn_end_system_switch_refusals_total",
+                "end-system requests refused because the switch refused or did not take them",
+                self.switch_refusals,
+            ),
+            (
+                "esvpn_route_server_routes_refused_total",
+                "routes from the route servers refused (a next hop no forwarder can have)",
+                self.state.refused_routes,
+            ),
             ("esvpn_switch_driver_errors_total", "switch driver loop errors", st.errors),
             (
                 "esvpn_route_server_refusals_total",
@@ -677,6 +785,18 @@ async def run(cfg: AgentConfig) -> None:
     exit_watchdog(SHUTDOWN_DEADLINE, "esvpn-agent")
     await cancel_and_wait([started, stopped], "agent start")
     await agent.close()
+
+
+def _undo(changes: Sequence[Request]) -> list[Request]:
+    """The changes that take back what ``changes`` (a subscribe or an
+    association, with what came with them) added."""
+    out: list[Request] = []
+    for ch in reversed(changes):
+        if isinstance(ch, Associate):
+            out.append(Dissociate(ch.collection, ch.node))
+        elif isinstance(ch, Subscribe):
+            out.append(Unsubscribe(ch.node))
+    return out
 
 
 class _Families:

@@ -56,6 +56,19 @@ certificates)::
     min = 16                            # [16]
     max = 1048575                       # [2^20-1]
 
+    [vpns.red]                          # the VPNs end-systems may subscribe to ([none]: no VPN)
+    prefixes = ["10.1.0.0/16"]          # [0.0.0.0/0, ::/0] addresses published in red lie here
+    host_routes_only = true             # [true] only /32 and /128
+    [vpns.red.end_systems]              # [none] narrower ranges for some end-systems
+    "0a0000000001" = ["10.1.1.0/28"]
+
+    [limits]                            # per end-system (system id)
+    interfaces_per_end_system = 16      # [16] vifs (VPNs)
+    addresses_per_end_system = 256      # [256] published addresses
+    requests_per_second = 100.0         # [100] sustained request rate, and
+    request_burst = 1000                # [1000] requests in a row above it
+    switch_answer = 5.0                 # [5] seconds to wait for the switch to take a write
+
 Errors name the key: ``switch.device_id: must be an integer >= 0``.
 """
 
@@ -76,7 +89,9 @@ from esxmpp.config import (
     server_config_from_toml,
 )
 from esxmpp.config import ConfigError as XmppConfigError
-from esxmpp.dialect import DialectError, parse_system_id
+from esxmpp.dialect import DialectError, check_vpn_name, parse_system_id
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class ConfigError(ValueError):
@@ -132,6 +147,36 @@ class LabelRange:
     max: int = (1 << 20) - 1
 
 
+ANY_PREFIX = (ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0"))
+
+
+@dataclass(frozen=True)
+class VpnPolicy:
+    """What end-systems may publish in one VPN (``[vpns.<name>]``)."""
+
+    prefixes: tuple[IPNetwork, ...] = ANY_PREFIX
+    host_routes_only: bool = True
+    # system id -> the prefixes that end-system may use (instead of ``prefixes``)
+    end_systems: Mapping[bytes, tuple[IPNetwork, ...]] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
+
+    def ranges(self, system_id: bytes) -> tuple[IPNetwork, ...]:
+        return self.end_systems.get(system_id, self.prefixes)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per end-system quotas (``[limits]``): a request beyond one is refused
+    ``resource-constraint`` naming the key."""
+
+    interfaces_per_end_system: int = 16
+    addresses_per_end_system: int = 256
+    requests_per_second: float = 100.0
+    request_burst: int = 1000
+    switch_answer: float = 5.0
+
+
 @dataclass(frozen=True)
 class AgentConfig:
     system_id: bytes
@@ -144,6 +189,9 @@ class AgentConfig:
     labels: LabelRange = field(default_factory=LabelRange)
     state_file: Path | None = None
     control: tuple[str, int] = ("127.0.0.1", 9180)
+    # the VPNs this forwarder serves; a subscribe to any other is refused
+    vpns: Mapping[str, VpnPolicy] = field(default_factory=lambda: MappingProxyType({}))
+    limits: Limits = field(default_factory=Limits)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -228,7 +276,18 @@ def config_from_toml(data: Mapping[str, Any]) -> AgentConfig:
     _known(
         data,
         "",
-        {"agent", "switch", "fabric", "end_systems", "xmpp", "route_servers", "timers", "labels"},
+        {
+            "agent",
+            "switch",
+            "fabric",
+            "end_systems",
+            "xmpp",
+            "route_servers",
+            "timers",
+            "labels",
+            "vpns",
+            "limits",
+        },
     )
     agent = _table(data, "agent", "")
     _known(agent, "agent", {"system_id", "state_file", "control"})
@@ -371,6 +430,77 @@ def config_from_toml(data: Mapping[str, Any]) -> AgentConfig:
         labels=LabelRange(lo, hi),
         state_file=state_file,
         control=control,
+        vpns=_vpns(_table(data, "vpns", "", required=False)),
+        limits=_limits(_table(data, "limits", "", required=False)),
+    )
+
+
+def _prefixes(v: Any, where: str) -> tuple[IPNetwork, ...]:
+    if not isinstance(v, list) or not all(isinstance(p, str) for p in v):
+        raise ConfigError(f"{where}: must be a list of prefixes")
+    out = []
+    for i, p in enumerate(v):
+        try:
+            out.append(ipaddress.ip_network(p, strict=True))
+        except ValueError:
+            raise ConfigError(f"{where}[{i}]: {p!r} is not a prefix (host bits zero)") from None
+    return tuple(out)
+
+
+def _vpns(data: Mapping[str, Any]) -> Mapping[str, VpnPolicy]:
+    out: dict[str, VpnPolicy] = {}
+    for name, t in data.items():
+        w = f"vpns.{name}"
+        try:
+            check_vpn_name(name, w)
+        except DialectError as e:
+            raise ConfigError(e.text) from None
+        if not isinstance(t, dict):
+            raise ConfigError(f"{w}: must be a table")
+        _known(t, w, {"prefixes", "host_routes_only", "end_systems"})
+        host_only = t.get("host_routes_only", True)
+        if not isinstance(host_only, bool):
+            raise ConfigError(f"{w}.host_routes_only: must be true or false")
+        per: dict[bytes, tuple[IPNetwork, ...]] = {}
+        for sid, ps in _table(t, "end_systems", f"{w}.", required=False).items():
+            try:
+                key = parse_system_id(sid)
+            except DialectError:
+                raise ConfigError(
+                    f"{w}.end_systems.{sid}: key must be a 12 hex digit system id"
+                ) from None
+            per[key] = _prefixes(ps, f"{w}.end_systems.{sid}")
+        out[name] = VpnPolicy(
+            prefixes=_prefixes(t["prefixes"], f"{w}.prefixes") if "prefixes" in t else ANY_PREFIX,
+            host_routes_only=host_only,
+            end_systems=MappingProxyType(per),
+        )
+    return MappingProxyType(out)
+
+
+def _limits(data: Mapping[str, Any]) -> Limits:
+    _known(
+        data,
+        "limits",
+        {
+            "interfaces_per_end_system",
+            "addresses_per_end_system",
+            "requests_per_second",
+            "request_burst",
+            "switch_answer",
+        },
+    )
+    d = Limits()
+    return Limits(
+        interfaces_per_end_system=_int(
+            data, "interfaces_per_end_system", "limits", 1, 4095, d.interfaces_per_end_system
+        ),
+        addresses_per_end_system=_int(
+            data, "addresses_per_end_system", "limits", 0, 1 << 20, d.addresses_per_end_system
+        ),
+        requests_per_second=_num(data, "requests_per_second", "limits", d.requests_per_second),
+        request_burst=_int(data, "request_burst", "limits", 1, 1 << 20, d.request_burst),
+        switch_answer=_num(data, "switch_answer", "limits", d.switch_answer),
     )
 
 

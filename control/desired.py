@@ -265,38 +265,44 @@ def desired_steps(
         )
 
     for itf in state.interfaces.values():
-        vrf_id = state.vrfs[itf.vpn].vrf_id
-        out.add(
-            TableEntry(
-                n(T.REPLICA),
-                {T.F_EGRESS_RID: Exact(itf.vif_id)},
-                n(T.A_REPLICA_LOCAL),
-                {T.P_VIF_ID: itf.vif_id, T.P_VLAN_ID: itf.vlan},
-            )
-        )
-        out.add(
-            TableEntry(
-                n(T.VIF),
-                {
-                    T.F_INGRESS_PORT: Exact(itf.port),
-                    T.F_SRC_MAC: Exact(itf.mac),
-                    T.F_VLAN_ID: Exact(itf.vlan),
-                },
-                n(T.A_SET_VIF),
-                {T.P_VIF_ID: itf.vif_id, T.P_VRF_ID: vrf_id},
-            )
-        )
-        out.add(label_entry(itf, n))
+        out.update(interface_entries(itf, state.vrfs[itf.vpn].vrf_id, n))
         for prefix in itf.addresses:
-            table = n(T.IPV4_SOURCE) if prefix.version == 4 else n(T.IPV6_SOURCE)
-            out.add(
-                TableEntry(
-                    table,
-                    {
-                        T.F_VIF_ID: Exact(itf.vif_id),
-                        T.F_SRC: Lpm(int(prefix.network_address), prefix.prefixlen),
-                    },
-                    n(T.A_PERMIT),
-                )
-            )
+            out.add(source_entry(itf, prefix, n))
     return out
+
+
+def interface_entries(itf: Interface, vrf_id: int, n: Names = _same) -> list[TableEntry]:
+    """The entries of one vif: egress replica, the vif itself, its label."""
+    return [
+        TableEntry(
+            n(T.REPLICA),
+            {T.F_EGRESS_RID: Exact(itf.vif_id)},
+            n(T.A_REPLICA_LOCAL),
+            {T.P_VIF_ID: itf.vif_id, T.P_VLAN_ID: itf.vlan},
+        ),
+        TableEntry(
+            n(T.VIF),
+            {
+                T.F_INGRESS_PORT: Exact(itf.port),
+                T.F_SRC_MAC: Exact(itf.mac),
+                T.F_VLAN_ID: Exact(itf.vlan),
+            },
+            n(T.A_SET_VIF),
+            {T.P_VIF_ID: itf.vif_id, T.P_VRF_ID: vrf_id},
+        ),
+        label_entry(itf, n),
+    ]
+
+
+def source_entry(
+    itf: Interface, prefix: ipaddress.IPv4Network | ipaddress.IPv6Network, n: Names = _same
+) -> TableEntry:
+    """The anti-spoofing entry that lets ``itf`` send from ``prefix``."""
+    return TableEntry(
+        n(T.IPV4_SOURCE) if prefix.version == 4 else n(T.IPV6_SOURCE),
+        {
+            T.F_VIF_ID: Exact(itf.vif_id),
+            T.F_SRC: Lpm(int(prefix.network_address), prefix.prefixlen),
+        },
+        n(T.A_PERMIT),
+    )

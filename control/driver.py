@@ -147,6 +147,7 @@ class SwitchDriver:
         self._task: asyncio.Task[None] | None = None
         self._kicks = 0
         self._synced_kicks = -1
+        self.synced_kicks = -1  # the last sync covered every kick up to this one
         self._term = 0  # the client's primary term the switch was last read in
         self.gc = GcFreeze()
 
@@ -185,6 +186,11 @@ class SwitchDriver:
         self.stats.held_deletes = 0
         self.kick()
 
+    @property
+    def kicks(self) -> int:
+        """Kicks so far: a sync with ``synced_kicks`` >= this one covers them."""
+        return self._kicks
+
     def kick(self) -> None:
         """The desired state may have changed: sync soon."""
         self._kicks += 1
@@ -205,6 +211,16 @@ class SwitchDriver:
         if full is None:
             full = self._names[name] = self.p4info.full_name(name)
         return full
+
+    def refusal(self, ent: Entity) -> str | None:
+        """The switch's answer to the last write of ``ent`` if it refused it and
+        no retry is due (a sync that deleted entries retries the refused ones)."""
+        c = self._canonical.get(ent)
+        if c is None:
+            c = self.p4info.canonical(ent)
+        if self._failed.get(c.key()) != c:
+            return None
+        return self.stats.failed.get(c.key())
 
     def holds(self, ent: Entity) -> bool:
         """The switch holds exactly ``ent`` (as far as this connection wrote or read it)."""
@@ -422,6 +438,7 @@ class SwitchDriver:
             self.kick()
         self.stats.syncs += 1
         self.stats.updates += written
+        self.synced_kicks = kicks  # every change kicked so far was in this sync
         if self.on_synced is not None:
             self.on_synced()
         if kicks == self._kicks:

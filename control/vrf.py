@@ -25,10 +25,12 @@ delivery target.
 from __future__ import annotations
 
 import ipaddress
+import logging
 from collections.abc import Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from control.config import Limits, VpnPolicy
 from control.labels import ExhaustedError, IdPool
 from esxmpp.dialect import (
     Associate,
@@ -43,8 +45,11 @@ from esxmpp.dialect import (
     Subscribe,
     Unsubscribe,
     format_system_id,
+    nexthop_problem,
     parse_item_node,
 )
+
+log = logging.getLogger("control.vrf")
 
 STEP = 1000  # items a step of a sliced computation handles at most (see Steps)
 
@@ -146,10 +151,16 @@ class VrfState:
         end_system_ports: Mapping[bytes, int],
         stale: float = 60.0,
         label_range: tuple[int, int] = (16, (1 << 20) - 1),
+        vpns: Mapping[str, VpnPolicy] | None = None,
+        limits: Limits | None = None,
     ) -> None:
         self.infra = infra_address
         self.ports = end_system_ports
         self.stale = stale
+        # the VPNs served and what may be published in each (None: any VPN,
+        # any prefix: tests of other things); per end-system quotas
+        self.vpns = vpns
+        self.limits = limits or Limits(4095, 1 << 20)
         self.labels = IdPool(*label_range, hold=stale, name="label")
         self.vif_ids = IdPool(1, 4095, hold=stale, name="vif id")  # vif counters: 4096
         self.vrf_ids = IdPool(1, 0xFFFF, hold=stale, name="vrf id")
@@ -160,6 +171,7 @@ class VrfState:
         self.unconfirmed_deadline: float | None = None
         self.unconfirmed_published: set[tuple[bytes, str]] = set()
         self.generation = 0  # bumped on every change (the shell's "dirty" signal)
+        self.refused_routes = 0  # routes from route servers refused (martian next hop)
 
     # ------------------------------------------------------------------ views
     def interface(self, system_id: bytes, vpn: str) -> Interface | None:
@@ -245,7 +257,19 @@ class VrfState:
                 raise DialectError(
                     "forbidden", f"system {sys_text} has no end-system port configured"
                 )
+            if self.vpns is not None and ch.node not in self.vpns:
+                raise DialectError(
+                    "forbidden", f"VPN {ch.node!r} is not served by this forwarder (vpns)"
+                )
             cur = self.interfaces.get((sid, ch.node))
+            have = sum(s == sid for s, _ in self.interfaces)
+            cap = self.limits.interfaces_per_end_system
+            if cur is None and have >= cap:
+                raise DialectError(
+                    "resource-constraint",
+                    f"system {sys_text} already has {have} interfaces "
+                    f"(limits.interfaces_per_end_system = {cap})",
+                )
             if cur is not None and cur.vlan != ch.vlan_id:
                 raise DialectError(
                     "conflict",
@@ -264,6 +288,14 @@ class VrfState:
                     "bad-request",
                     f"node {ch.node!r} names prefix {prefix} but the entry has {ch.entry.prefix}",
                 )
+            pubs = self.published.get(sid, {})
+            cap = self.limits.addresses_per_end_system
+            if ch.node not in pubs and len(pubs) >= cap:
+                raise DialectError(
+                    "resource-constraint",
+                    f"system {sys_text} already publishes {len(pubs)} addresses "
+                    f"(limits.addresses_per_end_system = {cap})",
+                )
         elif isinstance(ch, Associate):
             if (sid, ch.collection) not in self.interfaces:
                 raise DialectError("item-not-found", f"not subscribed to VPN {ch.collection!r}")
@@ -276,6 +308,38 @@ class VrfState:
                         "conflict",
                         f"{entry.prefix} is already an address of this system in VPN {vpn!r}",
                     )
+                if s != sid and vpn == ch.collection and entry.prefix in other.addresses:
+                    # first come: the address is the other end-system's until it
+                    # retracts it (or its state expires)
+                    raise DialectError(
+                        "conflict",
+                        f"{entry.prefix} in VPN {vpn!r} belongs to end-system "
+                        f"{format_system_id(s)}",
+                    )
+            self._check_policy(sid, ch.collection, entry.prefix)
+
+    def _check_policy(self, sid: bytes, vpn: str, prefix: IPNetwork) -> None:
+        """DialectError('forbidden') unless ``sid`` may use ``prefix`` in ``vpn``."""
+        policy = None if self.vpns is None else self.vpns.get(vpn)
+        if policy is None:
+            return
+        if policy.host_routes_only and prefix.prefixlen != prefix.max_prefixlen:
+            raise DialectError(
+                "forbidden",
+                f"{prefix}: only host routes (/{prefix.max_prefixlen}) may be published "
+                f"in VPN {vpn!r} (vpns.{vpn}.host_routes_only)",
+            )
+        ranges = policy.ranges(sid)
+        if not any(
+            prefix.version == r.version and prefix.subnet_of(r)  # type: ignore[arg-type]
+            for r in ranges
+        ):
+            key = "end_systems" if sid in policy.end_systems else "prefixes"
+            raise DialectError(
+                "forbidden",
+                f"{prefix} is outside the prefixes system {format_system_id(sid)} may use "
+                f"in VPN {vpn!r} (vpns.{vpn}.{key})",
+            )
 
     def _apply(self, sid: bytes, ch: Request, now: float) -> None:
         if isinstance(ch, Subscribe):
@@ -362,6 +426,17 @@ class VrfState:
         if table is None:  # not (or no longer) subscribed
             return
         for item_id, entry in items:
+            problem = nexthop_problem(entry.nexthop)
+            if problem is not None:
+                # never a tunnel peer; what the item said before is withdrawn
+                self.refused_routes += 1
+                if self.refused_routes <= 10 or self.refused_routes % 1000 == 0:
+                    log.warning(
+                        "route %s in VPN %r from the route server refused: %s (%d so far)",
+                        entry.prefix, vpn, problem, self.refused_routes,
+                    )  # fmt: skip
+                table.pop(item_id, None)
+                continue
             table[item_id] = RemoteItem(entry)
         self.generation += 1
 

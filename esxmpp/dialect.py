@@ -335,6 +335,45 @@ def item_node_name(system_id: bytes, prefix: IPNetwork) -> str:
     return f"{format_system_id(system_id)}:{prefix}"
 
 
+_MARTIAN_V4 = tuple(
+    (ipaddress.IPv4Network(n), why)
+    for n, why in (
+        ("0.0.0.0/8", "'this network' (RFC 1122)"),
+        ("127.0.0.0/8", "loopback"),
+        ("169.254.0.0/16", "link-local"),
+        ("224.0.0.0/4", "multicast"),
+        ("240.0.0.0/4", "reserved (RFC 1112), or broadcast"),
+    )
+)
+_MARTIAN_V6 = tuple(
+    (ipaddress.IPv6Network(n), why)
+    for n, why in (
+        ("::/128", "unspecified"),
+        ("::1/128", "loopback"),
+        ("fe80::/10", "link-local"),
+        ("ff00::/8", "multicast"),
+    )
+)
+
+
+def nexthop_problem(nexthop: IPAddress) -> str | None:
+    """Why ``nexthop`` cannot be a forwarder's tunnel endpoint (None: it can).
+
+    Refused: unspecified/'this network', loopback, link-local, multicast,
+    reserved and broadcast addresses (IPv4-mapped ones by their IPv4 address).
+    A route with such a next hop would make a switch encapsulate toward
+    itself, nobody or everybody.
+    """
+    addr: IPAddress = nexthop
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped
+    table = _MARTIAN_V4 if isinstance(addr, ipaddress.IPv4Address) else _MARTIAN_V6
+    for net, why in table:
+        if addr in net:
+            return f"next hop {nexthop} is {why}, not a forwarder's address"
+    return None
+
+
 def default_item_id(entry: RouteEntry) -> str:
     """Notification item id for ``entry``: its prefix text (Tungsten Fabric's choice)."""
     return str(entry.prefix)

@@ -246,6 +246,8 @@ class Lab:
                     **pair("server", rs.domain),
                     "retention": self.retention,
                     "own_nodes_only": False,
+                    # only the ToRs' agents may act as forwarders here
+                    "forwarders": [tor.system_id for tor in t.tors],
                     "ping_interval": self.ping,
                     "ping_misses": 3,
                 },
@@ -320,6 +322,8 @@ class Lab:
                     for rs in t.route_servers
                 ],
                 "timers": {"stale": self.stale, "reconnect": 0.5},
+                # the VPNs this ToR serves (host routes only, the default)
+                "vpns": {v.name: {} for v in t.vpns},
             }
             self.path(node).mkdir(parents=True, exist_ok=True)
             self.path(node, "agent.toml").write_text(toml(cfg))

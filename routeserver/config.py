@@ -8,10 +8,18 @@ Example::
     local_address = "192.0.2.254"  # BGP session source address
     log_level = "info"
 
-    [xmpp]                         # passed as-is to esxmpp.config (see there)
+    [xmpp]                         # passed to esxmpp.config (see there), but for:
+    forwarders = ["02aa*"]         # system id patterns of the forwarders that may connect
+                                   # [default: none = every session refused]
     domain = "rs1.example.net"
     certfile = "rs1.pem"
     keyfile = "rs1.key"
+
+    [limits]                       # per forwarder (system id)
+    routes_per_forwarder = 200000  # published routes (nodes)
+    vpns_per_forwarder = 4096      # subscribed VPNs
+    requests_per_second = 20000.0  # sustained request rate ...
+    request_burst = 500000         # ... above this many requests in a row
 
     [control]
     host = "127.0.0.1"             # JSON 'show' endpoint and Prometheus /metrics
@@ -57,7 +65,7 @@ import fnmatch
 import ipaddress
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -169,6 +177,17 @@ class Vrf:
 
 
 @dataclass(frozen=True)
+class Limits:
+    """Per-forwarder quotas (``[limits]``); a request beyond one is refused
+    ``resource-constraint`` with a text naming the key."""
+
+    routes_per_forwarder: int = 200_000
+    vpns_per_forwarder: int = 4096
+    requests_per_second: float = 20_000.0
+    request_burst: int = 500_000
+
+
+@dataclass(frozen=True)
 class Config:
     router_id: str
     asn: int
@@ -181,6 +200,15 @@ class Config:
     control_port: int = 8179
     log_level: str = "info"
     xmpp: ServerConfig | None = None  # None: no XMPP server (BGP-only instance, tests)
+    # system id patterns of the forwarders allowed to connect ([xmpp] forwarders);
+    # default none: a certificate from the CA is not enough to act as a forwarder
+    forwarders: tuple[str, ...] = ()
+    limits: Limits = field(default_factory=Limits)
+
+    def is_forwarder(self, system_id: str) -> bool:
+        """``system_id`` (12 hex digits) matches one of ``forwarders``."""
+        sid = system_id.lower()
+        return any(fnmatch.fnmatchcase(sid, p) for p in self.forwarders)
 
     def vrf_for(self, system_id: str, vpn: str) -> Vrf | None:
         """The VRF of (system id as 12 lowercase hex digits, VPN name), first match wins."""
@@ -375,7 +403,7 @@ def _vrf(d: Any, index: int, router_id: str) -> Vrf:
 
 def load_dict(d: Mapping[str, Any]) -> Config:
     """Validate a parsed TOML document into a :class:`Config`."""
-    _unknown(d, {"server", "xmpp", "control", "bgp", "vrf"}, "")
+    _unknown(d, {"server", "xmpp", "control", "bgp", "vrf", "limits"}, "")
     server = _table(d, "server", "server")
     _unknown(server, {"router_id", "asn", "local_address", "log_level"}, "server")
     router_id = _ipv4(server, "router_id", "server", None)
@@ -408,7 +436,12 @@ def load_dict(d: Mapping[str, Any]) -> Config:
             raise ConfigError(f"vrf[{i}].rd: {v.rd} already used by vrf[{rds[v.rd]}]")
         names[v.name] = i
         rds[v.rd] = i
-    xmpp_table = _table(d, "xmpp", "xmpp")
+    xmpp_table = dict(_table(d, "xmpp", "xmpp"))
+    forwarders = tuple(
+        _system_pattern(p, f"xmpp.forwarders[{i}]")
+        for i, p in enumerate(_str_list(xmpp_table, "forwarders", "xmpp", []))
+    )
+    xmpp_table.pop("forwarders", None)
     xmpp = None
     if xmpp_table:
         try:
@@ -429,6 +462,30 @@ def load_dict(d: Mapping[str, Any]) -> Config:
         control_port=_int(control, "port", "control", 0, 65535, 8179),
         log_level=log_level,
         xmpp=xmpp,
+        forwarders=forwarders,
+        limits=_limits(_table(d, "limits", "limits")),
+    )
+
+
+def _limits(d: Mapping[str, Any]) -> Limits:
+    _unknown(
+        d,
+        {"routes_per_forwarder", "vpns_per_forwarder", "requests_per_second", "request_burst"},
+        "limits",
+    )
+    base = Limits()
+    rate = d.get("requests_per_second", base.requests_per_second)
+    if isinstance(rate, bool) or not isinstance(rate, int | float) or rate <= 0:
+        raise ConfigError("limits.requests_per_second: must be a number > 0")
+    return Limits(
+        routes_per_forwarder=_int(
+            d, "routes_per_forwarder", "limits", 0, 1 << 32, base.routes_per_forwarder
+        ),
+        vpns_per_forwarder=_int(
+            d, "vpns_per_forwarder", "limits", 0, 1 << 16, base.vpns_per_forwarder
+        ),
+        requests_per_second=float(rate),
+        request_burst=_int(d, "request_burst", "limits", 1, 1 << 32, base.request_burst),
     )
 
 

@@ -5,8 +5,9 @@ XMPP layer and the ExaBGP adapter report and carries out what it returns.
 
 Model
 -----
-* Paths come from forwarders over XMPP (key: system id, VRF, prefix) and from
-  BGP peers (key: peer, RD, prefix). A BGP path carries route targets and the
+* Paths come from forwarders over XMPP (key: forwarder and owner, VRF, prefix;
+  the owner is the end-system whose node it is) and from BGP peers (key:
+  peer, RD, prefix). A BGP path carries route targets and the
   attributes the decision process needs.
 * A path is a candidate in VRF V when it is an XMPP path of V itself or its
   route targets intersect V's import targets (XMPP paths carry their VRF's
@@ -15,6 +16,12 @@ Model
   not see each other's paths, as if each had a VRF of its own.
 * A BGP path whose label is reserved (< 16) is no candidate anywhere: a
   forwarder could not use it, and it must not hide a usable path.
+* Ownership: the first end-system (owner) with an XMPP path for a prefix in
+  a VRF owns it there until its last such path goes; other owners' XMPP
+  paths for it are no candidates meanwhile. Versions are thus compared only
+  within one owner's node (a move of the owner to another forwarder), never
+  between end-systems: an end-system cannot take another's address by
+  publishing a higher version.
 * Best path per (VRF, prefix), first difference wins: higher interface
   version (the newest instantiation of a moving address; absent = 0);
   locally learned (XMPP) over BGP-learned, whatever the BGP attributes (as
@@ -109,6 +116,7 @@ class XmppRouteAdd:
     nexthop: IPAddress
     label: int
     version: int = 0
+    owner: str = ""  # the end-system whose node this is (12 hex digits)
 
 
 @dataclass(frozen=True)
@@ -116,6 +124,7 @@ class XmppRouteDel:
     system_id: str
     vpn: str
     prefix: IPNetwork
+    owner: str = ""
 
 
 @dataclass(frozen=True)
@@ -325,6 +334,7 @@ class Path:
     vrf: str | None = None  # own VRF of an XMPP path
     stale: bool = False
     session: int = field(default=0, compare=False)  # the BGP session (of its peer) it came in
+    owner: str = ""  # XMPP: the end-system whose node it is
 
 
 def check_route(prefix: IPNetwork, nexthop: IPAddress) -> None:
@@ -394,8 +404,12 @@ class Rib:
             )
             for n in config.neighbors
         }
-        # all paths: xmpp key (system, vrf, prefix) / bgp key (peer, rd, prefix)
+        # all paths: xmpp key ('forwarder:owner', vrf, prefix) / bgp key (peer, rd, prefix)
         self._xmpp: dict[tuple[str, str, IPNetwork], Path] = {}
+        # (vrf, prefix) -> owner -> [order of its claim, its XMPP paths]: the
+        # first owner still holding a path owns the prefix in the VRF
+        self._claims: dict[tuple[str, IPNetwork], dict[str, list[int]]] = {}
+        self._claim_seq = 0
         self._bgp: dict[tuple[str, str, IPNetwork], Path] = {}
         # per peer: its paths' keys, and how many of them are stale
         self._peer_paths: dict[str, dict[tuple[str, str, IPNetwork], None]] = {
@@ -681,20 +695,43 @@ class Rib:
             targets=vrf.export_targets,
             version=ev.version,
             vrf=vrf.name,
+            owner=ev.owner,
         )
-        key = (ev.system_id, vrf.name, ev.prefix)
-        if self._xmpp.get(key) == path:
+        key = (f"{ev.system_id}:{ev.owner}", vrf.name, ev.prefix)
+        old = self._xmpp.get(key)
+        if old == path:
             return []
+        if old is None:
+            claims = self._claims.setdefault((vrf.name, ev.prefix), {})
+            claim = claims.get(ev.owner)
+            if claim is None:
+                self._claim_seq += 1
+                claims[ev.owner] = [self._claim_seq, 1]
+            else:
+                claim[1] += 1
         self._xmpp[key] = path
         self._by_prefix.setdefault(ev.prefix, set()).add(("xmpp", key))
         return self._recompute(ev.prefix)
 
+    def owner_of(self, vrf_name: str, prefix: IPNetwork) -> str | None:
+        """The end-system that owns ``prefix`` in the VRF (first come), if any."""
+        claims = self._claims.get((vrf_name, prefix))
+        if not claims:
+            return None
+        return min(claims.items(), key=lambda kv: kv[1][0])[0]
+
     def _xmpp_del(self, ev: XmppRouteDel) -> list[Output]:
         vrf = self.vrf_of(ev.system_id, ev.vpn)
-        key = (ev.system_id, vrf.name, ev.prefix)
+        key = (f"{ev.system_id}:{ev.owner}", vrf.name, ev.prefix)
         if key not in self._xmpp:
             return []
         del self._xmpp[key]
+        claims = self._claims[(vrf.name, ev.prefix)]
+        claims[ev.owner][1] -= 1
+        if not claims[ev.owner][1]:
+            del claims[ev.owner]
+            if not claims:
+                del self._claims[(vrf.name, ev.prefix)]
         self._unindex(ev.prefix, ("xmpp", key))
         return self._recompute(ev.prefix)
 
@@ -890,8 +927,21 @@ class Rib:
             p.label,
         )
 
+    def _owned(self, paths: list[Path]) -> list[Path]:
+        """``paths`` without the XMPP paths of an end-system that does not own
+        their prefix in their VRF (see the module docstring: Ownership)."""
+        if sum(p.source == "xmpp" for p in paths) <= 1:
+            return paths
+        out = []
+        for p in paths:
+            if p.source == "xmpp" and p.vrf and self.owner_of(p.vrf, p.prefix) != p.owner:
+                continue
+            out.append(p)
+        return out
+
     def best(self, paths: list[Path]) -> Path | None:
         """The decision process over ``paths`` (MED compared within one neighbour AS)."""
+        paths = self._owned(paths)
         if len(paths) <= 1:
             return paths[0] if paths else None
         # MED: drop paths beaten on MED by a path from the same neighbouring AS

@@ -48,10 +48,12 @@ from esxmpp.dialect import (
     Subscribe,
     Unsubscribe,
     format_system_id,
+    nexthop_problem,
     parse_item_node,
 )
 from esxmpp.gcfreeze import GcFreeze
 from esxmpp.looplag import LoopLag
+from esxmpp.quota import RateLimits
 from esxmpp.server import ServerSession, XmppServer
 from routeserver.config import Config
 from routeserver.exabgp_adapter import BgpInputError, ChannelLost, CommandError, ExaBgp
@@ -60,6 +62,7 @@ from routeserver.rib import (
     BgpCommandFailed,
     BgpPeerDown,
     BgpRouteAdd,
+    BgpRouteDel,
     BgpWithdraw,
     FwdEndOfRib,
     FwdRoutes,
@@ -182,11 +185,13 @@ class RouteServer:
         self._inflight: set[asyncio.Future[None]] = set()
         self._bgp_idle = asyncio.Event()  # nothing queued, nothing awaiting an answer
         self._bgp_idle.set()
+        self._rates = RateLimits(cfg.limits.requests_per_second, cfg.limits.request_burst)
         self.counters: dict[str, int] = {
             "xmpp_requests": 0,
             "xmpp_refused": 0,
             "xmpp_notifications": 0,
             "xmpp_sessions_opened": 0,
+            "xmpp_sessions_refused": 0,
             "bgp_inputs": 0,
             "bgp_commands_refused": 0,
             "exabgp_restarts": 0,
@@ -465,8 +470,9 @@ class RouteServer:
         now = time.monotonic()
         outputs: list[Output] = []
         reserved: list[BgpRouteAdd] = []
-        for ev in inputs:
+        for given in inputs:
             self.counters["bgp_inputs"] += 1
+            ev = given
             if isinstance(ev, BgpRouteAdd) and ev.label < LABEL_MIN:
                 reserved.append(ev)
             if isinstance(ev, BgpRouteAdd) and as_path_loop(ev, self.cfg.asn):
@@ -475,6 +481,11 @@ class RouteServer:
                     "BGP peer %s: %s:%s ignored, our AS %d is in its AS_PATH %s (RFC 4271 9.1.2)",
                     ev.peer, ev.rd, ev.prefix, self.cfg.asn, list(ev.attrs.as_path),
                 )  # fmt: skip
+            elif isinstance(ev, BgpRouteAdd) and (problem := nexthop_problem(ev.nexthop)):
+                # treat-as-withdraw (RFC 7606): no forwarder may tunnel to it
+                self._refused("bad-nexthop")
+                log.warning("BGP peer %s: %s:%s refused: %s", ev.peer, ev.rd, ev.prefix, problem)
+                ev = BgpRouteDel(ev.peer, ev.rd, ev.prefix)
             try:
                 outputs += self.rib.handle(ev, now)
             except RibError as e:
@@ -500,7 +511,21 @@ class RouteServer:
 
     # ------------------------------------------------ esxmpp.server.Handler
 
+    def _not_forwarder(self, system_id: bytes) -> str | None:
+        """Why ``system_id`` may not act as a forwarder here (None: it may)."""
+        sid = format_system_id(system_id)
+        if self.cfg.is_forwarder(sid):
+            return None
+        return f"system {sid} is not a forwarder of this route server (xmpp.forwarders)"
+
     def session_opened(self, session: ServerSession, resumed: bool) -> None:
+        refusal = self._not_forwarder(session.system_id)
+        if refusal is not None:
+            # a certificate from the CA is not enough: end-systems have them too
+            self.counters["xmpp_sessions_refused"] += 1
+            log.warning("xmpp session %s from %s refused: %s", session.jid, session.peer, refusal)
+            session.close("not-authorized", refusal)
+            return
         log.info("xmpp session %s from %s (resumed=%s)", session.jid, session.peer, resumed)
         self.counters["xmpp_sessions_opened"] += 1
         if resumed:
@@ -520,10 +545,45 @@ class RouteServer:
     def request(self, session: ServerSession, request: Request, changes: Sequence[Request]) -> None:
         self.counters["xmpp_requests"] += 1
         try:
+            self._authorize(session, request, changes)
             self._apply_changes(session.system_id, changes, session)
         except DialectError:
             self.counters["xmpp_refused"] += 1
             raise
+
+    def _authorize(
+        self, session: ServerSession, request: Request, changes: Sequence[Request]
+    ) -> None:
+        """Refuse a request of a system that is not a forwarder, and one that
+        adds beyond the forwarder's quotas ([limits]); withdrawals always pass."""
+        refusal = self._not_forwarder(session.system_id)
+        if refusal is not None:
+            raise DialectError("not-authorized", refusal)
+        lim = self.cfg.limits
+        sid = format_system_id(session.system_id)
+        adds = isinstance(request, Subscribe | Publish | Associate)
+        if not self._rates.take(session.system_id, time.monotonic()) and adds:
+            raise DialectError(
+                "resource-constraint",
+                f"forwarder {sid}: more than {lim.request_burst} requests in a row or "
+                f"{lim.requests_per_second:g}/s (limits.request_burst, "
+                "limits.requests_per_second)",
+            )
+        st = session.state
+        new_nodes = {c.node for c in changes if isinstance(c, Publish)} - set(st.published)
+        if new_nodes and len(st.published) + len(new_nodes) > lim.routes_per_forwarder:
+            raise DialectError(
+                "resource-constraint",
+                f"forwarder {sid} already publishes {len(st.published)} routes "
+                f"(limits.routes_per_forwarder = {lim.routes_per_forwarder})",
+            )
+        new_vpns = {c.node for c in changes if isinstance(c, Subscribe)} - set(st.subscriptions)
+        if new_vpns and len(st.subscriptions) + len(new_vpns) > lim.vpns_per_forwarder:
+            raise DialectError(
+                "resource-constraint",
+                f"forwarder {sid} is already subscribed to {len(st.subscriptions)} VPNs "
+                f"(limits.vpns_per_forwarder = {lim.vpns_per_forwarder})",
+            )
 
     def state_expired(self, system_id: bytes, changes: Sequence[Request]) -> None:
         log.info("xmpp state of %s expired: withdrawing", system_id.hex())
@@ -548,17 +608,20 @@ class RouteServer:
                     entry = None if state is None else state.published.get(node)
                     if entry is None:
                         raise DialectError("item-not-found", f"node {node!r} is not published")
-                    inputs.append(_add(sid, vpn, entry))
+                    inputs.append(_add(sid, vpn, node, entry))
                 case Dissociate(vpn, node):
-                    _, prefix = parse_item_node(node)
-                    inputs.append(XmppRouteDel(sid, vpn, prefix))
+                    owner, prefix = parse_item_node(node)
+                    inputs.append(XmppRouteDel(sid, vpn, prefix, format_system_id(owner)))
                 case Publish(node, entry):
                     try:
                         check_route(entry.prefix, entry.nexthop)
                     except RibError as e:
                         raise DialectError("not-acceptable", str(e)) from None
+                    problem = nexthop_problem(entry.nexthop)
+                    if problem is not None:
+                        raise DialectError("not-acceptable", f"node {node!r}: {problem}")
                     vpns = set() if state is None else state.associations.get(node, set())
-                    inputs.extend(_add(sid, v, entry) for v in sorted(vpns))
+                    inputs.extend(_add(sid, v, node, entry) for v in sorted(vpns))
                 case Retract():
                     pass
         # refuse before anything changes: every VPN must map to a VRF
@@ -674,6 +737,7 @@ class RouteServer:
 _COUNTER_HELP = {
     "xmpp_requests": "XMPP requests from forwarders",
     "xmpp_refused": "XMPP requests refused",
+    "xmpp_sessions_refused": "XMPP sessions refused: the system is not a configured forwarder",
     "xmpp_notifications": "XMPP route notifications sent to forwarders",
     "bgp_inputs": "BGP inputs from ExaBGP (updates, peer state)",
     "bgp_refused": "BGP inputs ignored: malformed, or refused by the RIB",
@@ -689,9 +753,17 @@ class _Families:
         self.collect = families
 
 
-def _add(sid: str, vpn: str, entry: RouteEntry) -> XmppRouteAdd:
+def _add(sid: str, vpn: str, node: str, entry: RouteEntry) -> XmppRouteAdd:
+    """The RIB input of ``node`` (its owner: the end-system named in it) in ``vpn``."""
+    owner, _ = parse_item_node(node)
     return XmppRouteAdd(
-        sid, vpn, entry.prefix, ipaddress.ip_address(entry.nexthop), entry.label, entry.version
+        sid,
+        vpn,
+        entry.prefix,
+        ipaddress.ip_address(entry.nexthop),
+        entry.label,
+        entry.version,
+        owner=format_system_id(owner),
     )
 
 

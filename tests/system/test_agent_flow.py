@@ -191,6 +191,7 @@ class Lab:
                 }
             ],
             "timers": {"stale": stale, "coalesce": 0.002, "reconnect": 0.1},
+            "vpns": {"red": {}, "blue": {}},
             **({"labels": {"max": self.label_max}} if self.label_max is not None else {}),
         }
 
@@ -505,6 +506,14 @@ def test_attach_publish_export_and_encapsulate(tmp_path: Path) -> None:
                 "esvpn_end_system_requests_failed_total": (
                     "counter",
                     {"esvpn_end_system_requests_failed_total": 0},
+                ),
+                "esvpn_end_system_switch_refusals_total": (
+                    "counter",
+                    {"esvpn_end_system_switch_refusals_total": 0},
+                ),
+                "esvpn_route_server_routes_refused_total": (
+                    "counter",
+                    {"esvpn_route_server_routes_refused_total": 0},
                 ),
                 "esvpn_switch_driver_errors_total": (
                     "counter",
@@ -876,43 +885,44 @@ def test_switch_refusals_are_reported_and_retried_when_room_is_made(tmp_path: Pa
     asyncio.run(scenario())
 
 
-def test_route_is_exported_only_once_the_switch_holds_its_label(tmp_path: Path) -> None:
+def test_a_subscribe_the_switch_refuses_is_refused_and_undone(tmp_path: Path) -> None:
+    """Issue 18: a write the switch refuses (a full label table) is never
+    reported to the end-system as success: the subscribe is refused with the
+    switch's reason, and neither the agent nor the switch keeps anything of it.
+    (Routes are still exported only once the switch holds their label:
+    attach_and_learn checks that on every publish.)"""
+
     async def scenario() -> None:
         program = write_sized_program(tmp_path / "small", sizes={"mpls_label": 1})
         async with Lab(tmp_path, program=program) as lab:
             agent = await attach_and_learn(lab)  # red: label 16 fills the label table
-            red_node = f"{HOST_SID}:10.1.1.5/32"
-            blue_node = f"{HOST_SID}:10.9.0.1/32"
-            assert await lab.host_cmd(op="subscribe", vpn="blue", vlan=20) == {"ok": True}
-            resp = await lab.host_cmd(op="publish", prefix="10.9.0.1/32", vpn="blue")
-            assert resp == {"ok": True}
-            blue = agent.state.interface(bytes.fromhex(HOST_SID), "blue")
-            assert blue is not None and blue.label == 17
-            await until(lambda: len(agent.state.exports()) == 2, what="blue address")
-            await agent.driver.wait_synced(10)
-            # the switch refused blue's label: everything else of blue is written,
-            # but its route is not advertised
-            (why,) = agent.driver.stats.failed.values()
+            sid = bytes.fromhex(HOST_SID)
+            before = await lab.switch_entities()
+            exports = set(agent.state.exports())
             full = lab.info.full_name(T.MPLS_LABEL)
             assert full == "SwitchIngress.pipe.decap.mpls_label"
-            assert why == f"INSERT: RESOURCE_EXHAUSTED: table {full} is full (1)"
-            assert not label_on_switch(lab, 17)
-            assert {(e.vpn, e.label) for e in agent._installed_exports} == {("red", 16)}
-            # a later red publish reaches the route server; blue's never did
-            resp = await lab.host_cmd(op="publish", prefix="10.1.1.6/32", vpn="red")
-            assert resp == {"ok": True}
-            await until(
-                lambda: any(
-                    isinstance(r, Associate) and r.node == f"{HOST_SID}:10.1.1.6/32"
-                    for _s, r in lab.rs_handler.requests
-                ),
-                what="red export",
-            )
-            published = [r.node for _s, r in lab.rs_handler.requests if isinstance(r, Publish)]
-            assert published == [red_node, f"{HOST_SID}:10.1.1.6/32"]
-            # red leaves: its label entry goes, blue's goes in, then (only then) blue is exported
+            resp = await lab.host_cmd(op="subscribe", vpn="blue", vlan=20)
+            assert resp == {
+                "ok": False,
+                "error": "resource-constraint: the switch refused it: "
+                f"INSERT: RESOURCE_EXHAUSTED: table {full} is full (1)",
+            }
+            assert agent.state.interface(sid, "blue") is None
+            assert "blue" not in agent.state.vrfs
+            assert agent.state.exports() == exports
+            assert agent.switch_refusals == 1
+            await agent.driver.wait_synced(10)
+            assert await lab.switch_entities() == before  # nothing of blue left behind
+            assert await agent.driver.diff() == []
+            assert lab.host is not None and "blue" not in lab.host.state.subs
+            # red leaves: room for blue's label; now the same subscribe is accepted
             assert await lab.host_cmd(op="unsubscribe", vpn="red") == {"ok": True}
-            await until(lambda: label_on_switch(lab, 17), what="blue label installed")
+            assert await lab.host_cmd(op="subscribe", vpn="blue", vlan=20) == {"ok": True}
+            blue = agent.state.interface(sid, "blue")
+            assert blue is not None and label_on_switch(lab, blue.label)
+            resp = await lab.host_cmd(op="publish", prefix="10.9.0.1/32", vpn="blue")
+            assert resp == {"ok": True}
+            blue_node = f"{HOST_SID}:10.9.0.1/32"
             await until(
                 lambda: any(
                     isinstance(r, Publish) and r.node == blue_node
@@ -926,8 +936,7 @@ def test_route_is_exported_only_once_the_switch_holds_its_label(tmp_path: Path) 
                 if isinstance(r, Publish) and r.node == blue_node
             ]
             assert isinstance(pub, Publish)
-            assert pub.entry == route("10.9.0.1/32", INFRA, 17)
-            assert not agent.driver.stats.failed
+            assert pub.entry == route("10.9.0.1/32", INFRA, blue.label)
 
     asyncio.run(scenario())
 

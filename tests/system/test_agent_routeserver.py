@@ -94,6 +94,7 @@ def test_two_forwarders_through_the_route_server(tmp_path: Path) -> None:
                         "port": 0,
                         # external forwarders relay their end-systems' nodes
                         "own_nodes_only": False,
+                        "forwarders": ["02aa00000001", "02aa00000002"],
                     },
                     "control": {"port": 0},
                     "vrf": [

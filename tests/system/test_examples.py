@@ -32,11 +32,25 @@ KEYS: dict[str, dict[str, set[str]]] = {
         "route_servers": CLIENT,
         "timers": {"stale", "coalesce", "reconnect"},
         "labels": {"min", "max"},
+        "vpns.red": {"prefixes", "host_routes_only", "end_systems"},
+        "limits": {
+            "interfaces_per_end_system",
+            "addresses_per_end_system",
+            "requests_per_second",
+            "request_burst",
+            "switch_answer",
+        },
     },
     "host.toml": {"host": {"socket", "reconnect"}, "xmpp": CLIENT},
     "routeserver.toml": {
         "server": {"router_id", "asn", "local_address", "log_level"},
-        "xmpp": SERVER,
+        "xmpp": SERVER | {"forwarders"},
+        "limits": {
+            "routes_per_forwarder",
+            "vpns_per_forwarder",
+            "requests_per_second",
+            "request_burst",
+        },
         "control": {"host", "port"},
         "bgp": {"graceful_restart", "exabgp", "neighbor"},
         "bgp.neighbor": {

@@ -286,6 +286,7 @@ class RouteServerProcess:
             f'[xmpp]\ndomain = "rs.test"\ncertfile = "{cert.certfile}"\n'
             f'keyfile = "{cert.keyfile}"\ncafile = "{pki.cafile}"\n'
             f"port = {self.xmpp_port}\nown_nodes_only = false\n"
+            'forwarders = ["02aa*"]\n'
             f"[control]\nport = {self.control_port}\n"
             '[[vrf]]\nvpn = "red"\nimport_targets = ["64512:100"]\n'
             'export_targets = ["64512:100"]\n'
@@ -441,6 +442,7 @@ def route_server_config(pki: Pki) -> RouteServer:
                     "port": 0,
                     "own_nodes_only": False,
                     "retention": 60,
+                    "forwarders": [A_FWD, B_FWD],
                 },
                 "control": {"port": 0},
                 "vrf": [

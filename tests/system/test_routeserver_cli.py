@@ -160,6 +160,7 @@ def test_run_show_and_stop(tmp_path: Path) -> None:
             "esvpn_rs_xmpp_sessions": "gauge",
             "esvpn_rs_uptime_seconds": "gauge",
             "esvpn_rs_xmpp_sessions_opened_total": "counter",
+            "esvpn_rs_xmpp_sessions_refused_total": "counter",
             "esvpn_rs_loop_lag_worst_seconds": "gauge",
             "esvpn_rs_loop_lag_recent_max_seconds": "gauge",
             "esvpn_rs_loop_lag_seconds": "histogram",

@@ -98,6 +98,7 @@ certfile = "{server.certfile}"
 keyfile = "{server.keyfile}"
 cafile = "{pki.cafile}"
 retention = 60.0
+forwarders = ["{F1}", "{F2}"]
 
 [control]
 port = {control_port}

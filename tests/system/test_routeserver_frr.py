@@ -33,6 +33,9 @@ assert Path(BGPD).exists() and shutil.which("vtysh"), "install frr: scripts/apt-
 FRR = "127.0.6.5"
 FRR_PORT = 17911
 FRR_VTY_PORT = 17912
+# the PE's tunnel endpoint: not its loopback session address (a route server
+# never gives forwarders a loopback next hop, README.md Threat model)
+PE_NH = "192.0.2.55"
 STATIC = "network 10.5.5.5/32 rd 64512:55 label 5005 route-map RT"
 
 
@@ -52,6 +55,7 @@ log stdout informational
 !
 route-map RT permit 10
  set extcommunity rt 64512:100
+ set ipv4 vpn next-hop {PE_NH}
 !
 route-map LOOP permit 10
  set extcommunity rt 64512:100
@@ -141,11 +145,11 @@ def test_frr_pe_vpnv4_both_ways(frr: Frr, pki: Pki) -> None:
             await poll(lambda: rs.rib.show_routes("red"), "FRR route in the RIB")
             assert [(r["prefix"], r["from"], r["rd"], r["label"], r["nexthop"], r["best"])
                     for r in rs.rib.show_routes("red")] == [
-                ("10.5.5.5/32", FRR, "64512:55", 5005, FRR, True)
+                ("10.5.5.5/32", FRR, "64512:55", 5005, PE_NH, True)
             ]  # fmt: skip
             await f1.client.connect()
             await f1.client.subscribe("red")
-            pe = d.ItemsEvent("red", (("10.5.5.5/32", entry("10.5.5.5/32", FRR, 5005)),))
+            pe = d.ItemsEvent("red", (("10.5.5.5/32", entry("10.5.5.5/32", PE_NH, 5005)),))
             await poll(lambda: d.EndOfRib("red") in f1.notes, "initial table at F1")
             assert f1.notes == [pe, d.EndOfRib("red")]
             # ours reaches FRR: our RD, the forwarder's label and next hop, RT and version

@@ -154,6 +154,7 @@ def rs_config(pki: Pki, router_id: str, retention: float = 60.0, peer_asn: int =
                 "cafile": str(pki.cafile),
                 "port": 0,
                 "retention": retention,
+                "forwarders": [F1, F2, F3],
             },
             "control": {"port": 0},
             "bgp": {
