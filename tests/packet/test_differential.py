@@ -40,7 +40,7 @@ pytestmark = pytest.mark.needs_bmv2
 CHUNK = 16
 BCAST = "ff:ff:ff:ff:ff:ff"
 MUTANTS_PER_FRAME = 6
-COUNTERS = ((t.C_INGRESS_DROPS, range(1, 25)), (t.C_EGRESS_DROPS, range(1, 25)))
+COUNTERS = ((t.C_INGRESS_DROPS, range(1, 34)), (t.C_EGRESS_DROPS, range(1, 34)))
 VIF_COUNTERS = ((t.C_VIF_RX, range(1, 5)), (t.C_VIF_TX, range(1, 5)))
 
 
@@ -66,7 +66,7 @@ def _program(dp: Dataplane) -> None:
     t.ipv4_route(dp, VRF_A, "10.9.0.0/16", "blackhole")
     t.ipv4_route(dp, VRF_B, "10.2.0.0/16", 2)
     t.ipv6_route(dp, VRF_A, "2001:db8:2::/48", 1)
-    t.label_to_vif(dp, 16001, 3, 2, 10, ES2)
+    t.label_to_vif(dp, 16001, 3, 2, 10, ES2, VRF_A)
     t.label_to_vrf(dp, 16002, VRF_A)
 
 
