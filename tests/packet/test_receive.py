@@ -363,4 +363,3 @@ def test_packet_out_with_a_bad_checksum_left_unchanged(dp: Dataplane) -> None:
     fab[Ether].dst, fab[Ether].src = NH4, "02:00:00:00:f0:01"
     dp.packet_out(bytes(fab), 4)
     dp.expect(4, bytes(fab))
-
