@@ -13,7 +13,7 @@ import random
 from collections.abc import Iterator
 
 import pytest
-from scapy.layers.inet import IP, UDP
+from scapy.layers.inet import GRE, IP, UDP
 from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import ARP
 
@@ -91,6 +91,28 @@ def _corpus() -> list[tuple[int, bytes]]:
         (4, bytes(from_remote_a(udp4(src="10.2.0.5", dst="10.1.0.3"), 999))),
         (4, bytes(from_remote_a(IP(src="10.2.0.5", dst="255.255.255.255") / UDP(), 16300))),
         (4, bytes(from_remote_a(IPv6(src="2001:db8:2::5", dst="2001:db8:1::1") / UDP(), 16002))),
+        # issue 13 receive path: options, padding, explicit null, GRE C bit, ECN
+        (
+            1,
+            bytes(
+                from_vif(
+                    ES1, 10, IP(src="10.1.0.1", dst="10.2.0.5", options=[b"\x94\x04\0\0"]) / UDP()
+                )
+            ),
+        ),
+        (1, bytes(from_vif(ES1, 10, IP(src="10.1.0.1", dst="10.2.0.5") / UDP())) + b"\0" * 14),
+        (4, bytes(from_remote_a(udp4(src="10.2.0.5", dst="10.1.0.3"), 16001, labels=[0]))),
+        (4, bytes(from_remote_a(udp4(src="10.2.0.5", dst="10.1.0.3", tos=2), 16001, tos=3))),
+        (
+            4,
+            bytes(
+                from_remote_a(
+                    udp4(src="10.2.0.5", dst="10.1.0.3"),
+                    16001,
+                    gre=GRE(proto=0x8847, chksum_present=1),
+                )
+            ),
+        ),
     ]
     rng = random.Random(20261122)
     frames = list(good)
