@@ -183,7 +183,7 @@ class Agent:
             self.state, self.cfg.fabric, self.ids, self.clock(), self.driver.full_name
         )
         labels = {
-            key: label_entry(itf, self.driver.full_name)
+            key: label_entry(itf, self.state.vrfs[itf.vpn].vrf_id, self.driver.full_name)
             for key, itf in self.state.interfaces.items()
         }
         self._pending_exports = {ex: labels[(ex.system_id, ex.vpn)] for ex in self.state.exports()}

@@ -143,6 +143,14 @@ def fabric_entities(fabric: FabricConfig, n: Names = _same) -> set[Entity]:
     }
     for p in fabric.ports:
         out.add(TableEntry(n(T.FABRIC_PORT), {T.F_INGRESS_PORT: Exact(p)}, n(T.A_SET_FABRIC_PORT)))
+    for p, vlan in fabric_vlans(fabric):
+        out.add(
+            TableEntry(
+                n(T.FABRIC_VLAN),
+                {T.F_INGRESS_PORT: Exact(p), T.F_VLAN_ID: Exact(vlan)},
+                n(T.A_PERMIT_FABRIC_VLAN),
+            )
+        )
     for u in fabric.underlay:
         out.add(
             TableEntry(
@@ -162,7 +170,26 @@ def fabric_entities(fabric: FabricConfig, n: Names = _same) -> set[Entity]:
     return out
 
 
-def label_entry(itf: Interface, n: Names = _same) -> TableEntry:
+def fabric_vlans(fabric: FabricConfig) -> set[tuple[int, int]]:
+    """(fabric port, 802.1Q VLAN; 0 = untagged) pairs tunnel packets are
+    taken on: the VLANs of the underlay next hops on each port, untagged on
+    a fabric port no underlay entry uses."""
+    out = {(u.port, u.vlan) for u in fabric.underlay}
+    used = {u.port for u in fabric.underlay}
+    out |= {(p, 0) for p in fabric.ports if p not in used}
+    return out
+
+
+def vrf_peer_entry(vrf_id: int, peer: ipaddress.IPv4Address, n: Names = _same) -> TableEntry:
+    """``peer`` may send packets with the labels of VRF ``vrf_id``."""
+    return TableEntry(
+        n(T.VRF_PEER),
+        {T.F_VRF_ID: Exact(vrf_id), T.F_OUTER_SRC: Exact(int(peer))},
+        n(T.A_PERMIT_VRF_PEER),
+    )
+
+
+def label_entry(itf: Interface, vrf_id: int, n: Names = _same) -> TableEntry:
     """The mpls_label entry delivering ``itf``'s label to it: a route of the
     interface may be advertised only once the switch holds exactly this."""
     return TableEntry(
@@ -174,6 +201,7 @@ def label_entry(itf: Interface, n: Names = _same) -> TableEntry:
             T.P_PORT: itf.port,
             T.P_VLAN_ID: itf.vlan,
             T.P_DST_MAC: itf.mac,
+            T.P_VRF_ID: vrf_id,
         },
     )
 
@@ -198,9 +226,19 @@ def desired_steps(
     out = fabric_entities(fabric, n)
     # (vrf id, prefix, targets); (vrf id, prefix) unique: selected_routes is a dict
     routes: list[tuple[int, ipaddress.IPv4Network | ipaddress.IPv6Network, frozenset[Target]]] = []
+    # (vrf id, forwarder): who may use the VRF's labels (requirements draft
+    # §12): the next hops of the VRF's received routes and the static peers
+    vrf_peers: set[tuple[int, ipaddress.IPv4Address]] = set()
     for vpn, vrf in sorted(state.vrfs.items()):
         selected = yield from state.selected_steps(vpn)
         routes += [(vrf.vrf_id, prefix, targets) for prefix, targets in selected.items()]
+        vrf_peers |= {(vrf.vrf_id, p) for p in fabric.peers}
+        vrf_peers |= {
+            (vrf.vrf_id, tg.nexthop)
+            for targets in selected.values()
+            for tg in targets
+            if isinstance(tg, RemoteTarget)
+        }
         yield
     ids.assign((r[2] for r in routes), now)
     yield
@@ -212,6 +250,8 @@ def desired_steps(
             peers.add(t.nexthop)
     for peer in peers:
         out.add(TableEntry(n(T.TUNNEL_PEER), {T.F_OUTER_SRC: Exact(int(peer))}, n(T.A_PERMIT_PEER)))
+    for vrf_id, peer in vrf_peers:
+        out.add(vrf_peer_entry(vrf_id, peer, n))
     for s, nh in ids.nexthops.items():
         out.add(
             ActionProfileGroup(n(T.NEXTHOP_SELECTOR), nh, frozenset((ids.members[t], 1) for t in s))
@@ -290,7 +330,7 @@ def interface_entries(itf: Interface, vrf_id: int, n: Names = _same) -> list[Tab
             n(T.A_SET_VIF),
             {T.P_VIF_ID: itf.vif_id, T.P_VRF_ID: vrf_id},
         ),
-        label_entry(itf, n),
+        label_entry(itf, vrf_id, n),
     ]
 
 

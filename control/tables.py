@@ -18,7 +18,9 @@ NEXTHOP = "nexthop"  # nexthop_id exact, action selector
 NEXTHOP_SELECTOR = "nexthop_selector"  # the selector (action profile) of NEXTHOP
 UNDERLAY = "underlay"  # remote ipv4 lpm -> set_underlay(port, src_mac, dst_mac, vlan_id)
 TUNNEL_PEER = "tunnel_peer"  # remote_ipv4 (outer source) exact -> permit_peer()
-MPLS_LABEL = "mpls_label"  # label exact -> label_to_vif(...) | label_to_vrf(vrf_id)
+FABRIC_VLAN = "fabric_vlan"  # ingress_port, vlan_id exact -> permit_fabric_vlan()
+VRF_PEER = "vrf_peer"  # vrf_id, remote_ipv4 exact -> permit_vrf_peer()
+MPLS_LABEL = "mpls_label"  # label exact -> label_to_vif(..., vrf_id) | label_to_vrf(vrf_id)
 FLOOD = "flood"  # vrf_id, from_fabric exact -> set_flood_group(group)
 REPLICA = "replica"  # egress_rid exact -> replica_local(vif_id, vlan_id) | replica_remote
 
@@ -47,7 +49,9 @@ A_ENCAP = "encap_mpls_gre"  # label, remote_ipv4
 A_DELIVER_LOCAL = "deliver_local"  # vif_id, port, vlan_id, dst_mac
 A_SET_UNDERLAY = "set_underlay"  # port, src_mac, dst_mac, vlan_id
 A_PERMIT_PEER = "permit_peer"
-A_LABEL_TO_VIF = "label_to_vif"  # vif_id, port, vlan_id, dst_mac
+A_PERMIT_FABRIC_VLAN = "permit_fabric_vlan"
+A_PERMIT_VRF_PEER = "permit_vrf_peer"
+A_LABEL_TO_VIF = "label_to_vif"  # vif_id, port, vlan_id, dst_mac, vrf_id
 A_SET_FLOOD_GROUP = "set_flood_group"  # group
 A_REPLICA_LOCAL = "replica_local"  # vif_id, vlan_id
 
@@ -81,6 +85,8 @@ ALL_TABLES = (
     NEXTHOP,
     UNDERLAY,
     TUNNEL_PEER,
+    FABRIC_VLAN,
+    VRF_PEER,
     MPLS_LABEL,
     FLOOD,
     REPLICA,

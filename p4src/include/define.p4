@@ -39,6 +39,16 @@ const bit<8> IP_PROTO_ICMPV6 = 58;
 
 const bit<16> GRE_PROTO_MPLS = 0x8847;   /* RFC 4023 */
 
+/* RFC 3168 ECN codepoints (low two bits of TOS / traffic class). */
+const bit<2> ECN_NOT_ECT = 0;
+const bit<2> ECN_ECT1    = 1;
+const bit<2> ECN_ECT0    = 2;
+const bit<2> ECN_CE      = 3;
+
+/* Ethernet header, 802.1Q tag. */
+const bit<32> ETH_HDR_LEN  = 14;
+const bit<32> VLAN_TAG_LEN = 4;
+
 const bit<16> ARP_OPER_REQUEST = 1;
 const bit<16> ARP_OPER_REPLY   = 2;
 
@@ -64,7 +74,7 @@ const drop_reason_t DROP_NOT_IP           = 5;
 const drop_reason_t DROP_ARP_IGNORED      = 6;
 const drop_reason_t DROP_ND_IGNORED       = 7;
 const drop_reason_t DROP_SPOOFED          = 8;
-const drop_reason_t DROP_IPV4_OPTIONS     = 9;
+/* 9 was IPV4_OPTIONS: options are forwarded now (RFC 1812 5.2.4). */
 const drop_reason_t DROP_NO_ROUTE         = 10;
 const drop_reason_t DROP_BLACKHOLE        = 11;
 const drop_reason_t DROP_NO_NEXTHOP       = 12;
@@ -80,6 +90,15 @@ const drop_reason_t DROP_INNER_NOT_IP     = 21;
 const drop_reason_t DROP_FABRIC_TO_FABRIC = 22;
 const drop_reason_t DROP_NO_FLOOD_GROUP   = 23;
 const drop_reason_t DROP_NO_REPLICA       = 24;
+const drop_reason_t DROP_BAD_CHECKSUM     = 25;
+const drop_reason_t DROP_BAD_IP_HEADER    = 26;
+const drop_reason_t DROP_IP_TRUNCATED     = 27;
+const drop_reason_t DROP_OUTER_FRAGMENT   = 28;
+const drop_reason_t DROP_MARTIAN          = 29;
+const drop_reason_t DROP_LABEL_PEER       = 30;
+const drop_reason_t DROP_FABRIC_VLAN      = 31;
+const drop_reason_t DROP_FLOOD_UNICAST    = 32;
+const drop_reason_t DROP_ECN_NOT_ECT      = 33;
 
 /* Packet-in reasons. */
 const punt_reason_t PUNT_FABRIC_ARP = 1;  /* ARP received on a fabric port */

@@ -3,6 +3,7 @@
 #define ESVPN_HEADER_P4
 
 #include "define.p4"
+#include "size.p4"
 
 /* Sent by the switch to the controller, in front of the frame. */
 @controller_header("packet_in")
@@ -60,6 +61,12 @@ header ipv4_t {
     ipv4_addr_t  dst_addr;
 }
 
+/* One 32-bit word of IPv4 options (RFC 791 3.1); up to IPV4_OPT_WORDS of
+ * them follow the header, carried unchanged (RFC 1812 5.2.4 forwarding). */
+header ipv4_opt_t {
+    bit<32>  word;
+}
+
 header ipv6_t {
     bit<4>       version;
     bit<8>       traffic_class;
@@ -96,11 +103,21 @@ header ndp_lla_opt_t {
     mac_t   addr;
 }
 
-/* GRE (RFC 2784/2890): C, R, K, S flags, reserved and version in one word;
- * only the all-zero word (no checksum, key or sequence number) is accepted. */
+/* GRE (RFC 2784 2.1): checksum-present bit C; bits 1-5 (RFC 1701 routing,
+ * key, sequence, strict route, recursion: must be 0 here); bits 6-12
+ * reserved, ignored on receipt (RFC 2784 2.3); version (0). */
 header gre_t {
-    bit<16>  flags_version;
+    bit<1>   checksum_present;
+    bit<5>   flags_1701;
+    bit<7>   reserved0;
+    bit<3>   version;
     bit<16>  protocol;
+}
+
+/* Present when gre.checksum_present is 1 (RFC 2784 2.5). */
+header gre_checksum_t {
+    bit<16>  checksum;
+    bit<16>  reserved1;
 }
 
 header mpls_t {
@@ -121,11 +138,15 @@ struct headers_t {
     gre_t          tun_gre;
     mpls_t         tun_mpls;
     ipv4_t         ipv4;        /* the packet routed (after decap: the inner one) */
+    ipv4_opt_t[IPV4_OPT_WORDS] ipv4_opt;  /* options of ipv4, or of inner_ipv4
+                                           * on a tunnel (outer: IHL 5 only) */
     ipv6_t         ipv6;
     icmpv6_t       icmpv6;
     ndp_t          ndp;
     ndp_lla_opt_t  ndp_opt;
     gre_t          gre;         /* received MPLS-in-GRE */
+    gre_checksum_t gre_checksum;
+    mpls_t         mpls_null;   /* an explicit null above the label (RFC 4182) */
     mpls_t         mpls;
     ipv4_t         inner_ipv4;
     ipv6_t         inner_ipv6;
@@ -138,12 +159,15 @@ struct headers_t {
 struct local_metadata_t {
     /* intrinsic, in */
     port_t          ingress_port;
+    bit<32>         packet_length;    /* bytes received (ingress) */
+    bit<1>          checksum_error;   /* a verified checksum was wrong */
     port_t          egress_port;      /* egress pipe */
     replica_id_t    egress_rid;       /* egress pipe */
     /* decisions, out */
     port_t          egress_spec;
     bit<1>          egress_set;
     mcast_group_t   mcast_grp;
+    bit<32>         truncate_len;     /* egress: frame length to send, 0 = all */
     bit<1>          drop;
     drop_reason_t   drop_reason;
     punt_reason_t   punt_reason;
@@ -153,6 +177,14 @@ struct local_metadata_t {
     bit<16>         fabric_mtu;
     bit<1>          is_fabric;
     bit<1>          from_cpu;
+
+    /* receive checks */
+    bit<4>          ipv4_opt_left;    /* parser: option words still to extract */
+    bit<32>         l3_len;           /* bytes present from the IP header on */
+    vlan_id_t       rx_vlan;          /* fabric: 802.1Q VLAN received, 0 = untagged */
+    ipv4_addr_t     outer_src;        /* fabric: tunnel source */
+    bit<2>          outer_ecn;        /* fabric: ECN of the outer header */
+    label_t         rx_label;         /* fabric: the VPN label */
 
     /* classification and routing */
     vif_id_t        src_vif;

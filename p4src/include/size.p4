@@ -15,9 +15,13 @@
 #define NEXTHOP_MAX_GROUP_SIZE   16
 #define UNDERLAY_TABLE_SIZE      1024
 #define TUNNEL_PEER_TABLE_SIZE   1024
+#define VRF_PEER_TABLE_SIZE      16384
+#define FABRIC_VLAN_TABLE_SIZE   256
 #define MPLS_LABEL_TABLE_SIZE    8192
 #define FLOOD_TABLE_SIZE         4096
 #define REPLICA_TABLE_SIZE       16384
-#define DROP_REASON_COUNT        32
+#define DROP_REASON_COUNT        64
+/* IPv4 options: at most 40 bytes (IHL 15). */
+#define IPV4_OPT_WORDS           10
 
 #endif

@@ -23,6 +23,8 @@ control SwitchIngress(inout headers_t hdr, inout local_metadata_t meta,
     IngressPipe() pipe;
     apply {
         meta.ingress_port = sm.ingress_port;
+        meta.packet_length = sm.packet_length;
+        meta.checksum_error = sm.checksum_error;
         pipe.apply(hdr, meta);
         if (meta.drop == 1 || (meta.mcast_grp == 0 && meta.egress_set == 0)) {
             mark_to_drop(sm);
@@ -43,6 +45,9 @@ control SwitchEgress(inout headers_t hdr, inout local_metadata_t meta,
         pipe.apply(hdr, meta);
         if (meta.drop == 1) {
             mark_to_drop(sm);
+        } else if (meta.truncate_len != 0) {
+            /* Ethernet padding of a short frame stays behind. */
+            truncate(meta.truncate_len);
         }
     }
 }

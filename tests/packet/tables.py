@@ -25,6 +25,8 @@ T_VIF = IG + "classifier.vif"
 T_IPV4_SOURCE = IG + "anti_spoof.ipv4_source"
 T_IPV6_SOURCE = IG + "anti_spoof.ipv6_source"
 T_TUNNEL_PEER = IG + "decap.tunnel_peer"
+T_FABRIC_VLAN = IG + "decap.fabric_vlan"
+T_VRF_PEER = IG + "decap.vrf_peer"
 T_MPLS_LABEL = IG + "decap.mpls_label"
 T_IPV4_ROUTE = IG + "routing.ipv4_route"
 T_IPV6_ROUTE = IG + "routing.ipv6_route"
@@ -172,15 +174,43 @@ def tunnel_peer(dp: Dataplane, remote: str) -> None:
     )
 
 
+def fabric_vlan(dp: Dataplane, port: int, vlan: int) -> None:
+    """Tunnel packets are taken on ``port`` with 802.1Q VLAN ``vlan`` (0 = untagged)."""
+    dp.insert(
+        TableEntry(
+            T_FABRIC_VLAN,
+            {"ingress_port": Exact(port), "vlan_id": Exact(vlan)},
+            IG + "decap.permit_fabric_vlan",
+        )
+    )
+
+
+def vrf_peer(dp: Dataplane, vrf_id: int, remote: str) -> None:
+    """``remote`` may use the labels of VRF ``vrf_id``."""
+    dp.insert(
+        TableEntry(
+            T_VRF_PEER,
+            {"vrf_id": Exact(vrf_id), "remote_ipv4": Exact(ip(remote))},
+            IG + "decap.permit_vrf_peer",
+        )
+    )
+
+
 def label_to_vif(
-    dp: Dataplane, label: int, vif_id: int, port: int, vlan: int, dst_mac: str
+    dp: Dataplane, label: int, vif_id: int, port: int, vlan: int, dst_mac: str, vrf_id: int
 ) -> None:
     dp.insert(
         TableEntry(
             T_MPLS_LABEL,
             {"label": Exact(label)},
             IG + "decap.label_to_vif",
-            {"vif_id": vif_id, "port": port, "vlan_id": vlan, "dst_mac": mac(dst_mac)},
+            {
+                "vif_id": vif_id,
+                "port": port,
+                "vlan_id": vlan,
+                "dst_mac": mac(dst_mac),
+                "vrf_id": vrf_id,
+            },
         )
     )
 

@@ -28,7 +28,7 @@ def test_vif_rx_and_tx_count_packets_and_bytes(dp: Dataplane) -> None:
     t.nexthop(dp, 3, t.local(3, 2, 10, ES2))
     t.ipv4_route(dp, VRF_A, "10.2.0.0/16", 1)
     t.ipv4_route(dp, VRF_A, "10.1.0.3/32", 3)
-    t.label_to_vif(dp, 16003, 3, 2, 10, ES2)
+    t.label_to_vif(dp, 16003, 3, 2, 10, ES2, VRF_A)
     a = from_vif(ES1, 10, udp4(size=100))
     b = from_vif(ES1, 10, udp4(dst="10.1.0.3", size=300))
     dp.send(1, a)

@@ -13,7 +13,7 @@ import random
 from collections.abc import Iterator
 
 import pytest
-from scapy.layers.inet import IP, UDP
+from scapy.layers.inet import GRE, IP, UDP
 from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import ARP
 
@@ -40,7 +40,7 @@ pytestmark = pytest.mark.needs_bmv2
 CHUNK = 16
 BCAST = "ff:ff:ff:ff:ff:ff"
 MUTANTS_PER_FRAME = 6
-COUNTERS = ((t.C_INGRESS_DROPS, range(1, 25)), (t.C_EGRESS_DROPS, range(1, 25)))
+COUNTERS = ((t.C_INGRESS_DROPS, range(1, 34)), (t.C_EGRESS_DROPS, range(1, 34)))
 VIF_COUNTERS = ((t.C_VIF_RX, range(1, 5)), (t.C_VIF_TX, range(1, 5)))
 
 
@@ -66,7 +66,7 @@ def _program(dp: Dataplane) -> None:
     t.ipv4_route(dp, VRF_A, "10.9.0.0/16", "blackhole")
     t.ipv4_route(dp, VRF_B, "10.2.0.0/16", 2)
     t.ipv6_route(dp, VRF_A, "2001:db8:2::/48", 1)
-    t.label_to_vif(dp, 16001, 3, 2, 10, ES2)
+    t.label_to_vif(dp, 16001, 3, 2, 10, ES2, VRF_A)
     t.label_to_vrf(dp, 16002, VRF_A)
 
 
@@ -91,6 +91,28 @@ def _corpus() -> list[tuple[int, bytes]]:
         (4, bytes(from_remote_a(udp4(src="10.2.0.5", dst="10.1.0.3"), 999))),
         (4, bytes(from_remote_a(IP(src="10.2.0.5", dst="255.255.255.255") / UDP(), 16300))),
         (4, bytes(from_remote_a(IPv6(src="2001:db8:2::5", dst="2001:db8:1::1") / UDP(), 16002))),
+        # issue 13 receive path: options, padding, explicit null, GRE C bit, ECN
+        (
+            1,
+            bytes(
+                from_vif(
+                    ES1, 10, IP(src="10.1.0.1", dst="10.2.0.5", options=[b"\x94\x04\0\0"]) / UDP()
+                )
+            ),
+        ),
+        (1, bytes(from_vif(ES1, 10, IP(src="10.1.0.1", dst="10.2.0.5") / UDP())) + b"\0" * 14),
+        (4, bytes(from_remote_a(udp4(src="10.2.0.5", dst="10.1.0.3"), 16001, labels=[0]))),
+        (4, bytes(from_remote_a(udp4(src="10.2.0.5", dst="10.1.0.3", tos=2), 16001, tos=3))),
+        (
+            4,
+            bytes(
+                from_remote_a(
+                    udp4(src="10.2.0.5", dst="10.1.0.3"),
+                    16001,
+                    gre=GRE(proto=0x8847, chksum_present=1),
+                )
+            ),
+        ),
     ]
     rng = random.Random(20261122)
     frames = list(good)

@@ -53,6 +53,7 @@ def test_generated_code_emits_what_the_closures_emit(pair: tuple[Dataplane, Data
         assert got == want, f"frame {i} in port {port}: {frame.hex()}"
         emitted += sum(map(len, want.values()))
     # the corpus is not all drops: forwarding, replication and replies happened
-    assert emitted > len(frames) // 4
+    # (most bit-flipped mutants fail a header checksum now: BAD_CHECKSUM)
+    assert emitted > len(frames) // 6
     differ = counter_differences(gen, ref)
     assert not differ, "\n".join(differ)

@@ -3,16 +3,16 @@ and VRF isolation with the same address space in two VRFs."""
 
 from __future__ import annotations
 
-from scapy.layers.inet import IP
+from scapy.layers.inet import IP, UDP
 from scapy.packet import Raw
 
 from tests.packet import tables as t
 from tests.packet.harness import Dataplane
 from tests.packet.topo import (
-    DROP_IPV4_OPTIONS,
     DROP_NO_ROUTE,
     DROP_TTL_EXPIRED,
     ES1,
+    ES2,
     REMOTE_A,
     REMOTE_B,
     VRF_A,
@@ -94,14 +94,26 @@ def test_expired_ttl_and_hop_limit_dropped_and_counted(dp: Dataplane) -> None:
     dp.expect_nothing()
 
 
-def test_ipv4_options_dropped_and_counted(dp: Dataplane) -> None:
+def test_ipv4_options_forwarded_unchanged(dp: Dataplane) -> None:
+    """RFC 1812 5.2.4: a packet with options is forwarded, options as they
+    came, TTL decremented and the checksum (over the options) redone."""
     base(dp)
     t.nexthop(dp, 1, t.encap(30001, REMOTE_A))
     t.ipv4_route(dp, VRF_A, "10.2.0.0/16", 1)
-    opt = IP(src="10.1.0.1", dst="10.2.0.5", options=[b"\x94\x04\x00\x00"]) / Raw(b"x" * 8)
-    dp.send(1, from_vif(ES1, 10, opt))
-    dp.wait_counter(t.C_INGRESS_DROPS, DROP_IPV4_OPTIONS, 1)
-    dp.expect_nothing()
+    t.nexthop(dp, 3, t.local(3, 2, 10, ES2))
+    t.ipv4_route(dp, VRF_A, "10.1.0.3/32", 3)
+    for options in (
+        [b"\x94\x04\x00\x00"],  # router alert: one word
+        [b"\x01" * 3 + b"\x00"],  # NOPs and end of list
+        [bytes([7, 39, 4]) + b"\x00" * 36 + b"\x00"],  # record route: 40 bytes (IHL 15)
+    ):
+        opt = IP(bytes(IP(src="10.1.0.1", dst="10.2.0.5", ttl=9, options=options) / UDP()))
+        dp.send(1, from_vif(ES1, 10, opt))
+        dp.expect(4, to_remote_a(with_ttl(opt, 8), 30001))
+        hdr = IP(src="10.1.0.1", dst="10.1.0.3", ttl=9, options=options)
+        local = IP(bytes(hdr / Raw(b"x" * 8)))
+        dp.send(1, from_vif(ES1, 10, local))
+        dp.expect(2, to_vif(ES2, 10, with_ttl(local, 8)))
 
 
 def test_vrf_isolation_same_addresses_in_two_vrfs(dp: Dataplane) -> None:

@@ -50,7 +50,6 @@ DROP_NOT_IP = 5
 DROP_ARP_IGNORED = 6
 DROP_ND_IGNORED = 7
 DROP_SPOOFED = 8
-DROP_IPV4_OPTIONS = 9
 DROP_NO_ROUTE = 10
 DROP_BLACKHOLE = 11
 DROP_NO_NEXTHOP = 12
@@ -66,6 +65,15 @@ DROP_INNER_NOT_IP = 21
 DROP_FABRIC_TO_FABRIC = 22
 DROP_NO_FLOOD_GROUP = 23
 DROP_NO_REPLICA = 24
+DROP_BAD_CHECKSUM = 25
+DROP_BAD_IP_HEADER = 26
+DROP_IP_TRUNCATED = 27
+DROP_OUTER_FRAGMENT = 28
+DROP_MARTIAN = 29
+DROP_LABEL_PEER = 30
+DROP_FABRIC_VLAN = 31
+DROP_FLOOD_UNICAST = 32
+DROP_ECN_NOT_ECT = 33
 
 PUNT_FABRIC_ARP = 1
 PUNT_ROUTE = 2
@@ -91,6 +99,11 @@ def base(dp: Dataplane) -> None:
     t.underlay(dp, REMOTE_B + "/32", 5, SW_FABRIC_MAC, NH5, FABRIC_VLAN)
     t.tunnel_peer(dp, REMOTE_A)
     t.tunnel_peer(dp, REMOTE_B)
+    t.fabric_vlan(dp, 4, 0)
+    t.fabric_vlan(dp, 5, FABRIC_VLAN)
+    for vrf in (VRF_A, VRF_B):
+        t.vrf_peer(dp, vrf, REMOTE_A)
+        t.vrf_peer(dp, vrf, REMOTE_B)
 
 
 def udp4(
@@ -195,7 +208,7 @@ def bench_program(dp: Dataplane) -> None:
     base(dp)
     t.nexthop(dp, 1, t.encap(30001, REMOTE_A))
     t.ipv4_route(dp, VRF_A, "10.2.0.0/16", 1)
-    t.label_to_vif(dp, 40001, 1, 1, 10, ES1)
+    t.label_to_vif(dp, 40001, 1, 1, 10, ES1, VRF_A)
 
 
 def bench_cases() -> dict[str, BenchCase]:

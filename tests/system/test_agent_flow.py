@@ -268,6 +268,9 @@ def fabric_entities() -> set[Entity]:
         ),
         TableEntry(T.FABRIC_PORT, {"ingress_port": Exact(1)}, T.A_SET_FABRIC_PORT),
         TableEntry(
+            T.FABRIC_VLAN, {"ingress_port": Exact(1), "vlan_id": Exact(0)}, T.A_PERMIT_FABRIC_VLAN
+        ),
+        TableEntry(
             T.UNDERLAY,
             {"remote_ipv4": Lpm(0xC0000200, 24)},
             T.A_SET_UNDERLAY,
@@ -289,7 +292,7 @@ def attached_entities() -> set[Entity]:
             T.MPLS_LABEL,
             {"label": Exact(16)},
             T.A_LABEL_TO_VIF,
-            {"vif_id": 1, "port": 3, "vlan_id": 10, "dst_mac": HOST_MAC},
+            {"vif_id": 1, "port": 3, "vlan_id": 10, "dst_mac": HOST_MAC, "vrf_id": 1},
         ),
         TableEntry(
             T.IPV4_SOURCE, {"vif_id": Exact(1), "src_addr": Lpm(0x0A010105, 32)}, T.A_PERMIT
@@ -312,6 +315,7 @@ def remote_route_entities() -> set[Entity]:
     """10.2.0.0/16 via 192.0.2.2 label 100 (member 1, next hop 1)."""
     return {
         TableEntry(T.TUNNEL_PEER, {"remote_ipv4": Exact(0xC0000202)}, T.A_PERMIT_PEER),
+        vrf_peer(0xC0000202),
         ActionProfileMember(
             T.NEXTHOP_SELECTOR, 1, T.A_ENCAP, {"label": 100, "remote_ipv4": 0xC0000202}
         ),
@@ -324,6 +328,12 @@ def remote_route_entities() -> set[Entity]:
             {"nexthop_id": 1},
         ),
     }
+
+
+def vrf_peer(remote: int, vrf_id: int = 1) -> TableEntry:
+    return TableEntry(
+        T.VRF_PEER, {"vrf_id": Exact(vrf_id), "remote_ipv4": Exact(remote)}, T.A_PERMIT_VRF_PEER
+    )
 
 
 def route(prefix: str, nh: str, label: int, version: int = 0) -> RouteEntry:
@@ -1003,7 +1013,7 @@ def test_agent_without_state_file_keeps_the_switch_forwarding_until_the_stale_de
             await attach_and_learn(lab)
             expected = await lab.switch_entities()
             forwarding = expected - lab.canon(fabric_entities())
-            assert len(forwarding) == 11
+            assert len(forwarding) == 12  # vrf_peer included
             calls = len(lab.engine.calls)
             t0 = clock()
             agent = await restart_without_state(lab, clock)
@@ -1015,7 +1025,7 @@ def test_agent_without_state_file_keeps_the_switch_forwarding_until_the_stale_de
             assert agent.driver.stats.held_deletes == len(forwarding)
             assert lab.engine.calls[calls:] == []
             assert await lab.switch_entities() == expected
-            assert "esvpn_switch_held_deletes 11.0\n" in await http_get(agent, "/metrics")
+            assert "esvpn_switch_held_deletes 12.0\n" in await http_get(agent, "/metrics")
             # the ids the switch uses are not handed out meanwhile
             now = clock()
             assert agent.state.labels.held(now) == {16: deadline}
@@ -1217,6 +1227,8 @@ def test_ecmp_and_newer_version(tmp_path: Path) -> None:
             ecmp = {
                 TableEntry(T.TUNNEL_PEER, {"remote_ipv4": Exact(0xC0000202)}, T.A_PERMIT_PEER),
                 TableEntry(T.TUNNEL_PEER, {"remote_ipv4": Exact(0xC0000203)}, T.A_PERMIT_PEER),
+                vrf_peer(0xC0000202),
+                vrf_peer(0xC0000203),
                 ActionProfileMember(
                     T.NEXTHOP_SELECTOR, 1, T.A_ENCAP, {"label": 100, "remote_ipv4": 0xC0000202}
                 ),
@@ -1241,6 +1253,7 @@ def test_ecmp_and_newer_version(tmp_path: Path) -> None:
             await agent.driver.wait_synced(10)
             newest = {
                 TableEntry(T.TUNNEL_PEER, {"remote_ipv4": Exact(0xC0000204)}, T.A_PERMIT_PEER),
+                vrf_peer(0xC0000204),
                 ActionProfileMember(
                     T.NEXTHOP_SELECTOR, 3, T.A_ENCAP, {"label": 300, "remote_ipv4": 0xC0000204}
                 ),

@@ -166,3 +166,79 @@ def test_two_forwarders_through_the_route_server(tmp_path: Path) -> None:
             await rs.stop()
 
     asyncio.run(scenario())
+
+
+def test_a_label_is_taken_only_from_the_forwarders_of_its_vpn(tmp_path: Path) -> None:
+    """Requirements draft §12: A is in red and blue, B only in blue. B is a
+    tunnel peer of A (blue routes), but A takes only its blue labels from B:
+    a packet from B with A's red label is dropped and counted (LABEL_PEER),
+    the agent having written the per-VRF peer set from the routes received."""
+
+    async def scenario() -> None:
+        pki = make_pki(tmp_path / "pki")
+        cert = pki.server("rs.test")
+        rs = RouteServer(
+            load_dict(
+                {
+                    "server": {"router_id": "127.0.6.1", "asn": 64512},
+                    "xmpp": {
+                        "domain": "rs.test",
+                        "certfile": str(cert.certfile),
+                        "keyfile": str(cert.keyfile),
+                        "cafile": str(pki.cafile),
+                        "port": 0,
+                        "own_nodes_only": False,
+                    },
+                    "control": {"port": 0},
+                    "vrf": [
+                        {
+                            "vpn": vpn,
+                            "import_targets": [rt],
+                            "export_targets": [rt],
+                        }
+                        for vpn, rt in (("red", "64512:100"), ("blue", "64512:200"))
+                    ],
+                }
+            )
+        )
+        a = Lab(tmp_path / "a", pki, "02aa00000001", "0a0000000001", "192.0.2.1")
+        b = Lab(tmp_path / "b", pki, "02aa00000002", "0a0000000002", "192.0.2.2")
+        await rs.start()
+        try:
+            assert rs.xmpp is not None
+            for lab in (a, b):
+                lab.rs_address = ("127.0.0.1", rs.xmpp.port)
+                await lab.start_switch()
+                await lab.start_agent()
+                await lab.start_host()
+            assert await a.host_cmd(op="subscribe", vpn="red", vlan=10) == {"ok": True}
+            assert await a.host_cmd(op="subscribe", vpn="blue", vlan=30) == {"ok": True}
+            assert await b.host_cmd(op="subscribe", vpn="blue", vlan=20) == {"ok": True}
+            for vpn, prefix in (("red", "10.1.1.5/32"), ("blue", "10.3.1.5/32")):
+                req = {"op": "publish", "prefix": prefix, "vpn": vpn, "version": 1}
+                assert await a.host_cmd(**req) == {"ok": True}
+            req = {"op": "publish", "prefix": "10.3.2.7/32", "vpn": "blue", "version": 1}
+            assert await b.host_cmd(**req) == {"ok": True}
+            assert a.agent is not None and b.agent is not None
+            sa = a.agent.state
+            await until(lambda: NET("10.3.2.7/32") in sa.selected_routes("blue"), what="blue")
+            await a.agent.driver.wait_synced(10)
+            labels = {itf.vpn: itf.label for itf in sa.interfaces.values()}
+            drops = "SwitchIngress.pipe.ingress_drops"
+            # B -> A's blue vif: delivered
+            inner = host_packet("10.3.2.7", "10.3.1.5", 30)
+            blue = tunnelled(inner, "192.0.2.2", "192.0.2.1", labels["blue"])
+            delivered = Ether(src=VRRP_MAC, dst=A_HOST) / Dot1Q(vlan=30)
+            delivered = delivered / host_packet("10.3.2.7", "10.3.1.5", 29)
+            assert a.engine.process(1, as_received(blue)) == [(3, bytes(delivered))]
+            # B -> A's red vif: B has no route of red at A
+            inner = host_packet("10.3.2.7", "10.1.1.5", 30)
+            red = tunnelled(inner, "192.0.2.2", "192.0.2.1", labels["red"])
+            assert a.engine.process(1, as_received(red)) == []
+            assert a.engine.counter_read(drops, 30).packets == 1  # LABEL_PEER
+        finally:
+            await a.close()
+            await b.close()
+            await rs.stop()
+
+    asyncio.run(scenario())

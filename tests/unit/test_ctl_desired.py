@@ -6,7 +6,7 @@ import ipaddress
 
 from control import tables as T
 from control.config import FabricConfig, Underlay
-from control.desired import NexthopIds, desired_entities
+from control.desired import NexthopIds, desired_entities, fabric_vlans
 from control.p4rt import (
     DELETE,
     INSERT,
@@ -48,6 +48,9 @@ def fabric_only() -> set[object]:
             is_default=True,
         ),
         TableEntry(T.FABRIC_PORT, {"ingress_port": Exact(1)}, T.A_SET_FABRIC_PORT),
+        TableEntry(
+            T.FABRIC_VLAN, {"ingress_port": Exact(1), "vlan_id": Exact(0)}, T.A_PERMIT_FABRIC_VLAN
+        ),
         TableEntry(
             T.UNDERLAY,
             {"remote_ipv4": Lpm(0xC0000200, 24)},
@@ -93,7 +96,7 @@ def test_attached_end_system_with_remote_and_echoed_local_route() -> None:
             T.MPLS_LABEL,
             {"label": Exact(16)},
             T.A_LABEL_TO_VIF,
-            {"vif_id": 1, "port": 3, "vlan_id": 10, "dst_mac": MAC_A},
+            {"vif_id": 1, "port": 3, "vlan_id": 10, "dst_mac": MAC_A, "vrf_id": 1},
         ),
         TableEntry(
             T.IPV4_SOURCE, {"vif_id": Exact(1), "src_addr": Lpm(0x0A010105, 32)}, T.A_PERMIT
@@ -110,6 +113,9 @@ def test_attached_end_system_with_remote_and_echoed_local_route() -> None:
             T.REPLICA, {"egress_rid": Exact(1)}, T.A_REPLICA_LOCAL, {"vif_id": 1, "vlan_id": 10}
         ),
         TableEntry(T.TUNNEL_PEER, {"remote_ipv4": Exact(0xC0000202)}, T.A_PERMIT_PEER),
+        TableEntry(
+            T.VRF_PEER, {"vrf_id": Exact(1), "remote_ipv4": Exact(0xC0000202)}, T.A_PERMIT_VRF_PEER
+        ),
         ActionProfileMember(
             T.NEXTHOP_SELECTOR, 1, T.A_ENCAP, {"label": 100, "remote_ipv4": 0xC0000202}
         ),
@@ -218,3 +224,19 @@ def test_ipv6_source_and_route() -> None:
     # an IPv6 next hop cannot be reached over the IPv4 fabric: no route
     st.routes_update("red", [("r", entry("2001:db8:1::/48", "2001:db8::99", 100))], 0.0)
     assert st.selected_routes("red") == {}
+
+
+def test_fabric_vlans_from_the_underlay_untagged_elsewhere() -> None:
+    """Tunnel packets are taken on the VLAN of each port's underlay next
+    hops; a fabric port without any takes them untagged."""
+    net = ipaddress.IPv4Network
+    fabric = FabricConfig(
+        infra_address=ipaddress.IPv4Address("192.0.2.1"),
+        ports=(1, 2, 4),
+        underlay=(
+            Underlay(net("192.0.2.0/25"), 1, 0x020000000001, 0x0200000000FE, 7),
+            Underlay(net("192.0.2.128/25"), 1, 0x020000000001, 0x0200000000FD, 8),
+            Underlay(net("198.51.100.0/24"), 2, 0x020000000001, 0x0200000000FC),
+        ),
+    )
+    assert fabric_vlans(fabric) == {(1, 7), (1, 8), (2, 0), (4, 0)}

@@ -47,6 +47,24 @@ control EgressPipe(inout headers_t hdr, inout local_metadata_t meta) {
                 } else {
                     hdr.ethernet.ether_type = l3_type;
                 }
+                /* The frame ends with the IP packet: Ethernet padding of a
+                 * short received frame is not sent on (the total length
+                 * decides, as for the tunnel's outer length). */
+                bit<32> ip_len = 0;
+                if (hdr.ipv4.isValid()) {
+                    ip_len = (bit<32>)hdr.ipv4.total_len;
+                } else if (hdr.ipv6.isValid()) {
+                    ip_len = (bit<32>)hdr.ipv6.payload_len + 40;
+                }
+                if (ip_len != 0) {
+                    meta.truncate_len = ETH_HDR_LEN + ip_len;
+                    if (hdr.vlan.isValid()) {
+                        meta.truncate_len = meta.truncate_len + VLAN_TAG_LEN;
+                    }
+                    if (hdr.tun_ipv4.isValid()) {
+                        meta.truncate_len = meta.truncate_len + (bit<32>)ENCAP_OVERHEAD;
+                    }
+                }
             }
         }
         if (meta.drop == 1 && meta.drop_reason != DROP_NONE) {

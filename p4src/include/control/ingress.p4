@@ -8,6 +8,7 @@
 #include "classifier.p4"
 #include "resolver.p4"
 #include "anti_spoof.p4"
+#include "ip_check.p4"
 #include "decap.p4"
 #include "routing.p4"
 #include "nexthop.p4"
@@ -22,6 +23,8 @@ control IngressPipe(inout headers_t hdr, inout local_metadata_t meta) {
     Classifier() classifier;
     Resolver() resolver;
     AntiSpoof() anti_spoof;
+    IpCheck() ip_check;
+    Martian() martian;
     Decap() decap;
     Routing() routing;
     Nexthop() nexthop;
@@ -29,6 +32,17 @@ control IngressPipe(inout headers_t hdr, inout local_metadata_t meta) {
 
     apply {
         port_role.apply(hdr, meta);
+        /* Bytes from the IP header on (tags counted; padding included). */
+        bit<32> l2_len = ETH_HDR_LEN;
+        if (hdr.vlan.isValid()) {
+            l2_len = l2_len + VLAN_TAG_LEN;
+        }
+        if (hdr.vlan2.isValid()) {
+            l2_len = l2_len + VLAN_TAG_LEN;
+        }
+        if (meta.packet_length > l2_len) {
+            meta.l3_len = meta.packet_length - l2_len;
+        }
         if (hdr.packet_out.isValid()) {
             /* From the controller: out of the port it names, untouched. */
             meta.egress_spec = hdr.packet_out.egress_port;
@@ -45,6 +59,15 @@ control IngressPipe(inout headers_t hdr, inout local_metadata_t meta) {
             }
         } else {
             classifier.apply(hdr, meta);
+            if (meta.drop == 0) {
+                ip_check.apply(hdr, meta);
+                if (meta.drop == 0 && meta.checksum_error == 1) {
+                    /* IPv4 header (RFC 1812 5.2.2) or neighbor
+                     * solicitation (RFC 4861 7.1.1) checksum */
+                    meta.drop = 1;
+                    meta.drop_reason = DROP_BAD_CHECKSUM;
+                }
+            }
             if (meta.drop == 0) {
                 if (hdr.arp.isValid() || hdr.ndp.isValid()) {
                     resolver.apply(hdr, meta);
@@ -66,10 +89,8 @@ control IngressPipe(inout headers_t hdr, inout local_metadata_t meta) {
             }
         }
 
-        if (meta.drop == 0 && hdr.ipv4.isValid() && hdr.ipv4.ihl != 5
-                && (meta.route == 1 || meta.flood == 1 || meta.local == 1)) {
-            meta.drop = 1;
-            meta.drop_reason = DROP_IPV4_OPTIONS;
+        if (meta.drop == 0 && (meta.route == 1 || meta.local == 1)) {
+            martian.apply(hdr, meta);
         }
         if (meta.drop == 0 && meta.route == 1) {
             routing.apply(hdr, meta);

@@ -33,7 +33,10 @@ control Resolver(inout headers_t hdr, inout local_metadata_t meta) {
         } else if (hdr.ndp.isValid()) {
             /* Solicitations without options or with exactly one source
              * link-layer address option; not DAD (source ::). */
+            /* RFC 4861 7.1.1 (the checksum is verified before): hop
+             * limit 255, code 0, target not multicast. */
             if (hdr.icmpv6.code == 0 && hdr.ipv6.hop_limit == 255
+                    && hdr.ndp.target[127:120] != 0xff
                     && hdr.ipv6.src_addr != 0
                     && (hdr.ipv6.payload_len == 24
                         || (hdr.ndp_opt.isValid()

@@ -35,7 +35,10 @@ control TunnelEncap(inout headers_t hdr, inout local_metadata_t meta) {
             hdr.tun_ipv4.src_addr = meta.my_ipv4;
             hdr.tun_ipv4.dst_addr = meta.tun_dst;
             hdr.tun_gre.setValid();
-            hdr.tun_gre.flags_version = 0;
+            hdr.tun_gre.checksum_present = 0;
+            hdr.tun_gre.flags_1701 = 0;
+            hdr.tun_gre.reserved0 = 0;
+            hdr.tun_gre.version = 0;
             hdr.tun_gre.protocol = GRE_PROTO_MPLS;
             hdr.tun_mpls.setValid();
             hdr.tun_mpls.label = meta.tun_label;

@@ -408,6 +408,7 @@ def test_programs_tables_that_have_parsers() -> None:
     names = sorted(by_prefix[p].rsplit(".", 1)[-1] for p in dev.entry_parsers)
     assert names == [
         "fabric_port",
+        "fabric_vlan",
         "flood",
         "ipv4_route",
         "ipv4_source",
@@ -418,6 +419,7 @@ def test_programs_tables_that_have_parsers() -> None:
         "tunnel_peer",
         "underlay",
         "vif",
+        "vrf_peer",
     ]
 
 
