@@ -19,5 +19,7 @@
 #define FLOOD_TABLE_SIZE         4096
 #define REPLICA_TABLE_SIZE       16384
 #define DROP_REASON_COUNT        32
+#define PUNT_REASON_COUNT        16
+#define DHCP_TRAP_TABLE_SIZE     4096
 
 #endif
