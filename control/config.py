@@ -56,6 +56,20 @@ certificates)::
     min = 16                            # [16]
     max = 1048575                       # [2^20-1]
 
+    [punt]                              # rate limits of the punt path (control.punt)
+    meter_rate = 100                    # [100] packets/s to the agent, per punt reason
+    meter_burst = 50                    # [50]
+    icmp_rate = 10.0                    # [10] ICMP errors/s the agent sends
+    icmp_burst = 20                     # [20]
+
+    [vpns.red]                          # [none] router duties in VPN "red"
+    gateway_ipv4 = "10.1.1.1"           # [none] ICMP errors come from it, answers echo
+    gateway_ipv6 = "2001:db8:1::1"      # [none]
+    dhcp = false                        # [false] DHCPv4 proxy (needs gateway_ipv4)
+    dhcp_prefix_len = 24                # [24] subnet mask told to clients
+    dhcp_lease = 3600                   # [3600] seconds
+    dhcp_dns = []                       # [[]] DNS servers told to clients
+
 Errors name the key: ``switch.device_id: must be an integer >= 0``.
 """
 
@@ -133,6 +147,28 @@ class LabelRange:
 
 
 @dataclass(frozen=True)
+class PuntConfig:
+    """``[punt]``: rate limits of the punt path (control.punt)."""
+
+    meter_rate: int = 100  # packets/s per punt reason, data-plane meter
+    meter_burst: int = 50  # packets
+    icmp_rate: float = 10.0  # ICMP / ICMPv6 errors per second the agent sends
+    icmp_burst: int = 20
+
+
+@dataclass(frozen=True)
+class VpnConfig:
+    """``[vpns.<name>]``: router duties of the agent in one VPN (control.punt)."""
+
+    gateway_ipv4: ipaddress.IPv4Address | None = None
+    gateway_ipv6: ipaddress.IPv6Address | None = None
+    dhcp: bool = False
+    dhcp_prefix_len: int = 24
+    dhcp_lease: int = 3600
+    dhcp_dns: tuple[ipaddress.IPv4Address, ...] = ()
+
+
+@dataclass(frozen=True)
 class AgentConfig:
     system_id: bytes
     switch: SwitchConfig
@@ -144,6 +180,8 @@ class AgentConfig:
     labels: LabelRange = field(default_factory=LabelRange)
     state_file: Path | None = None
     control: tuple[str, int] = ("127.0.0.1", 9180)
+    punt: PuntConfig = field(default_factory=PuntConfig)
+    vpns: Mapping[str, VpnConfig] = field(default_factory=lambda: MappingProxyType({}))
 
 
 # --------------------------------------------------------------------------- helpers
@@ -228,7 +266,18 @@ def config_from_toml(data: Mapping[str, Any]) -> AgentConfig:
     _known(
         data,
         "",
-        {"agent", "switch", "fabric", "end_systems", "xmpp", "route_servers", "timers", "labels"},
+        {
+            "agent",
+            "switch",
+            "fabric",
+            "end_systems",
+            "xmpp",
+            "route_servers",
+            "timers",
+            "labels",
+            "punt",
+            "vpns",
+        },
     )
     agent = _table(data, "agent", "")
     _known(agent, "agent", {"system_id", "state_file", "control"})
@@ -360,6 +409,7 @@ def config_from_toml(data: Mapping[str, Any]) -> AgentConfig:
     hi = _int(lb, "max", "labels", 16, (1 << 20) - 1, (1 << 20) - 1)
     if hi < lo:
         raise ConfigError("labels.max: must be >= labels.min")
+    punt, vpns = _punt_and_vpns(data)
     return AgentConfig(
         system_id=system_id,
         switch=switch,
@@ -371,7 +421,54 @@ def config_from_toml(data: Mapping[str, Any]) -> AgentConfig:
         labels=LabelRange(lo, hi),
         state_file=state_file,
         control=control,
+        punt=punt,
+        vpns=vpns,
     )
+
+
+def _punt_and_vpns(data: Mapping[str, Any]) -> tuple[PuntConfig, Mapping[str, VpnConfig]]:
+    pt = _table(data, "punt", "", required=False)
+    _known(pt, "punt", {"meter_rate", "meter_burst", "icmp_rate", "icmp_burst"})
+    punt = PuntConfig(
+        meter_rate=_int(pt, "meter_rate", "punt", 0, 1_000_000, 100),
+        meter_burst=_int(pt, "meter_burst", "punt", 1, 1_000_000, 50),
+        icmp_rate=_num(pt, "icmp_rate", "punt", 10.0),
+        icmp_burst=_int(pt, "icmp_burst", "punt", 1, 1_000_000, 20),
+    )
+    vpns: dict[str, VpnConfig] = {}
+    for name, v in _table(data, "vpns", "", required=False).items():
+        w = f"vpns.{name}"
+        if not isinstance(v, dict):
+            raise ConfigError(f"{w}: must be a table")
+        _known(
+            v,
+            w,
+            {"gateway_ipv4", "gateway_ipv6", "dhcp", "dhcp_prefix_len", "dhcp_lease", "dhcp_dns"},
+        )
+        gw4 = _ipv4(v["gateway_ipv4"], f"{w}.gateway_ipv4") if "gateway_ipv4" in v else None
+        gw6 = None
+        if "gateway_ipv6" in v:
+            try:
+                gw6 = ipaddress.IPv6Address(v["gateway_ipv6"])
+            except (ValueError, TypeError):
+                raise ConfigError(f"{w}.gateway_ipv6: must be an IPv6 address") from None
+        dhcp = v.get("dhcp", False)
+        if not isinstance(dhcp, bool):
+            raise ConfigError(f"{w}.dhcp: must be true or false")
+        if dhcp and gw4 is None:
+            raise ConfigError(f"{w}.dhcp: needs {w}.gateway_ipv4 (the DHCP server and router)")
+        dns = v.get("dhcp_dns", [])
+        if not isinstance(dns, list):
+            raise ConfigError(f"{w}.dhcp_dns: must be a list of IPv4 addresses")
+        vpns[name] = VpnConfig(
+            gateway_ipv4=gw4,
+            gateway_ipv6=gw6,
+            dhcp=dhcp,
+            dhcp_prefix_len=_int(v, "dhcp_prefix_len", w, 1, 32, 24),
+            dhcp_lease=_int(v, "dhcp_lease", w, 60, 2**31 - 1, 3600),
+            dhcp_dns=tuple(_ipv4(a, f"{w}.dhcp_dns[{i}]") for i, a in enumerate(dns)),
+        )
+    return punt, MappingProxyType(vpns)
 
 
 def load_config(path: str | Path) -> AgentConfig:

@@ -32,6 +32,15 @@ KEYS: dict[str, dict[str, set[str]]] = {
         "route_servers": CLIENT,
         "timers": {"stale", "coalesce", "reconnect"},
         "labels": {"min", "max"},
+        "punt": {"meter_rate", "meter_burst", "icmp_rate", "icmp_burst"},
+        "vpns.red": {
+            "gateway_ipv4",
+            "gateway_ipv6",
+            "dhcp",
+            "dhcp_prefix_len",
+            "dhcp_lease",
+            "dhcp_dns",
+        },
     },
     "host.toml": {"host": {"socket", "reconnect"}, "xmpp": CLIENT},
     "routeserver.toml": {
