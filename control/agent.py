@@ -51,6 +51,8 @@ from control.p4rt import (
     P4RuntimeError,
     TableEntry,
 )
+from control.punt import PuntHandler, program_meters, punt_entities
+from control.punt import serve as serve_punts
 from control.routeservers import RouteServers
 from control.vrf import Export, LocalTarget, Steps, VrfState, export_key
 from esxmpp import httpserve
@@ -86,7 +88,9 @@ class Agent:
             on_synced=self._on_synced,
             clock=clock,
             on_inherited=self._inherited,
+            after_pipeline=lambda client: program_meters(client, cfg.punt),
         )
+        self.punt = PuntHandler(cfg, self.state, clock())
         # a route is advertised only once its label is on the switch: the exports
         # of the desired state being written, each with its mpls_label entry; after
         # a sync, those whose entry the switch holds
@@ -149,6 +153,11 @@ class Agent:
         self._control = await asyncio.start_server(self._http, host, port)
         self._tasks.append(asyncio.create_task(self._timer_loop()))
         self._tasks.append(asyncio.create_task(self._save_loop()))
+        self._tasks.append(
+            asyncio.create_task(
+                serve_punts(lambda: self.driver.client, self.punt, lambda: self.clock())  # noqa: PLW0108 (late-bound clock)
+            )
+        )
         self._tasks.append(self.lag.start())  # esvpn_loop_lag_* in /metrics
         self.changed()
 
@@ -182,6 +191,7 @@ class Agent:
         ents = yield from desired_steps(  # in steps: control.driver awaits between them
             self.state, self.cfg.fabric, self.ids, self.clock(), self.driver.full_name
         )
+        ents |= punt_entities(self.state, self.cfg.vpns, self.driver.full_name)
         labels = {
             key: label_entry(itf, self.state.vrfs[itf.vpn].vrf_id, self.driver.full_name)
             for key, itf in self.state.interfaces.items()

@@ -59,6 +59,12 @@ certificates)::
     [vpns.red]                          # the VPNs end-systems may subscribe to ([none]: no VPN)
     prefixes = ["10.1.0.0/16"]          # [0.0.0.0/0, ::/0] addresses published in red lie here
     host_routes_only = true             # [true] only /32 and /128
+    gateway_ipv4 = "10.1.1.1"           # [none] ICMP errors come from it, answers echo
+    gateway_ipv6 = "2001:db8:1::1"      # [none]
+    dhcp = false                        # [false] DHCPv4 proxy (needs gateway_ipv4)
+    dhcp_prefix_len = 24                # [24] subnet mask told to clients
+    dhcp_lease = 3600                   # [3600] seconds
+    dhcp_dns = []                       # [[]] DNS servers told to clients
     [vpns.red.end_systems]              # [none] narrower ranges for some end-systems
     "0a0000000001" = ["10.1.1.0/28"]
 
@@ -68,6 +74,12 @@ certificates)::
     requests_per_second = 100.0         # [100] sustained request rate, and
     request_burst = 1000                # [1000] requests in a row above it
     switch_answer = 5.0                 # [5] seconds to wait for the switch to take a write
+
+    [punt]                              # rate limits of the punt path (control.punt)
+    meter_rate = 100                    # [100] packets/s to the agent, per punt reason
+    meter_burst = 50                    # [50]
+    icmp_rate = 10.0                    # [10] ICMP errors/s the agent sends
+    icmp_burst = 20                     # [20]
 
 Errors name the key: ``switch.device_id: must be an integer >= 0``.
 """
@@ -151,8 +163,10 @@ ANY_PREFIX = (ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0"))
 
 
 @dataclass(frozen=True)
-class VpnPolicy:
-    """What end-systems may publish in one VPN (``[vpns.<name>]``)."""
+class VpnConfig:
+    """``[vpns.<name>]``: a VPN this forwarder serves: what its end-systems
+    may publish (control.vrf) and the agent's router duties in it
+    (control.punt)."""
 
     prefixes: tuple[IPNetwork, ...] = ANY_PREFIX
     host_routes_only: bool = True
@@ -160,6 +174,12 @@ class VpnPolicy:
     end_systems: Mapping[bytes, tuple[IPNetwork, ...]] = field(
         default_factory=lambda: MappingProxyType({})
     )
+    gateway_ipv4: ipaddress.IPv4Address | None = None
+    gateway_ipv6: ipaddress.IPv6Address | None = None
+    dhcp: bool = False
+    dhcp_prefix_len: int = 24
+    dhcp_lease: int = 3600
+    dhcp_dns: tuple[ipaddress.IPv4Address, ...] = ()
 
     def ranges(self, system_id: bytes) -> tuple[IPNetwork, ...]:
         return self.end_systems.get(system_id, self.prefixes)
@@ -178,6 +198,16 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class PuntConfig:
+    """``[punt]``: rate limits of the punt path (control.punt)."""
+
+    meter_rate: int = 100  # packets/s per punt reason, data-plane meter
+    meter_burst: int = 50  # packets
+    icmp_rate: float = 10.0  # ICMP / ICMPv6 errors per second the agent sends
+    icmp_burst: int = 20
+
+
+@dataclass(frozen=True)
 class AgentConfig:
     system_id: bytes
     switch: SwitchConfig
@@ -190,8 +220,9 @@ class AgentConfig:
     state_file: Path | None = None
     control: tuple[str, int] = ("127.0.0.1", 9180)
     # the VPNs this forwarder serves; a subscribe to any other is refused
-    vpns: Mapping[str, VpnPolicy] = field(default_factory=lambda: MappingProxyType({}))
+    vpns: Mapping[str, VpnConfig] = field(default_factory=lambda: MappingProxyType({}))
     limits: Limits = field(default_factory=Limits)
+    punt: PuntConfig = field(default_factory=PuntConfig)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -287,6 +318,7 @@ def config_from_toml(data: Mapping[str, Any]) -> AgentConfig:
             "labels",
             "vpns",
             "limits",
+            "punt",
         },
     )
     agent = _table(data, "agent", "")
@@ -432,6 +464,7 @@ def config_from_toml(data: Mapping[str, Any]) -> AgentConfig:
         control=control,
         vpns=_vpns(_table(data, "vpns", "", required=False)),
         limits=_limits(_table(data, "limits", "", required=False)),
+        punt=_punt(_table(data, "punt", "", required=False)),
     )
 
 
@@ -447,8 +480,8 @@ def _prefixes(v: Any, where: str) -> tuple[IPNetwork, ...]:
     return tuple(out)
 
 
-def _vpns(data: Mapping[str, Any]) -> Mapping[str, VpnPolicy]:
-    out: dict[str, VpnPolicy] = {}
+def _vpns(data: Mapping[str, Any]) -> Mapping[str, VpnConfig]:
+    out: dict[str, VpnConfig] = {}
     for name, t in data.items():
         w = f"vpns.{name}"
         try:
@@ -457,7 +490,12 @@ def _vpns(data: Mapping[str, Any]) -> Mapping[str, VpnPolicy]:
             raise ConfigError(e.text) from None
         if not isinstance(t, dict):
             raise ConfigError(f"{w}: must be a table")
-        _known(t, w, {"prefixes", "host_routes_only", "end_systems"})
+        _known(
+            t,
+            w,
+            {"prefixes", "host_routes_only", "end_systems", "gateway_ipv4", "gateway_ipv6"}
+            | {"dhcp", "dhcp_prefix_len", "dhcp_lease", "dhcp_dns"},
+        )
         host_only = t.get("host_routes_only", True)
         if not isinstance(host_only, bool):
             raise ConfigError(f"{w}.host_routes_only: must be true or false")
@@ -470,10 +508,11 @@ def _vpns(data: Mapping[str, Any]) -> Mapping[str, VpnPolicy]:
                     f"{w}.end_systems.{sid}: key must be a 12 hex digit system id"
                 ) from None
             per[key] = _prefixes(ps, f"{w}.end_systems.{sid}")
-        out[name] = VpnPolicy(
+        out[name] = VpnConfig(
             prefixes=_prefixes(t["prefixes"], f"{w}.prefixes") if "prefixes" in t else ANY_PREFIX,
             host_routes_only=host_only,
             end_systems=MappingProxyType(per),
+            **_router_duties(t, w),
         )
     return MappingProxyType(out)
 
@@ -502,6 +541,43 @@ def _limits(data: Mapping[str, Any]) -> Limits:
         request_burst=_int(data, "request_burst", "limits", 1, 1 << 20, d.request_burst),
         switch_answer=_num(data, "switch_answer", "limits", d.switch_answer),
     )
+
+
+def _punt(pt: Mapping[str, Any]) -> PuntConfig:
+    _known(pt, "punt", {"meter_rate", "meter_burst", "icmp_rate", "icmp_burst"})
+    return PuntConfig(
+        meter_rate=_int(pt, "meter_rate", "punt", 0, 1_000_000, 100),
+        meter_burst=_int(pt, "meter_burst", "punt", 1, 1_000_000, 50),
+        icmp_rate=_num(pt, "icmp_rate", "punt", 10.0),
+        icmp_burst=_int(pt, "icmp_burst", "punt", 1, 1_000_000, 20),
+    )
+
+
+def _router_duties(v: Mapping[str, Any], w: str) -> dict[str, Any]:
+    """The [vpns.<name>] keys of the agent's router duties (control.punt)."""
+    gw4 = _ipv4(v["gateway_ipv4"], f"{w}.gateway_ipv4") if "gateway_ipv4" in v else None
+    gw6 = None
+    if "gateway_ipv6" in v:
+        try:
+            gw6 = ipaddress.IPv6Address(v["gateway_ipv6"])
+        except (ValueError, TypeError):
+            raise ConfigError(f"{w}.gateway_ipv6: must be an IPv6 address") from None
+    dhcp = v.get("dhcp", False)
+    if not isinstance(dhcp, bool):
+        raise ConfigError(f"{w}.dhcp: must be true or false")
+    if dhcp and gw4 is None:
+        raise ConfigError(f"{w}.dhcp: needs {w}.gateway_ipv4 (the DHCP server and router)")
+    dns = v.get("dhcp_dns", [])
+    if not isinstance(dns, list):
+        raise ConfigError(f"{w}.dhcp_dns: must be a list of IPv4 addresses")
+    return {
+        "gateway_ipv4": gw4,
+        "gateway_ipv6": gw6,
+        "dhcp": dhcp,
+        "dhcp_prefix_len": _int(v, "dhcp_prefix_len", w, 1, 32, 24),
+        "dhcp_lease": _int(v, "dhcp_lease", w, 60, 2**31 - 1, 3600),
+        "dhcp_dns": tuple(_ipv4(a, f"{w}.dhcp_dns[{i}]") for i, a in enumerate(dns)),
+    }
 
 
 def load_config(path: str | Path) -> AgentConfig:

@@ -33,7 +33,7 @@ import contextlib
 import gc
 import logging
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from types import GeneratorType
 from typing import Any
@@ -110,11 +110,15 @@ class SwitchDriver:
         on_synced: Callable[[], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         on_inherited: Callable[[Collection[Entity]], None] | None = None,
+        after_pipeline: Callable[[P4RuntimeClient], Awaitable[None]] | None = None,
     ) -> None:
         self.cfg = cfg
         self.on_synced = on_synced
         self.clock = clock
         self.on_inherited = on_inherited
+        # as a new primary, after the pipeline check: what is not an entity
+        # (the punt meter's rates, control.punt)
+        self.after_pipeline = after_pipeline
         self._keep_until: float | None = None
         # keys of the entities found on the switch at the first connect and not
         # desired since (None: no hold)
@@ -294,6 +298,8 @@ class SwitchDriver:
         if await client.set_pipeline(self.pipeline):
             self.stats.pipeline_commits += 1
             log.info("switch %s: pipeline committed", self.cfg.address)
+        if self.after_pipeline is not None:
+            await self.after_pipeline(client)
         self._failed.clear()
         snapshot = await self.read_switch()
         self.installed = reconcile.index(snapshot)

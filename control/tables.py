@@ -20,9 +20,10 @@ UNDERLAY = "underlay"  # remote ipv4 lpm -> set_underlay(port, src_mac, dst_mac,
 TUNNEL_PEER = "tunnel_peer"  # remote_ipv4 (outer source) exact -> permit_peer()
 FABRIC_VLAN = "fabric_vlan"  # ingress_port, vlan_id exact -> permit_fabric_vlan()
 VRF_PEER = "vrf_peer"  # vrf_id, remote_ipv4 exact -> permit_vrf_peer()
-MPLS_LABEL = "mpls_label"  # label exact -> label_to_vif(..., vrf_id) | label_to_vrf(vrf_id)
+MPLS_LABEL = "mpls_label"  # label exact -> label_to_vif(..., vrf_id) | label_to_flood(vrf_id)
 FLOOD = "flood"  # vrf_id, from_fabric exact -> set_flood_group(group)
 REPLICA = "replica"  # egress_rid exact -> replica_local(vif_id, vlan_id) | replica_remote
+DHCP_TRAP = "dhcp_trap"  # vrf_id exact -> trap_dhcp(): DHCPv4 of the VRF to the agent
 
 # --- match fields --------------------------------------------------------------
 F_INGRESS_PORT = "ingress_port"
@@ -54,6 +55,8 @@ A_PERMIT_VRF_PEER = "permit_vrf_peer"
 A_LABEL_TO_VIF = "label_to_vif"  # vif_id, port, vlan_id, dst_mac, vrf_id
 A_SET_FLOOD_GROUP = "set_flood_group"  # group
 A_REPLICA_LOCAL = "replica_local"  # vif_id, vlan_id
+A_TO_CPU = "to_cpu"  # a route to the agent (VRF gateway addresses)
+A_TRAP_DHCP = "trap_dhcp"
 
 P_MY_IPV4 = "my_ipv4"
 P_MTU = "mtu"
@@ -73,6 +76,10 @@ C_VIF_RX = "vif_rx"
 C_VIF_TX = "vif_tx"
 C_INGRESS_DROPS = "ingress_drops"
 C_EGRESS_DROPS = "egress_drops"
+C_PUNT_DROPS = "punt_drops"  # indexed by punt reason
+
+# --- meters ------------------------------------------------------------------------
+M_PUNT = "punt_meter"  # packets, indexed by punt reason (control.punt programs it)
 
 #: Every table the agent owns (reconciliation reads exactly these).
 ALL_TABLES = (
@@ -90,6 +97,7 @@ ALL_TABLES = (
     MPLS_LABEL,
     FLOOD,
     REPLICA,
+    DHCP_TRAP,
 )
 #: Tables whose default action the agent sets.
 DEFAULT_TABLES = (FABRIC_CONFIG,)

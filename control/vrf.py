@@ -30,7 +30,7 @@ from collections.abc import Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from control.config import Limits, VpnPolicy
+from control.config import Limits, VpnConfig
 from control.labels import ExhaustedError, IdPool
 from esxmpp.dialect import (
     Associate,
@@ -151,7 +151,7 @@ class VrfState:
         end_system_ports: Mapping[bytes, int],
         stale: float = 60.0,
         label_range: tuple[int, int] = (16, (1 << 20) - 1),
-        vpns: Mapping[str, VpnPolicy] | None = None,
+        vpns: Mapping[str, VpnConfig] | None = None,
         limits: Limits | None = None,
     ) -> None:
         self.infra = infra_address

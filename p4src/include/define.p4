@@ -76,7 +76,7 @@ const drop_reason_t DROP_ND_IGNORED       = 7;
 const drop_reason_t DROP_SPOOFED          = 8;
 /* 9 was IPV4_OPTIONS: options are forwarded now (RFC 1812 5.2.4). */
 const drop_reason_t DROP_NO_ROUTE         = 10;
-const drop_reason_t DROP_BLACKHOLE        = 11;
+/* 11: unused (was BLACKHOLE: blackhole routes, which nothing installed) */
 const drop_reason_t DROP_NO_NEXTHOP       = 12;
 const drop_reason_t DROP_TTL_EXPIRED      = 13;
 const drop_reason_t DROP_NO_UNDERLAY      = 14;
@@ -100,8 +100,19 @@ const drop_reason_t DROP_FABRIC_VLAN      = 31;
 const drop_reason_t DROP_FLOOD_UNICAST    = 32;
 const drop_reason_t DROP_ECN_NOT_ECT      = 33;
 
-/* Packet-in reasons. */
-const punt_reason_t PUNT_FABRIC_ARP = 1;  /* ARP received on a fabric port */
-const punt_reason_t PUNT_ROUTE      = 2;  /* route with action to_cpu */
+/* Packet-in reasons (index of punt_meter and punt_drops). */
+const punt_reason_t PUNT_FABRIC_ARP   = 1;  /* ARP received on a fabric port */
+const punt_reason_t PUNT_ROUTE        = 2;  /* route with action to_cpu (a VRF's gateway address) */
+const punt_reason_t PUNT_TTL_EXPIRED  = 3;  /* TTL / hop limit expired (counted as TTL_EXPIRED) */
+const punt_reason_t PUNT_NO_ROUTE     = 4;  /* no route in the VRF (counted as NO_ROUTE) */
+const punt_reason_t PUNT_TOO_BIG      = 5;  /* DF / IPv6 packet + encapsulation > fabric MTU
+                                               (counted as MTU_EXCEEDED) */
+const punt_reason_t PUNT_DHCP         = 6;  /* DHCPv4 client -> server from a vif of a DHCP VRF */
+
+/* Meter colors (v1model / PSA): only green punts reach the CPU. */
+const bit<2> METER_GREEN = 0;
+
+const bit<16> UDP_PORT_DHCP_SERVER = 67;
+const bit<16> UDP_PORT_DHCP_CLIENT = 68;
 
 #endif

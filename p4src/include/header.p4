@@ -11,13 +11,20 @@ header packet_in_t {
     port_t         ingress_port;
     bit<7>         _pad;
     punt_reason_t  reason;
+    vrf_id_t       vrf_id;     /* VRF of the packet (0: none known) */
+    vif_id_t       vif_id;     /* source vif (0: from the fabric / not a vif) */
+    vif_id_t       out_vif;    /* vif it was to be delivered to (0: none) */
 }
 
-/* Sent by the controller, in front of the frame to transmit as is. */
+/* Sent by the controller, in front of the frame. vrf_id 0: transmit the
+ * frame out of egress_port as is. vrf_id != 0: the frame is Ethernet + an
+ * IPv4/IPv6 packet the agent originates (ICMP errors, echo replies): routed
+ * in that VRF like a received one, TTL not decremented, never punted. */
 @controller_header("packet_out")
 header packet_out_t {
-    port_t  egress_port;
-    bit<7>  _pad;
+    port_t    egress_port;
+    bit<7>    _pad;
+    vrf_id_t  vrf_id;
 }
 
 header ethernet_t {
@@ -177,6 +184,7 @@ struct local_metadata_t {
     bit<16>         fabric_mtu;
     bit<1>          is_fabric;
     bit<1>          from_cpu;
+    bit<1>          cpu_routed;       /* packet-out routed in a VRF: no punt, TTL kept */
 
     /* receive checks */
     bit<4>          ipv4_opt_left;    /* parser: option words still to extract */

@@ -23,5 +23,7 @@
 #define DROP_REASON_COUNT        64
 /* IPv4 options: at most 40 bytes (IHL 15). */
 #define IPV4_OPT_WORDS           10
+#define PUNT_REASON_COUNT        16
+#define DHCP_TRAP_TABLE_SIZE     4096
 
 #endif

@@ -9,6 +9,8 @@
 #define ES_COUNTER(name, size) counter(size, CounterType.packets_and_bytes) name;
 #define ES_COUNT(name, index) name.count((bit<32>)(index))
 #define ES_SELECTOR(name, size, width) action_selector(HashAlgorithm.crc16, size, width) name;
+#define ES_METER(name, size) meter(size, MeterType.packets) name;
+#define ES_METER_EXECUTE(name, index, color) name.execute_meter((bit<32>)(index), color)
 
 #include "define.p4"
 #include "size.p4"

@@ -14,9 +14,17 @@ parser EsParser(packet_in pkt, out headers_t hdr, inout local_metadata_t meta,
 
     /* A packet-out is sent as the controller built it: nothing after the
      * packet_out header is parsed, so no checksum or field is rewritten. */
+    /* A packet-out with vrf_id 0 leaves unchanged out of the port it names:
+     * nothing after its header is parsed, so nothing can be rewritten (a
+     * deliberately bad checksum stays bad). With a vrf_id the agent
+     * originates an IP packet (an ICMP error, a DHCP answer) that is
+     * routed in that VRF: parsed like any frame. */
     state parse_packet_out {
         pkt.extract(hdr.packet_out);
-        transition accept;
+        transition select(hdr.packet_out.vrf_id) {
+            0: accept;
+            default: parse_ethernet;
+        }
     }
 
     state parse_ethernet {

@@ -371,6 +371,7 @@ class Dataplane:
         for p in PORTS:
             while self.backend.recv(p, 0.0) is not None:
                 pass
+        self.loop.call(self.p4.drain_packet_ins)
 
     # ----------------------------------------------------------------- P4Runtime
     def write(self, updates: Sequence[p4rt.Update]) -> None:
@@ -401,7 +402,13 @@ class Dataplane:
         return value
 
     def packet_out(self, frame: Any, port: int) -> None:
-        self.loop.run(self.p4.packet_out(bytes(frame), {"egress_port": port, "_pad": 0}))
+        md = {"egress_port": port, "_pad": 0, "vrf_id": 0}
+        self.loop.run(self.p4.packet_out(bytes(frame), md))
+
+    def packet_out_routed(self, frame: Any, vrf_id: int) -> None:
+        """A packet the agent originates: routed in ``vrf_id``."""
+        md = {"egress_port": 0, "_pad": 0, "vrf_id": vrf_id}
+        self.loop.run(self.p4.packet_out(bytes(frame), md))
 
     def packet_in(self) -> p4rt.PacketIn:
         return self.loop.run(self.p4.packet_in(timeout=self.timeout))

@@ -35,6 +35,9 @@ P_NEXTHOP_SELECTOR = IG + "nexthop.nexthop_selector"
 T_UNDERLAY = IG + "nexthop.underlay"
 T_FLOOD = IG + "flood.flood"
 T_REPLICA = EG + "replica.replica"
+T_DHCP_TRAP = IG + "dhcp_trap.dhcp_trap"
+M_PUNT_METER = IG + "punt_meter"
+C_PUNT_DROPS = IG + "punt_drops"
 
 C_VIF_RX = IG + "classifier.vif_rx"
 C_VIF_TX = EG + "vif_tx"
@@ -104,13 +107,13 @@ def ipv6_source(dp: Dataplane, vif_id: int, src: str) -> None:
 def _route(dp: Dataplane, table: str, vrf_id: int, dst: str, nexthop: int | str) -> None:
     if isinstance(nexthop, int):
         action, params = IG + "routing.set_nexthop", {"nexthop_id": nexthop}
-    else:  # "blackhole" | "to_cpu"
+    else:  # "to_cpu"
         action, params = IG + "routing." + nexthop, {}
     dp.insert(TableEntry(table, {"vrf_id": Exact(vrf_id), "dst_addr": prefix(dst)}, action, params))
 
 
 def ipv4_route(dp: Dataplane, vrf_id: int, dst: str, nexthop: int | str) -> None:
-    """nexthop: a nexthop_id, or "blackhole" / "to_cpu"."""
+    """nexthop: a nexthop_id, or "to_cpu"."""
     _route(dp, T_IPV4_ROUTE, vrf_id, dst, nexthop)
 
 
@@ -215,12 +218,8 @@ def label_to_vif(
     )
 
 
-def label_to_vrf(dp: Dataplane, label: int, vrf_id: int) -> None:
-    dp.insert(
-        TableEntry(
-            T_MPLS_LABEL, {"label": Exact(label)}, IG + "decap.label_to_vrf", {"vrf_id": vrf_id}
-        )
-    )
+def dhcp_trap(dp: Dataplane, vrf_id: int) -> None:
+    dp.insert(TableEntry(T_DHCP_TRAP, {"vrf_id": Exact(vrf_id)}, IG + "dhcp_trap.trap_dhcp"))
 
 
 def label_to_flood(dp: Dataplane, label: int, vrf_id: int) -> None:

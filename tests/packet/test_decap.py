@@ -9,7 +9,6 @@ from scapy.packet import Raw
 from tests.packet import tables as t
 from tests.packet.harness import Dataplane
 from tests.packet.topo import (
-    DROP_FABRIC_TO_FABRIC,
     DROP_GRE_UNSUPPORTED,
     DROP_INNER_NOT_IP,
     DROP_MPLS_STACK,
@@ -17,7 +16,6 @@ from tests.packet.topo import (
     DROP_UNKNOWN_LABEL,
     DROP_UNKNOWN_PEER,
     ES1,
-    ES2,
     FABRIC_VLAN,
     MY_IP,
     NH4,
@@ -46,26 +44,6 @@ def test_interface_label_delivers_to_its_vif(dp: Dataplane) -> None:
     # from the other fabric port, behind a fabric VLAN
     dp.send(5, from_remote_a(INNER, 16001, vlan=FABRIC_VLAN))
     dp.expect(1, to_vif(ES1, 10, with_ttl(INNER, 62)))
-
-
-def test_vrf_label_looks_up_the_inner_destination(dp: Dataplane) -> None:
-    base(dp)
-    t.label_to_vrf(dp, 16100, VRF_A)
-    t.nexthop(dp, 3, t.local(3, 2, 10, ES2))
-    t.ipv4_route(dp, VRF_A, "10.1.0.3/32", 3)
-    inner = udp4(src="10.2.0.5", dst="10.1.0.3", ttl=63)
-    dp.send(4, from_remote_a(inner, 16100))
-    dp.expect(2, to_vif(ES2, 10, with_ttl(inner, 62)))
-
-
-def test_vrf_label_never_back_to_the_fabric(dp: Dataplane) -> None:
-    base(dp)
-    t.label_to_vrf(dp, 16100, VRF_A)
-    t.nexthop(dp, 1, t.encap(30001, REMOTE_A))
-    t.ipv4_route(dp, VRF_A, "10.2.0.0/16", 1)
-    dp.send(4, from_remote_a(udp4(src="10.3.0.5", dst="10.2.0.9", ttl=63), 16100))
-    dp.wait_counter(t.C_INGRESS_DROPS, DROP_FABRIC_TO_FABRIC, 1)
-    dp.expect_nothing()
 
 
 def test_unknown_outer_source_dropped_and_counted(dp: Dataplane) -> None:

@@ -63,11 +63,12 @@ def _program(dp: Dataplane) -> None:
     t.nexthop(dp, 3, t.local(4, 3, 30, ES3))
     t.ipv4_route(dp, VRF_A, "10.2.0.0/16", 1)
     t.ipv4_route(dp, VRF_A, "10.1.0.4/32", 3)
-    t.ipv4_route(dp, VRF_A, "10.9.0.0/16", "blackhole")
+    t.ipv4_route(dp, VRF_A, "10.9.0.0/16", "to_cpu")
     t.ipv4_route(dp, VRF_B, "10.2.0.0/16", 2)
     t.ipv6_route(dp, VRF_A, "2001:db8:2::/48", 1)
     t.label_to_vif(dp, 16001, 3, 2, 10, ES2, VRF_A)
-    t.label_to_vrf(dp, 16002, VRF_A)
+    t.label_to_vif(dp, 16002, 4, 3, 30, ES3, VRF_A)
+    t.dhcp_trap(dp, VRF_A)
 
 
 def _corpus() -> list[tuple[int, bytes]]:
@@ -77,7 +78,7 @@ def _corpus() -> list[tuple[int, bytes]]:
     good += [
         (1, bytes(from_vif(ES1, 20, udp4()))),  # VRF B
         (1, bytes(from_vif(ES1, 10, udp4(dst="10.1.0.4")))),  # local delivery
-        (1, bytes(from_vif(ES1, 10, udp4(dst="10.9.1.1")))),  # blackhole
+        (1, bytes(from_vif(ES1, 10, udp4(dst="10.9.1.1")))),  # to the CPU
         (1, bytes(from_vif(ES1, 10, udp4(dst="10.77.0.1")))),  # no route
         (1, bytes(from_vif(ES1, 10, udp4(src="10.1.0.99")))),  # spoofed
         (1, bytes(from_vif(ES1, 10, udp4(ttl=1)))),  # expires

@@ -128,8 +128,8 @@ def test_vrf_isolation_same_addresses_in_two_vrfs(dp: Dataplane) -> None:
     t.ipv4_route(dp, VRF_A, "10.9.0.0/16", 1)  # only in VRF A
     t.ipv4_route(dp, VRF_A, "10.1.0.1/32", 3)
     t.ipv4_route(dp, VRF_B, "10.1.0.1/32", 4)
-    t.label_to_vrf(dp, 16100, VRF_A)
-    t.label_to_vrf(dp, 16200, VRF_B)
+    t.label_to_vif(dp, 16100, 1, 1, 10, ES1, VRF_A)
+    t.label_to_vif(dp, 16200, 2, 1, 20, ES1, VRF_B)
     # outbound: same source, same destination, different VRF, different tunnel
     dp.send(1, from_vif(ES1, 10, udp4()))
     dp.expect(4, to_remote_a(udp4(ttl=63), 30001))
@@ -139,7 +139,7 @@ def test_vrf_isolation_same_addresses_in_two_vrfs(dp: Dataplane) -> None:
     dp.send(1, from_vif(ES1, 20, udp4(dst="10.9.0.1")))
     dp.wait_counter(t.C_INGRESS_DROPS, DROP_NO_ROUTE, 1)
     dp.expect_nothing()
-    # inbound: the VRF label picks which 10.1.0.1 gets the packet
+    # inbound: the vif label picks which 10.1.0.1 gets the packet
     inner = udp4(src="10.2.0.5", dst="10.1.0.1", ttl=63)
     dp.send(4, from_remote_a(inner, 16100))
     dp.expect(1, to_vif(ES1, 10, with_ttl(inner, 62)))

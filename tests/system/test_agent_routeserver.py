@@ -159,7 +159,8 @@ def test_two_forwarders_through_the_route_server(tmp_path: Path) -> None:
             )
             assert sa.selected_routes("red") == {NET("10.1.1.5/32"): want_a[NET("10.1.1.5/32")]}
             await a.agent.driver.wait_synced(10)
-            assert a.engine.process(3, from_a) == []  # no route any more: dropped
+            # no route any more: not forwarded, punted to the agent (ICMP unreachable)
+            assert [port for port, _ in a.engine.process(3, from_a)] == [255]
         finally:
             await a.close()
             await b.close()

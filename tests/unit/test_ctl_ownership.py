@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from control.config import ConfigError, Limits, VpnPolicy, config_from_toml
+from control.config import ConfigError, Limits, VpnConfig, config_from_toml
 from control.vrf import RemoteTarget, VrfState
 from esxmpp.dialect import (
     Associate,
@@ -32,11 +32,11 @@ net = ipaddress.ip_network
 
 def make(limits: Limits | None = None) -> VrfState:
     vpns = {
-        "red": VpnPolicy(
+        "red": VpnConfig(
             prefixes=(net("10.1.0.0/16"), net("fd00:1::/48")),
             end_systems=MappingProxyType({B: (net("10.1.2.0/24"),)}),
         ),
-        "blue": VpnPolicy(host_routes_only=False),
+        "blue": VpnConfig(host_routes_only=False),
     }
     return VrfState(INFRA, {A: 3, B: 4}, vpns=MappingProxyType(vpns), limits=limits)
 
@@ -184,10 +184,10 @@ def test_vpns_and_limits_config() -> None:
         "limits": {"interfaces_per_end_system": 2, "switch_answer": 1},
     }
     cfg = config_from_toml(doc)
-    assert cfg.vpns["red"] == VpnPolicy(
+    assert cfg.vpns["red"] == VpnConfig(
         (net("10.1.0.0/16"),), False, MappingProxyType({A: (net("10.1.1.0/28"),)})
     )
-    assert cfg.vpns["blue"] == VpnPolicy()
+    assert cfg.vpns["blue"] == VpnConfig()
     assert cfg.limits == Limits(interfaces_per_end_system=2, switch_answer=1.0)
     for bad, err in [
         ({"vpns": {"red": {"prefix": []}}}, "vpns.red.prefix: unknown key"),

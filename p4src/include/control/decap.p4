@@ -67,12 +67,6 @@ control Decap(inout headers_t hdr, inout local_metadata_t meta) {
         meta.vrf_id = vrf_id;
     }
 
-    /* Per-VRF label: IP lookup of the inner packet in that VRF. */
-    action label_to_vrf(vrf_id_t vrf_id) {
-        meta.vrf_id = vrf_id;
-        meta.route = 1;
-    }
-
     /* Flood label: a broadcast/multicast replica for the local vifs of the VRF. */
     action label_to_flood(vrf_id_t vrf_id) {
         meta.vrf_id = vrf_id;
@@ -85,16 +79,16 @@ control Decap(inout headers_t hdr, inout local_metadata_t meta) {
     }
 
     /* mpls_label: labels this forwarder allocated (16 .. 2^20-1). Written
-     * by the agent when it allocates a label for a vif, a VRF or a VRF's
-     * flooding, before it advertises the label. Every action names the
-     * label's VRF, which vrf_peer checks the tunnel source against. */
+     * by the agent when it allocates a label for a vif (and, once flood
+     * labels are signalled, a VRF's flooding), before it advertises it.
+     * Every action names the label's VRF, which vrf_peer checks the tunnel
+     * source against. */
     table mpls_label {
         key = {
             meta.rx_label : exact @name("label");
         }
         actions = {
             label_to_vif;
-            label_to_vrf;
             label_to_flood;
             @defaultonly unknown_label;
         }

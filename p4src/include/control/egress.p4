@@ -23,6 +23,9 @@ control EgressPipe(inout headers_t hdr, inout local_metadata_t meta) {
             hdr.packet_in.ingress_port = meta.ingress_port;
             hdr.packet_in._pad = 0;
             hdr.packet_in.reason = meta.punt_reason;
+            hdr.packet_in.vrf_id = meta.vrf_id;
+            hdr.packet_in.vif_id = meta.src_vif;
+            hdr.packet_in.out_vif = meta.out_vif;
         } else if (meta.from_cpu == 0) {
             if (meta.flooding == 1) {
                 replica.apply(hdr, meta);

@@ -9,22 +9,21 @@ control Routing(inout headers_t hdr, inout local_metadata_t meta) {
         meta.has_nexthop = 1;
     }
 
-    /* Explicit blackhole route: drop and count. */
-    action blackhole() {
-        meta.drop = 1;
-        meta.drop_reason = DROP_BLACKHOLE;
-    }
-
-    /* Send to the controller (packet-in reason PUNT_ROUTE). */
+    /* Send to the controller (packet-in reason PUNT_ROUTE): the agent
+     * installs it for each VRF's gateway addresses (it answers echo
+     * requests to them). */
     action to_cpu() {
         meta.egress_spec = CPU_PORT;
         meta.egress_set = 1;
         meta.punt_reason = PUNT_ROUTE;
     }
 
+    /* Counted as NO_ROUTE, then punted (the agent answers with an ICMP
+     * destination unreachable). */
     action no_route() {
         meta.drop = 1;
         meta.drop_reason = DROP_NO_ROUTE;
+        meta.punt_reason = PUNT_NO_ROUTE;
     }
 
     /* ipv4_route: VRF routing table. Written by the agent from the routes
@@ -39,7 +38,6 @@ control Routing(inout headers_t hdr, inout local_metadata_t meta) {
         }
         actions = {
             set_nexthop;
-            blackhole;
             to_cpu;
             @defaultonly no_route;
         }
@@ -55,7 +53,6 @@ control Routing(inout headers_t hdr, inout local_metadata_t meta) {
         }
         actions = {
             set_nexthop;
-            blackhole;
             to_cpu;
             @defaultonly no_route;
         }

@@ -148,7 +148,7 @@ class SpoofedDroppedAndCounted(EsvpnTest):
     """A source never installed for the vif is dropped; the shell reads the count."""
 
     def runTest(self) -> None:
-        route = sh.TableEntry(IG + "routing.ipv4_route")(action=IG + "routing.blackhole")
+        route = sh.TableEntry(IG + "routing.ipv4_route")(action=IG + "routing.to_cpu")
         route.match["vrf_id"] = "100"
         route.match["dst_addr"] = "10.0.0.0/8"
         route.insert()

@@ -407,6 +407,7 @@ def test_programs_tables_that_have_parsers() -> None:
     by_prefix = {b"\x08" + encode_varint(t.preamble.id): t.preamble.name for t in cfg.p4info.tables}
     names = sorted(by_prefix[p].rsplit(".", 1)[-1] for p in dev.entry_parsers)
     assert names == [
+        "dhcp_trap",
         "fabric_port",
         "fabric_vlan",
         "flood",
