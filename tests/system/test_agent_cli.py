@@ -84,10 +84,7 @@ def test_agent_config_check(tmp_path: Path) -> None:
 def test_host_tool_and_show_commands(tmp_path: Path) -> None:
     async def scenario() -> None:
         async with Lab(tmp_path) as lab:
-            await lab.start_switch()
-            await lab.start_rs()
-            agent = await lab.start_agent()
-            await agent.driver.wait_synced(10)
+            agent = await lab.start_synced()
             host = await lab.start_host()
             esvpn = str(BIN / "esvpn")
             sock = str(host.cfg.socket)

@@ -202,6 +202,14 @@ class Lab:
         self.xmpp_port = self.agent.xmpp.port  # a restarted agent listens there again
         return self.agent
 
+    async def start_synced(self) -> Agent:
+        """Switch, route server and agent, the agent in sync with the switch."""
+        await self.start_switch()
+        await self.start_rs()
+        agent = await self.start_agent()
+        await agent.driver.wait_synced(10)
+        return agent
+
     async def start_host(self) -> HostAgent:
         assert self.agent is not None and self.agent.xmpp is not None
         cli = self.pki.client(self.host_sid)
@@ -559,18 +567,23 @@ def test_attach_publish_export_and_encapsulate(tmp_path: Path) -> None:
     asyncio.run(scenario())
 
 
-def end_system_client(lab: Lab, sid: str) -> XmppClient:
-    """A raw esxmpp client for end-system ``sid`` (requests the host tool would not send)."""
-    assert lab.agent is not None and lab.agent.xmpp is not None
+def end_system_client(lab: Lab, sid: str, port: int | None = None, **cfg: Any) -> XmppClient:
+    """A raw esxmpp client for end-system ``sid`` (requests the host tool would
+    not send), to ``port`` (the lab's agent by default); ``cfg``: further
+    ClientConfig fields."""
+    if port is None:
+        assert lab.agent is not None and lab.agent.xmpp is not None
+        port = lab.agent.xmpp.port
     cli = lab.pki.client(sid)
     return XmppClient(
         ClientConfig(
             jid=f"{sid}@tor.test",
             host="127.0.0.1",
-            port=lab.agent.xmpp.port,
+            port=port,
             certfile=cli.certfile,
             keyfile=cli.keyfile,
             cafile=lab.pki.cafile,
+            **cfg,
         )
     )
 
@@ -1278,23 +1291,8 @@ def test_end_system_publish_needs_no_next_hop_and_label(tmp_path: Path) -> None:
 
     async def scenario() -> None:
         async with Lab(tmp_path) as lab:
-            await lab.start_switch()
-            await lab.start_rs()
-            agent = await lab.start_agent()
-            await agent.driver.wait_synced(10)
-            assert agent.xmpp is not None
-            cli = lab.pki.client(HOST_SID)
-            es = XmppClient(
-                ClientConfig(
-                    jid=f"{HOST_SID}@tor.test",
-                    host="127.0.0.1",
-                    port=agent.xmpp.port,
-                    certfile=cli.certfile,
-                    keyfile=cli.keyfile,
-                    cafile=lab.pki.cafile,
-                    request_timeout=5.0,
-                )
-            )
+            await lab.start_synced()
+            es = end_system_client(lab, HOST_SID, request_timeout=5.0)
             await es.connect()
             try:
                 await es.subscribe("red", 10)

@@ -16,8 +16,7 @@ from scapy.layers.l2 import Dot1Q, Ether
 
 from control.vrf import LocalTarget, RemoteTarget
 from esxmpp.testing import make_pki
-from routeserver.config import load_dict
-from routeserver.server import RouteServer
+from tests.system.forwarder_pair import A_FWD, B_FWD, route_server, start_labs, two_labs
 from tests.system.test_agent_flow import Lab, until
 
 NET = ipaddress.ip_network
@@ -81,42 +80,12 @@ def as_received(frame: bytes) -> bytes:
 def test_two_forwarders_through_the_route_server(tmp_path: Path) -> None:
     async def scenario() -> None:
         pki = make_pki(tmp_path / "pki")
-        cert = pki.server("rs.test")
-        rs = RouteServer(
-            load_dict(
-                {
-                    "server": {"router_id": "127.0.6.1", "asn": 64512},
-                    "xmpp": {
-                        "domain": "rs.test",
-                        "certfile": str(cert.certfile),
-                        "keyfile": str(cert.keyfile),
-                        "cafile": str(pki.cafile),
-                        "port": 0,
-                        # external forwarders relay their end-systems' nodes
-                        "own_nodes_only": False,
-                        "forwarders": ["02aa00000001", "02aa00000002"],
-                    },
-                    "control": {"port": 0},
-                    "vrf": [
-                        {
-                            "vpn": "red",
-                            "import_targets": ["64512:100"],
-                            "export_targets": ["64512:100"],
-                        }
-                    ],
-                }
-            )
-        )
-        a = Lab(tmp_path / "a", pki, "02aa00000001", "0a0000000001", "192.0.2.1")
-        b = Lab(tmp_path / "b", pki, "02aa00000002", "0a0000000002", "192.0.2.2")
+        rs = route_server(pki, forwarders=[A_FWD, B_FWD])
+        a, b = two_labs(tmp_path, pki)
         await rs.start()
         try:
             assert rs.xmpp is not None
-            for lab in (a, b):
-                lab.rs_address = ("127.0.0.1", rs.xmpp.port)
-                await lab.start_switch()
-                await lab.start_agent()
-                await lab.start_host()
+            await start_labs(rs.xmpp.port, a, b)
             assert await a.host_cmd(op="subscribe", vpn="red", vlan=10) == {"ok": True}
             assert await b.host_cmd(op="subscribe", vpn="red", vlan=20) == {"ok": True}
             assert await a.host_cmd(op="publish", prefix="10.1.1.5/32", version=1) == {"ok": True}
@@ -177,41 +146,12 @@ def test_a_label_is_taken_only_from_the_forwarders_of_its_vpn(tmp_path: Path) ->
 
     async def scenario() -> None:
         pki = make_pki(tmp_path / "pki")
-        cert = pki.server("rs.test")
-        rs = RouteServer(
-            load_dict(
-                {
-                    "server": {"router_id": "127.0.6.1", "asn": 64512},
-                    "xmpp": {
-                        "domain": "rs.test",
-                        "certfile": str(cert.certfile),
-                        "keyfile": str(cert.keyfile),
-                        "cafile": str(pki.cafile),
-                        "port": 0,
-                        "own_nodes_only": False,
-                    },
-                    "control": {"port": 0},
-                    "vrf": [
-                        {
-                            "vpn": vpn,
-                            "import_targets": [rt],
-                            "export_targets": [rt],
-                        }
-                        for vpn, rt in (("red", "64512:100"), ("blue", "64512:200"))
-                    ],
-                }
-            )
-        )
-        a = Lab(tmp_path / "a", pki, "02aa00000001", "0a0000000001", "192.0.2.1")
-        b = Lab(tmp_path / "b", pki, "02aa00000002", "0a0000000002", "192.0.2.2")
+        rs = route_server(pki, {"red": "64512:100", "blue": "64512:200"})
+        a, b = two_labs(tmp_path, pki)
         await rs.start()
         try:
             assert rs.xmpp is not None
-            for lab in (a, b):
-                lab.rs_address = ("127.0.0.1", rs.xmpp.port)
-                await lab.start_switch()
-                await lab.start_agent()
-                await lab.start_host()
+            await start_labs(rs.xmpp.port, a, b)
             assert await a.host_cmd(op="subscribe", vpn="red", vlan=10) == {"ok": True}
             assert await a.host_cmd(op="subscribe", vpn="blue", vlan=30) == {"ok": True}
             assert await b.host_cmd(op="subscribe", vpn="blue", vlan=20) == {"ok": True}

@@ -25,13 +25,27 @@ from control.host import send_command
 from control.p4rt import Exact, Lpm, TableEntry
 from control.vrf import LocalTarget, RemoteTarget
 from esxmpp.client import XmppClient
-from esxmpp.config import ClientConfig
 from esxmpp.dialect import Dissociate, Retract
 from esxmpp.testing import Pki, make_pki
-from routeserver.config import load_dict
-from routeserver.server import RouteServer
+from tests.system.forwarder_pair import (
+    A_FWD,
+    A_HOST,
+    B_FWD,
+    B_HOST,
+    route_server,
+    start_labs,
+    two_labs,
+)
 from tests.system.test_agent_cli import BIN, free_port, to_toml
-from tests.system.test_agent_flow import HOST_SID, INFRA, Lab, http_get, until, until_async
+from tests.system.test_agent_flow import (
+    HOST_SID,
+    INFRA,
+    Lab,
+    end_system_client,
+    http_get,
+    until,
+    until_async,
+)
 
 NET = ipaddress.ip_network
 ROUNDS = 20  # SIGTERM races: enough rounds to catch a 1-in-15 hang
@@ -47,10 +61,7 @@ def test_dual_stack_end_system_is_saved_installed_and_shown(tmp_path: Path) -> N
 
     async def scenario() -> None:
         async with Lab(tmp_path) as lab:
-            await lab.start_switch()
-            await lab.start_rs()
-            agent = await lab.start_agent()
-            await agent.driver.wait_synced(10)
+            agent = await lab.start_synced()
             await lab.start_host()
             assert await lab.host_cmd(op="subscribe", vpn="red", vlan=10) == {"ok": True}
             for prefix in ("10.1.1.2/32", "fd00:1::2/128"):
@@ -137,20 +148,6 @@ async def exited_within(proc: asyncio.subprocess.Process, seconds: float) -> int
     return proc.returncode
 
 
-def end_system(lab: Lab, sid: str, port: int) -> XmppClient:
-    cli = lab.pki.client(sid)
-    return XmppClient(
-        ClientConfig(
-            jid=f"{sid}@tor.test",
-            host="127.0.0.1",
-            port=port,
-            certfile=cli.certfile,
-            keyfile=cli.keyfile,
-            cafile=lab.pki.cafile,
-        )
-    )
-
-
 async def connect_until(client: XmppClient, seconds: float = 20.0) -> None:
     loop = asyncio.get_running_loop()
     end = loop.time() + seconds
@@ -184,7 +181,10 @@ def test_agent_exits_on_sigterm_while_an_end_system_state_is_retained(tmp_path: 
                 proc = await asyncio.create_subprocess_exec(
                     str(BIN / "esvpn-agent"), "--config", str(path), stderr=log
                 )
-                leaving, staying = end_system(lab, HOST_SID, xmpp), end_system(lab, OTHER_SID, xmpp)
+                leaving, staying = (
+                    end_system_client(lab, HOST_SID, xmpp),
+                    end_system_client(lab, OTHER_SID, xmpp),
+                )
                 try:
                     await connect_until(leaving)
                     await connect_until(staying)
@@ -268,9 +268,6 @@ def test_host_run_exits_on_sigterm_while_reconnecting(tmp_path: Path) -> None:
 
 # ------------------------------------------- bug 2: route-server kill -9 and restart
 
-A_FWD, B_FWD = "02aa00000001", "02aa00000002"
-A_HOST, B_HOST = "0a0000000001", "0a0000000002"
-
 
 class RouteServerProcess:
     """``esvpn-routeserver run`` as a process in its own process group (so a
@@ -342,16 +339,11 @@ def test_route_server_kill_and_restart_brings_both_forwarders_back(tmp_path: Pat
     async def scenario() -> None:
         pki = make_pki(tmp_path / "pki")
         rs = RouteServerProcess(tmp_path, pki)
-        a = Lab(tmp_path / "a", pki, A_FWD, A_HOST, "192.0.2.1")
-        b = Lab(tmp_path / "b", pki, B_FWD, B_HOST, "192.0.2.2")
+        a, b = two_labs(tmp_path, pki)
         rs.start()
         try:
             await until_async(rs.up, 30.0)
-            for lab in (a, b):
-                lab.rs_address = ("127.0.0.1", rs.xmpp_port)
-                await lab.start_switch()
-                await lab.start_agent()
-                await lab.start_host()
+            await start_labs(rs.xmpp_port, a, b)
             assert await a.host_cmd(op="subscribe", vpn="red", vlan=10) == {"ok": True}
             assert await b.host_cmd(op="subscribe", vpn="red", vlan=20) == {"ok": True}
             assert await a.host_cmd(op="publish", prefix="10.1.1.5/32") == {"ok": True}
@@ -428,35 +420,6 @@ def test_route_server_kill_and_restart_brings_both_forwarders_back(tmp_path: Pat
 # ---------------------------------------- bug 3: agree after a resumed session
 
 
-def route_server_config(pki: Pki) -> RouteServer:
-    cert = pki.server("rs.test")
-    return RouteServer(
-        load_dict(
-            {
-                "server": {"router_id": "127.0.6.1", "asn": 64512},
-                "xmpp": {
-                    "domain": "rs.test",
-                    "certfile": str(cert.certfile),
-                    "keyfile": str(cert.keyfile),
-                    "cafile": str(pki.cafile),
-                    "port": 0,
-                    "own_nodes_only": False,
-                    "retention": 60,
-                    "forwarders": [A_FWD, B_FWD],
-                },
-                "control": {"port": 0},
-                "vrf": [
-                    {
-                        "vpn": "red",
-                        "import_targets": ["64512:100"],
-                        "export_targets": ["64512:100"],
-                    }
-                ],
-            }
-        )
-    )
-
-
 def test_route_server_drops_what_a_restarted_agent_no_longer_has(tmp_path: Path) -> None:
     """Agent A publishes X and Y, stops without withdrawing (the route server
     keeps its state for the retention time) and comes back with a state in
@@ -465,17 +428,12 @@ def test_route_server_drops_what_a_restarted_agent_no_longer_has(tmp_path: Path)
 
     async def scenario() -> None:
         pki = make_pki(tmp_path / "pki")
-        rs = route_server_config(pki)
-        a = Lab(tmp_path / "a", pki, A_FWD, A_HOST, "192.0.2.1")
-        b = Lab(tmp_path / "b", pki, B_FWD, B_HOST, "192.0.2.2")
+        rs = route_server(pki, retention=60, forwarders=[A_FWD, B_FWD])
+        a, b = two_labs(tmp_path, pki)
         await rs.start()
         try:
             assert rs.xmpp is not None
-            for lab in (a, b):
-                lab.rs_address = ("127.0.0.1", rs.xmpp.port)
-                await lab.start_switch()
-                await lab.start_agent()
-                await lab.start_host()
+            await start_labs(rs.xmpp.port, a, b)
             assert await a.host_cmd(op="subscribe", vpn="red", vlan=10) == {"ok": True}
             assert await b.host_cmd(op="subscribe", vpn="red", vlan=20) == {"ok": True}
             for prefix in ("10.1.1.5/32", "10.1.1.6/32"):
@@ -535,10 +493,7 @@ def test_withdrawal_the_route_server_already_did_is_no_error(
 
     async def scenario() -> None:
         async with Lab(tmp_path) as lab:
-            await lab.start_switch()
-            await lab.start_rs()
-            agent = await lab.start_agent()
-            await agent.driver.wait_synced(10)
+            agent = await lab.start_synced()
             await lab.start_host()
             assert await lab.host_cmd(op="subscribe", vpn="red", vlan=10) == {"ok": True}
             assert await lab.host_cmd(op="publish", prefix="10.1.1.5/32") == {"ok": True}
