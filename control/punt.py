@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 
 from control import tables as T
 from control.config import AgentConfig, PuntConfig, VpnConfig
+from control.inet import checksum
 from control.p4rt import Entity, Exact, Lpm, MeterRate, P4RuntimeClient, P4RuntimeError, TableEntry
 from control.vrf import Interface, VrfState
 
@@ -130,15 +131,6 @@ class Ignored(Exception):
 
 
 # --------------------------------------------------------------------------- packets
-
-
-def checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    s: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return ~s & 0xFFFF
 
 
 def ipv4_header(src: bytes, dst: bytes, proto: int, payload_len: int, tos: int = 0) -> bytes:

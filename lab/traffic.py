@@ -38,6 +38,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from control.inet import checksum
 from softswitch.ports import (
     _AUX_SPACE,
     ETH_P_ALL,
@@ -62,15 +63,6 @@ def mac_bytes(mac: str) -> bytes:
     return bytes.fromhex(mac.replace(":", ""))
 
 
-def _csum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    s: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return ~s & 0xFFFF
-
-
 def udp_packet(src: str, dst: str, payload: bytes, ttl: int = 64) -> tuple[int, bytes]:
     """(EtherType, IPv4 or IPv6 packet carrying UDP SPORT -> DPORT)."""
     s, d = ipaddress.ip_address(src), ipaddress.ip_address(dst)
@@ -78,11 +70,11 @@ def udp_packet(src: str, dst: str, payload: bytes, ttl: int = 64) -> tuple[int, 
     if s.version == 4:
         udp = struct.pack("!HHHH", SPORT, DPORT, ulen, 0) + payload
         hdr = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + ulen, 0, 0, ttl, 17, 0, s.packed, d.packed)
-        hdr = hdr[:10] + struct.pack("!H", _csum(hdr)) + hdr[12:]
+        hdr = hdr[:10] + struct.pack("!H", checksum(hdr)) + hdr[12:]
         return 0x0800, hdr + udp
     pseudo = s.packed + d.packed + struct.pack("!IxxxB", ulen, 17)
     udp = struct.pack("!HHHH", SPORT, DPORT, ulen, 0) + payload
-    c = _csum(pseudo + udp) or 0xFFFF
+    c = checksum(pseudo + udp) or 0xFFFF
     udp = udp[:6] + struct.pack("!H", c) + udp[8:]
     hdr = struct.pack("!IHBB16s16s", 6 << 28, ulen, 17, ttl, s.packed, d.packed)
     return 0x86DD, hdr + udp

@@ -11,6 +11,7 @@ from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import Dot1Q, Ether
 from scapy.packet import Packet, Raw
 
+from control.inet import checksum
 from tests.packet import tables as t
 from tests.packet.harness import Dataplane
 from tests.packet.test_flood import MY_FLOOD_LABEL, _flood_state
@@ -66,19 +67,12 @@ def _patch(frame: Packet, offset: int, data: bytes) -> bytes:
     return bytes(b)
 
 
-def _ipv4_csum(hdr: bytes) -> int:
-    s = sum(struct.unpack(f"!{len(hdr) // 2}H", hdr))
-    while s > 0xFFFF:
-        s = (s & 0xFFFF) + (s >> 16)
-    return ~s & 0xFFFF
-
-
 def _fix_csum(b: bytes, off: int) -> bytes:
     """``b`` with the IPv4 header checksum at ``off`` made right again."""
     ihl = (b[off] & 0xF) * 4
     hdr = bytearray(b[off : off + ihl])
     hdr[10:12] = b"\0\0"
-    hdr[10:12] = struct.pack("!H", _ipv4_csum(bytes(hdr)))
+    hdr[10:12] = struct.pack("!H", checksum(bytes(hdr)))
     return b[:off] + bytes(hdr) + b[off + ihl :]
 
 
