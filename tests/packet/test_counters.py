@@ -10,11 +10,11 @@ from tests.packet.topo import (
     DROP_SPOOFED,
     ES1,
     ES2,
-    REMOTE_A,
     VRF_A,
     base,
     from_remote_a,
     from_vif,
+    routes_to_remote_a,
     to_remote_a,
     to_vif,
     udp4,
@@ -24,9 +24,8 @@ from tests.packet.topo import (
 
 def test_vif_rx_and_tx_count_packets_and_bytes(dp: Dataplane) -> None:
     base(dp)
-    t.nexthop(dp, 1, t.encap(30001, REMOTE_A))
+    routes_to_remote_a(dp, "10.2.0.0/16")
     t.nexthop(dp, 3, t.local(3, 2, 10, ES2))
-    t.ipv4_route(dp, VRF_A, "10.2.0.0/16", 1)
     t.ipv4_route(dp, VRF_A, "10.1.0.3/32", 3)
     t.label_to_vif(dp, 16003, 3, 2, 10, ES2, VRF_A)
     a = from_vif(ES1, 10, udp4(size=100))

@@ -21,6 +21,7 @@ from tests.packet.topo import (
     base,
     from_vif,
     mpls_gre,
+    routes_to_remote_a,
     to_remote_a,
     to_remote_b,
     to_vif,
@@ -32,8 +33,7 @@ from tests.packet.topo import (
 
 def test_encap_mpls_in_gre_exact_bytes(dp: Dataplane) -> None:
     base(dp)
-    t.nexthop(dp, 1, t.encap(30001, REMOTE_A))
-    t.ipv4_route(dp, VRF_A, "10.2.0.0/16", 1)
+    routes_to_remote_a(dp, "10.2.0.0/16")
     pkt = udp4(ttl=17, tos=0xB8)
     dp.send(1, from_vif(ES1, 10, pkt))
     # outer: switch -> REMOTE_A, proto 47, DF, TTL 64, TOS copied; GRE 0x8847;
@@ -62,9 +62,7 @@ def test_no_underlay_dropped_and_counted(dp: Dataplane) -> None:
 
 def test_fabric_mtu_after_encap(dp: Dataplane) -> None:
     base(dp)  # MTU 1500
-    t.nexthop(dp, 1, t.encap(30001, REMOTE_A))
-    t.ipv4_route(dp, VRF_A, "10.2.0.0/16", 1)
-    t.ipv6_route(dp, VRF_A, "2001:db8:2::/48", 1)
+    routes_to_remote_a(dp, "10.2.0.0/16", "2001:db8:2::/48")
     fits = udp4(size=1472)  # 1472 + 28 = 1500
     dp.send(1, from_vif(ES1, 10, fits))
     dp.expect(4, to_remote_a(with_ttl(fits, 63), 30001))
@@ -126,8 +124,7 @@ def test_no_local_delivery_without_a_route(dp: Dataplane) -> None:
     """Draft §5: vifs of one VRF don't reach each other through locally
     originated state; vif 3 exists, but no route to it was installed."""
     base(dp)
-    t.nexthop(dp, 1, t.encap(30001, REMOTE_A))
-    t.ipv4_route(dp, VRF_A, "10.2.0.0/16", 1)
+    routes_to_remote_a(dp, "10.2.0.0/16")
     dp.send(1, from_vif(ES1, 10, udp4(dst="10.1.0.3")))
     dp.wait_counter(t.C_INGRESS_DROPS, DROP_NO_ROUTE, 1)
     dp.expect_nothing()

@@ -23,13 +23,13 @@ from tests.packet.topo import (
     PUNT_ROUTE,
     PUNT_TOO_BIG,
     PUNT_TTL_EXPIRED,
-    REMOTE_A,
     VRF_A,
     VRRP4,
     VRRP6,
     base,
     from_remote_a,
     from_vif,
+    routes_to_remote_a,
     to_remote_a,
     to_vif,
     udp4,
@@ -37,12 +37,6 @@ from tests.packet.topo import (
 )
 
 BCAST = "ff:ff:ff:ff:ff:ff"
-
-
-def _remote_routes(dp: Dataplane) -> None:
-    t.nexthop(dp, 1, t.encap(30001, REMOTE_A))
-    t.ipv4_route(dp, VRF_A, "10.2.0.0/16", 1)
-    t.ipv6_route(dp, VRF_A, "2001:db8:2::/48", 1)
 
 
 def _pin(dp: Dataplane, frame: bytes, reason: int, port: int, vrf: int, vif: int, out: int) -> None:
@@ -60,7 +54,7 @@ def _pin(dp: Dataplane, frame: bytes, reason: int, port: int, vrf: int, vif: int
 
 def test_expired_ttl_is_counted_and_punted_as_received(dp: Dataplane) -> None:
     base(dp)
-    _remote_routes(dp)
+    routes_to_remote_a(dp, "10.2.0.0/16", "2001:db8:2::/48")
     for l3 in (udp4(ttl=1), udp6(hlim=1)):
         frame = bytes(from_vif(ES1, 10, l3, dst_mac=VRRP6 if IPv6 in l3 else VRRP4))
         dp.send(1, frame)
@@ -87,7 +81,7 @@ def test_no_route_is_counted_and_punted(dp: Dataplane) -> None:
 
 def test_too_big_for_the_tunnel_with_df_or_ipv6_is_punted(dp: Dataplane) -> None:
     base(dp)  # fabric MTU 1500: inner packets up to 1472 fit
-    _remote_routes(dp)
+    routes_to_remote_a(dp, "10.2.0.0/16", "2001:db8:2::/48")
     df = IP(bytes(IP(src="10.1.0.1", dst="10.2.0.5", flags="DF", id=9) / UDP() / Raw(b"x" * 1445)))
     assert len(df) == 1473
     frame = bytes(from_vif(ES1, 10, df))
@@ -128,7 +122,7 @@ def test_dhcp_is_trapped_only_in_a_dhcp_vrf(dp: Dataplane) -> None:
 
 def test_routed_packet_out_keeps_its_ttl_and_is_never_punted(dp: Dataplane) -> None:
     base(dp)
-    _remote_routes(dp)
+    routes_to_remote_a(dp, "10.2.0.0/16", "2001:db8:2::/48")
     t.nexthop(dp, 3, t.local(1, 1, 10, ES1))
     t.ipv4_route(dp, VRF_A, "10.1.0.1/32", 3)
     t.ipv4_route(dp, VRF_A, "10.1.0.254/32", "to_cpu")
@@ -166,7 +160,7 @@ def test_punt_meter_limits_each_reason_alone(dp: Dataplane) -> None:
     dp.wait_counter(t.C_PUNT_DROPS, PUNT_NO_ROUTE, 3)
     dp.wait_counter(t.C_INGRESS_DROPS, DROP_NO_ROUTE, 5)
     dp.no_packet_in()
-    _remote_routes(dp)
+    routes_to_remote_a(dp, "10.2.0.0/16", "2001:db8:2::/48")
     expired = bytes(from_vif(ES1, 10, udp4(ttl=1)))
     for _ in range(3):
         dp.send(1, expired)

@@ -33,13 +33,13 @@ from tests.packet.topo import (
     ES3,
     FABRIC_VLAN,
     NH4,
-    REMOTE_A,
     VRF_A,
     VRF_B,
     VRRP6,
     base,
     from_remote_a,
     from_vif,
+    routes_to_remote_a,
     to_remote_a,
     to_vif,
     udp4,
@@ -55,9 +55,7 @@ VIF_IP = 18  # offset of the IP header in a frame from a vif
 def _routes(dp: Dataplane) -> None:
     """base(), a default route of VRF A to REMOTE_A, vif 1's label 16001."""
     base(dp)
-    t.nexthop(dp, 1, t.encap(30001, REMOTE_A))
-    t.ipv4_route(dp, VRF_A, "0.0.0.0/0", 1)
-    t.ipv6_route(dp, VRF_A, "::/0", 1)
+    routes_to_remote_a(dp, "0.0.0.0/0", "::/0")
     t.label_to_vif(dp, 16001, 1, 1, 10, ES1, VRF_A)
 
 

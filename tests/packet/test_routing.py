@@ -21,6 +21,7 @@ from tests.packet.topo import (
     base,
     from_remote_a,
     from_vif,
+    routes_to_remote_a,
     to_remote_a,
     to_remote_b,
     to_vif,
@@ -59,8 +60,7 @@ def test_longest_prefix_wins_ipv6(dp: Dataplane) -> None:
 
 def test_no_route_dropped_and_counted(dp: Dataplane) -> None:
     base(dp)
-    t.nexthop(dp, 1, t.encap(30001, REMOTE_A))
-    t.ipv4_route(dp, VRF_A, "10.2.0.0/16", 1)
+    routes_to_remote_a(dp, "10.2.0.0/16")
     dp.send(1, from_vif(ES1, 10, udp4(dst="10.3.0.5")))
     dp.send(1, from_vif(ES1, 10, udp6(dst="2001:db8:2::5"), dst_mac=VRRP6))
     dp.wait_counter(t.C_INGRESS_DROPS, DROP_NO_ROUTE, 2)
@@ -69,9 +69,7 @@ def test_no_route_dropped_and_counted(dp: Dataplane) -> None:
 
 def test_ttl_decremented_and_checksum_updated(dp: Dataplane) -> None:
     base(dp)
-    t.nexthop(dp, 1, t.encap(30001, REMOTE_A))
-    t.ipv4_route(dp, VRF_A, "10.2.0.0/16", 1)
-    t.ipv6_route(dp, VRF_A, "2001:db8:2::/48", 1)
+    routes_to_remote_a(dp, "10.2.0.0/16", "2001:db8:2::/48")
     for ttl in (2, 64, 255):
         pkt = udp4(ttl=ttl)
         dp.send(1, from_vif(ES1, 10, pkt))
@@ -84,9 +82,7 @@ def test_ttl_decremented_and_checksum_updated(dp: Dataplane) -> None:
 
 def test_expired_ttl_and_hop_limit_dropped_and_counted(dp: Dataplane) -> None:
     base(dp)
-    t.nexthop(dp, 1, t.encap(30001, REMOTE_A))
-    t.ipv4_route(dp, VRF_A, "10.2.0.0/16", 1)
-    t.ipv6_route(dp, VRF_A, "2001:db8:2::/48", 1)
+    routes_to_remote_a(dp, "10.2.0.0/16", "2001:db8:2::/48")
     dp.send(1, from_vif(ES1, 10, udp4(ttl=1)))
     dp.send(1, from_vif(ES1, 10, udp4(ttl=0)))
     dp.send(1, from_vif(ES1, 10, udp6(hlim=1)))
@@ -98,8 +94,7 @@ def test_ipv4_options_forwarded_unchanged(dp: Dataplane) -> None:
     """RFC 1812 5.2.4: a packet with options is forwarded, options as they
     came, TTL decremented and the checksum (over the options) redone."""
     base(dp)
-    t.nexthop(dp, 1, t.encap(30001, REMOTE_A))
-    t.ipv4_route(dp, VRF_A, "10.2.0.0/16", 1)
+    routes_to_remote_a(dp, "10.2.0.0/16")
     t.nexthop(dp, 3, t.local(3, 2, 10, ES2))
     t.ipv4_route(dp, VRF_A, "10.1.0.3/32", 3)
     for options in (

@@ -202,6 +202,14 @@ def from_remote_a(inner: Packet, label: int, **kw: object) -> Packet:
     return mpls_gre(inner, label, **args)  # type: ignore[arg-type]
 
 
+def routes_to_remote_a(dp: Dataplane, *prefixes: str) -> None:
+    """Next hop 1: MPLS-in-GRE to REMOTE_A with label 30001, and VRF A's
+    routes to ``prefixes`` (IPv4 or IPv6) through it."""
+    t.nexthop(dp, 1, t.encap(30001, REMOTE_A))
+    for prefix in prefixes:
+        (t.ipv6_route if ":" in prefix else t.ipv4_route)(dp, VRF_A, prefix, 1)
+
+
 BenchCase = tuple[int, list[bytes], int, list[bytes]]
 
 
@@ -210,8 +218,7 @@ def bench_program(dp: Dataplane) -> None:
     bench/dataplane_pps.py over veths): base(), one route to REMOTE_A over
     MPLS-in-GRE, one per-interface label delivering to vif 1."""
     base(dp)
-    t.nexthop(dp, 1, t.encap(30001, REMOTE_A))
-    t.ipv4_route(dp, VRF_A, "10.2.0.0/16", 1)
+    routes_to_remote_a(dp, "10.2.0.0/16")
     t.label_to_vif(dp, 40001, 1, 1, 10, ES1, VRF_A)
 
 
