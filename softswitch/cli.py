@@ -29,6 +29,21 @@ from softswitch.ports import AfPacketPort, PortHub, parse_interface
 log = logging.getLogger("softswitch")
 
 
+#: request limit options: option -> (Limits field, what it limits)
+LIMIT_OPTIONS = {
+    "grpc-max-message-bytes": (
+        "max_message_bytes",
+        "largest gRPC message taken or sent: WriteRequest, pipeline config",
+    ),
+    "max-write-updates": ("max_write_updates", "most updates in one WriteRequest"),
+    "write-slice": ("write_slice", "updates applied before the ports get a turn again"),
+    "max-write-error-bytes": (
+        "max_error_bytes",
+        "largest per-update error details of a Write; beyond, a summary",
+    ),
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="softswitch", description=__doc__.splitlines()[0])
     p.add_argument(
@@ -76,36 +91,14 @@ def build_parser() -> argparse.ArgumentParser:
         "(the reference they are measured against)",
     )
     d = Limits()
-    p.add_argument(
-        "--grpc-max-message-bytes",
-        type=int,
-        default=d.max_message_bytes,
-        metavar="N",
-        help="largest gRPC message taken or sent: WriteRequest, pipeline config "
-        f"(default {d.max_message_bytes})",
-    )
-    p.add_argument(
-        "--max-write-updates",
-        type=int,
-        default=d.max_write_updates,
-        metavar="N",
-        help=f"most updates in one WriteRequest (default {d.max_write_updates})",
-    )
-    p.add_argument(
-        "--write-slice",
-        type=int,
-        default=d.write_slice,
-        metavar="N",
-        help=f"updates applied before the ports get a turn again (default {d.write_slice})",
-    )
-    p.add_argument(
-        "--max-write-error-bytes",
-        type=int,
-        default=d.max_error_bytes,
-        metavar="N",
-        help="largest per-update error details of a Write; beyond, a summary "
-        f"(default {d.max_error_bytes})",
-    )
+    for option, (field, what) in LIMIT_OPTIONS.items():
+        p.add_argument(
+            f"--{option}",
+            type=int,
+            default=getattr(d, field),
+            metavar="N",
+            help=f"{what} (default {getattr(d, field)})",
+        )
     p.add_argument("program", nargs="?", help="bmv2 JSON to run at start")
     return p
 
@@ -132,16 +125,12 @@ def _check(args: argparse.Namespace) -> list[tuple[int, str]]:
 
 def limits(args: argparse.Namespace) -> Limits:
     """The request limits from the options; ValueError names the option."""
-    options = {
-        "max_message_bytes": "grpc_max_message_bytes",
-        "max_write_updates": "max_write_updates",
-        "write_slice": "write_slice",
-        "max_error_bytes": "max_write_error_bytes",
-    }
-    for option in options.values():
-        if getattr(args, option) < 1:
-            raise ValueError(f"--{option.replace('_', '-')}: must be at least 1")
-    return Limits(**{field: getattr(args, option) for field, option in options.items()})
+    values: dict[str, int] = {}
+    for option, (field, _) in LIMIT_OPTIONS.items():
+        values[field] = getattr(args, option.replace("-", "_"))
+        if values[field] < 1:
+            raise ValueError(f"--{option}: must be at least 1")
+    return Limits(**values)
 
 
 def _check_tls(args: argparse.Namespace) -> None:
