@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import ipaddress
 import json
 import os
 import platform
@@ -40,12 +39,10 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.agent_write_rate import SYS, Switch, fabric, routes  # noqa: E402
-from control.config import SwitchConfig  # noqa: E402
-from control.desired import NexthopIds, desired_steps  # noqa: E402
-from control.driver import SwitchDriver  # noqa: E402
-from control.vrf import STEP, VrfState  # noqa: E402
-from esxmpp.dialect import Subscribe  # noqa: E402
+from bench.agent_write_rate import Switch, agent_driver, routes  # noqa: E402
+from bench.report import write_result  # noqa: E402
+from control.desired import desired_steps  # noqa: E402
+from control.vrf import STEP  # noqa: E402
 from esxmpp.looplag import LoopLag  # noqa: E402
 from tests.system.test_agent_support import COMPILED  # noqa: E402
 
@@ -62,17 +59,7 @@ def big_tables(tmp: Path) -> Path:
 
 
 async def run(address: str, n: int, p4info: Path) -> dict[str, Any]:
-    js = COMPILED[1]
-    st = VrfState(ipaddress.IPv4Address("192.0.2.1"), {SYS: 3})
-    st.end_system(SYS, [Subscribe("red", 10)], 0.0)
-    ids = NexthopIds()
-    fab = fabric()
-    drv: SwitchDriver = SwitchDriver(
-        SwitchConfig(address, p4info, js, device_id=1, election_id=10),
-        lambda: desired_steps(st, fab, ids, time.monotonic(), drv.full_name),  # type: ignore[arg-type]
-        coalesce=0.005,
-        reconnect=0.2,
-    )
+    st, drv = agent_driver(address, p4info, COMPILED[1], desired_steps, coalesce=0.005)
     drv.start()
     await drv.wait_synced(60)
     drv.gc.start()  # as a daemon does once started
@@ -126,9 +113,7 @@ def main() -> None:
         switch.close()
     result["engine"] = args.engine
     result["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version()}
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "agent_loop_lag.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_result(args.out, "agent_loop_lag", result)
     print(json.dumps(result, indent=2))
 
 

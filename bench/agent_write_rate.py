@@ -38,12 +38,15 @@ import platform
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.report import write_result  # noqa: E402
 from control.config import SwitchConfig  # noqa: E402
 from control.desired import NexthopIds, desired_entities  # noqa: E402
 from control.driver import SwitchDriver  # noqa: E402
@@ -111,17 +114,27 @@ def routes(n: int) -> list[tuple[str, RouteEntry]]:
     return out
 
 
-async def agent_run(address: str, p4info: Path, js: Path, n: int) -> tuple[int, float]:
+def agent_driver(
+    address: str, p4info: Path, js: Path, desired: Callable[..., Any], coalesce: float
+) -> tuple[VrfState, SwitchDriver]:
+    """The agent's VRF state (end-system SYS in red, VLAN 10) and a switch
+    driver writing what ``desired`` (desired_entities or desired_steps)
+    derives from it, as the agent wires them."""
     st = VrfState(ipaddress.IPv4Address("192.0.2.1"), {SYS: 3})
     st.end_system(SYS, [Subscribe("red", 10)], 0.0)
     ids = NexthopIds()
     fab = fabric()
     drv: SwitchDriver = SwitchDriver(
         SwitchConfig(address, p4info, js, device_id=1, election_id=10),
-        lambda: desired_entities(st, fab, ids, time.monotonic(), drv.full_name),  # type: ignore[arg-type]
-        coalesce=0.001,
+        lambda: desired(st, fab, ids, time.monotonic(), drv.full_name),
+        coalesce=coalesce,
         reconnect=0.2,
     )
+    return st, drv
+
+
+async def agent_run(address: str, p4info: Path, js: Path, n: int) -> tuple[int, float]:
+    st, drv = agent_driver(address, p4info, js, desired_entities, coalesce=0.001)
     drv.start()
     await drv.wait_synced(30)
     before = drv.stats.updates
@@ -205,8 +218,7 @@ def main() -> int:
         "python": platform.python_version(),
         "forwarder": FWD_SID,
     }
-    a.out.mkdir(parents=True, exist_ok=True)
-    (a.out / "agent_write_rate.json").write_text(json.dumps(res, indent=2) + "\n")
+    write_result(a.out, "agent_write_rate", res)
     print(json.dumps(res, indent=2))
     if not res["meets_goal"]:
         print(f"agent_write_rate: ratio {res['ratio']} is below the goal {GOAL}", file=sys.stderr)

@@ -42,7 +42,6 @@ ratio is null. Needs root (veth pairs). Results: <out>/dataplane_pps.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -59,6 +58,7 @@ from tests.packet.topo import bench_cases, bench_program  # noqa: E402
 GOAL = 0.25
 
 
+from bench.report import write_result  # noqa: E402
 from bmv2 import simple_switch_grpc  # noqa: E402
 
 
@@ -145,9 +145,7 @@ def main() -> int:
         results["ratio_soft_over_bmv2"] = ratios
         results["meets_goal"] = all(r >= GOAL for r in ratios.values())
         print(f"soft/bmv2: {ratios} (goal >= {GOAL})")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "dataplane_pps.json").write_text(json.dumps(results, indent=2) + "\n")
+    write_result(args.out, "dataplane_pps", results)
     return 0
 
 

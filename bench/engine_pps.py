@@ -47,6 +47,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.report import write_result  # noqa: E402
 from softswitch.api import ActionCall, EntryTarget, Exact, GroupRef, Lpm, MemberRef  # noqa: E402
 from softswitch.api import Replica as EngineReplica  # noqa: E402
 from softswitch.engine import SoftEngine  # noqa: E402
@@ -254,9 +255,7 @@ def main() -> int:
             line += f"; closures only {closure_pps:,.0f} (x{pps / closure_pps:.1f})"
         print(line)
     results["programs"] = programs
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "engine_pps.json").write_text(json.dumps(results, indent=2) + "\n")
+    write_result(args.out, "engine_pps", results)
     return 0
 
 

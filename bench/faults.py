@@ -16,7 +16,6 @@ run of the same lab (lost 0, lag as measured before the first fault).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 from functools import partial
@@ -24,6 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.report import write_result
 from lab import chaos
 from lab.lab import Lab, Slot
 from lab.topology import default_topology
@@ -59,9 +59,7 @@ def main() -> int:
         finally:
             results["sigterm_exit_seconds"] = lab.down()
             slot.release()
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "faults.json").write_text(json.dumps(results, indent=2) + "\n")
+    write_result(args.out, "faults", results)
     return 1 if any(isinstance(v, dict) and "error" in v for v in results.values()) else 0
 
 

@@ -141,6 +141,7 @@ def make_batches(entries: list[bytes], size: int, op: str) -> list[bytes]:
     return out
 
 
+from bench.report import write_result  # noqa: E402
 from bmv2 import simple_switch_grpc  # noqa: E402
 
 
@@ -273,8 +274,7 @@ def main(argv: list[str] | None = None) -> int:
         run(w, args.batches or default_batches[w], args.batch_size, args.repeat, targets)
         for w in workloads
     ]
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "p4rt_writes.json").write_text(json.dumps(runs, indent=2) + "\n")
+    write_result(args.out, "p4rt_writes", runs)
     for r in runs:
         print(json.dumps(r))
     met = all(r[op]["ratio_to_goal"] >= 1 for r in runs for op in OPS)  # type: ignore[index]

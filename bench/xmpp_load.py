@@ -62,6 +62,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.report import write_result  # noqa: E402
 from esxmpp import dialect as d  # noqa: E402
 from esxmpp.config import ServerConfig  # noqa: E402
 from esxmpp.server import ServerSession, XmppServer  # noqa: E402
@@ -458,8 +459,7 @@ def main() -> None:
         asyncio.run(serve(args.serve, args.sessions, args.serve / "port"))
         return
     result = asyncio.run(main_async(args))
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "xmpp_load.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_result(args.out, "xmpp_load", result)
     print(json.dumps(result, indent=2))
 
 
