@@ -7,14 +7,30 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import TracebackType
+
+import grpc
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def wait_grpc_ready(address: str, check_alive: Callable[[], None], seconds: float = 60) -> None:
+    """Until a gRPC channel to ``address`` connects (``check_alive`` raises
+    when the server's process has gone), at most ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while True:
+        check_alive()
+        with grpc.insecure_channel(address) as ch:
+            try:
+                grpc.channel_ready_future(ch).result(timeout=1)
+                return
+            except grpc.FutureTimeoutError:
+                assert time.monotonic() < deadline, "softswitch never listened"
 
 
 class Softswitch:

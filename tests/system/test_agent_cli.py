@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from esxmpp.pki import CertPair, Pki
+from tests.system.softswitch_proc import free_port
 from tests.system.test_agent_flow import FWD_SID, HOST_SID, Lab, attach_and_learn, until
 from tests.system.test_agent_support import COMPILED
 
@@ -180,14 +181,6 @@ def to_toml(d: dict[str, Any], prefix: str = "") -> str:
             for x in v:
                 out += f"\n[[{name}]]\n" + to_toml(x, f"{name}.")
     return out
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_agent_process_json_logs_and_sigterm(tmp_path: Path) -> None:

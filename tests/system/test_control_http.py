@@ -16,15 +16,10 @@ from pathlib import Path
 import pytest
 
 from esxmpp.pki import make_pki
+from tests.system.softswitch_proc import free_port
 from tests.system.test_agent_support import COMPILED
 
 BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def exchange(port: int, data: bytes) -> bytes:

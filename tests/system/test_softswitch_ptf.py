@@ -16,14 +16,13 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import grpc
 import pytest
 
 from tests.packet.harness import VethBackend
+from tests.system.softswitch_proc import wait_grpc_ready
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD = REPO / "p4src" / "build"
@@ -40,15 +39,7 @@ def switch() -> Iterator[tuple[str, dict[int, str]]]:
         addr = backend.start()
         for sock in backend.socks.values():  # PTF opens its own
             sock.close()
-        deadline = time.monotonic() + 60
-        while True:  # readiness: the gRPC channel connects
-            backend.check_alive()
-            with grpc.insecure_channel(addr) as ch:
-                try:
-                    grpc.channel_ready_future(ch).result(timeout=1)
-                    break
-                except grpc.FutureTimeoutError:
-                    assert time.monotonic() < deadline, "softswitch never listened"
+        wait_grpc_ready(addr, backend.check_alive)
         yield addr, backend.tst
     finally:
         backend.stop()

@@ -16,6 +16,7 @@ import grpc
 from google.rpc import code_pb2
 from p4.v1 import p4runtime_pb2
 
+from tests.system.softswitch_proc import free_port, wait_grpc_ready
 from tests.unit.softswitch_p4rt.harness import Client
 from tests.unit.softswitch_p4rt.p4rt_data import Ids, load_config, load_p4info
 
@@ -33,10 +34,9 @@ def ip(*args: str) -> None:
     subprocess.run(["ip", *args], check=True, capture_output=True)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def still_running(proc: subprocess.Popen[bytes]) -> None:
+    """Fails with the process's output once it has exited."""
+    assert proc.poll() is None, proc.communicate()[0].decode()
 
 
 def test_sigterm_while_writing_and_forwarding_exits_within_5s() -> None:
@@ -59,15 +59,7 @@ def test_sigterm_while_writing_and_forwarding_exits_within_5s() -> None:
     counts = {"writes": 0, "frames": 0}
     threads: list[threading.Thread] = []
     try:
-        deadline = time.monotonic() + 60
-        while True:  # readiness: the gRPC channel connects
-            assert proc.poll() is None, proc.communicate()[0].decode()
-            with grpc.insecure_channel(addr) as ch:
-                try:
-                    grpc.channel_ready_future(ch).result(timeout=1)
-                    break
-                except grpc.FutureTimeoutError:
-                    assert time.monotonic() < deadline, "softswitch never listened"
+        wait_grpc_ready(addr, lambda: still_running(proc))
         ids = Ids(load_p4info())
         c = Client(addr, election_id=1)
         assert c.open_stream().arbitration.status.code == code_pb2.OK
