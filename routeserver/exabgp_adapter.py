@@ -54,10 +54,13 @@ from routeserver.rib import (
     BgpEndOfRib,
     BgpPeerDown,
     BgpPeerUp,
+    BgpRefresh,
+    BgpResend,
     BgpRouteAdd,
     BgpRouteDel,
     BgpRtcAdd,
     BgpRtcDel,
+    BgpTeardown,
     BgpWithdraw,
     Input,
     Output,
@@ -106,6 +109,9 @@ class PeerEvent:
     kind: str  # "up" | "down" | "notification"
     level: int  # a logging level
     text: str
+    # down: ExaBGP's reason; notification: "code X subcode Y (names)[: data]"
+    detail: str = ""
+    sent: bool = False  # notification: we sent it (else received)
 
 
 # BGP NOTIFICATION codes (RFC 4271 §4.5) and Cease subcodes (RFC 4486)
@@ -192,6 +198,7 @@ def render_config(cfg: Config, run: str) -> str:
             "  api {",
             f"    processes [ {PROCESS_NAME} ];",
             "    receive { parsed; update; open; notification; }",
+            "    send { notification; }",
             "    neighbor-changes;",
             "  }",
             "}",
@@ -233,6 +240,12 @@ def command_for(out: Output, cfg: Config) -> str:
             return f"neighbor {peer} announce rtc {cfg.asn} {target} next-hop {cfg.local_address}"
         case RtcWithdraw(peer, target):
             return f"neighbor {peer} withdraw rtc {cfg.asn} {target} next-hop {cfg.local_address}"
+        case BgpTeardown(peer, subcode, _):
+            return f"neighbor {peer} teardown {subcode}"
+        case BgpRefresh(peer, family):
+            return f"neighbor {peer} announce route-refresh {_FAMILIES[family]}"
+        case BgpResend(peer):
+            return f"neighbor {peer} flush adj-rib out"
     raise TypeError(f"not a BGP output: {out!r}")
 
 
@@ -251,6 +264,28 @@ def _decode_ext(value: Any) -> tuple[str | None, int | None]:
     if typ == VERSION_EC_TYPE and sub == VERSION_EC_SUBTYPE:
         return None, int.from_bytes(raw[4:8], "big")
     return None, None
+
+
+def ext_community_text(value: int) -> str:
+    """An extended community as operators read it: ``target:64512:100``,
+    ``version:7`` (ours), else its 8 octets in hex."""
+    rt, ver = _decode_ext(value)
+    if rt is not None:
+        return f"target:{rt}"
+    if ver is not None:
+        return f"version:{ver}"
+    return f"0x{value:016x}"
+
+
+def _communities(raw: Any) -> tuple[str, ...]:
+    """RFC 1997 communities from ExaBGP's JSON (``[[asn, value], ...]``) as 'asn:value'."""
+    out = []
+    for c in raw if isinstance(raw, list) else ():
+        if isinstance(c, list) and len(c) == 2 and all(isinstance(x, int) for x in c):
+            out.append(f"{c[0]}:{c[1]}")
+        elif isinstance(c, int):
+            out.append(f"{c >> 16}:{c & 0xFFFF}")
+    return tuple(out)
 
 
 def _attrs(attr: Any) -> tuple[BgpAttrs, frozenset[str], int]:
@@ -283,8 +318,12 @@ def _attrs(attr: Any) -> tuple[BgpAttrs, frozenset[str], int]:
             segment(seg.get("element"), seg["value"])
     targets: set[str] = set()
     version = 0
+    ext_text: list[str] = []
     for ec in attr.get("extended-community", []) or []:
-        rt, ver = _decode_ext(ec.get("value") if isinstance(ec, dict) else ec)
+        value = ec.get("value") if isinstance(ec, dict) else ec
+        rt, ver = _decode_ext(value)
+        if rt is None and ver is None:  # route targets and version: in targets, version
+            ext_text.append(ext_community_text(int(value or 0)))
         if rt is not None:
             targets.add(rt)
         if ver is not None:
@@ -306,6 +345,9 @@ def _attrs(attr: Any) -> tuple[BgpAttrs, frozenset[str], int]:
             med=med,
             originator_id=oid if isinstance(oid, str) else None,
             cluster_list_len=len(clusters),
+            cluster_list=tuple(str(c) for c in clusters),
+            communities=_communities(attr.get("community")),
+            ext_communities=tuple(ext_text),
         ),
         frozenset(targets),
         version,
@@ -468,22 +510,29 @@ def parse_message(
             return [BgpPeerUp(peer, gr, theirs)]
         if state == "down":
             reason = neighbor.get("reason") or "no reason given"
-            note(PeerEvent(peer, "down", logging.WARNING, f"BGP session with {who} down: {reason}"))
+            note(
+                PeerEvent(
+                    peer, "down", logging.WARNING, f"BGP session with {who} down: {reason}", reason
+                )
+            )
             return [BgpPeerDown(peer)]
         return []
     if kind == "notification":
         n = neighbor.get("notification")
         n = n if isinstance(n, dict) else {}
-        way = "from" if neighbor.get("direction") == "receive" else "to"
+        sent = neighbor.get("direction") == "send"
         said = n.get("message")
         said = said if isinstance(said, str) else ""
+        detail = notification_text(n.get("code"), n.get("subcode"), said)
+        way = "to" if sent else "from"
         note(
             PeerEvent(
                 peer,
                 "notification",
                 logging.WARNING,
-                f"BGP NOTIFICATION {way} {who}: "
-                + notification_text(n.get("code"), n.get("subcode"), said),
+                f"BGP NOTIFICATION {way} {who}: {detail}",
+                detail,
+                sent,
             )
         )
         return []
@@ -627,8 +676,10 @@ class ExaBgp:
         on_bad_input: Callable[[BgpInputError], None] | None = None,
         python: str | None = None,
         restarted: bool = False,
+        on_events: Callable[[list[PeerEvent]], None] | None = None,
     ) -> None:
         self.cfg = cfg
+        self.on_events = on_events
         self.restarted = restarted  # a restart that replays the RIB: Restart State bit set
         self.on_inputs = on_inputs
         self.on_bad_input = on_bad_input or (lambda e: log.warning("bad BGP input: %s", e))
@@ -641,6 +692,12 @@ class ExaBgp:
         self.exited = asyncio.Event()  # set when the ExaBGP child is gone
         self._stopping = False
         self._acks: deque[tuple[asyncio.Future[None], str]] = deque()  # (future, command)
+        # the text lines ExaBGP answers before 'done', for the commands that have one
+        # (``show neighbor json``, ``reload``): collected, not taken for messages
+        self._replies: dict[asyncio.Future[None], list[str]] = {}
+        # relay command and configuration file (set by start)
+        self._run: str = ""
+        self._conf: Path | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._opens = PeerOpen(
             {}, configured={n.address: frozenset(n.families) for n in cfg.neighbors}
@@ -660,6 +717,7 @@ class ExaBgp:
         run = f"{self.python} -m routeserver.exabgp_adapter relay {sock}"
         conf = Path(self._dir.name) / "exabgp.conf"
         conf.write_text(render_config(self.cfg, run))
+        self._run, self._conf = run, conf
         env = dict(os.environ)
         env.update(
             {
@@ -758,6 +816,7 @@ class ExaBgp:
 
     def _resolve(self, fut: asyncio.Future[None], text: str, err: Exception | None) -> None:
         """Complete one command's future, counting (and logging) a failure at once."""
+        self._replies.pop(fut, None)
         if isinstance(err, ChannelLost):
             self.commands_lost += 1
             log.info("bgp command not acknowledged (%s): %s", err, text)
@@ -784,6 +843,11 @@ class ExaBgp:
                 fut, text, None if line == "done" else CommandError("ExaBGP refused the command")
             )
             return
+        if self._acks and not line.startswith("{"):
+            reply = self._replies.get(self._acks[0][0])
+            if reply is not None:  # the text answer of the command ExaBGP is on
+                reply.append(line)
+                return
         self.messages_in += 1
         log.debug("exabgp json: %s", line)
         errors: list[BgpInputError] = []
@@ -801,6 +865,8 @@ class ExaBgp:
                     level = logging.INFO
                 self._up.discard(ev.peer)
             log.log(level, "%s", ev.text)
+        if events and self.on_events is not None:
+            self.on_events(events)
         for err in errors:
             self.bad_messages += 1
             self.on_bad_input(err)
@@ -826,6 +892,52 @@ class ExaBgp:
         self._writer.write(text.encode() + b"\n")
         self.commands_sent += 1
         return fut
+
+    async def reload(self, cfg: Config, timeout: float = 10.0) -> None:
+        """Use ``cfg``'s neighbors: rewrite ExaBGP's configuration and ``reload`` it.
+
+        ExaBGP ends the sessions of removed neighbors (Cease / Peer De-configured),
+        starts new ones, re-establishes those whose definition changed and leaves
+        the others alone. Its answer ``reload in progress`` is the command's text
+        reply (see :meth:`query`), not a message.
+        """
+        self.cfg = cfg
+        self._opens.configured = {n.address: frozenset(n.families) for n in cfg.neighbors}
+        if self._conf is None:
+            return
+        self._conf.write_text(render_config(cfg, self._run))
+        await self.query("reload", timeout)
+
+    async def neighbors(self, timeout: float = 5.0) -> dict[str, dict[str, Any]]:
+        """ExaBGP's view of each peer (``show neighbor json``): FSM state, uptime,
+        capabilities, messages sent and received by type; keyed by peer address."""
+        lines = await self.query("show neighbor json", timeout)
+        try:
+            data = json.loads("\n".join(lines))
+        except ValueError as e:
+            raise CommandError(f"show neighbor json: not JSON: {e}") from None
+        out: dict[str, dict[str, Any]] = {}
+        for n in data if isinstance(data, list) else ():
+            peer = n.get("peer") if isinstance(n, dict) else None
+            if isinstance(peer, dict) and peer.get("address") is not None:
+                out[str(peer["address"])] = n
+        return out
+
+    async def query(self, text: str, timeout: float = 5.0) -> list[str]:
+        """Send a command that ExaBGP answers with text lines before ``done``
+        (``show neighbor json``, ``reload``) and return those lines.
+
+        CommandError on 'error', ChannelLost when the channel goes, TimeoutError.
+        """
+        fut = self.submit(text)
+        reply: list[str] = []
+        if not fut.done():
+            self._replies[fut] = reply
+        try:
+            await asyncio.wait_for(asyncio.shield(fut), timeout)
+        except CommandError as e:
+            raise type(e)(f"{e}: {text}") from None
+        return reply
 
     def send(self, out: Output) -> asyncio.Future[None]:
         """:meth:`submit` the command carrying out one BGP-side RIB output."""
