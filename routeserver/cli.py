@@ -127,7 +127,7 @@ def _grid(pairs: list[tuple[str, str]], indent: int = 0) -> Table:
 
 def _neighbor_row(n: dict[str, Any]) -> dict[str, Any]:
     up = n.get("uptime", n.get("downtime", 0))
-    return {**n, "up/down": _duration(float(up))}
+    return {**n, "up/down": _duration(float(up)), "last_error": n["last_error"] or "-"}
 
 
 def _neighbor_detail(n: dict[str, Any]) -> list[Any]:
@@ -228,9 +228,11 @@ def render_table(what: str, data: Any) -> str:
         data = [r for r in data if r["family"] != "rtc"]
         cols = _COLUMNS[what]
         parts: list[Any] = [_table(cols, [[_cell(r.get(c, "")) for c in cols] for r in data])]
-        if rtc:
-            rows = [[r["route_target"], _cell(r.get("stale", False))] for r in rtc]
+        if rtc and what == "adj-rib-in":
+            rows = [[r["route_target"], _cell(r["stale"])] for r in rtc]
             parts += ["", _table(["rtc route_target", "stale"], rows)]
+        elif rtc:
+            parts += ["", _table(["rtc route_target"], [[r["route_target"]] for r in rtc])]
         return _render(*parts)
     cols = _COLUMNS[what]
     return _render(_table(cols, [[_cell(r.get(c, "")) for c in cols] for r in data]))
@@ -298,6 +300,7 @@ async def _run(cfg: Config, path: str | None = None) -> int:
         task = asyncio.create_task(reload())
         reloads.add(task)
         task.add_done_callback(reloads.discard)
+
     loop = asyncio.get_running_loop()
 
     def hard_exit() -> None:

@@ -33,6 +33,7 @@ import ipaddress
 import json
 import logging
 import os
+import pwd
 import signal
 import sys
 import tempfile
@@ -139,6 +140,8 @@ _CEASE = {
 
 def notification_text(code: object, subcode: object, data: str = "") -> str:
     """'code 6 subcode 4 (Cease, Administrative Reset)', then the peer's text if any."""
+    if code == 6 and subcode in (2, 4) and data and ord(data[0]) == len(data.encode()) - 1:
+        data = data[1:]  # RFC 9003 Shutdown Communication: a length octet, then UTF-8
     names = [_NOTIFY.get(code, "unknown") if isinstance(code, int) else "unknown"]
     if code == 6 and isinstance(subcode, int) and subcode in _CEASE:
         names.append(_CEASE[subcode])
@@ -198,7 +201,7 @@ def render_config(cfg: Config, run: str) -> str:
             "  api {",
             f"    processes [ {PROCESS_NAME} ];",
             "    receive { parsed; update; open; notification; }",
-            "    send { notification; }",
+            "    send { parsed; notification; }",
             "    neighbor-changes;",
             "  }",
             "}",
@@ -728,6 +731,10 @@ class ExaBgp:
                 "exabgp_api_terminate": "true",
                 "exabgp_api_respawn": "false",
                 "exabgp_daemon_drop": "false",
+                # ExaBGP started as root switches to exabgp.daemon.user once running,
+                # whatever exabgp.daemon.drop says; as 'nobody' a reload could read
+                # neither its configuration nor our interpreter: it stays our user
+                "exabgp_daemon_user": pwd.getpwuid(os.getuid()).pw_name,
                 "exabgp_daemon_daemonize": "false",
                 "exabgp_tcp_bind": "",
                 "exabgp_log_destination": "stdout",
@@ -1190,6 +1197,41 @@ def _install_bgp_hygiene(restarted: bool) -> None:  # pragma: no cover - in the 
         yield from plain_messages(self, negotiated, include_withdraw)
 
     Update.messages = messages
+    _install_teardown_notification()
+
+
+def _install_teardown_notification() -> None:  # pragma: no cover - in the ExaBGP child
+    """A ``teardown <subcode>`` of the API sends its NOTIFICATION (RFC 4486).
+
+    ExaBGP closes a session that negotiated graceful restart without any
+    NOTIFICATION, whatever ended it, so that the peer keeps our routes. That is
+    right when ExaBGP itself stops (the peer keeps our routes stale until we are
+    back), wrong when the daemon ends one session on purpose: a clear (Cease /
+    Administrative Reset) or a prefix limit (Cease / Maximum Number of Prefixes
+    Reached) must tell the peer why. For a teardown asked through the API the
+    graceful-restart setting is set aside until the session is reset, so the
+    NOTIFICATION goes out; it is back before the next OPEN.
+    """
+    from exabgp.reactor.peer import Peer
+
+    plain_teardown, plain_reset = Peer.teardown, Peer._reset
+
+    def teardown(self: Any, code: int, restart: bool = True) -> None:
+        caps = self.neighbor["capability"]
+        if getattr(self, "_esvpn_gr", None) is None and caps["graceful-restart"]:
+            self._esvpn_gr = caps["graceful-restart"]
+            caps["graceful-restart"] = False
+        plain_teardown(self, code, restart)
+
+    def reset(self: Any, message: str = "", error: Any = "") -> None:
+        saved = getattr(self, "_esvpn_gr", None)
+        if saved is not None:
+            self.neighbor["capability"]["graceful-restart"] = saved
+            self._esvpn_gr = None
+        plain_reset(self, message, error)
+
+    Peer.teardown = teardown
+    Peer._reset = reset
 
 
 def _relay(sock: str) -> int:  # pragma: no cover - runs as ExaBGP's API process

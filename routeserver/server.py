@@ -762,7 +762,15 @@ class RouteServer:
         outputs = self.rib.handle(BgpClear(peer, mode), time.monotonic())
         log.info("clear %s of BGP peer %s by the operator", mode, peer)
         self._emit(outputs)
-        return [str(o) for o in outputs]
+        actions = []
+        for o in outputs:
+            if isinstance(o, BgpTeardown):
+                actions.append(f"NOTIFICATION Cease subcode {o.subcode}")
+            elif isinstance(o, BgpRefresh):
+                actions.append(f"ROUTE-REFRESH {o.family}")
+            elif isinstance(o, BgpResend):
+                actions.append("adj-RIB-out sent again")
+        return actions
 
     async def reload(self) -> dict[str, Any]:
         """Read the configuration file again and apply what changed (neighbors,
