@@ -11,11 +11,12 @@ for the whole system to hold exactly the intended state:
   each agent selects exactly the routes of its VPNs: its own end-systems'
   addresses delivered locally, the other ToR's through the other ToR's
   tunnel endpoint;
-- every route server holds, per VRF, each end-system address once from
-  XMPP (from its own forwarder) and once from BGP (the other route server's
-  path through the reflector), none stale, nothing else;
-- the reflector holds each address once per route server, with that route
-  server's RD and the forwarder's tunnel endpoint as next hop.
+- every route server holds, per VRF, each end-system address from XMPP (its
+  forwarders publish to both route servers), none stale, and nothing else
+  (from BGP: the other route server's path for the same address, when the
+  reflector's best path is not its own: both use the forwarder's RD);
+- the reflector holds each address once per route server, with the RD and
+  next hop that route server advertises for it.
 """
 
 from __future__ import annotations
@@ -172,39 +173,46 @@ def agent_routes(lab: Lab, tor: str) -> set[tuple[str, str, str]]:
     return out
 
 
-def expected_rs_routes(lab: Lab) -> set[tuple[str, str, str, str]]:
+def expected_routes(lab: Lab) -> set[tuple[str, str, str]]:
+    """(VPN, prefix, tunnel endpoint) of every end-system address."""
     out = set()
     for es in lab.topo.end_systems:
         for a in es.addresses:
             plen = 32 if ipaddress.ip_address(a).version == 4 else 128
-            infra = lab.topo.tor(es.tor).infra
-            for source in ("xmpp", "bgp"):
-                out.add((es.vpn, f"{a}/{plen}", infra, source))
+            out.add((es.vpn, f"{a}/{plen}", lab.topo.tor(es.tor).infra))
     return out
 
 
-def rs_routes(lab: Lab, rs: str) -> set[tuple[str, str, str, str]]:
-    out = set()
-    for r in lab.rs_show(rs, "routes"):
-        if r["stale"]:
-            out.add((r["vrf"], r["prefix"], r["nexthop"], "stale"))
-        else:
-            out.add((r["vrf"], r["prefix"], r["nexthop"], r["source"]))
-    return out
+def rs_problems(lab: Lab, rs: str, want: set[tuple[str, str, str]]) -> list[str]:
+    """A route server must hold every address once from XMPP (its own
+    forwarders publish to it), nothing stale, and from BGP (the other route
+    server's path, when the reflector's best is not its own) only those."""
+    routes = lab.rs_show(rs, "routes")
+    xmpp = {(r["vrf"], r["prefix"], r["nexthop"]) for r in routes if r["source"] == "xmpp"}
+    every = {(r["vrf"], r["prefix"], r["nexthop"]) for r in routes}
+    stale = [(r["vrf"], r["prefix"], r["source"]) for r in routes if r["stale"]]
+    problems = []
+    if xmpp != want:
+        problems.append(f"{rs}: from XMPP extra {xmpp - want}, missing {want - xmpp}")
+    if every - want:
+        problems.append(f"{rs}: unexpected {every - want}")
+    if stale:
+        problems.append(f"{rs}: stale {stale}")
+    return problems
 
 
-def expected_rr_routes(lab: Lab) -> set[tuple[str, str, str]]:
+def expected_rr_routes(lab: Lab) -> set[tuple[str, str, str, str]]:
+    """Each route server's XMPP routes, as it advertises them: (RD, prefix,
+    next hop, route server address)."""
     out = set()
     for rs in lab.topo.route_servers:
-        rds = {v["vpn"]: v["rd"] for v in lab.rs_show(rs.name, "vrfs")}
-        for es in lab.topo.end_systems:
-            for a in es.addresses:
-                plen = 32 if ipaddress.ip_address(a).version == 4 else 128
-                out.add((rds[es.vpn], f"{a}/{plen}", lab.topo.tor(es.tor).infra))
+        for r in lab.rs_show(rs.name, "routes"):
+            if r["source"] == "xmpp":
+                out.add((r["rd"], r["prefix"], r["nexthop"], lab.mgmt(rs.name)))
     return out
 
 
-def rr_routes(lab: Lab) -> set[tuple[str, str, str]]:
+def rr_routes(lab: Lab) -> set[tuple[str, str, str, str]]:
     out = set()
     for fam in ("vpnv4", "vpnv6"):
         text = lab.gobgp("-j", "global", "rib", "-a", fam)
@@ -214,7 +222,8 @@ def rr_routes(lab: Lab) -> set[tuple[str, str, str]]:
                 rd = p["nlri"]["rd"]
                 nh = next(a["nexthop"] for a in p["attrs"] if a["type"] == 14 or a["type"] == 3)
                 rd_text = f"{rd['admin']}:{rd['assigned']}"
-                out.add((rd_text, p["nlri"]["prefix"], nh + (" (stale)" if p.get("stale") else "")))
+                nh += " (stale)" if p.get("stale") else ""
+                out.add((rd_text, p["nlri"]["prefix"], nh, p.get("neighbor-ip", "?")))
     return out
 
 
@@ -228,11 +237,9 @@ def state_differences(lab: Lab) -> list[str]:
         got, want = agent_routes(lab, tor.name), expected_agent_routes(lab, tor.name)
         if got != want:
             problems.append(f"agent {tor.name}: extra {got - want}, missing {want - got}")
-    want_rs = expected_rs_routes(lab)
+    want = expected_routes(lab)
     for rs in lab.topo.route_servers:
-        got_rs = rs_routes(lab, rs.name)
-        if got_rs != want_rs:
-            problems.append(f"{rs.name}: extra {got_rs - want_rs}, missing {want_rs - got_rs}")
+        problems += rs_problems(lab, rs.name, want)
     got_rr, want_rr = rr_routes(lab), expected_rr_routes(lab)
     if got_rr != want_rr:
         problems.append(f"reflector: extra {got_rr - want_rr}, missing {want_rr - got_rr}")

@@ -49,6 +49,8 @@ class Frr:
         self.dir = tmp
         conf = tmp / "bgpd.conf"
         lines = "\n".join(f"  {s}" for s in statics)
+        # eBGP would set our session address as next hop: a loopback, refused
+        ebgp_keep_nh = f"  neighbor {RS1} attribute-unchanged next-hop\n"
         conf.write_text(
             f"""hostname frr-pe
 log stdout informational
@@ -60,6 +62,7 @@ route-map RT permit 10
 route-map LOOP permit 10
  set extcommunity rt 64512:100
  set as-path prepend {ASN}
+ set ipv4 vpn next-hop {PE_NH}
 !
 router bgp {asn}
  bgp router-id {FRR}
@@ -71,7 +74,7 @@ router bgp {asn}
  !
  address-family ipv4 vpn
   neighbor {RS1} activate
-{lines}
+{ebgp_keep_nh if asn != ASN else ""}{lines}
  exit-address-family
 !
 """

@@ -47,6 +47,7 @@ def config(pki: Pki) -> Any:
                 "keyfile": str(server.keyfile),
                 "cafile": str(pki.cafile),
                 "port": 0,
+                "forwarders": [F1],
             },
             "control": {"port": 0},
             "bgp": {
