@@ -38,6 +38,8 @@ Example::
     # listen_port = 1790           # accept the peer on server.local_address:1790
     # rtc_filter_out = false       # send every VPN route even if the peer does RTC, e.g. to
     #                              # a reflector that sends no default RTC route (GoBGP)
+    max_prefixes = 1000000         # VPN routes accepted at most; one more: NOTIFICATION
+                                   # Cease/1 (RFC 4486) and its routes go; 0: no limit
 
     [[vrf]]
     name = "tenant1"               # VRF name (defaults to the VPN name)
@@ -144,6 +146,9 @@ class Neighbor:
     passive: bool = False
     listen_port: int | None = None  # accept this peer's connections on local_address:port
     rtc_filter_out: bool = True  # RFC 4684 outbound filtering when the peer does RTC
+    # VPN routes accepted from the peer at most; one more ends the session with
+    # NOTIFICATION Cease / Maximum Number of Prefixes Reached (RFC 4486); 0: no limit
+    max_prefixes: int = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -333,7 +338,18 @@ def _neighbor(d: Any, where: str) -> Neighbor:
     if not isinstance(d, Mapping):
         raise ConfigError(f"{where}: must be a table")
     _unknown(
-        d, {"address", "asn", "port", "families", "passive", "listen_port", "rtc_filter_out"}, where
+        d,
+        {
+            "address",
+            "asn",
+            "port",
+            "families",
+            "passive",
+            "listen_port",
+            "rtc_filter_out",
+            "max_prefixes",
+        },
+        where,
     )
     filt = d.get("rtc_filter_out", True)
     if not isinstance(filt, bool):
@@ -352,6 +368,7 @@ def _neighbor(d: Any, where: str) -> Neighbor:
         families=tuple(dict.fromkeys(fams)),
         passive=passive,
         rtc_filter_out=filt,
+        max_prefixes=_int(d, "max_prefixes", where, 0, 1 << 32, Neighbor.max_prefixes),
         listen_port=_int(d, "listen_port", where, 1, 65535, None) if "listen_port" in d else None,
     )
 

@@ -33,6 +33,7 @@ import ipaddress
 import json
 import logging
 import os
+import pwd
 import signal
 import sys
 import tempfile
@@ -54,10 +55,13 @@ from routeserver.rib import (
     BgpEndOfRib,
     BgpPeerDown,
     BgpPeerUp,
+    BgpRefresh,
+    BgpResend,
     BgpRouteAdd,
     BgpRouteDel,
     BgpRtcAdd,
     BgpRtcDel,
+    BgpTeardown,
     BgpWithdraw,
     Input,
     Output,
@@ -106,6 +110,9 @@ class PeerEvent:
     kind: str  # "up" | "down" | "notification"
     level: int  # a logging level
     text: str
+    # down: ExaBGP's reason; notification: "code X subcode Y (names)[: data]"
+    detail: str = ""
+    sent: bool = False  # notification: we sent it (else received)
 
 
 # BGP NOTIFICATION codes (RFC 4271 §4.5) and Cease subcodes (RFC 4486)
@@ -133,6 +140,8 @@ _CEASE = {
 
 def notification_text(code: object, subcode: object, data: str = "") -> str:
     """'code 6 subcode 4 (Cease, Administrative Reset)', then the peer's text if any."""
+    if code == 6 and subcode in (2, 4) and data and ord(data[0]) == len(data.encode()) - 1:
+        data = data[1:]  # RFC 9003 Shutdown Communication: a length octet, then UTF-8
     names = [_NOTIFY.get(code, "unknown") if isinstance(code, int) else "unknown"]
     if code == 6 and isinstance(subcode, int) and subcode in _CEASE:
         names.append(_CEASE[subcode])
@@ -192,6 +201,7 @@ def render_config(cfg: Config, run: str) -> str:
             "  api {",
             f"    processes [ {PROCESS_NAME} ];",
             "    receive { parsed; update; open; notification; }",
+            "    send { parsed; notification; }",
             "    neighbor-changes;",
             "  }",
             "}",
@@ -233,6 +243,12 @@ def command_for(out: Output, cfg: Config) -> str:
             return f"neighbor {peer} announce rtc {cfg.asn} {target} next-hop {cfg.local_address}"
         case RtcWithdraw(peer, target):
             return f"neighbor {peer} withdraw rtc {cfg.asn} {target} next-hop {cfg.local_address}"
+        case BgpTeardown(peer, subcode, _):
+            return f"neighbor {peer} teardown {subcode}"
+        case BgpRefresh(peer, family):
+            return f"neighbor {peer} announce route-refresh {_FAMILIES[family]}"
+        case BgpResend(peer):
+            return f"neighbor {peer} flush adj-rib out"
     raise TypeError(f"not a BGP output: {out!r}")
 
 
@@ -251,6 +267,28 @@ def _decode_ext(value: Any) -> tuple[str | None, int | None]:
     if typ == VERSION_EC_TYPE and sub == VERSION_EC_SUBTYPE:
         return None, int.from_bytes(raw[4:8], "big")
     return None, None
+
+
+def ext_community_text(value: int) -> str:
+    """An extended community as operators read it: ``target:64512:100``,
+    ``version:7`` (ours), else its 8 octets in hex."""
+    rt, ver = _decode_ext(value)
+    if rt is not None:
+        return f"target:{rt}"
+    if ver is not None:
+        return f"version:{ver}"
+    return f"0x{value:016x}"
+
+
+def _communities(raw: Any) -> tuple[str, ...]:
+    """RFC 1997 communities from ExaBGP's JSON (``[[asn, value], ...]``) as 'asn:value'."""
+    out = []
+    for c in raw if isinstance(raw, list) else ():
+        if isinstance(c, list) and len(c) == 2 and all(isinstance(x, int) for x in c):
+            out.append(f"{c[0]}:{c[1]}")
+        elif isinstance(c, int):
+            out.append(f"{c >> 16}:{c & 0xFFFF}")
+    return tuple(out)
 
 
 def _attrs(attr: Any) -> tuple[BgpAttrs, frozenset[str], int]:
@@ -283,8 +321,12 @@ def _attrs(attr: Any) -> tuple[BgpAttrs, frozenset[str], int]:
             segment(seg.get("element"), seg["value"])
     targets: set[str] = set()
     version = 0
+    ext_text: list[str] = []
     for ec in attr.get("extended-community", []) or []:
-        rt, ver = _decode_ext(ec.get("value") if isinstance(ec, dict) else ec)
+        value = ec.get("value") if isinstance(ec, dict) else ec
+        rt, ver = _decode_ext(value)
+        if rt is None and ver is None:  # route targets and version: in targets, version
+            ext_text.append(ext_community_text(int(value or 0)))
         if rt is not None:
             targets.add(rt)
         if ver is not None:
@@ -306,6 +348,9 @@ def _attrs(attr: Any) -> tuple[BgpAttrs, frozenset[str], int]:
             med=med,
             originator_id=oid if isinstance(oid, str) else None,
             cluster_list_len=len(clusters),
+            cluster_list=tuple(str(c) for c in clusters),
+            communities=_communities(attr.get("community")),
+            ext_communities=tuple(ext_text),
         ),
         frozenset(targets),
         version,
@@ -468,22 +513,29 @@ def parse_message(
             return [BgpPeerUp(peer, gr, theirs)]
         if state == "down":
             reason = neighbor.get("reason") or "no reason given"
-            note(PeerEvent(peer, "down", logging.WARNING, f"BGP session with {who} down: {reason}"))
+            note(
+                PeerEvent(
+                    peer, "down", logging.WARNING, f"BGP session with {who} down: {reason}", reason
+                )
+            )
             return [BgpPeerDown(peer)]
         return []
     if kind == "notification":
         n = neighbor.get("notification")
         n = n if isinstance(n, dict) else {}
-        way = "from" if neighbor.get("direction") == "receive" else "to"
+        sent = neighbor.get("direction") == "send"
         said = n.get("message")
         said = said if isinstance(said, str) else ""
+        detail = notification_text(n.get("code"), n.get("subcode"), said)
+        way = "to" if sent else "from"
         note(
             PeerEvent(
                 peer,
                 "notification",
                 logging.WARNING,
-                f"BGP NOTIFICATION {way} {who}: "
-                + notification_text(n.get("code"), n.get("subcode"), said),
+                f"BGP NOTIFICATION {way} {who}: {detail}",
+                detail,
+                sent,
             )
         )
         return []
@@ -627,8 +679,10 @@ class ExaBgp:
         on_bad_input: Callable[[BgpInputError], None] | None = None,
         python: str | None = None,
         restarted: bool = False,
+        on_events: Callable[[list[PeerEvent]], None] | None = None,
     ) -> None:
         self.cfg = cfg
+        self.on_events = on_events
         self.restarted = restarted  # a restart that replays the RIB: Restart State bit set
         self.on_inputs = on_inputs
         self.on_bad_input = on_bad_input or (lambda e: log.warning("bad BGP input: %s", e))
@@ -641,6 +695,12 @@ class ExaBgp:
         self.exited = asyncio.Event()  # set when the ExaBGP child is gone
         self._stopping = False
         self._acks: deque[tuple[asyncio.Future[None], str]] = deque()  # (future, command)
+        # the text lines ExaBGP answers before 'done', for the commands that have one
+        # (``show neighbor json``, ``reload``): collected, not taken for messages
+        self._replies: dict[asyncio.Future[None], list[str]] = {}
+        # relay command and configuration file (set by start)
+        self._run: str = ""
+        self._conf: Path | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._opens = PeerOpen(
             {}, configured={n.address: frozenset(n.families) for n in cfg.neighbors}
@@ -660,6 +720,7 @@ class ExaBgp:
         run = f"{self.python} -m routeserver.exabgp_adapter relay {sock}"
         conf = Path(self._dir.name) / "exabgp.conf"
         conf.write_text(render_config(self.cfg, run))
+        self._run, self._conf = run, conf
         env = dict(os.environ)
         env.update(
             {
@@ -670,6 +731,10 @@ class ExaBgp:
                 "exabgp_api_terminate": "true",
                 "exabgp_api_respawn": "false",
                 "exabgp_daemon_drop": "false",
+                # ExaBGP started as root switches to exabgp.daemon.user once running,
+                # whatever exabgp.daemon.drop says; as 'nobody' a reload could read
+                # neither its configuration nor our interpreter: it stays our user
+                "exabgp_daemon_user": pwd.getpwuid(os.getuid()).pw_name,
                 "exabgp_daemon_daemonize": "false",
                 "exabgp_tcp_bind": "",
                 "exabgp_log_destination": "stdout",
@@ -758,6 +823,7 @@ class ExaBgp:
 
     def _resolve(self, fut: asyncio.Future[None], text: str, err: Exception | None) -> None:
         """Complete one command's future, counting (and logging) a failure at once."""
+        self._replies.pop(fut, None)
         if isinstance(err, ChannelLost):
             self.commands_lost += 1
             log.info("bgp command not acknowledged (%s): %s", err, text)
@@ -784,6 +850,11 @@ class ExaBgp:
                 fut, text, None if line == "done" else CommandError("ExaBGP refused the command")
             )
             return
+        if self._acks and not line.startswith("{"):
+            reply = self._replies.get(self._acks[0][0])
+            if reply is not None:  # the text answer of the command ExaBGP is on
+                reply.append(line)
+                return
         self.messages_in += 1
         log.debug("exabgp json: %s", line)
         errors: list[BgpInputError] = []
@@ -801,6 +872,8 @@ class ExaBgp:
                     level = logging.INFO
                 self._up.discard(ev.peer)
             log.log(level, "%s", ev.text)
+        if events and self.on_events is not None:
+            self.on_events(events)
         for err in errors:
             self.bad_messages += 1
             self.on_bad_input(err)
@@ -826,6 +899,52 @@ class ExaBgp:
         self._writer.write(text.encode() + b"\n")
         self.commands_sent += 1
         return fut
+
+    async def reload(self, cfg: Config, timeout: float = 10.0) -> None:
+        """Use ``cfg``'s neighbors: rewrite ExaBGP's configuration and ``reload`` it.
+
+        ExaBGP ends the sessions of removed neighbors (Cease / Peer De-configured),
+        starts new ones, re-establishes those whose definition changed and leaves
+        the others alone. Its answer ``reload in progress`` is the command's text
+        reply (see :meth:`query`), not a message.
+        """
+        self.cfg = cfg
+        self._opens.configured = {n.address: frozenset(n.families) for n in cfg.neighbors}
+        if self._conf is None:
+            return
+        self._conf.write_text(render_config(cfg, self._run))
+        await self.query("reload", timeout)
+
+    async def neighbors(self, timeout: float = 5.0) -> dict[str, dict[str, Any]]:
+        """ExaBGP's view of each peer (``show neighbor json``): FSM state, uptime,
+        capabilities, messages sent and received by type; keyed by peer address."""
+        lines = await self.query("show neighbor json", timeout)
+        try:
+            data = json.loads("\n".join(lines))
+        except ValueError as e:
+            raise CommandError(f"show neighbor json: not JSON: {e}") from None
+        out: dict[str, dict[str, Any]] = {}
+        for n in data if isinstance(data, list) else ():
+            peer = n.get("peer") if isinstance(n, dict) else None
+            if isinstance(peer, dict) and peer.get("address") is not None:
+                out[str(peer["address"])] = n
+        return out
+
+    async def query(self, text: str, timeout: float = 5.0) -> list[str]:
+        """Send a command that ExaBGP answers with text lines before ``done``
+        (``show neighbor json``, ``reload``) and return those lines.
+
+        CommandError on 'error', ChannelLost when the channel goes, TimeoutError.
+        """
+        fut = self.submit(text)
+        reply: list[str] = []
+        if not fut.done():
+            self._replies[fut] = reply
+        try:
+            await asyncio.wait_for(asyncio.shield(fut), timeout)
+        except CommandError as e:
+            raise type(e)(f"{e}: {text}") from None
+        return reply
 
     def send(self, out: Output) -> asyncio.Future[None]:
         """:meth:`submit` the command carrying out one BGP-side RIB output."""
@@ -1078,6 +1197,41 @@ def _install_bgp_hygiene(restarted: bool) -> None:  # pragma: no cover - in the 
         yield from plain_messages(self, negotiated, include_withdraw)
 
     Update.messages = messages
+    _install_teardown_notification()
+
+
+def _install_teardown_notification() -> None:  # pragma: no cover - in the ExaBGP child
+    """A ``teardown <subcode>`` of the API sends its NOTIFICATION (RFC 4486).
+
+    ExaBGP closes a session that negotiated graceful restart without any
+    NOTIFICATION, whatever ended it, so that the peer keeps our routes. That is
+    right when ExaBGP itself stops (the peer keeps our routes stale until we are
+    back), wrong when the daemon ends one session on purpose: a clear (Cease /
+    Administrative Reset) or a prefix limit (Cease / Maximum Number of Prefixes
+    Reached) must tell the peer why. For a teardown asked through the API the
+    graceful-restart setting is set aside until the session is reset, so the
+    NOTIFICATION goes out; it is back before the next OPEN.
+    """
+    from exabgp.reactor.peer import Peer
+
+    plain_teardown, plain_reset = Peer.teardown, Peer._reset
+
+    def teardown(self: Any, code: int, restart: bool = True) -> None:
+        caps = self.neighbor["capability"]
+        if getattr(self, "_esvpn_gr", None) is None and caps["graceful-restart"]:
+            self._esvpn_gr = caps["graceful-restart"]
+            caps["graceful-restart"] = False
+        plain_teardown(self, code, restart)
+
+    def reset(self: Any, message: str = "", error: Any = "") -> None:
+        saved = getattr(self, "_esvpn_gr", None)
+        if saved is not None:
+            self.neighbor["capability"]["graceful-restart"] = saved
+            self._esvpn_gr = None
+        plain_reset(self, message, error)
+
+    Peer.teardown = teardown
+    Peer._reset = reset
 
 
 def _relay(sock: str) -> int:  # pragma: no cover - runs as ExaBGP's API process

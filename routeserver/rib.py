@@ -67,7 +67,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 
 from esxmpp.dialect import LABEL_MIN
-from routeserver.config import Config, Vrf, route_target_value
+from routeserver.config import Config, Neighbor, Vrf, parse_rd, route_target_value
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -136,6 +136,11 @@ class BgpAttrs:
     originator_id: str | None = None
     cluster_list_len: int = 0  # RFC 4456: 0 without a CLUSTER_LIST
     as_sets: tuple[tuple[int, ...], ...] = ()  # the AS_SETs' members (loop check)
+    # shown to operators (``show route``), not used by the decision process:
+    cluster_list: tuple[str, ...] = ()  # RFC 4456 CLUSTER_LIST, in order
+    communities: tuple[str, ...] = ()  # RFC 1997 'asn:value'
+    # extended communities other than route targets and the version, as text
+    ext_communities: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -226,6 +231,20 @@ class BgpCommandFailed:
     output: BgpAnnounce | BgpWithdraw | RtcAnnounce | RtcWithdraw
 
 
+CLEAR_MODES = ("hard", "soft", "soft-in", "soft-out")
+
+
+@dataclass(frozen=True)
+class BgpClear:
+    """An operator's clear of one peer's session: ``hard`` tears it down with a
+    NOTIFICATION Cease / Administrative Reset (RFC 4486 subcode 4); ``soft-in``
+    asks the peer to send its routes again (route refresh, RFC 2918);
+    ``soft-out`` sends it ours again; ``soft`` both."""
+
+    peer: str
+    mode: str = "hard"
+
+
 Input = (
     XmppSubscribe
     | XmppUnsubscribe
@@ -239,6 +258,7 @@ Input = (
     | BgpPeerDown
     | BgpEndOfRib
     | BgpCommandFailed
+    | BgpClear
 )
 
 # ----------------------------------------------------------------- outputs
@@ -310,8 +330,45 @@ class RtcWithdraw:
     target: str
 
 
+CEASE_MAX_PREFIXES = 1  # RFC 4486 Cease subcodes
+CEASE_ADMIN_RESET = 4
+
+
+@dataclass(frozen=True)
+class BgpTeardown:
+    """End the peer's session with NOTIFICATION Cease and this subcode (RFC 4486)."""
+
+    peer: str
+    subcode: int
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class BgpRefresh:
+    """Ask the peer to send its routes of ``family`` again (route refresh, RFC 2918)."""
+
+    peer: str
+    family: str
+
+
+@dataclass(frozen=True)
+class BgpResend:
+    """Send the peer every route of our adj-RIB-out again (a soft reset out)."""
+
+    peer: str
+
+
 Output = (
-    FwdRoutes | FwdWithdraw | FwdEndOfRib | BgpAnnounce | BgpWithdraw | RtcAnnounce | RtcWithdraw
+    FwdRoutes
+    | FwdWithdraw
+    | FwdEndOfRib
+    | BgpAnnounce
+    | BgpWithdraw
+    | RtcAnnounce
+    | RtcWithdraw
+    | BgpTeardown
+    | BgpRefresh
+    | BgpResend
 )
 
 # ------------------------------------------------------------------- paths
@@ -384,6 +441,16 @@ class _Peer:
     rtc_sent: dict[str, tuple[float, bool]] = field(default_factory=dict)
     adj_out: dict[tuple[str, IPNetwork], VpnRoute] = field(default_factory=dict)
     rtc_out: set[str] = field(default_factory=set)
+    max_prefixes: int = 0  # VPN routes accepted from the peer at most (0: no limit)
+    # a teardown we asked for (Cease subcode): its paths go at once when the
+    # session ends, graceful restart or not (RFC 4724 §4: not after a NOTIFICATION)
+    teardown: int | None = None
+    # per family: paths in adj-RIB-in, routes in adj-RIB-out, and route
+    # updates (one per NLRI announced or withdrawn) received and sent
+    prefixes_in: dict[str, int] = field(default_factory=dict)
+    prefixes_out: dict[str, int] = field(default_factory=dict)
+    updates_in: dict[str, int] = field(default_factory=dict)
+    updates_out: dict[str, int] = field(default_factory=dict)
 
     @property
     def rtc(self) -> bool:
@@ -398,12 +465,7 @@ class Rib:
         self.config = config
         self.router_id = config.router_id
         self.vrfs: dict[str, Vrf] = {v.name: v for v in config.vrfs}
-        self._peers: dict[str, _Peer] = {
-            n.address: _Peer(
-                n.address, n.asn, "rtc" in n.families, n.rtc_filter_out, frozenset(n.families)
-            )
-            for n in config.neighbors
-        }
+        self._peers: dict[str, _Peer] = {n.address: _new_peer(n) for n in config.neighbors}
         # all paths: xmpp key ('forwarder:owner', vrf, prefix) / bgp key (peer, rd, prefix)
         self._xmpp: dict[tuple[str, str, IPNetwork], Path] = {}
         # (vrf, prefix) -> owner -> [order of its claim, its XMPP paths]: the
@@ -431,6 +493,8 @@ class Rib:
         self._held: dict[tuple[str, str], float] = {}  # (vrf, system id) -> End-of-RIB due
         self._backoff = RESYNC_BACKOFF_MIN
         self._last_refusal: float | None = None
+        # per VRF: changes of its selected routes (a route selected, replaced or withdrawn)
+        self.vrf_updates: dict[str, int] = dict.fromkeys(self.vrfs, 0)
 
     # ------------------------------------------------------------ dispatch
 
@@ -462,6 +526,8 @@ class Rib:
                 out = self._eor(event)
             case BgpCommandFailed():
                 out = self._command_failed(event, now)
+            case BgpClear():
+                out = self._clear(event)
         name = type(event).__name__
         self.counters[name] = self.counters.get(name, 0) + 1
         return out
@@ -517,6 +583,8 @@ class Rib:
 
     def _put(self, key: tuple[str, str, IPNetwork], path: Path) -> None:
         old = self._bgp.get(key)
+        if old is None:
+            _bump(self._peers[key[0]].prefixes_in, family_of(key[2]), 1)
         self._stale[key[0]] += path.stale - (old is not None and old.stale)
         self._bgp[key] = path
         self._peer_paths[key[0]][key] = None
@@ -524,6 +592,7 @@ class Rib:
 
     def _drop(self, key: tuple[str, str, IPNetwork]) -> None:
         old = self._bgp.pop(key)
+        _bump(self._peers[key[0]].prefixes_in, family_of(key[2]), -1)
         self._stale[key[0]] -= old.stale
         del self._peer_paths[key[0]][key]
         self._unindex(key[2], ("bgp", key))
@@ -531,16 +600,18 @@ class Rib:
     def _command_failed(self, ev: BgpCommandFailed, now: float) -> list[Output]:
         """Undo in adj-RIB-out what a refused command recorded; a resync will retry it."""
         cmd = ev.output
-        peer = self._peer(cmd.peer)
+        peer = self._peers.get(cmd.peer)
+        if peer is None:  # removed by a reload meanwhile
+            return []
         match cmd:
             case BgpAnnounce(_, route):
                 key = (route.rd, route.prefix)
                 if peer.adj_out.get(key) == route:
-                    del peer.adj_out[key]
+                    _out_set(peer, key, None)
             case BgpWithdraw(_, route):
                 key = (route.rd, route.prefix)
                 if key not in peer.adj_out:
-                    peer.adj_out[key] = route  # the speaker may still advertise it
+                    _out_set(peer, key, route)  # the speaker may still advertise it
             case RtcAnnounce(_, target):
                 peer.rtc_out.discard(target)
             case RtcWithdraw(_, target):
@@ -553,6 +624,25 @@ class Rib:
             self._resync_at = now + self._backoff
             self._backoff = min(self._backoff * 2, RESYNC_BACKOFF_MAX)
         return []
+
+    def _clear(self, ev: BgpClear) -> list[Output]:
+        """An operator's clear (see :class:`BgpClear`); RibError for a peer that is
+        not configured or, for a soft reset, not established."""
+        peer = self._peer(ev.peer)
+        if ev.mode not in CLEAR_MODES:
+            raise RibError(f"clear mode {ev.mode!r} is not one of {', '.join(CLEAR_MODES)}")
+        if ev.mode == "hard":
+            if peer.up:
+                peer.teardown = CEASE_ADMIN_RESET
+            return [BgpTeardown(peer.address, CEASE_ADMIN_RESET, "cleared by the operator")]
+        if not peer.up:
+            raise RibError(f"BGP peer {peer.address} is not established: no soft reset")
+        out: list[Output] = []
+        if ev.mode in ("soft", "soft-in"):
+            out += [BgpRefresh(peer.address, f) for f in sorted(peer.families)]
+        if ev.mode in ("soft", "soft-out"):
+            out.append(BgpResend(peer.address))
+        return out
 
     # -------------------------------------------------------------- lookup
 
@@ -720,8 +810,8 @@ class Rib:
             return None
         return min(claims.items(), key=lambda kv: kv[1][0])[0]
 
-    def _xmpp_del(self, ev: XmppRouteDel) -> list[Output]:
-        vrf = self.vrf_of(ev.system_id, ev.vpn)
+    def _xmpp_del(self, ev: XmppRouteDel, vrf: Vrf | None = None) -> list[Output]:
+        vrf = vrf or self.vrf_of(ev.system_id, ev.vpn)
         key = (f"{ev.system_id}:{ev.owner}", vrf.name, ev.prefix)
         if key not in self._xmpp:
             return []
@@ -739,15 +829,34 @@ class Rib:
 
     def _bgp_add(self, ev: BgpRouteAdd) -> list[Output]:
         peer = self._peer(ev.peer)
+        _bump(peer.updates_in, family_of(ev.prefix), 1)
+        key = (ev.peer, ev.rd, ev.prefix)
+        if (
+            peer.max_prefixes
+            and key not in self._bgp
+            and len(self._peer_paths[ev.peer]) >= peer.max_prefixes
+        ):
+            # RFC 4486: Cease / Maximum Number of Prefixes Reached, once per session
+            self.counters["max_prefixes"] = self.counters.get("max_prefixes", 0) + 1
+            if peer.teardown is not None:
+                return []
+            peer.teardown = CEASE_MAX_PREFIXES
+            return [
+                BgpTeardown(
+                    peer.address,
+                    CEASE_MAX_PREFIXES,
+                    f"more than {peer.max_prefixes} prefixes (bgp.neighbor.max_prefixes)",
+                )
+            ]
         if ev.attrs.originator_id == self.router_id:
             # our own route reflected back (RFC 4456 §8): ignore, as a withdrawal
             self.counters["own_route_reflected"] = self.counters.get("own_route_reflected", 0) + 1
-            return self._bgp_del(BgpRouteDel(ev.peer, ev.rd, ev.prefix))
+            return self._bgp_remove(key)
         if as_path_loop(ev, self.config.asn):
             # RFC 4271 §9.1.2: a route whose AS_PATH holds our AS is not used;
             # as a withdrawal, so an earlier path of that key goes too
             self.counters["as_path_loop"] = self.counters.get("as_path_loop", 0) + 1
-            return self._bgp_del(BgpRouteDel(ev.peer, ev.rd, ev.prefix))
+            return self._bgp_remove(key)
         path = Path(
             source="bgp",
             origin_id=ev.peer,
@@ -771,15 +880,18 @@ class Rib:
         return self._recompute(ev.prefix)
 
     def _bgp_del(self, ev: BgpRouteDel) -> list[Output]:
-        self._peer(ev.peer)
-        key = (ev.peer, ev.rd, ev.prefix)
+        _bump(self._peer(ev.peer).updates_in, family_of(ev.prefix), 1)
+        return self._bgp_remove((ev.peer, ev.rd, ev.prefix))
+
+    def _bgp_remove(self, key: tuple[str, str, IPNetwork]) -> list[Output]:
         if key not in self._bgp:
             return []
         self._drop(key)
-        return self._recompute(ev.prefix)
+        return self._recompute(key[2])
 
     def _rtc_add(self, ev: BgpRtcAdd) -> list[Output]:
         peer = self._peer(ev.peer)
+        _bump(peer.updates_in, "rtc", 1)
         if peer.rtc_in.get(ev.target) is False:
             return []
         peer.rtc_in[ev.target] = False
@@ -787,6 +899,7 @@ class Rib:
 
     def _rtc_del(self, ev: BgpRtcDel) -> list[Output]:
         peer = self._peer(ev.peer)
+        _bump(peer.updates_in, "rtc", 1)
         if ev.target not in peer.rtc_in:
             return []
         del peer.rtc_in[ev.target]
@@ -822,7 +935,8 @@ class Rib:
         if not peer.up:
             return []
         peer.up = False
-        if peer.gr_time > 0:
+        reset, peer.teardown = peer.teardown, None
+        if peer.gr_time > 0 and reset is None:
             peer.rtc_in = dict.fromkeys(peer.rtc_in, True)
             peer.gr_deadline = now + peer.gr_time
             return self._start(self._mark_stale(peer))
@@ -972,6 +1086,7 @@ class Rib:
             old = self._selected.get((vrf.name, prefix))
             if new is None:
                 if old is not None:
+                    self.vrf_updates[vrf.name] = self.vrf_updates.get(vrf.name, 0) + 1
                     del self._selected[(vrf.name, prefix)]
                     del self._vrf_selected[vrf.name][prefix]
                     for sid in sorted(self._subscribers.get(vrf.name, ())):
@@ -980,6 +1095,7 @@ class Rib:
                 self._selected[(vrf.name, prefix)] = new
                 self._vrf_selected.setdefault(vrf.name, {})[prefix] = new
                 if old is None or self._fwd(old) != self._fwd(new):
+                    self.vrf_updates[vrf.name] = self.vrf_updates.get(vrf.name, 0) + 1
                     for sid in sorted(self._subscribers.get(vrf.name, ())):
                         out.append(FwdRoutes(sid, vrf.vpn, (self._fwd(new),)))
             # export: per RD (one per forwarder, Vrf.rd_for) the best XMPP path of
@@ -1053,11 +1169,12 @@ class Rib:
             route = None
         if route == old:
             return []
+        fam = family_of(key[1])
+        _bump(peer.updates_out, fam, 1)
+        _out_set(peer, key, route)
         if route is None:
             assert old is not None
-            del peer.adj_out[key]
             return [BgpWithdraw(peer.address, old)]
-        peer.adj_out[key] = route
         return [BgpAnnounce(peer.address, route)]
 
     def _readvertise(self, peer: _Peer) -> list[Output]:
@@ -1090,6 +1207,7 @@ class Rib:
         for t in sorted(wanted - peer.rtc_out):
             out.append(RtcAnnounce(peer.address, t))
             peer.rtc_sent[t] = (self._now, False)
+        _bump(peer.updates_out, "rtc", len(out))
         for t in list(peer.rtc_sent):
             when, acked = peer.rtc_sent[t]
             if t not in wanted or when + (RTC_ROUTES_WAIT if acked else EOR_WAIT) <= self._now:
@@ -1188,6 +1306,274 @@ class Rib:
             for a, p in self._peers.items()
         ]
 
+    def show_neighbors(self) -> list[dict[str, object]]:
+        """Per peer: configuration, session, negotiated families, counts per family."""
+        out: list[dict[str, object]] = []
+        for a, p in self._peers.items():
+            prefixes_in = {f: n for f, n in sorted(p.prefixes_in.items()) if n}
+            if p.rtc_in:
+                prefixes_in["rtc"] = len(p.rtc_in)
+            prefixes_out = {f: n for f, n in sorted(p.prefixes_out.items()) if n}
+            if p.rtc_out:
+                prefixes_out["rtc"] = len(p.rtc_out)
+            out.append(
+                {
+                    "address": a,
+                    "asn": p.asn,
+                    "type": "ebgp" if p.asn != self.config.asn else "ibgp",
+                    "up": p.up,
+                    "configured_families": sorted(p.configured),
+                    "families": sorted(p.families) if p.up else [],
+                    "rtc_filter": p.rtc and p.filter_out,
+                    "graceful_restart": p.gr_time,
+                    "max_prefixes": p.max_prefixes,
+                    "stale": self._stale[a],
+                    "prefixes_in": prefixes_in,
+                    "prefixes_out": prefixes_out,
+                    "updates_in": dict(sorted(p.updates_in.items())),
+                    "updates_out": dict(sorted(p.updates_out.items())),
+                }
+            )
+        return out
+
+    def adj_rib_in(self, peer: str, family: str | None = None) -> list[dict[str, object]]:
+        """The paths ``peer`` sent us (after the AS_PATH loop and own-route checks), with
+        every attribute and the VRFs that selected them; RTC routes for ``rtc``."""
+        p = self._peer(peer)
+        _check_family(family)
+        out: list[dict[str, object]] = []
+        keys = sorted(self._peer_paths[peer], key=lambda k: (k[1], _net_order(k[2])))
+        for key in keys:
+            path = self._bgp[key]
+            if family is None or family_of(path.prefix) == family:
+                info = self._path_info(path)
+                info["selected_in"] = sorted(
+                    v for v in self.vrfs if self._selected.get((v, path.prefix)) == path
+                )
+                out.append(info)
+        if family in (None, "rtc"):
+            for t, stale in sorted(p.rtc_in.items(), key=lambda kv: str(kv[0])):
+                out.append(
+                    {"family": "rtc", "route_target": "default" if t is None else str(t),
+                     "from": peer, "stale": stale}
+                )  # fmt: skip
+        return out
+
+    def adj_rib_out(self, peer: str, family: str | None = None) -> list[dict[str, object]]:
+        """What we advertise to ``peer`` (our adj-RIB-out), per family."""
+        p = self._peer(peer)
+        _check_family(family)
+        out: list[dict[str, object]] = []
+        for key in sorted(p.adj_out, key=_export_order):
+            r = p.adj_out[key]
+            if family is None or family_of(r.prefix) == family:
+                out.append(
+                    {
+                        "family": family_of(r.prefix),
+                        "rd": r.rd,
+                        "prefix": str(r.prefix),
+                        "label": r.label,
+                        "nexthop": str(r.nexthop),
+                        "targets": sorted(r.targets),
+                        "version": r.version,
+                    }
+                )
+        if family in (None, "rtc"):
+            out += [{"family": "rtc", "route_target": t} for t in sorted(p.rtc_out)]
+        return out
+
+    def lookup(
+        self, prefix: str | None = None, rd: str | None = None, vpn: str | None = None
+    ) -> list[dict[str, object]]:
+        """Every path for a prefix (an address: the longest prefix that holds it, per
+        VRF), an RD or a VPN, grouped per (VRF, prefix), with every attribute and why
+        the best path won (each other path: the step of the decision process it lost
+        on). RibError for a malformed prefix or RD."""
+        net: IPNetwork | None = None
+        addr: IPAddress | None = None
+        if prefix is not None:
+            try:
+                if "/" in prefix:
+                    net = ipaddress.ip_network(prefix, strict=False)
+                else:
+                    addr = ipaddress.ip_address(prefix)
+            except ValueError:
+                raise RibError(f"{prefix!r} is not an IP prefix or address") from None
+        if rd is not None:
+            try:
+                rd = parse_rd(rd)
+            except ValueError as e:
+                raise RibError(str(e)) from None
+        out: list[dict[str, object]] = []
+        for v in self.vrfs.values():
+            if vpn is not None and v.vpn != vpn:
+                continue
+            if net is not None:
+                prefixes = [net] if net in self._by_prefix else []
+            else:
+                prefixes = sorted(self._by_prefix, key=_net_order)
+            entries: list[tuple[IPNetwork, list[Path]]] = []
+            for pfx in prefixes:
+                if addr is not None and (pfx.version != addr.version or addr not in pfx):
+                    continue
+                cands = [x for x in self._paths(pfx) if self._candidate(x, v)]
+                if rd is not None and not any(x.rd == rd for x in cands):
+                    continue
+                if cands:
+                    entries.append((pfx, cands))
+            if addr is not None and entries:  # longest match
+                entries = [max(entries, key=lambda e: e[0].prefixlen)]
+            for pfx, cands in entries:
+                out.append(self._explain(v, pfx, cands))
+        return out
+
+    def _explain(self, vrf: Vrf, prefix: IPNetwork, cands: list[Path]) -> dict[str, object]:
+        best = self._selected.get((vrf.name, prefix))
+        owned = self._owned(cands)
+        ranked = sorted(cands, key=self._rank)
+        paths: list[dict[str, object]] = []
+        for p in ranked:
+            info = self._path_info(p)
+            info["best"] = p == best
+            if p == best:
+                info["why"] = "only path" if len(cands) == 1 else f"best of {len(cands)} paths"
+            elif p not in owned:
+                info["why"] = (
+                    f"not the owner: end-system {self.owner_of(vrf.name, prefix)} "
+                    "published this prefix first"
+                )
+            elif best is None:
+                info["why"] = "not selected"
+            else:
+                info["why"] = "lost on " + self._lost_on(p, best, owned)
+            paths.append(info)
+        return {"vrf": vrf.name, "vpn": vrf.vpn, "prefix": str(prefix), "paths": paths}
+
+    def _lost_on(self, p: Path, best: Path, paths: list[Path]) -> str:
+        """The step of the decision process (see :meth:`best`) at which ``p`` lost."""
+        rp, rb = self._rank(p), self._rank(best)
+        for i in range(5):
+            if rp[i] != rb[i]:
+                return _step_text(i, p, best, self)
+        nas = p.attrs.as_path[0] if p.attrs.as_path else None
+        same_as = [
+            x for x in paths
+            if self._rank(x)[:5] == rp[:5] and (x.attrs.as_path[:1] or (None,))[0] == nas
+        ]  # fmt: skip
+        lowest = min(x.attrs.med for x in same_as)
+        if p.attrs.med > lowest:
+            return f"MED {p.attrs.med} > {lowest} (lowest from neighbour AS {nas})"
+        for i in range(5, len(rp)):
+            if rp[i] != rb[i]:
+                return _step_text(i, p, best, self)
+        return "equal"
+
+    def _path_info(self, p: Path) -> dict[str, object]:
+        a = p.attrs
+        info: dict[str, object] = {
+            "family": family_of(p.prefix),
+            "source": p.source,
+            "from": p.origin_id,
+            "rd": p.rd,
+            "prefix": str(p.prefix),
+            "nexthop": str(p.nexthop),
+            "label": p.label,
+            "version": p.version,
+            "targets": sorted(p.targets),
+            "stale": p.stale,
+        }
+        if p.source == "xmpp":
+            info["owner"] = p.owner
+            info["vrf"] = p.vrf
+            return info
+        info.update(
+            {
+                "ebgp": p.ebgp,
+                "origin": _ORIGIN_NAMES.get(a.origin, str(a.origin)),
+                "as_path": list(a.as_path),
+                "as_sets": [list(x) for x in a.as_sets],
+                "local_pref": a.local_pref,
+                "med": a.med,
+                "communities": list(a.communities),
+                "ext_communities": [f"target:{t}" for t in sorted(p.targets)]
+                + ([f"version:{p.version}"] if p.version else [])
+                + list(a.ext_communities),
+                "originator_id": a.originator_id,
+                "cluster_list": list(a.cluster_list),
+            }
+        )
+        return info
+
+    def reconfigure(self, config: Config) -> list[Output]:
+        """Apply a new configuration (a reload): neighbors and VRFs added, removed or
+        changed; the rest is left alone (RibError, nothing changed, when a
+        ``[server]`` value differs: it needs a restart).
+
+        A removed peer's paths go (its session is ended by the BGP speaker); a
+        changed one keeps its session state and gets the new families, RTC
+        filtering and prefix limit. A removed VRF's forwarder paths go, its
+        subscribers get its routes withdrawn and lose the subscription; a
+        changed VRF's forwarder paths get its new RD and export targets. Every
+        prefix is selected and exported again, as a bulk job.
+        """
+        for attr in ("router_id", "asn", "local_address"):
+            if getattr(config, attr) != getattr(self.config, attr):
+                raise RibError(f"server.{attr}: cannot change on reload (restart the daemon)")
+        out: list[Output] = []
+        new_peers = {n.address: n for n in config.neighbors}
+        for a in [a for a in self._peers if a not in new_peers]:
+            for key in list(self._peer_paths[a]):
+                out += self._bgp_remove(key)
+            del self._peers[a], self._peer_paths[a], self._stale[a]
+        for a, n in new_peers.items():
+            old = self._peers.get(a)
+            if old is None:
+                self._peers[a] = _new_peer(n)
+                self._peer_paths[a] = {}
+                self._stale[a] = 0
+                continue
+            old.asn, old.configured_rtc = n.asn, "rtc" in n.families
+            old.filter_out, old.configured = n.rtc_filter_out, frozenset(n.families)
+            old.max_prefixes = n.max_prefixes
+            if old.up:
+                old.families &= old.configured
+        new_vrfs = {v.name: v for v in config.vrfs}
+        for name, vrf in self.vrfs.items():
+            new = new_vrfs.get(name)
+            if new is not None and new == vrf:
+                continue
+            for key in [k for k in self._xmpp if k[1] == name]:
+                path = self._xmpp[key]
+                if new is None:  # its forwarders' paths go
+                    sid, _, owner = key[0].partition(":")
+                    out += self._xmpp_del(XmppRouteDel(sid, vrf.vpn, key[2], owner), vrf)
+                else:
+                    self._xmpp[key] = replace(
+                        path, rd=new.rd_for(str(path.nexthop)), targets=new.export_targets
+                    )
+            if new is None:
+                for sid in sorted(self._subscribers.pop(name, ())):
+                    table = self._vrf_selected.get(name, {})
+                    if table:
+                        out.append(FwdWithdraw(sid, vrf.vpn, tuple(sorted(table, key=_net_order))))
+                for pfx in list(self._vrf_selected.pop(name, {})):
+                    del self._selected[(name, pfx)]
+                for vkey in [k for k in self._vrf_rds if k[0] == name]:
+                    for rd in sorted(self._vrf_rds.pop(vkey)):
+                        out += self._export(rd, vkey[1], None)
+                self.vrf_updates.pop(name, None)
+        self.config, self.vrfs = config, new_vrfs
+        for name in new_vrfs:
+            self.vrf_updates.setdefault(name, 0)
+        out += self._rtc_update()
+        prefixes = sorted(self._by_prefix, key=_net_order)
+
+        def job() -> Iterator[list[Output]]:
+            for pfx in prefixes:
+                yield self._recompute(pfx) if pfx in self._by_prefix else []
+
+        return out + self._start(job())
+
     def sizes(self) -> dict[str, int]:
         return {
             "xmpp_paths": len(self._xmpp),
@@ -1197,6 +1583,61 @@ class Rib:
             "subscriptions": sum(len(s) for s in self._subscribers.values()),
             "rtc_originated": len(self._wanted_targets()),
         }
+
+
+_ORIGIN_NAMES = {ORIGIN_IGP: "igp", ORIGIN_EGP: "egp", ORIGIN_INCOMPLETE: "incomplete"}
+_STEPS = (
+    "interface version",
+    "locally learned (XMPP) over BGP",
+    "LOCAL_PREF",
+    "AS_PATH length",
+    "ORIGIN",
+    "eBGP over iBGP",
+    "router id",
+    "CLUSTER_LIST length",
+    "peer address",
+    "source",
+    "RD",
+    "next hop",
+    "label",
+)
+
+
+def _step_text(i: int, p: Path, best: Path, rib: Rib) -> str:
+    """'LOCAL_PREF 100 < 200': step ``i`` of the rank, ``p``'s value against the best's."""
+    a, b = p.attrs, best.attrs
+    name = _STEPS[i]
+    if i == 0:
+        return f"{name} {p.version} < {best.version}"
+    if i == 1:
+        return name
+    if i == 2:
+        return f"{name} {a.local_pref} < {b.local_pref}"
+    if i == 3:
+        return f"{name} {len(a.as_path)} > {len(b.as_path)}"
+    if i == 4:
+        return f"{name} {_ORIGIN_NAMES[a.origin]} > {_ORIGIN_NAMES[b.origin]}"
+    if i == 6:
+        rid = a.originator_id or p.origin_id
+        brid = rib.router_id if best.source == "xmpp" else (b.originator_id or best.origin_id)
+        return f"{name} {rid} > {brid}"
+    if i == 7:
+        return f"{name} {len(a.cluster_list) or a.cluster_list_len} > " + str(
+            len(b.cluster_list) or b.cluster_list_len
+        )
+    if i == 8:
+        return f"{name} {p.origin_id} > {best.origin_id}"
+    values = {9: (p.origin_id, best.origin_id), 10: (p.rd, best.rd),
+              11: (p.nexthop, best.nexthop), 12: (p.label, best.label)}  # fmt: skip
+    if i in values:
+        mine, theirs = values[i]
+        return f"{name} {mine} > {theirs} (tie-break)"
+    return name
+
+
+def _check_family(family: str | None) -> None:
+    if family is not None and family not in ("vpnv4", "vpnv6", "rtc"):
+        raise RibError(f"family {family!r} is not one of vpnv4, vpnv6, rtc")
 
 
 def coalesce(outputs: Iterable[Output]) -> list[Output]:
@@ -1249,3 +1690,28 @@ def _net_order(n: IPNetwork) -> tuple[int, int, int]:
 
 def _export_order(key: tuple[str, IPNetwork]) -> tuple[str, tuple[int, int, int]]:
     return (key[0], _net_order(key[1]))
+
+
+def _new_peer(n: Neighbor) -> _Peer:
+    return _Peer(
+        n.address,
+        n.asn,
+        "rtc" in n.families,
+        n.rtc_filter_out,
+        frozenset(n.families),
+        max_prefixes=n.max_prefixes,
+    )
+
+
+def _bump(counts: dict[str, int], key: str, n: int) -> None:
+    counts[key] = counts.get(key, 0) + n
+
+
+def _out_set(peer: _Peer, key: tuple[str, IPNetwork], route: VpnRoute | None) -> None:
+    """Record ``route`` (None: nothing) for ``key`` in the peer's adj-RIB-out."""
+    had = key in peer.adj_out
+    if route is None:
+        peer.adj_out.pop(key, None)
+    else:
+        peer.adj_out[key] = route
+    _bump(peer.prefixes_out, family_of(key[1]), (route is not None) - had)

@@ -7,14 +7,18 @@ side is answered precisely (XMPP iq error / log line and counter) and never
 stops the daemon.
 
 Control endpoint (HTTP on ``control.host:control.port``, loopback by default):
-``GET /show/sessions|vrfs|routes[?vrf=name]|rtc|peers`` -> JSON, and
-``GET /metrics`` -> Prometheus text exposition.
+``GET /show/sessions|vrfs|routes[?vrf=name]|rtc|peers`` -> JSON,
+``GET /show/neighbors[?peer=A]``, ``GET /show/adj-rib-in|adj-rib-out?peer=A[&family=F]``,
+``GET /show/route[?prefix=P][&rd=RD][&vpn=V]`` -> JSON, ``GET /metrics`` ->
+Prometheus text exposition; actions (POST only): ``POST /clear?peer=A[&mode=M]``
+and ``POST /reload``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import ipaddress
 import json
@@ -55,14 +59,24 @@ from esxmpp.gcfreeze import GcFreeze
 from esxmpp.looplag import LoopLag
 from esxmpp.quota import RateLimits
 from esxmpp.server import ServerSession, XmppServer
-from routeserver.config import Config
-from routeserver.exabgp_adapter import BgpInputError, ChannelLost, CommandError, ExaBgp
+from routeserver.config import Config, ConfigError, load
+from routeserver.exabgp_adapter import (
+    BgpInputError,
+    ChannelLost,
+    CommandError,
+    ExaBgp,
+    PeerEvent,
+)
 from routeserver.rib import (
     BgpAnnounce,
+    BgpClear,
     BgpCommandFailed,
     BgpPeerDown,
+    BgpRefresh,
+    BgpResend,
     BgpRouteAdd,
     BgpRouteDel,
+    BgpTeardown,
     BgpWithdraw,
     FwdEndOfRib,
     FwdRoutes,
@@ -114,7 +128,30 @@ PACE_BUFFER = 256 << 10  # bytes unsent to a session above which bulk work waits
 PACE_WAIT = 1.0  # ... at most this long a slice
 BGP_WINDOW = 256  # ExaBGP commands written and not yet acknowledged, at most
 STOP_TIMEOUT = 3.5  # RouteServer.stop() returns within this (a daemon exits within 5 s)
-BgpOutput = BgpAnnounce | BgpWithdraw | RtcAnnounce | RtcWithdraw
+RouteOutput = BgpAnnounce | BgpWithdraw | RtcAnnounce | RtcWithdraw
+BgpOutput = RouteOutput | BgpTeardown | BgpRefresh | BgpResend
+_BGP_OUTPUTS = (
+    BgpAnnounce, BgpWithdraw, RtcAnnounce, RtcWithdraw, BgpTeardown, BgpRefresh, BgpResend
+)  # fmt: skip
+
+
+class ReloadError(ValueError):
+    """A configuration reload refused; nothing changed. The message says why."""
+
+
+@dataclasses.dataclass
+class PeerStatus:
+    """What an operator asks of a BGP session beyond the RIB: since when it is in its
+    state, how often it was established, the last error and NOTIFICATIONs."""
+
+    since: float  # wall clock of the last change (up or down), or of our start
+    established: int = 0  # times the session came up
+    last_error: str = ""  # why the session last went down (ExaBGP's reason)
+    last_error_at: float | None = None
+    notification_in: str = ""  # the last NOTIFICATION received ...
+    notification_in_at: float | None = None
+    notification_out: str = ""  # ... and sent
+    notification_out_at: float | None = None
 
 
 def to_notifications(out: Output, max_items: int = MAX_ITEMS) -> list[Notification]:
@@ -162,13 +199,20 @@ async def _listening(where: str, opening: Awaitable[_T]) -> _T:
 class RouteServer:
     """One route server instance (see the module docstring)."""
 
-    def __init__(self, cfg: Config, xmpp: ServerConfig | None = None) -> None:
+    def __init__(
+        self, cfg: Config, xmpp: ServerConfig | None = None, config_path: str | None = None
+    ) -> None:
         self.cfg = cfg
+        self.config_path = config_path  # what a reload reads (SIGHUP, POST /reload)
+        self._reloading = asyncio.Lock()
+        self.peer_status: dict[str, PeerStatus] = {
+            n.address: PeerStatus(time.time()) for n in cfg.neighbors
+        }
         self.rib = Rib(cfg)
         self.started = time.monotonic()
         self.xmpp_config = xmpp or cfg.xmpp
         self.xmpp: XmppServer | None = None
-        self.bgp = ExaBgp(cfg, self._bgp_inputs, self._bgp_bad)
+        self.bgp = ExaBgp(cfg, self._bgp_inputs, self._bgp_bad, on_events=self._peer_events)
         self._control: asyncio.Server | None = None
         self._timer: asyncio.Task[None] | None = None
         self._supervisor: asyncio.Task[None] | None = None
@@ -293,7 +337,13 @@ class RouteServer:
             await self.bgp.stop()
             while True:
                 # the RIB it replays is state kept over the restart (RFC 4724 R bit)
-                bgp = ExaBgp(self.cfg, self._bgp_inputs, self._bgp_bad, restarted=True)
+                bgp = ExaBgp(
+                    self.cfg,
+                    self._bgp_inputs,
+                    self._bgp_bad,
+                    restarted=True,
+                    on_events=self._peer_events,
+                )
                 try:
                     await bgp.start()
                     break
@@ -391,7 +441,12 @@ class RouteServer:
 
     def _queue(self, outputs: list[Output]) -> None:
         for out in outputs:
-            if isinstance(out, BgpAnnounce | BgpWithdraw | RtcAnnounce | RtcWithdraw):
+            if isinstance(out, _BGP_OUTPUTS):
+                if isinstance(out, BgpTeardown) and out.reason:
+                    log.warning(
+                        "BGP peer %s: ending the session (Cease subcode %d): %s",
+                        out.peer, out.subcode, out.reason,
+                    )  # fmt: skip
                 self._bgp_out.append(out)
         if self._bgp_out:
             self._bgp_idle.clear()
@@ -432,6 +487,9 @@ class RouteServer:
             self._wake.set()
         if err is None or isinstance(err, ChannelLost):
             return  # done, or ExaBGP is gone: the supervisor replays the RIB
+        if isinstance(out, BgpTeardown | BgpRefresh | BgpResend):
+            log.error("ExaBGP refused %s (not retried)", out)
+            return
         if isinstance(err, CommandError):
             self.counters["bgp_commands_refused"] += 1
             log.error("ExaBGP refused %s; it will be retried", out)
@@ -637,6 +695,133 @@ class RouteServer:
 
     # ------------------------------------------------------------- control
 
+    def _peer_events(self, events: list[PeerEvent]) -> None:
+        """Session events from the adapter, for ``show neighbors``."""
+        now = time.time()
+        for ev in events:
+            st = self.peer_status.setdefault(ev.peer, PeerStatus(now))
+            if ev.kind == "up":
+                st.since, st.established = now, st.established + 1
+            elif ev.kind == "down":
+                st.since, st.last_error, st.last_error_at = now, ev.detail, now
+            elif ev.kind == "notification" and ev.sent:
+                st.notification_out, st.notification_out_at = ev.detail, now
+            elif ev.kind == "notification":
+                st.notification_in, st.notification_in_at = ev.detail, now
+
+    async def show_neighbors(self, peer: str | None = None) -> list[dict[str, Any]]:
+        """Every configured peer (or one): the RIB's view (families, prefixes and
+        updates per family), our session record (uptime, last error and
+        NOTIFICATIONs) and ExaBGP's (FSM state, capabilities, messages by type)."""
+        try:
+            exa: dict[str, dict[str, Any]] | None = await self.bgp.neighbors()
+        except (CommandError, TimeoutError) as e:
+            log.warning("show neighbors: ExaBGP did not answer: %s", e)
+            exa = None
+        now = time.time()
+        out: list[dict[str, Any]] = []
+        for n in self.rib.show_neighbors():
+            addr = str(n["address"])
+            if peer is not None and addr != peer:
+                continue
+            st = self.peer_status.setdefault(addr, PeerStatus(now))
+            x = None if exa is None else exa.get(addr)
+            info: dict[str, Any] = {
+                "address": addr,
+                "asn": n["asn"],
+                "type": n["type"],
+                "state": str(x["fsm"]).lower() if x else ("established" if n["up"] else "down"),
+                "up": n["up"],
+                "uptime" if n["up"] else "downtime": round(now - st.since, 1),
+                "established": st.established,
+                "capabilities": sorted(x.get("capabilities", [])) if x and n["up"] else [],
+                "families": n["families"],
+                "configured_families": n["configured_families"],
+                "rtc_filter": n["rtc_filter"],
+                "graceful_restart": n["graceful_restart"],
+                "max_prefixes": n["max_prefixes"],
+                "last_error": st.last_error,
+                "notification_in": st.notification_in,
+                "notification_out": st.notification_out,
+                "messages_in": dict(x["messages"]["received"]) if x else {},
+                "messages_out": dict(x["messages"]["sent"]) if x else {},
+                "prefixes_in": n["prefixes_in"],
+                "prefixes_out": n["prefixes_out"],
+                "updates_in": n["updates_in"],
+                "updates_out": n["updates_out"],
+                "stale": n["stale"],
+            }
+            out.append(info)
+        if peer is not None and not out:
+            raise KeyError(peer)
+        return out
+
+    def clear(self, peer: str, mode: str = "hard") -> list[str]:
+        """An operator's clear of one peer (:class:`BgpClear`); RibError if refused.
+        Returns the actions queued, as text."""
+        outputs = self.rib.handle(BgpClear(peer, mode), time.monotonic())
+        log.info("clear %s of BGP peer %s by the operator", mode, peer)
+        self._emit(outputs)
+        actions = []
+        for o in outputs:
+            if isinstance(o, BgpTeardown):
+                actions.append(f"NOTIFICATION Cease subcode {o.subcode}")
+            elif isinstance(o, BgpRefresh):
+                actions.append(f"ROUTE-REFRESH {o.family}")
+            elif isinstance(o, BgpResend):
+                actions.append("adj-RIB-out sent again")
+        return actions
+
+    async def reload(self) -> dict[str, Any]:
+        """Read the configuration file again and apply what changed (neighbors,
+        VRFs, forwarders, quotas) without touching unaffected sessions.
+
+        ReloadError (nothing changed) for a file that does not load or a change
+        that needs a restart (``[server]``, ``[xmpp]`` but ``forwarders``,
+        ``[control]``, ``[bgp] graceful_restart`` and ``exabgp``).
+        """
+        if self.config_path is None:
+            raise ReloadError("started without a configuration file: nothing to reload")
+        async with self._reloading:
+            try:
+                new = load(self.config_path)
+            except ConfigError as e:
+                raise ReloadError(str(e)) from None
+            old = self.cfg
+            for key, what in (
+                ("log_level", "server.log_level"),
+                ("control_host", "control.host"),
+                ("control_port", "control.port"),
+                ("graceful_restart", "bgp.graceful_restart"),
+                ("exabgp_python", "bgp.exabgp"),
+                ("xmpp", "xmpp"),
+            ):
+                if getattr(new, key) != getattr(old, key):
+                    raise ReloadError(f"{what}: cannot change on reload (restart the daemon)")
+            try:
+                outputs = self.rib.reconfigure(new)
+            except RibError as e:
+                raise ReloadError(str(e)) from None
+            self.cfg = new
+            self._rates = RateLimits(new.limits.requests_per_second, new.limits.request_burst)
+            old_n = {n.address: n for n in old.neighbors}
+            new_n = {n.address: n for n in new.neighbors}
+            old_v = {v.name: v for v in old.vrfs}
+            new_v = {v.name: v for v in new.vrfs}
+            for a in new_n.keys() - old_n.keys():
+                self.peer_status[a] = PeerStatus(time.time())
+            for a in old_n.keys() - new_n.keys():
+                self.peer_status.pop(a, None)
+            self._emit(outputs)
+            self._wake.set()
+            await self.bgp.reload(new)
+            summary = {
+                "neighbors": _diff(old_n, new_n),
+                "vrfs": _diff(old_v, new_v),
+            }
+            log.info("configuration reloaded from %s: %s", self.config_path, summary)
+            return summary
+
     def show(self, what: str, query: dict[str, str]) -> Any:
         if what == "sessions":
             if self.xmpp is None:
@@ -660,6 +845,18 @@ class RouteServer:
             return self.rib.show_rtc()
         if what == "peers":
             return self.rib.show_peers()
+        if what in ("adj-rib-in", "adj-rib-out"):
+            peer = query.get("peer")
+            if not peer:
+                raise RibError(f"{what}: peer=ADDRESS is required")
+            family = query.get("family") or None
+            if what == "adj-rib-in":
+                return self.rib.adj_rib_in(peer, family)
+            return self.rib.adj_rib_out(peer, family)
+        if what == "route":
+            return self.rib.lookup(
+                query.get("prefix") or None, query.get("rd") or None, query.get("vpn") or None
+            )
         raise KeyError(what)
 
     def metrics(self) -> str:
@@ -707,6 +904,8 @@ class RouteServer:
         for peer in self.rib.show_peers():
             up.add_metric([str(peer["address"])], 1 if peer["up"] else 0)
         yield up
+        yield from self._peer_families(p)
+        yield from self._vrf_families(p)
         yield GaugeMetricFamily(
             p + "xmpp_sessions",
             "bound XMPP sessions (forwarders)",
@@ -717,19 +916,104 @@ class RouteServer:
         )
         yield from self.lag.families("esvpn_rs")
 
+    def _peer_families(self, p: str) -> Iterator[Metric]:
+        """Per BGP peer and family: prefixes in adj-RIB-in / adj-RIB-out, route
+        updates received and sent; per peer: sessions established."""
+        labels = ["peer", "family"]
+        fams: dict[str, GaugeMetricFamily | CounterMetricFamily] = {
+            "prefixes_in": GaugeMetricFamily(
+                p + "bgp_peer_prefixes_received", "paths in the peer's adj-RIB-in", labels=labels
+            ),
+            "prefixes_out": GaugeMetricFamily(
+                p + "bgp_peer_prefixes_advertised", "routes in our adj-RIB-out", labels=labels
+            ),
+            "updates_in": CounterMetricFamily(
+                p + "bgp_peer_updates_received",
+                "route updates received (one per NLRI announced or withdrawn)",
+                labels=labels,
+            ),
+            "updates_out": CounterMetricFamily(
+                p + "bgp_peer_updates_sent",
+                "route updates sent (one per NLRI announced or withdrawn)",
+                labels=labels,
+            ),
+        }
+        established = CounterMetricFamily(
+            p + "bgp_peer_established",
+            "times the BGP session came up (since the daemon started)",
+            labels=["peer"],
+        )
+        for n in self.rib.show_neighbors():
+            addr = str(n["address"])
+            for key, fam in fams.items():
+                counts, families = n[key], n["configured_families"]
+                assert isinstance(counts, dict) and isinstance(families, list)
+                for family in families:
+                    fam.add_metric([addr, family], counts.get(family, 0))
+            st = self.peer_status.get(addr)
+            established.add_metric([addr], st.established if st else 0)
+        yield from fams.values()
+        yield established
+
+    def _vrf_families(self, p: str) -> Iterator[Metric]:
+        """Per VRF: selected routes, subscribed forwarders, changes of its selection."""
+        routes = GaugeMetricFamily(p + "vrf_routes", "selected routes", labels=["vrf"])
+        subs = GaugeMetricFamily(p + "vrf_subscribers", "subscribed forwarders", labels=["vrf"])
+        updates = CounterMetricFamily(
+            p + "vrf_updates",
+            "changes of the VRF's selected routes (selected, replaced, withdrawn)",
+            labels=["vrf"],
+        )
+        for v in self.rib.show_vrfs():
+            name = str(v["name"])
+            n_routes, subscribers = v["routes"], v["subscribers"]
+            assert isinstance(n_routes, int) and isinstance(subscribers, list)
+            routes.add_metric([name], n_routes)
+            subs.add_metric([name], len(subscribers))
+            updates.add_metric([name], self.rib.vrf_updates.get(name, 0))
+        yield routes
+        yield subs
+        yield updates
+
     async def _http(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await httpserve.serve_one(reader, writer, self._http_route)
 
     async def _http_route(self, req: httpserve.Request) -> httpserve.Response:
+        """GET views, POST actions (``/clear``, ``/reload``): an action is never a GET,
+        so no prefetching client or stray link changes anything."""
+        if req.path in ("/clear", "/reload"):
+            if req.method != "POST":
+                return httpserve.Response(405, f"{req.path}: use POST\n")
+            try:
+                if req.path == "/clear":
+                    peer = req.query.get("peer")
+                    if not peer:
+                        raise RibError("/clear: peer=ADDRESS is required")
+                    mode = req.query.get("mode", "hard")
+                    actions = self.clear(peer, mode)
+                    data: Any = {"cleared": peer, "mode": mode, "actions": actions}
+                else:
+                    data = await self.reload()
+            except (RibError, ReloadError) as e:
+                return httpserve.Response(409, f"{e}\n")
+            except (CommandError, TimeoutError) as e:
+                return httpserve.Response(503, f"ExaBGP: {e}\n")
+            return httpserve.Response(200, json.dumps(data, indent=1) + "\n", "application/json")
         if req.method != "GET":
-            return httpserve.Response(400, "bad request\n")
+            return httpserve.Response(405, f"{req.path}: use GET\n")
         if req.path == "/metrics":
             return httpserve.Response(200, self.metrics(), CONTENT_TYPE_LATEST)
         if req.path.startswith("/show/"):
+            what = req.path.removeprefix("/show/")
             try:
-                data = self.show(req.path.removeprefix("/show/"), dict(req.query))
+                if what == "neighbors":
+                    data = await self.show_neighbors(req.query.get("peer") or None)
+                else:
+                    data = self.show(what, dict(req.query))
             except KeyError:
-                return httpserve.Response(404, f"unknown: {req.path}\n")
+                return httpserve.Response(404, f"unknown: {req.path}?{_query(req)}\n")
+            except RibError as e:
+                return httpserve.Response(400, f"{e}\n")
             return httpserve.Response(200, json.dumps(data, indent=1) + "\n", "application/json")
         return httpserve.Response(404, f"unknown: {req.path}\n")
 
@@ -744,6 +1028,18 @@ _COUNTER_HELP = {
     "bgp_commands_refused": "commands ExaBGP answered with an error (retried)",
     "exabgp_restarts": "ExaBGP child restarts",
 }
+
+
+def _diff(old: dict[str, Any], new: dict[str, Any]) -> dict[str, list[str]]:
+    return {
+        "added": sorted(new.keys() - old.keys()),
+        "removed": sorted(old.keys() - new.keys()),
+        "changed": sorted(k for k in old.keys() & new.keys() if old[k] != new[k]),
+    }
+
+
+def _query(req: httpserve.Request) -> str:
+    return "&".join(f"{k}={v}" for k, v in req.query.items())
 
 
 class _Families:

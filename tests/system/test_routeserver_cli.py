@@ -164,8 +164,24 @@ def test_run_show_and_stop(tmp_path: Path) -> None:
             "esvpn_rs_loop_lag_worst_seconds": "gauge",
             "esvpn_rs_loop_lag_recent_max_seconds": "gauge",
             "esvpn_rs_loop_lag_seconds": "histogram",
+            "esvpn_rs_bgp_peer_prefixes_received": "gauge",
+            "esvpn_rs_bgp_peer_prefixes_advertised": "gauge",
+            "esvpn_rs_bgp_peer_updates_received_total": "counter",
+            "esvpn_rs_bgp_peer_updates_sent_total": "counter",
+            "esvpn_rs_bgp_peer_established_total": "counter",
+            "esvpn_rs_vrf_routes": "gauge",
+            "esvpn_rs_vrf_subscribers": "gauge",
+            "esvpn_rs_vrf_updates_total": "counter",
         }
         assert fams["esvpn_rs_bgp_peer_up"][2] == {'esvpn_rs_bgp_peer_up{peer="127.0.6.22"}': 0}
+        assert fams["esvpn_rs_bgp_peer_prefixes_received"][2] == {
+            f'esvpn_rs_bgp_peer_prefixes_received{{family="{f}",peer="127.0.6.22"}}': 0
+            for f in ("vpnv4", "vpnv6", "rtc")
+        }
+        assert fams["esvpn_rs_vrf_routes"][2] == {
+            'esvpn_rs_vrf_routes{vrf="tenant1"}': 0,
+            'esvpn_rs_vrf_routes{vrf="tenant1-hub"}': 0,
+        }
     finally:
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=20)

@@ -289,3 +289,35 @@ def test_session_events_logged_and_every_refusal_counted(
                     "(Cease, Administrative Shutdown): maintenance"),
         ("WARNING", f"BGP session with {PE} (AS 64512) down: peer reset the session"),
     ]  # fmt: skip
+
+
+def test_text_answers_are_the_reply_of_their_command_not_messages() -> None:
+    """ExaBGP answers ``reload`` with 'reload in progress' and ``show neighbor json``
+    with a JSON list, then 'done': that text is the command's reply; a message
+    (a JSON object) between them is still a message."""
+
+    async def body() -> None:
+        got: list[list[Input]] = []
+        bad: list[BgpInputError] = []
+        bgp = ExaBgp(CFG, got.append, bad.append)
+        peer, task = await attach(bgp)
+        reload = asyncio.create_task(bgp.query("reload"))
+        show = asyncio.create_task(bgp.query("show neighbor json"))
+        await until(lambda: bgp.pending == 2, "two queries written")
+        assert [await peer.command(), await peer.command()] == ["reload", "show neighbor json"]
+        peer.say("reload in progress", STATE_UP, "done", '[{"peer": {"address": "192.0.2.1"}}]')
+        peer.say("done")
+        assert await reload == ["reload in progress"]
+        assert await show == ['[{"peer": {"address": "192.0.2.1"}}]']
+        assert got == [[BgpPeerUp(PE, 0)]]
+        assert (bad, bgp.bad_messages) == ([], 0)
+        # the same text for a command that has no reply is a bad message
+        fut = bgp.submit("neighbor 192.0.2.1 teardown 4")
+        await peer.command()
+        peer.say("reload in progress", "done")
+        await until(fut.done, "answer")
+        assert bgp.bad_messages == 1
+        peer.writer.close()
+        await task
+
+    run(body)

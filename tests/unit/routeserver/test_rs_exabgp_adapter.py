@@ -98,6 +98,7 @@ def test_render_config_exact():
             "  api {",
             "    processes [ esvpn-rs ];",
             "    receive { parsed; update; open; notification; }",
+            "    send { parsed; notification; }",
             "    neighbor-changes;",
             "  }",
             "}",
@@ -115,6 +116,7 @@ def test_render_config_exact():
             "  api {",
             "    processes [ esvpn-rs ];",
             "    receive { parsed; update; open; notification; }",
+            "    send { parsed; notification; }",
             "    neighbor-changes;",
             "  }",
             "}",
@@ -187,7 +189,12 @@ def test_parse_updates():
             "local-preference": 200,
             "originator-id": "127.0.0.9",
             "cluster-list": ["127.0.6.2", "127.0.6.4"],
-            "extended-community": [{"value": rt100, "string": "target:64512:100"}, {"value": ver}],
+            "community": [[65001, 100], [65535, 65281]],
+            "extended-community": [
+                {"value": rt100, "string": "target:64512:100"},
+                {"value": ver},
+                {"value": 0x030C00000000_0008},  # an encapsulation community: kept as hex
+            ],
         },
         "announce": {
             **VPN_ANNOUNCE,
@@ -205,7 +212,12 @@ def test_parse_updates():
         },
     }
     line = update_line(upd)
-    attrs = BgpAttrs(200, (65001, 65002, 65003), 2, 5, "127.0.0.9", 2, ((65009, 65003),))
+    attrs = BgpAttrs(
+        200, (65001, 65002, 65003), 2, 5, "127.0.0.9", 2, ((65009, 65003),),
+        cluster_list=("127.0.6.2", "127.0.6.4"),
+        communities=("65001:100", "65535:65281"),
+        ext_communities=("0x030c000000000008",),
+    )  # fmt: skip
     assert parse_message(line, PeerOpen({})) == [
         BgpRouteDel("127.0.0.2", "64512:8", ip_network("10.3.3.3/32")),
         BgpRtcDel("127.0.0.2", "64512:200"),

@@ -637,3 +637,139 @@ def test_anycast_prefix_keeps_every_forwarders_path_in_bgp():
     assert out == [BgpAnnounce(PE, replace(one, rd="64512:9"))]
     out = rib.handle(XmppRouteAdd(H2, "red", p, a("192.0.2.12"), 20000, 2), 0)
     assert out == [BgpAnnounce(PE, replace(two, rd="64512:9", version=2))]
+
+
+# ------------------------------------------------------------ operator surface
+
+
+def test_max_prefixes_ends_the_session_with_cease_1_and_drops_its_paths():
+    from routeserver.rib import BgpTeardown
+
+    config = cfg()
+    config = replace(
+        config, neighbors=(replace(config.neighbors[0], max_prefixes=2), config.neighbors[1])
+    )
+    rib = Rib(config)
+    rib.handle(BgpPeerUp(PE, 120), 0)  # graceful restart advertised
+    add = [
+        BgpRouteAdd(PE, "1:1", n(f"10.0.0.{i}/32"), 16, a("192.0.2.9"), frozenset())
+        for i in range(4)
+    ]
+    rib.handle(add[0], 0)
+    rib.handle(add[1], 0)
+    rib.handle(add[1], 0)  # the same path again: no new prefix
+    teardown = BgpTeardown(PE, 1, "more than 2 prefixes (bgp.neighbor.max_prefixes)")
+    assert rib.handle(add[2], 0) == [teardown]
+    assert rib.handle(add[3], 0) == []  # asked once per session
+    assert rib.show_neighbors()[0]["prefixes_in"] == {"vpnv4": 2}
+    # the session ends: its paths go at once, graceful restart or not (RFC 4724 §4)
+    rib.handle(BgpPeerDown(PE), 1)
+    while rib.has_work():
+        rib.work()
+    assert (rib.show_neighbors()[0]["prefixes_in"], rib.show_neighbors()[0]["stale"]) == ({}, 0)
+    # without a prefix limit or a teardown, a GR peer's paths stay stale
+    rib.handle(BgpPeerUp(PE, 120), 2)
+    rib.handle(add[0], 2)
+    rib.handle(BgpPeerDown(PE), 3)
+    while rib.has_work():
+        rib.work()
+    assert rib.show_neighbors()[0]["stale"] == 1
+
+
+def test_clear_modes():
+    from routeserver.rib import BgpClear, BgpRefresh, BgpResend, BgpTeardown
+
+    rib = live(cfg())
+    assert rib.handle(BgpClear(PE, "soft-in"), 0) == [
+        BgpRefresh(PE, "rtc"), BgpRefresh(PE, "vpnv4"), BgpRefresh(PE, "vpnv6")
+    ]  # fmt: skip
+    assert rib.handle(BgpClear(PE2, "soft"), 0) == [
+        BgpRefresh(PE2, "vpnv4"), BgpRefresh(PE2, "vpnv6"), BgpResend(PE2)
+    ]  # fmt: skip
+    assert rib.handle(BgpClear(PE, "hard"), 0) == [BgpTeardown(PE, 4, "cleared by the operator")]
+    rib.handle(BgpPeerDown(PE), 0)
+    with pytest.raises(RibError) as ei:
+        rib.handle(BgpClear(PE, "soft-out"), 0)
+    assert str(ei.value) == "BGP peer 192.0.2.1 is not established: no soft reset"
+    with pytest.raises(RibError) as ei:
+        rib.handle(BgpClear("192.0.2.9", "hard"), 0)
+    assert str(ei.value) == "BGP peer 192.0.2.9 is not configured"
+    with pytest.raises(RibError) as ei:
+        rib.handle(BgpClear(PE2, "gentle"), 0)
+    assert str(ei.value) == "clear mode 'gentle' is not one of hard, soft, soft-in, soft-out"
+
+
+def test_lookup_says_why_the_best_path_won():
+    rib = live(cfg())
+    rt = frozenset({"64512:100"})
+
+    def bgp(peer, rd, **attrs):
+        return BgpRouteAdd(peer, rd, n("10.5.0.0/16"), 16, a("192.0.2.9"), rt, 0, BgpAttrs(**attrs))
+
+    rib.handle(bgp(PE, "1:1", local_pref=200, communities=("65001:7",)), 0)
+    rib.handle(bgp(PE, "1:2", local_pref=100), 0)
+    rib.handle(bgp(PE2, "1:3", local_pref=200, as_path=(65001, 65002)), 0)
+    rib.handle(bgp(PE2, "1:4", local_pref=200, as_path=(65001,), med=10), 0)
+    rib.handle(bgp(PE2, "1:5", local_pref=200, as_path=(65001,), med=5), 0)
+    [entry] = rib.lookup("10.5.1.1", vpn="red")
+    assert (entry["vrf"], entry["prefix"]) == ("red", "10.5.0.0/16")
+    whys = [(p["rd"], p["why"]) for p in entry["paths"]]
+    assert whys == [
+        ("1:1", "best of 5 paths"),
+        ("1:4", "lost on AS_PATH length 1 > 0"),
+        ("1:5", "lost on AS_PATH length 1 > 0"),
+        ("1:3", "lost on AS_PATH length 2 > 0"),
+        ("1:2", "lost on LOCAL_PREF 100 < 200"),
+    ]
+    assert entry["paths"][0]["communities"] == ["65001:7"]
+    assert entry["paths"][0]["ext_communities"] == ["target:64512:100"]
+    # between the two eBGP paths of one neighbour AS, MED decides
+    rib.handle(BgpRouteDel(PE, "1:1", n("10.5.0.0/16")), 0)
+    rib.handle(BgpRouteDel(PE, "1:2", n("10.5.0.0/16")), 0)
+    [entry] = rib.lookup("10.5.0.0/16", vpn="red")
+    assert [(p["rd"], p["why"]) for p in entry["paths"]] == [
+        ("1:4", "lost on MED 10 > 5 (lowest from neighbour AS 65001)"),
+        ("1:5", "best of 3 paths"),
+        ("1:3", "lost on AS_PATH length 2 > 1"),
+    ]
+    assert [e["prefix"] for e in rib.lookup(rd="1:3")] == ["10.5.0.0/16"]
+    assert rib.lookup("10.6.0.0/16") == []
+    with pytest.raises(RibError) as ei:
+        rib.lookup("10.5")
+    assert str(ei.value) == "'10.5' is not an IP prefix or address"
+
+
+def test_reconfigure_adds_and_removes_neighbors_and_vrfs():
+    rib = live(cfg())
+    rib.handle(XmppSubscribe(H1, "red"), 0)
+    rib.handle(XmppRouteAdd(H1, "red", n("10.1.1.1/32"), a("192.0.2.11"), 10000, 1), 0)
+    rib.handle(BgpRtcAdd(PE, None), 0)
+    old = rib.config
+    # red removed, PE2 removed, a new neighbor and VRF blue
+    new = load_dict(
+        {
+            "server": {"router_id": "10.255.0.1", "asn": 64512},
+            "bgp": {"neighbor": [
+                {"address": PE, "asn": 64512, "families": ["vpnv4", "vpnv6", "rtc"]},
+                {"address": "192.0.2.3", "asn": 64512},
+            ]},
+            "vrf": [{"vpn": "blue", "import_targets": ["64512:300"],
+                     "export_targets": ["64512:300"]}],
+        }
+    )  # fmt: skip
+    out = rib.reconfigure(new)
+    while rib.has_work():
+        out += rib.work()
+    route = VpnRoute(
+        "192.0.2.11:1", n("10.1.1.1/32"), 10000, a("192.0.2.11"), frozenset({"64512:100"}), 1
+    )
+    assert out == [
+        FwdWithdraw(H1, "red", (n("10.1.1.1/32"),)),
+        BgpWithdraw(PE, route),
+        RtcWithdraw(PE, "64512:100"),
+    ]
+    assert [x["address"] for x in rib.show_neighbors()] == [PE, "192.0.2.3"]
+    assert [v["name"] for v in rib.show_vrfs()] == ["blue"]
+    with pytest.raises(RibError) as ei:
+        rib.reconfigure(replace(old, asn=1))
+    assert str(ei.value) == "server.asn: cannot change on reload (restart the daemon)"
