@@ -146,7 +146,7 @@ def test_a_label_is_taken_only_from_the_forwarders_of_its_vpn(tmp_path: Path) ->
 
     async def scenario() -> None:
         pki = make_pki(tmp_path / "pki")
-        rs = route_server(pki, {"red": "64512:100", "blue": "64512:200"})
+        rs = route_server(pki, {"red": "64512:100", "blue": "64512:200"}, forwarders=[A_FWD, B_FWD])
         a, b = two_labs(tmp_path, pki)
         await rs.start()
         try:
