@@ -149,14 +149,15 @@ class Views:
         flows = Table(title="traffic (50 packets/s per flow)", expand=True)
         for col in ("flow", "VPN", "sent", "received", "lost", "outages"):
             flows.add_column(col)
-        leaks = 0
+        status: dict[str, dict[str, Any]] = {}
         for es in lab.topo.end_systems:
-            with contextlib.suppress(Exception):
-                leaks += lab.traffic(es.name)["leaks"] + lab.traffic(es.name)["unexpected"]
+            with contextlib.suppress(OSError, ValueError):
+                status[es.name] = lab.traffic(es.name)
+        leaks = sum(t["leaks"] + t["unexpected"] for t in status.values())
         for name, src, dst, _sa, _da in lab.topo.flows():
-            try:
-                sent = lab.traffic(src.name)["sent"].get(name, 0)
-                rx = lab.traffic(dst.name)["received"][name]
+            if src.name in status and dst.name in status:
+                sent = status[src.name]["sent"].get(name, 0)
+                rx = status[dst.name]["received"][name]
                 flows.add_row(
                     name,
                     src.vpn,
@@ -165,7 +166,7 @@ class Views:
                     str(rx["missing"]),
                     str(len(rx["outages"])),
                 )
-            except Exception:
+            else:
                 flows.add_row(name, src.vpn, "-", "-", "-", "-")
         flows.caption = (
             f"frames delivered into the wrong VPN or to the wrong end-system: {leaks}   "

@@ -23,12 +23,15 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import signal
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
 
 from lab.lab import Lab, LabError, poll
 
@@ -63,8 +66,6 @@ def kill_exabgp(lab: Lab, rs: str) -> None:
     pid = lab.exabgp_pid(rs)
     if pid is None:
         raise LabError(f"{rs} has no ExaBGP child")
-    import os
-
     os.kill(pid, signal.SIGKILL)
 
     # the route server starts a new one: wait until its peer is up again
@@ -271,15 +272,11 @@ def loop_lags(lab: Lab) -> dict[str, float]:
 
 
 def _metric_max(text: str) -> float:
-    best = -1.0
-    for line in text.splitlines():
-        if line.startswith("#") or "loop_lag_recent_max_seconds" not in line.split()[0]:
-            continue
-        try:
-            best = max(best, float(line.split()[-1]))
-        except ValueError:
-            continue
-    return best
+    """The ``*_loop_lag_recent_max_seconds`` gauge of a /metrics text, or -1."""
+    for fam in text_string_to_metric_families(text):
+        if fam.name.endswith("_loop_lag_recent_max_seconds"):
+            return max(float(s.value) for s in fam.samples)
+    return -1.0
 
 
 def run_fault(
@@ -303,7 +300,9 @@ def run_fault(
     problems = state_differences(lab)
     if problems:
         raise LabError(f"after {name}, the state changed once the timers ran out: {problems}")
-    time.sleep(0.5)  # let the last packets sent before the check arrive (a drain, not a wait)
+    # only a gap below a later arrival counts as lost: once every flow has
+    # delivered again after this mark, the count is complete
+    poll(partial(flowing_since, lab, time.monotonic()), 5, "the last packets")
     after = flow_state(lab)
     lost = sum(after[f]["missing"] - before[f]["missing"] for f in after)
     outages = [

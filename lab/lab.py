@@ -102,35 +102,32 @@ class Proc:
         return self.popen is not None and self.popen.poll() is None
 
 
-def children(pid: int) -> list[int]:
-    """Every process whose parent is ``pid`` (from /proc)."""
-    out = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        with contextlib.suppress(OSError):
-            stat = (entry / "stat").read_text()
-            ppid = int(stat.rsplit(")", 1)[1].split()[1])
-            if ppid == pid:
-                out.append(int(entry.name))
-    return out
+def _stat(pid: int | str) -> list[str] | None:
+    """The fields of /proc/PID/stat after the command name, or None if gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
 
 
 def descendants(pid: int) -> list[int]:
+    """Every live (not zombie) descendant of ``pid``, from one pass over /proc."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (fields := _stat(entry.name)) and fields[0] != "Z":
+            parents[int(entry.name)] = int(fields[1])
     out, todo = [], [pid]
     while todo:
-        kids = children(todo.pop())
+        parent = todo.pop()
+        kids = [c for c, pp in parents.items() if pp == parent]
         out += kids
         todo += kids
     return out
 
 
 def pid_alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    fields = _stat(pid)
+    return fields is not None and fields[0] != "Z"
 
 
 @dataclass

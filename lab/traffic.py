@@ -213,7 +213,7 @@ def write_status(path: Path, status: dict[str, object]) -> None:
 
 
 def parse_flow(spec: str) -> Flow:
-    name, src, dst = spec.split(",") if "," in spec else spec.split("@")
+    name, src, dst = spec.split(",")
     return Flow(name, src, dst)
 
 

@@ -28,6 +28,7 @@ from esxmpp import dialect as d
 from esxmpp.client import XmppClient
 from esxmpp.config import ClientConfig
 from esxmpp.testing import Pki, make_pki
+from lab.lab import descendants, pid_alive
 from tests.system.test_routeserver_gobgp import (
     DOMAIN,
     F1,
@@ -158,40 +159,9 @@ class RsProcess:
         self.proc.wait(10)
 
 
-def children(pid: int) -> list[int]:
-    """Every live descendant of ``pid`` (from /proc)."""
-    parents: dict[int, int] = {}
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{name}/stat").read_text()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[1].split()
-        if fields[0] != "Z":
-            parents[int(name)] = int(fields[1])
-    out: list[int] = []
-    todo = [pid]
-    while todo:
-        p = todo.pop()
-        kids = [c for c, pp in parents.items() if pp == p]
-        out += kids
-        todo += kids
-    return out
-
-
-def alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
 def exabgp_of(pid: int) -> list[int]:
     out = []
-    for c in children(pid):
+    for c in descendants(pid):
         try:
             cmd = Path(f"/proc/{c}/cmdline").read_bytes().split(b"\0")
         except OSError:
@@ -236,7 +206,9 @@ def test_kill_9_takes_exabgp_along_and_a_restart_peers_again(
         assert len(helpers) == 2, helpers  # ExaBGP and the API relay it runs
         rs.proc.kill()
         rs.proc.wait(5)
-        await poll(lambda: not any(alive(p) for p in helpers), "ExaBGP gone with its parent", 10)
+        await poll(
+            lambda: not any(pid_alive(p) for p in helpers), "ExaBGP gone with its parent", 10
+        )
         await poll(lambda: not neighbor_established(RS1), "GoBGP session down", 10)
         # graceful restart (120 s): GoBGP keeps our route, stale, for the restart time
         await poll(lambda: stale(OURS), "our route stale in GoBGP", 10)
@@ -320,7 +292,7 @@ def test_sigterm_under_load_exits_within_5s_and_restarts_on_the_same_ports(
             rs.proc.send_signal(signal.SIGTERM)
             await poll(lambda: rs.proc.poll() is not None, "exit after SIGTERM", 5.0)
             await poll(
-                lambda: not any(alive(p) for p in helpers),
+                lambda: not any(pid_alive(p) for p in helpers),
                 "children gone",
                 5.0 - (time.monotonic() - t0),
             )
